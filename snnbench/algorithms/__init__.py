@@ -1,0 +1,17 @@
+"""Training methods, one file each; the registry name is the file stem with ``_`` → ``-``."""
+
+from snnbench.algorithms._base import (
+    Algorithm,
+    AlgorithmConfig,
+    Evaluation,
+    Paper,
+    RunContext,
+    TrainState,
+)
+from snnbench.registry import Registry
+
+algorithms: Registry[type[Algorithm]] = Registry(
+    "algorithm", base=Algorithm, package="snnbench.algorithms", entry_point_group="snnbench.algorithms"
+)
+
+__all__ = ["Algorithm", "AlgorithmConfig", "Evaluation", "Paper", "RunContext", "TrainState", "algorithms"]

@@ -1,0 +1,216 @@
+"""The ``snnbench`` command line: options → one library call → rich rendering.
+
+Only :class:`~snnbench.errors.SnnbenchError` is caught (one red line, exit 1, or 2 for bad input); any
+other exception is a bug and keeps its traceback. Heavy imports (torch) happen inside commands.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="snnbench",
+    help="Benchmark spiking-neural-network training methods: same data, same protocol, comparable results.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    err_console.print(f"[red]Error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(getattr(exc, "exit_code", 1))
+
+
+def _ints(value: str | None, option: str) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {value!r}", param_hint=option) from None
+
+
+def _names(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Format(str, Enum):
+    md = "md"
+    csv = "csv"
+
+
+class Listing(str, Enum):
+    algorithms = "algorithms"
+    datasets = "datasets"
+    suites = "suites"
+    architectures = "architectures"
+    encodings = "encodings"
+
+
+@app.command(epilog="Example: snnbench run --suite digits-lowT --budget smoke --algorithms bptt --timesteps 2,4")
+def run(
+    suite: Annotated[str, typer.Option(help="suite name (suites/NAME.yaml) or path to a suite file")],
+    budget: Annotated[str | None, typer.Option(help="budget from the suite (e.g. smoke, full)")] = None,
+    algorithms: Annotated[str | None, typer.Option(help="comma-separated subset of the suite's algorithms")] = None,
+    timesteps: Annotated[str | None, typer.Option(help="comma-separated T values, replacing the suite's")] = None,
+    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds, replacing the suite's")] = None,
+    device: Annotated[Device, typer.Option(help="where to train")] = Device.auto,
+    out: Annotated[Path, typer.Option(help="output directory (records, leaderboard, plots)")] = Path("results"),
+    resume: Annotated[bool, typer.Option(help="skip runs that already have a record; resume killed runs")] = True,
+    data_dir: Annotated[Path | None, typer.Option(help="dataset root (default $SNNBENCH_DATA or user cache)")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
+) -> None:
+    """Train and evaluate a suite's grid (algorithms × T × seeds); write records, leaderboard and plots."""
+    from snnbench.errors import SnnbenchError
+
+    try:
+        from snnbench.runner import run_suite
+        from snnbench.suite import Overrides
+
+        overrides = Overrides(
+            budget=budget,
+            algorithms=_names(algorithms),
+            timesteps=_ints(timesteps, "--timesteps"),
+            seeds=_ints(seeds, "--seeds"),
+        )
+        from snnbench.ui import ProgressRenderer, summary_table
+
+        with ProgressRenderer(console, quiet=quiet) as renderer:
+            result = run_suite(
+                suite, overrides, out_dir=out, device=device.value, resume=resume, data_dir=data_dir, on_event=renderer
+            )
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    if not quiet:
+        console.print(summary_table(result))
+        if not result.trained:
+            console.print(f"Nothing to train: all {len(result.skipped)} runs already have records (use --no-resume to rerun).")
+        else:
+            console.print(f"Trained {len(result.trained)} runs, skipped {len(result.skipped)} with records.")
+        console.print(f"Records: {result.out_dir / 'runs'}")
+        for path in result.files:
+            console.print(f"Wrote {path}")
+
+
+@app.command(name="list", epilog="Example: snnbench list algorithms")
+def list_(what: Annotated[Listing, typer.Argument(help="what to list")]) -> None:
+    """List algorithms, datasets, suites, architectures or encodings, one line each."""
+    from rich.table import Table
+
+    from snnbench.errors import SnnbenchError
+
+    try:
+        table = Table(show_header=True, header_style="bold")
+        if what is Listing.algorithms:
+            from snnbench.algorithms import algorithms as registry
+
+            table.add_column("algorithm"), table.add_column("description"), table.add_column("paper")
+            table.add_column("v"), table.add_column("origin")
+            for name in registry.names():
+                cls = registry.get(name)
+                cite = cls.paper.cite() if cls.paper else ""
+                table.add_row(name, cls.description, cite, str(cls.version), registry.origin(name))
+        elif what is Listing.datasets:
+            from snnbench.data import data_root, datasets
+
+            table.add_column("dataset"), table.add_column("description"), table.add_column("status")
+            for name in datasets.names():
+                cls = datasets.get(name)
+                table.add_row(name, cls.description, cls().status(data_root()))
+        elif what is Listing.suites:
+            from snnbench.suite import load_suite, suite_names
+
+            table.add_column("suite"), table.add_column("dataset"), table.add_column("description")
+            for name in suite_names():
+                s = load_suite(name)
+                table.add_row(name, s.dataset, s.description.strip().splitlines()[0] if s.description else "")
+        elif what is Listing.architectures:
+            from snnbench.architectures import architectures
+
+            table.add_column("architecture"), table.add_column("layers"), table.add_column("source")
+            for name in architectures.names():
+                arch = architectures.get(name)
+                table.add_row(name, arch.notation, arch.source or arch.description)
+        else:
+            from snnbench.data.encoding import encodings
+
+            table.add_column("encoding"), table.add_column("description")
+            for name in encodings.names():
+                doc = (encodings.get(name).__doc__ or "").strip().splitlines()
+                table.add_row(name, doc[0] if doc else "")
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    console.print(table)
+
+
+@app.command(epilog="Example: snnbench leaderboard --suite digits-lowT --format csv")
+def leaderboard(
+    suite: Annotated[str, typer.Option(help="suite name or path")],
+    format: Annotated[Format, typer.Option(help="print as markdown or CSV")] = Format.md,
+    out: Annotated[Path, typer.Option(help="output directory holding <suite>/runs")] = Path("results"),
+    budget: Annotated[str | None, typer.Option(help="budget to rank (default: the suite's)")] = None,
+) -> None:
+    """Rebuild the leaderboard (and plots) of a suite from its records and print it."""
+    from snnbench.errors import SnnbenchError
+
+    try:
+        from snnbench.leaderboard import write_reports
+        from snnbench.suite import load_suite
+
+        loaded = load_suite(suite)
+        files = write_reports(loaded, out / loaded.name, budget)
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    path = files[0] if format is Format.md else files[1]
+    sys.stdout.write(path.read_text())
+
+
+@app.command(epilog="Example: snnbench plot --suite digits-lowT")
+def plot(
+    suite: Annotated[str, typer.Option(help="suite name or path")],
+    out: Annotated[Path, typer.Option(help="output directory holding <suite>/runs")] = Path("results"),
+    budget: Annotated[str | None, typer.Option(help="budget to plot (default: the suite's)")] = None,
+) -> None:
+    """Draw the suite's Pareto plot (accuracy vs T) from its records."""
+    from snnbench.errors import SnnbenchError
+
+    try:
+        from snnbench.leaderboard import build, select_records
+        from snnbench.plots import pareto
+        from snnbench.records import load_records
+        from snnbench.suite import load_suite
+
+        loaded = load_suite(suite)
+        suite_dir = out / loaded.name
+        if not (suite_dir / "runs").is_dir():
+            raise SnnbenchError(f"no records for suite {loaded.name} under {suite_dir}")
+        table = build(select_records(load_records(suite_dir), loaded, budget))
+        if table.empty:
+            raise SnnbenchError(f"no records of budget {budget or loaded.default_budget!r} under {suite_dir}")
+        paths = pareto(table, loaded, suite_dir / "pareto")
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    for path in paths:
+        console.print(f"Wrote {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

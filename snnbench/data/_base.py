@@ -1,0 +1,119 @@
+"""The dataset contract: a dataset loads into in-memory tensors plus a :class:`DatasetInfo`.
+
+Static image sets hold ``x`` as ``[N, C, H, W]`` float32 intensities in [0, 1] (an encoding turns them
+into ``T`` steps); event sets hold frames already binned to ``T`` steps, ``[N, T, C, H, W]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What an algorithm needs to know to build a network for the data."""
+
+    name: str
+    input_shape: tuple[int, ...]  # one sample at one time step, e.g. (1, 8, 8)
+    num_classes: int
+    kind: Literal["static", "events"] = "static"
+    mean: tuple[float, ...] | None = None  # published per-channel statistics, for normalisation
+    std: tuple[float, ...] | None = None
+
+
+@dataclass
+class Split:
+    """One split held in memory: ``x`` (see module docstring) and integer labels ``y``."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def take(self, n: int | None, seed: int = 0) -> Split:
+        """A fixed, class-stratified subset of ``n`` samples (same for every run and seed)."""
+        if n is None or n >= len(self):
+            return self
+        generator = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(self), generator=generator)
+        # round-robin over classes in the permuted order keeps the class balance of the split
+        labels = self.y[order]
+        rank = torch.empty_like(order)
+        for cls in labels.unique():
+            members = (labels == cls).nonzero().flatten()
+            rank[members] = torch.arange(len(members))
+        chosen = order[torch.argsort(rank * (int(labels.max()) + 1) + labels, stable=True)[:n]]
+        chosen, _ = chosen.sort()
+        return Split(self.x[chosen], self.y[chosen])
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+        transform: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Mini-batches, the last one partial (never dropped); no per-sample Python work."""
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        for start in range(0, n, batch_size):
+            index = order[start : start + batch_size]
+            x = self.x[index]
+            if transform is not None:
+                x = transform(x, generator)
+            yield x.to(device, non_blocking=True), self.y[index].to(device, non_blocking=True)
+
+    def fingerprint(self) -> str:
+        """sha256 of labels and data, to record exactly which samples a run saw."""
+        digest = hashlib.sha256()
+        digest.update(self.y.numpy().tobytes())
+        digest.update(self.x.contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+
+@dataclass
+class LoadedDataset:
+    """Both splits, the info, an optional training augmentation, and provenance for the record."""
+
+    info: DatasetInfo
+    train: Split
+    test: Split
+    augment: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None
+    provenance: dict[str, object] = field(default_factory=dict)
+
+
+class DatasetOptions(BaseModel):
+    """Per-dataset options a suite may set under ``dataset_options`` (none by default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Dataset(ABC):
+    """A dataset family member. Subclasses set ``description``, ``Options`` and implement ``load``."""
+
+    registry_name: ClassVar[str]
+    description: ClassVar[str] = ""
+    Options: ClassVar[type[DatasetOptions]] = DatasetOptions
+
+    @abstractmethod
+    def info(self, options: DatasetOptions) -> DatasetInfo:
+        """Static facts about the data (shapes, classes) without loading it."""
+
+    @abstractmethod
+    def load(self, options: DatasetOptions, root: Path, T: int) -> LoadedDataset:
+        """Load both splits into memory (event sets: binned to ``T`` frames)."""
+
+    def status(self, root: Path) -> str:
+        """One word for ``snnbench datasets list``: embedded, present, missing."""
+        return "embedded"

@@ -1,0 +1,1 @@
+"""Spiking neuron dynamics: pure step functions and surrogates (functional) and thin modules (layers)."""

@@ -1,0 +1,107 @@
+"""Pure neuron dynamics and surrogate spike functions.
+
+Spikes are ``Θ(v − ϑ)`` with ``Θ(0) = 1`` (SpikingJelly's convention). A surrogate keeps that forward and
+replaces the derivative in the backward pass by the derivative of a smooth stand-in ``g``:
+
+* ``sigmoid``       g(x) = σ(αx),                      g'(x) = α σ(αx)(1 − σ(αx)),   α = 4 (SpikingJelly)
+* ``arctan``        g(x) = arctan(π α x / 2)/π + 1/2,  g'(x) = (α/2) / (1 + (π α x / 2)²), α = 2 (snnTorch)
+* ``fast-sigmoid``  g(x) = x / (1 + α|x|) (SuperSpike), g'(x) = 1 / (1 + α|x|)²,     α = 25 (snnTorch slope)
+
+Each surrogate's ``backward`` is tested against autograd of its ``smooth`` function.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+
+@dataclass(frozen=True)
+class Surrogate:
+    """A smooth stand-in ``smooth`` for the Heaviside step and its analytic ``derivative``."""
+
+    name: str
+    default_alpha: float
+    smooth: Callable[[torch.Tensor, float], torch.Tensor]
+    derivative: Callable[[torch.Tensor, float], torch.Tensor]
+
+
+def _sigmoid_derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    s = torch.sigmoid(alpha * x)
+    return alpha * s * (1.0 - s)
+
+
+def _arctan_derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    return (alpha / 2.0) / (1.0 + (math.pi / 2.0 * alpha * x) ** 2)
+
+
+def _fast_sigmoid_derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    return 1.0 / (1.0 + alpha * x.abs()) ** 2
+
+
+SURROGATES: dict[str, Surrogate] = {
+    "sigmoid": Surrogate("sigmoid", 4.0, lambda x, a: torch.sigmoid(a * x), _sigmoid_derivative),
+    "arctan": Surrogate(
+        "arctan", 2.0, lambda x, a: torch.atan(math.pi / 2.0 * a * x) / math.pi + 0.5, _arctan_derivative
+    ),
+    "fast-sigmoid": Surrogate(
+        "fast-sigmoid", 25.0, lambda x, a: x / (1.0 + a * x.abs()), _fast_sigmoid_derivative
+    ),
+}
+
+
+class _SurrogateSpike(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, alpha: float, derivative: Callable) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.alpha, ctx.derivative = alpha, derivative
+        return (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad_output * ctx.derivative(x, ctx.alpha), None, None
+
+
+def spike(x: torch.Tensor, surrogate: str = "sigmoid", alpha: float | None = None) -> torch.Tensor:
+    """Heaviside ``Θ(x)`` forward, surrogate derivative backward."""
+    s = SURROGATES[surrogate]
+    return _SurrogateSpike.apply(x, s.default_alpha if alpha is None else alpha, s.derivative)
+
+
+class LIFParams(NamedTuple):
+    """Decay-input LIF (SpikingJelly ``LIFNode`` defaults): τ = 2, ϑ = 1, hard reset to 0."""
+
+    tau: float = 2.0
+    v_threshold: float = 1.0
+    v_reset: float | None = 0.0  # None: soft reset (subtract ϑ)
+    surrogate: str = "sigmoid"
+    alpha: float | None = None
+    detach_reset: bool = False
+
+
+def lif_step(x: torch.Tensor, v: torch.Tensor, p: LIFParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the decay-input LIF neuron; returns ``(spike, v_next)``.
+
+    Charge:  h = v + (x − (v − v_reset)) / τ      (v_reset = 0 for soft reset)
+    Fire:    s = Θ(h − ϑ)
+    Reset:   v' = h (1 − s) + v_reset s   (hard)   or   v' = h − ϑ s   (soft)
+    """
+    v_rest = 0.0 if p.v_reset is None else p.v_reset
+    h = v + (x - (v - v_rest)) / p.tau
+    s = spike(h - p.v_threshold, p.surrogate, p.alpha)
+    s_reset = s.detach() if p.detach_reset else s
+    if p.v_reset is None:
+        v_next = h - p.v_threshold * s_reset
+    else:
+        v_next = h * (1.0 - s_reset) + p.v_reset * s_reset
+    return s, v_next
+
+
+def leaky_integrate_step(x: torch.Tensor, v: torch.Tensor, tau: float) -> torch.Tensor:
+    """Non-firing decay-input leaky integrator (a readout layer): v' = v + (x − v)/τ."""
+    return v + (x - v) / tau

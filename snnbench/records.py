@@ -1,0 +1,170 @@
+"""Run records: one immutable JSON file per run, written atomically, versioned, self-describing.
+
+Layout under an output directory ``OUT`` (``results`` by default)::
+
+    OUT/<suite>/runs/<run_id>.json        the records (committed for the reference suites)
+    OUT/<suite>/checkpoints/<run_id>.pt   per-epoch checkpoint of an unfinished run (git-ignored)
+    OUT/<suite>/cache/<training_key>.pt   trained networks shared across T (git-ignored)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from snnbench.errors import RecordError
+
+SCHEMA_VERSION = 1
+Status = Literal["ok", "diverged", "failed"]
+
+# upgrade functions for older schemas: {old_version: function(dict) -> dict of old_version + 1}
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+class RunRecord(BaseModel):
+    """Everything about one run. ``metrics`` keys are documented in :data:`snnbench.metrics.METRICS`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    suite: str
+    suite_version: int
+    entry: str
+    algorithm: str
+    algorithm_version: int
+    algorithm_source_sha256: str
+    dataset: str
+    T: int
+    seed: int
+    budget: str
+    spec: dict[str, Any]
+    spec_hash: str
+    status: Status
+    error: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    dataset_provenance: dict[str, Any] = Field(default_factory=dict)
+    environment: dict[str, Any] = Field(default_factory=dict)
+    resumed_from_epoch: int = 0
+    training_shared_with: str | None = None  # run trained once for all T (method ignores T in training)
+    started_at: str
+    finished_at: str
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same directory, fsync, then ``os.replace``: never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    """``torch.save`` with the same atomic guarantee."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_record(path: Path) -> RunRecord:
+    """Load one record, upgrading older schemas and refusing newer ones by name."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RecordError(path, f"not a readable JSON record ({exc})") from None
+    version = data.get("schema_version")
+    if not isinstance(version, int):
+        raise RecordError(path, "has no schema_version")
+    if version > SCHEMA_VERSION:
+        raise RecordError(
+            path, f"was written with record schema {version}; this snnbench reads up to {SCHEMA_VERSION}: upgrade"
+        )
+    while version < SCHEMA_VERSION:
+        data = UPGRADES[version](data)
+        version = data["schema_version"]
+    try:
+        return RunRecord.model_validate(data)
+    except ValidationError as exc:
+        raise RecordError(path, f"does not match the record schema: {exc.errors()[0]['msg']}") from None
+
+
+class RecordStore:
+    """The files of one suite under an output directory."""
+
+    def __init__(self, out_dir: str | Path, suite: str) -> None:
+        self.root = Path(out_dir) / suite
+        self.runs = self.root / "runs"
+        self.checkpoints = self.root / "checkpoints"
+        self.cache = self.root / "cache"
+
+    def record_path(self, run_id: str) -> Path:
+        """Where the record of ``run_id`` lives."""
+        return self.runs / f"{run_id}.json"
+
+    def save(self, record: RunRecord) -> Path:
+        """Write a record atomically."""
+        path = self.record_path(record.run_id)
+        text = json.dumps(record.model_dump(mode="json"), indent=2, sort_keys=False, allow_nan=False)
+        atomic_write_bytes(path, (text + "\n").encode())
+        return path
+
+    def load(self, run_id: str) -> RunRecord | None:
+        """The record of ``run_id``, or None."""
+        path = self.record_path(run_id)
+        return read_record(path) if path.is_file() else None
+
+    def all(self) -> list[RunRecord]:
+        """Every record of the suite, sorted by run id."""
+        if not self.runs.is_dir():
+            return []
+        return [read_record(p) for p in sorted(self.runs.glob("*.json"))]
+
+    # checkpoints and shared training -----------------------------------------------------------------
+    def checkpoint_path(self, run_id: str) -> Path:
+        """Per-epoch checkpoint of an unfinished run."""
+        return self.checkpoints / f"{run_id}.pt"
+
+    def trained_path(self, training_key: str) -> Path:
+        """Trained network shared by runs that differ only in T."""
+        return self.cache / f"{training_key[:16]}.pt"
+
+
+def load_records(path: str | Path) -> Any:
+    """Records of a ``runs`` directory (or a suite directory) as a pandas DataFrame, one row per run.
+
+    Columns: the record's scalar fields plus one column per metric.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    runs = path / "runs" if (path / "runs").is_dir() else path
+    rows = []
+    for file in sorted(runs.glob("*.json")):
+        record = read_record(file)
+        row = {
+            key: value
+            for key, value in record.model_dump().items()
+            if not isinstance(value, (dict, list)) or key == "metrics"
+        }
+        row.update(row.pop("metrics"))
+        row["git_revision"] = record.environment.get("git", {}).get("revision")
+        row["device"] = record.environment.get("device")
+        rows.append(row)
+    return pd.DataFrame(rows)

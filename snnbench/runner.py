@@ -1,0 +1,345 @@
+"""Run a suite: expand the grid, skip runs that have a record, train/evaluate the rest, write records.
+
+:func:`run_one` owns everything an algorithm should not: seeding, device, data order, the epoch loop,
+per-epoch checkpoints (a killed run resumes from its last finished epoch with identical numbers),
+divergence detection, timing, memory and the atomic record.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import inspect
+import math
+import random
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from snnbench import events as ev
+from snnbench.algorithms import Algorithm, RunContext, TrainState, algorithms
+from snnbench.architectures import resolve_architecture
+from snnbench.data import LoadedDataset, data_root, datasets
+from snnbench.data.encoding import encodings
+from snnbench.environment import environment, resolve_device
+from snnbench.metrics import PeakMemory, footprint_bytes, parameter_count
+from snnbench.records import RecordStore, RunRecord, atomic_torch_save
+from snnbench.suite import Overrides, RunSpec, Suite, expand, load_suite
+
+EVAL_SEED_OFFSET = 1_000_003  # evaluation noise (rate coding) never consumes the training generator
+
+
+@dataclass
+class SuiteResult:
+    """What :func:`run_suite` did."""
+
+    suite: Suite
+    out_dir: Path
+    specs: list[RunSpec]
+    records: list[RunRecord]
+    trained: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch, and make CPU kernels deterministic."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "generator": generator.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@functools.lru_cache(maxsize=4)
+def _load_dataset(name: str, options_json: str, root: str, T: int) -> LoadedDataset:
+    import json
+
+    dataset = datasets.get(name)()
+    options = dataset.Options.model_validate(json.loads(options_json))
+    return dataset.load(options, Path(root), T)
+
+
+def load_data(spec: RunSpec, root: Path) -> LoadedDataset:
+    """The run's dataset (static sets are shared by every T in this process)."""
+    import json
+
+    dataset_cls = datasets.get(spec.dataset)
+    options = dataset_cls.Options.model_validate(spec.dataset_options)
+    T_key = spec.T if dataset_cls().info(options).kind == "events" else 0
+    return _load_dataset(spec.dataset, json.dumps(spec.dataset_options, sort_keys=True), str(root), T_key)
+
+
+def source_sha256(cls: type) -> str:
+    """sha256 of the file that defines ``cls`` (recorded to flag stale results)."""
+    try:
+        return hashlib.sha256(Path(inspect.getfile(cls)).read_bytes()).hexdigest()
+    except (OSError, TypeError):
+        return ""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _finite(net: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in net.parameters())
+
+
+def run_one(
+    spec: RunSpec,
+    store: RecordStore,
+    *,
+    device: str = "auto",
+    data_dir: str | Path | None = None,
+    on_event: ev.EventSink = ev.ignore,
+    index: int = 1,
+    total: int = 1,
+) -> RunRecord:
+    """Train and evaluate one spec and save its record; a crash inside the method gives a ``failed`` record."""
+    started = _now()
+    torch_device = resolve_device(device)
+    algorithm_cls = algorithms.get(spec.algorithm)
+    base = {
+        "run_id": spec.run_id,
+        "suite": spec.suite,
+        "suite_version": spec.suite_version,
+        "entry": spec.entry,
+        "algorithm": spec.algorithm,
+        "algorithm_version": algorithm_cls.version,
+        "algorithm_source_sha256": source_sha256(algorithm_cls),
+        "dataset": spec.dataset,
+        "T": spec.T,
+        "seed": spec.seed,
+        "budget": spec.budget,
+        "spec": spec.model_dump(mode="json"),
+        "spec_hash": spec.spec_hash,
+        "environment": environment(torch_device),
+        "started_at": started,
+    }
+    try:
+        outcome = _train_and_evaluate(spec, store, algorithm_cls, torch_device, data_dir, on_event, index, total)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # the method crashed: record it, keep the suite going
+        record = RunRecord(
+            **base,
+            status="failed",
+            error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}",
+            finished_at=_now(),
+        )
+    else:
+        record = RunRecord(**base, **outcome, finished_at=_now())
+    store.save(record)
+    store.checkpoint_path(spec.run_id).unlink(missing_ok=True)
+    on_event(ev.RunFinished(spec, record))
+    return record
+
+
+def _train_and_evaluate(
+    spec: RunSpec,
+    store: RecordStore,
+    algorithm_cls: type[Algorithm],
+    device: torch.device,
+    data_dir: str | Path | None,
+    on_event: ev.EventSink,
+    index: int,
+    total: int,
+) -> dict[str, Any]:
+    data = load_data(spec, data_root(data_dir))
+    train = data.train.take(spec.train_subset)
+    test = data.test.take(spec.test_subset)
+
+    seed_everything(spec.seed)
+    algorithm = algorithm_cls(
+        algorithm_cls.Config.model_validate(spec.hparams), resolve_architecture(spec.arch), data.info
+    )
+    net = algorithm.build(spec.T).to(device)
+    generator = torch.Generator().manual_seed(spec.seed)
+    encode = encodings.get(spec.encoding)
+    ctx = RunContext(
+        T=spec.T,
+        device=device,
+        epochs=spec.epochs,
+        batch_size=spec.batch_size,
+        eval_batch_size=spec.eval_batch_size,
+        encoding=spec.encoding,
+        generator=generator,
+        encode_fn=encode,
+    )
+
+    def evaluation_context(salt: int) -> RunContext:
+        eval_ctx = copy.copy(ctx)
+        eval_ctx.generator = torch.Generator().manual_seed(spec.seed + EVAL_SEED_OFFSET + salt)
+        return eval_ctx
+
+    history: list[dict[str, Any]] = []
+    status, error = "ok", None
+    start_epoch, train_seconds, peak_mib = 0, 0.0, 0.0
+    shared_with: str | None = None
+    trained_path = store.trained_path(spec.training_key)
+
+    if not algorithm_cls.training_depends_on_T and trained_path.is_file():
+        shared = torch.load(trained_path, map_location=device, weights_only=False)
+        net.load_state_dict(shared["net"])
+        history, train_seconds, peak_mib = shared["history"], shared["train_seconds"], shared["peak_mib"]
+        shared_with = shared["run_id"]
+        on_event(ev.RunStarted(spec, index, total, resumed_from=spec.epochs))
+    else:
+        state: TrainState = algorithm.configure(net, ctx)
+        checkpoint_path = store.checkpoint_path(spec.run_id)
+        if checkpoint_path.is_file():
+            checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
+            net.load_state_dict(checkpoint["net"])
+            state.load_state_dict(checkpoint["state"])
+            _set_rng_state(checkpoint["rng"], generator)
+            start_epoch, history = checkpoint["epoch"], checkpoint["history"]
+            train_seconds, peak_mib = checkpoint["train_seconds"], checkpoint["peak_mib"]
+        on_event(ev.RunStarted(spec, index, total, resumed_from=start_epoch))
+        for epoch in range(start_epoch, spec.epochs):
+            ctx.epoch = epoch
+            batches = train.batches(
+                spec.batch_size, shuffle=True, generator=generator, device=device, transform=data.augment
+            )
+            tick = time.perf_counter()
+            with PeakMemory(device) as memory:
+                stats = algorithm.train_epoch(net, state, batches, ctx)
+            seconds = time.perf_counter() - tick
+            train_seconds += seconds
+            peak_mib = max(peak_mib, memory.mib)
+            loss = float(stats["loss"])
+            if not math.isfinite(loss) or not _finite(net):
+                status, error = "diverged", f"non-finite loss or weights in epoch {epoch + 1} (loss={loss})"
+                history.append({"epoch": epoch + 1, "loss": None, "seconds": seconds})
+                break
+            test_top1 = algorithm.evaluate(net, test, evaluation_context(epoch)).top1
+            row = {"epoch": epoch + 1, "loss": loss, "test_top1": test_top1, "seconds": seconds}
+            row.update({k: float(v) for k, v in stats.items() if k != "loss"})
+            history.append(row)
+            on_event(
+                ev.EpochEnd(spec, epoch + 1, spec.epochs, loss, stats.get("train_top1"), test_top1, seconds)
+            )
+            if epoch + 1 < spec.epochs:
+                atomic_torch_save(
+                    checkpoint_path,
+                    {
+                        "epoch": epoch + 1,
+                        "net": net.state_dict(),
+                        "state": state.state_dict(),
+                        "rng": _rng_state(generator),
+                        "history": history,
+                        "train_seconds": train_seconds,
+                        "peak_mib": peak_mib,
+                    },
+                )
+        if status == "ok":
+            algorithm.finalize(net, train, ctx)
+            if not algorithm_cls.training_depends_on_T:
+                atomic_torch_save(
+                    trained_path,
+                    {
+                        "net": net.state_dict(),
+                        "history": history,
+                        "train_seconds": train_seconds,
+                        "peak_mib": peak_mib,
+                        "run_id": spec.run_id,
+                    },
+                )
+
+    metrics: dict[str, Any] = {
+        "params": parameter_count(net),
+        "model_bytes": footprint_bytes(net),
+        "train_time_s": train_seconds,
+        "train_samples_per_s": len(train) * len(history) / train_seconds if train_seconds > 0 else None,
+        "peak_train_memory_mb": peak_mib,
+        "epochs_completed": len([h for h in history if h.get("loss") is not None]),
+        "train_size": len(train),
+        "test_size": len(test),
+    }
+    if status == "ok":
+        tick = time.perf_counter()
+        evaluation = algorithm.evaluate(net, test, evaluation_context(-1))
+        metrics["inference_ms_per_sample"] = 1000.0 * (time.perf_counter() - tick) / len(test)
+        metrics["top1"] = evaluation.top1
+        tested = [h["test_top1"] for h in history if h.get("test_top1") is not None]
+        metrics["top1_best_epoch"] = max(tested + [evaluation.top1])
+        metrics.update(evaluation.extra)
+    return {
+        "status": status,
+        "error": error,
+        "metrics": metrics,
+        "history": history,
+        "dataset_provenance": data.provenance,
+        "resumed_from_epoch": start_epoch,
+        "training_shared_with": shared_with,
+    }
+
+
+def run_suite(
+    ref: str | Path | Suite,
+    overrides: Overrides | None = None,
+    *,
+    out_dir: str | Path = "results",
+    device: str = "auto",
+    resume: bool = True,
+    data_dir: str | Path | None = None,
+    on_event: ev.EventSink = ev.ignore,
+    write_reports: bool = True,
+) -> SuiteResult:
+    """Expand a suite, run what has no record (or everything with ``resume=False``), write the reports."""
+    suite = ref if isinstance(ref, Suite) else load_suite(ref)
+    specs = expand(suite, overrides)
+    resolve_device(device)  # fail before training on a bad device
+    algorithms.freeze()
+    store = RecordStore(out_dir, suite.name)
+    done = {}
+    if resume:
+        for spec in specs:
+            record = store.load(spec.run_id)
+            if record is not None and record.status in ("ok", "diverged"):
+                done[spec.run_id] = record
+    result = SuiteResult(suite, store.root, specs, [])
+    todo = [s for s in specs if s.run_id not in done]
+    on_event(ev.SuiteStarted(suite.name, len(specs), len(todo), store.root))
+    for spec in specs:
+        if spec.run_id in done:
+            result.skipped.append(spec.run_id)
+            result.records.append(done[spec.run_id])
+            on_event(ev.RunSkipped(spec, done[spec.run_id].status))
+    for i, spec in enumerate(todo, start=1):
+        record = run_one(spec, store, device=device, data_dir=data_dir, on_event=on_event, index=i, total=len(todo))
+        result.records.append(record)
+        result.trained.append(spec.run_id)
+    if write_reports:
+        from snnbench.leaderboard import write_reports as write
+
+        result.files = write(suite, store.root, (overrides or Overrides()).budget)
+    on_event(ev.SuiteFinished(suite.name, store.root, len(result.trained), len(result.skipped), tuple(result.files)))
+    return result

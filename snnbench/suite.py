@@ -1,0 +1,391 @@
+"""Suites: YAML files validated into typed models, expanded into fully resolved :class:`RunSpec` s.
+
+Precedence of every setting, written once: CLI override > the suite's algorithm block > the suite's
+defaults > ``Algorithm.Config`` (the paper's defaults). ``None`` means "not given" at every layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from snnbench.errors import SnnbenchError, SuiteError, UnknownNameError
+
+SUITE_DIRS_ENV = "SNNBENCH_SUITES"
+
+
+class Budget(BaseModel):
+    """How much training a run gets."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    eval_batch_size: int | None = Field(None, gt=0)
+    train_subset: int | None = Field(None, gt=0)
+    test_subset: int | None = Field(None, gt=0)
+
+
+class BudgetOverride(BaseModel):
+    """Per-algorithm changes to a suite budget (unset fields keep the suite's value)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, gt=0)
+    eval_batch_size: int | None = Field(None, gt=0)
+    train_subset: int | None = Field(None, gt=0)
+    test_subset: int | None = Field(None, gt=0)
+
+
+class AlgorithmEntry(BaseModel):
+    """One row of the suite's ``algorithms`` block; keys other than these are the method's hyperparameters."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    algorithm: str | None = None  # registered method; default: the entry's key
+    arch: str
+    encoding: str | None = None
+    timesteps: list[int] | None = None
+    budgets: dict[str, BudgetOverride] = Field(default_factory=dict)
+
+    @field_validator("timesteps")
+    @classmethod
+    def _positive(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or any(t <= 0 for t in value)):
+            raise ValueError("expected a non-empty list of positive integers")
+        return value
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """The method's hyperparameters given in the suite."""
+        return dict(self.model_extra or {})
+
+
+class ReferenceRow(BaseModel):
+    """A published figure shown beside (never mixed with) measured rows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    algorithm: str
+    T: int | None = None
+    top1: float
+    top1_std: float | None = None
+    arch: str | None = None
+    source: str
+    note: str | None = None
+
+
+class Suite(BaseModel):
+    """A benchmark suite: one dataset, a grid of methods × time steps × seeds, and budgets."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: int = Field(ge=1)
+    description: str = ""
+    dataset: str
+    dataset_options: dict[str, Any] = Field(default_factory=dict)
+    encoding: str | None = None
+    timesteps: list[int]
+    seeds: list[int]
+    default_budget: str = "full"
+    budgets: dict[str, Budget]
+    algorithms: dict[str, AlgorithmEntry]
+    reference: list[ReferenceRow] = Field(default_factory=list)
+
+    @field_validator("timesteps", "seeds")
+    @classmethod
+    def _non_empty(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("expected a non-empty list")
+        return value
+
+    path: str = ""  # where it was loaded from (not part of the file)
+
+
+class RunSpec(BaseModel):
+    """One fully resolved run; ``spec_hash`` covers every field that can change its numbers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    suite: str
+    suite_version: int
+    entry: str  # the suite's label for this method (leaderboard row name)
+    algorithm: str
+    dataset: str
+    dataset_options: dict[str, Any]
+    arch: str
+    encoding: str
+    T: int
+    seed: int
+    budget: str
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    train_subset: int | None
+    test_subset: int | None
+    hparams: dict[str, Any]
+
+    def semantic(self, without_T: bool = False) -> dict[str, Any]:
+        """The fields that define the run's numbers, as plain JSON."""
+        data = self.model_dump(mode="json")
+        if without_T:
+            data.pop("T")
+        return data
+
+    @property
+    def spec_hash(self) -> str:
+        """sha256 of the canonical JSON of :meth:`semantic`."""
+        return _hash(self.semantic())
+
+    @property
+    def training_key(self) -> str:
+        """Hash without T: runs sharing it share training when the method's training ignores T."""
+        return _hash(self.semantic(without_T=True))
+
+    @property
+    def run_id(self) -> str:
+        """``<entry>_T<T>_s<seed>_<budget>_<hash8>``."""
+        return f"{self.entry}_T{self.T}_s{self.seed}_{self.budget}_{self.spec_hash[:8]}"
+
+
+def _hash(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+# loading ------------------------------------------------------------------------------------------------
+def suite_dirs() -> list[Path]:
+    """Where suite names are looked up: ``$SNNBENCH_SUITES``, ``./suites``, the repository's ``suites/``."""
+    dirs = [Path(p) for p in os.environ.get(SUITE_DIRS_ENV, "").split(os.pathsep) if p]
+    dirs += [Path.cwd() / "suites", Path(__file__).resolve().parent.parent / "suites"]
+    unique: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def suite_names() -> list[str]:
+    """Names of all suites found in :func:`suite_dirs`."""
+    return sorted({p.stem for d in suite_dirs() for p in d.glob("*.yaml")})
+
+
+def find_suite(ref: str | Path) -> Path:
+    """A suite file path from a name (``digits-lowT``) or a path."""
+    path = Path(ref)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        if not path.is_file():
+            raise SnnbenchError(f"suite file {path} does not exist")
+        return path
+    for directory in suite_dirs():
+        candidate = directory / f"{ref}.yaml"
+        if candidate.is_file():
+            return candidate
+    raise UnknownNameError("suite", str(ref), suite_names())
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load_suite(ref: str | Path) -> Suite:
+    """Read, validate and cross-check a suite; every error names the file and the field."""
+    path = find_suite(ref)
+    shown = _display(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SuiteError(shown, "(file)", f"not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SuiteError(shown, "(file)", "expected a mapping of suite fields", type(raw).__name__)
+    try:
+        suite = Suite.model_validate(raw)
+    except ValidationError as exc:
+        raise _suite_error(shown, exc, Suite) from None
+    suite = suite.model_copy(update={"path": str(path)})
+    _cross_check(suite, shown)
+    return suite
+
+
+def _suite_error(shown: str, exc: ValidationError, model: type[BaseModel], prefix: str = "") -> SuiteError:
+    first = exc.errors()[0]
+    field = prefix + ".".join(str(p) for p in first["loc"])
+    expected, got = _describe(first, model)
+    return SuiteError(shown, field or "(file)", expected, got)
+
+
+_EXPECTED = {
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "int_parsing": "expected an integer",
+    "int_type": "expected an integer",
+    "int_from_float": "expected an integer",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "missing": "required field is missing",
+}
+
+
+def _describe(error: dict[str, Any], model: type[BaseModel]) -> tuple[str, object | None]:
+    kind = error["type"]
+    got = error.get("input")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, error["loc"])
+        name = str(error["loc"][-1])
+        hint = UnknownNameError("key", name, allowed).suggestions
+        text = "unknown key"
+        if hint:
+            text += f" (did you mean {' or '.join(repr(h) for h in hint)}?)"
+        return f"{text}; allowed: {', '.join(allowed)}", None
+    if kind == "missing":
+        return _EXPECTED[kind], None
+    if kind in _EXPECTED:
+        return _EXPECTED[kind], got
+    message = error["msg"]
+    message = message.replace("Input should be", "expected").replace("Value error, ", "")
+    return message[0].lower() + message[1:], got
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model that the error location points into."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        annotation = current.model_fields.get(part) if hasattr(current, "model_fields") else None
+        if annotation is None:
+            continue
+        target = annotation.annotation
+        args = getattr(target, "__args__", ())
+        candidates = [a for a in (target, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if candidates:
+            current = candidates[0]
+    fields = [f for f in getattr(current, "model_fields", {}) if f != "path"]
+    return sorted(fields)
+
+
+def _cross_check(suite: Suite, shown: str) -> None:
+    """Names against the registries and hyperparameters against each method's Config."""
+    from snnbench.algorithms import algorithms
+    from snnbench.architectures import resolve_architecture
+    from snnbench.data import datasets
+    from snnbench.data.encoding import encodings
+
+    try:
+        dataset_cls = datasets.get(suite.dataset)
+    except UnknownNameError as exc:
+        raise SuiteError(shown, "dataset", str(exc)) from None
+    try:
+        dataset_cls.Options.model_validate(suite.dataset_options)
+    except ValidationError as exc:
+        raise _suite_error(shown, exc, dataset_cls.Options, "dataset_options.") from None
+    if suite.encoding is not None and suite.encoding not in encodings:
+        raise SuiteError(shown, "encoding", str(UnknownNameError("encoding", suite.encoding, encodings.names())))
+    if suite.default_budget not in suite.budgets:
+        raise SuiteError(shown, "default_budget", f"expected one of {sorted(suite.budgets)}", suite.default_budget)
+    for key, entry in suite.algorithms.items():
+        where = f"algorithms.{key}"
+        name = entry.algorithm or key
+        try:
+            algorithm_cls = algorithms.get(name)
+        except UnknownNameError as exc:
+            raise SuiteError(shown, where + (".algorithm" if entry.algorithm else ""), str(exc)) from None
+        try:
+            algorithm_cls.Config.model_validate(entry.hparams)
+        except ValidationError as exc:
+            raise _suite_error(shown, exc, algorithm_cls.Config, where + ".") from None
+        try:
+            resolve_architecture(entry.arch)
+        except SnnbenchError as exc:
+            raise SuiteError(shown, where + ".arch", str(exc)) from None
+        if entry.encoding is not None and entry.encoding not in encodings:
+            raise SuiteError(
+                shown, where + ".encoding", str(UnknownNameError("encoding", entry.encoding, encodings.names()))
+            )
+        for budget in entry.budgets:
+            if budget not in suite.budgets:
+                raise SuiteError(shown, f"{where}.budgets.{budget}", f"expected one of {sorted(suite.budgets)}")
+    for i, row in enumerate(suite.reference):
+        if row.algorithm not in suite.algorithms and row.algorithm not in algorithms:
+            raise SuiteError(
+                shown,
+                f"reference.{i}.algorithm",
+                str(UnknownNameError("algorithm", row.algorithm, list(suite.algorithms))),
+            )
+
+
+# expansion ----------------------------------------------------------------------------------------------
+class Overrides(BaseModel):
+    """What the command line may change; ``None`` = not given."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    budget: str | None = None
+    algorithms: list[str] | None = None
+    timesteps: list[int] | None = None
+    seeds: list[int] | None = None
+
+
+def expand(suite: Suite, overrides: Overrides | None = None) -> list[RunSpec]:
+    """The grid entries × T × seeds as fully resolved specs (CLI > suite block > suite > paper defaults)."""
+    from snnbench.algorithms import algorithms
+    from snnbench.architectures import resolve_architecture
+
+    overrides = overrides or Overrides()
+    budget_name = overrides.budget or suite.default_budget
+    if budget_name not in suite.budgets:
+        raise UnknownNameError("budget", budget_name, suite.budgets)
+    selected = list(suite.algorithms)
+    if overrides.algorithms is not None:
+        for name in overrides.algorithms:
+            if name not in suite.algorithms:
+                raise UnknownNameError(f"algorithm in suite {suite.name}", name, suite.algorithms)
+        selected = [k for k in selected if k in overrides.algorithms]
+    specs: list[RunSpec] = []
+    for key in selected:
+        entry = suite.algorithms[key]
+        algorithm_cls = algorithms.get(entry.algorithm or key)
+        config = algorithm_cls.Config.model_validate(entry.hparams)
+        budget = suite.budgets[budget_name].model_dump()
+        if budget_name in entry.budgets:
+            budget.update(entry.budgets[budget_name].model_dump(exclude_none=True))
+        timesteps = overrides.timesteps or entry.timesteps or suite.timesteps
+        seeds = overrides.seeds if overrides.seeds is not None else suite.seeds
+        for T in timesteps:
+            for seed in seeds:
+                specs.append(
+                    RunSpec(
+                        suite=suite.name,
+                        suite_version=suite.version,
+                        entry=key,
+                        algorithm=algorithm_cls.registry_name,
+                        dataset=suite.dataset,
+                        dataset_options=suite.dataset_options,
+                        arch=resolve_architecture(entry.arch).name,
+                        encoding=entry.encoding or suite.encoding or algorithm_cls.default_encoding,
+                        T=T,
+                        seed=seed,
+                        budget=budget_name,
+                        epochs=budget["epochs"],
+                        batch_size=budget["batch_size"],
+                        eval_batch_size=budget["eval_batch_size"] or max(budget["batch_size"], 256),
+                        train_subset=budget["train_subset"],
+                        test_subset=budget["test_subset"],
+                        hparams=config.model_dump(mode="json"),
+                    )
+                )
+    return specs

@@ -1,0 +1,91 @@
+"""Rich rendering of run events for the CLI (a library caller passes its own ``on_event``)."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from snnbench import events as ev
+
+
+class ProgressRenderer:
+    """One bar for the suite and one for the running run's epochs (loss, accuracy, ETA)."""
+
+    def __init__(self, console: Console, quiet: bool = False) -> None:
+        self.console, self.quiet = console, quiet
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+            disable=quiet,
+        )
+        self.suite_task: Any = None
+        self.run_task: Any = None
+
+    def __enter__(self) -> ProgressRenderer:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def __call__(self, event: ev.Event) -> None:
+        if self.quiet:
+            return
+        if isinstance(event, ev.SuiteStarted):
+            self.suite_task = self.progress.add_task(
+                f"[bold]{event.suite}", total=event.to_run, info=f"{event.total - event.to_run} with records"
+            )
+        elif isinstance(event, ev.RunStarted):
+            if self.run_task is not None:
+                self.progress.remove_task(self.run_task)
+            spec = event.spec
+            resumed = f" (resumed at epoch {event.resumed_from})" if event.resumed_from else ""
+            self.run_task = self.progress.add_task(
+                f"{spec.entry} T={spec.T} seed={spec.seed}",
+                total=spec.epochs,
+                completed=event.resumed_from,
+                info=resumed.strip(),
+            )
+        elif isinstance(event, ev.EpochEnd):
+            info = f"loss {event.loss:.4f}"
+            if event.test_top1 is not None:
+                info += f"  test {event.test_top1:.2f}%"
+            self.progress.update(self.run_task, completed=event.epoch, info=info)
+        elif isinstance(event, ev.RunFinished):
+            record = event.record
+            top1 = record.metrics.get("top1")
+            status = f"top-1 {top1:.2f}%" if top1 is not None else record.status
+            if record.status != "ok":
+                status = f"[red]{record.status}[/red]"
+            self.progress.console.print(f"  {record.run_id}: {status}")
+            if self.suite_task is not None:
+                self.progress.advance(self.suite_task)
+
+
+def summary_table(result: Any) -> Table:
+    """Per algorithm × T: mean top-1 over the runs of this invocation's grid."""
+    from collections import defaultdict
+    from statistics import mean, stdev
+
+    table = Table(title=f"{result.suite.name}: final-epoch top-1 (%)", header_style="bold")
+    for column in ("algorithm", "T", "top-1 mean ± std", "n", "status"):
+        table.add_column(column)
+    groups: dict[tuple[str, int], list[Any]] = defaultdict(list)
+    for record in result.records:
+        groups[(record.entry, record.T)].append(record)
+    for (entry, T), records in sorted(groups.items()):
+        values = [r.metrics["top1"] for r in records if r.status == "ok"]
+        text = f"{mean(values):.2f} ± {stdev(values) if len(values) > 1 else 0.0:.2f}" if values else "–"
+        statuses = ",".join(sorted({r.status for r in records}))
+        table.add_row(entry, str(T), text, str(len(values)), statuses)
+    return table
