@@ -124,10 +124,18 @@ def _parse_token(token: str, notation: str) -> Layer:
         if kind == "gap":
             return Pool(0, "global_avg")
         return Dropout(float(groups[0]))
-    raise SnnbenchError(
-        f"architecture {notation!r}: cannot read token {token!r} "
-        "(expected e.g. 400, R400, 64C3, 64C3p0s2, P2, AP2, MP2, GAP, D0.2)"
-    )
+    raise NotationError(notation, token)
+
+
+class NotationError(SnnbenchError):
+    """A token of a layer notation string cannot be read."""
+
+    def __init__(self, notation: str, token: str) -> None:
+        self.token = token
+        super().__init__(
+            f"architecture {notation!r}: cannot read token {token!r} "
+            "(expected e.g. 400, R400, 64C3, 64C3p0s2, P2, AP2, MP2, GAP, D0.2)"
+        )
 
 
 architectures: Registry[Architecture] = Registry("architecture", package="snnbench.models")
@@ -144,14 +152,13 @@ def resolve_architecture(name_or_notation: str) -> Architecture:
     """A registered name, or an inline notation string (e.g. ``"400-400"``)."""
     if name_or_notation in architectures:
         return architectures.get(name_or_notation)
-    if re.fullmatch(r"[0-9A-Za-z.]+(-[0-9A-Za-z.]+)*", name_or_notation) and any(
-        c.isdigit() for c in name_or_notation
-    ):
-        try:
-            return Architecture(name_or_notation, name_or_notation, parse_notation(name_or_notation))
-        except SnnbenchError:
-            pass
-    raise UnknownNameError("architecture", name_or_notation, architectures.names())
+    try:
+        return Architecture(name_or_notation, name_or_notation, parse_notation(name_or_notation))
+    except NotationError as exc:
+        unknown = UnknownNameError("architecture", name_or_notation, architectures.names())
+        raise SnnbenchError(
+            f"{unknown}; or a layer notation like 400-400 or 16C3-AP2-128 (cannot read {exc.token!r})"
+        ) from None
 
 
 def output_shape(layers: tuple[Layer, ...], input_shape: tuple[int, ...]) -> tuple[int, ...]:

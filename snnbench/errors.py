@@ -41,6 +41,8 @@ class UnknownNameError(SnnbenchError):
         message = f"unknown {kind} {name!r}"
         if self.suggestions:
             message += f"; did you mean {' or '.join(repr(s) for s in self.suggestions)}?"
+        else:
+            message += "."
         message += f" Available: {', '.join(self.available) or '(none)'}"
         if where:
             message += f" (searched {where})"

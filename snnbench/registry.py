@@ -7,6 +7,7 @@ lookups suggest near names (lm-eval's registry shape).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -102,10 +103,15 @@ class Registry(Generic[T]):
             for entry_point in importlib.metadata.entry_points(group=self.entry_point_group):
                 entry_point.load()
 
-    def freeze(self) -> None:
-        """Forbid further registration (a run must not change the registry halfway)."""
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Forbid registration inside the block (a run must not change the registry halfway)."""
         self._discover()
-        self._frozen = True
+        previous, self._frozen = self._frozen, True
+        try:
+            yield
+        finally:
+            self._frozen = previous
 
     # lookups ----------------------------------------------------------------------------------------
     def get(self, name: str) -> T:

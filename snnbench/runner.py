@@ -317,7 +317,6 @@ def run_suite(
     suite = ref if isinstance(ref, Suite) else load_suite(ref)
     specs = expand(suite, overrides)
     resolve_device(device)  # fail before training on a bad device
-    algorithms.freeze()
     store = RecordStore(out_dir, suite.name)
     done = {}
     if resume:
@@ -333,10 +332,13 @@ def run_suite(
             result.skipped.append(spec.run_id)
             result.records.append(done[spec.run_id])
             on_event(ev.RunSkipped(spec, done[spec.run_id].status))
-    for i, spec in enumerate(todo, start=1):
-        record = run_one(spec, store, device=device, data_dir=data_dir, on_event=on_event, index=i, total=len(todo))
-        result.records.append(record)
-        result.trained.append(spec.run_id)
+    with algorithms.frozen():
+        for i, spec in enumerate(todo, start=1):
+            record = run_one(
+                spec, store, device=device, data_dir=data_dir, on_event=on_event, index=i, total=len(todo)
+            )
+            result.records.append(record)
+            result.trained.append(spec.run_id)
     if write_reports:
         from snnbench.leaderboard import write_reports as write
 

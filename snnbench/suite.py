@@ -205,7 +205,10 @@ def load_suite(ref: str | Path) -> Suite:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise SuiteError(shown, "(file)", f"not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SuiteError(shown, "(file)", f"not valid YAML{where}: {problem}") from None
     if not isinstance(raw, dict):
         raise SuiteError(shown, "(file)", "expected a mapping of suite fields", type(raw).__name__)
     try:
@@ -218,7 +221,8 @@ def load_suite(ref: str | Path) -> Suite:
 
 
 def _suite_error(shown: str, exc: ValidationError, model: type[BaseModel], prefix: str = "") -> SuiteError:
-    first = exc.errors()[0]
+    errors = exc.errors()
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])  # a typo explains the rest
     field = prefix + ".".join(str(p) for p in first["loc"])
     expected, got = _describe(first, model)
     return SuiteError(shown, field or "(file)", expected, got)
