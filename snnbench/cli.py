@@ -33,6 +33,11 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(getattr(exc, "exit_code", 1))
 
 
+def say(text: str) -> None:
+    """One plain line on stdout, never wrapped (paths stay copyable)."""
+    console.print(text, soft_wrap=True, highlight=False, markup=False)
+
+
 def _ints(value: str | None, option: str) -> list[int] | None:
     if value is None:
         return None
@@ -102,12 +107,12 @@ def run(
     if not quiet:
         console.print(summary_table(result))
         if not result.trained:
-            console.print(f"Nothing to train: all {len(result.skipped)} runs already have records (use --no-resume to rerun).")
+            say(f"Nothing to train: all {len(result.skipped)} runs already have records (use --no-resume to rerun).")
         else:
-            console.print(f"Trained {len(result.trained)} runs, skipped {len(result.skipped)} with records.")
-        console.print(f"Records: {result.out_dir / 'runs'}")
+            say(f"Trained {len(result.trained)} runs, skipped {len(result.skipped)} with records.")
+        say(f"Records: {result.out_dir / 'runs'}")
         for path in result.files:
-            console.print(f"Wrote {path}")
+            say(f"Wrote {path}")
 
 
 @app.command(name="list", epilog="Example: snnbench list algorithms")
@@ -209,7 +214,7 @@ def plot(
     except SnnbenchError as exc:
         raise _fail(exc) from None
     for path in paths:
-        console.print(f"Wrote {path}")
+        say(f"Wrote {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,70 @@
+"""The CLI through Typer's runner: exact error text, exit codes, help examples, the run/leaderboard path."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from snnbench.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("command", ["run", "list", "leaderboard", "plot"])
+def test_every_command_has_help_with_an_example(command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Example: snnbench " in result.output
+
+
+def test_bad_suite_exits_2_with_one_error_line(write_suite):
+    path = write_suite({"algorithms": {"bptt": {"arch": "mlp", "lr": "fast"}}})
+    result = runner.invoke(app, ["run", "--suite", str(path), "--quiet"])
+    assert result.exit_code == 2
+    assert result.stderr == "Error: tiny.yaml: algorithms.bptt.lr: expected a number, got 'fast'\n"
+
+
+def test_bad_option_value(write_suite):
+    result = runner.invoke(app, ["run", "--suite", str(write_suite()), "--timesteps", "1,x"])
+    assert result.exit_code == 2 and "expected comma-separated integers, got '1,x'" in result.output
+
+
+def test_run_twice_then_leaderboard(write_suite, tmp_path):
+    path = str(write_suite())
+    out = str(tmp_path / "out")
+    first = runner.invoke(app, ["run", "--suite", path, "--out", out])
+    assert first.exit_code == 0, first.output
+    assert "Trained 1 runs" in first.output and "leaderboard.md" in first.output
+    second = runner.invoke(app, ["run", "--suite", path, "--out", out])
+    assert second.exit_code == 0 and "Nothing to train: all 1 runs already have records" in second.output
+    csv = runner.invoke(app, ["leaderboard", "--suite", path, "--out", out, "--format", "csv"])
+    assert csv.exit_code == 0 and csv.stdout.splitlines()[0].startswith("algorithm,T,top1_mean,top1_std,n,")
+    plot = runner.invoke(app, ["plot", "--suite", path, "--out", out])
+    assert plot.exit_code == 0 and "pareto.png" in plot.output
+
+
+def test_leaderboard_without_records_is_an_error(write_suite, tmp_path):
+    result = runner.invoke(app, ["leaderboard", "--suite", str(write_suite()), "--out", str(tmp_path / "none")])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: no records of budget 'smoke' for suite tiny under ")
+
+
+@pytest.mark.parametrize(
+    ("what", "expected"),
+    [("algorithms", "bptt"), ("datasets", "digits"), ("suites", "digits-lowT"), ("architectures", "convnet"),
+     ("encodings", "rate")],
+)  # fmt: skip
+def test_list(what, expected):
+    result = runner.invoke(app, ["list", what])
+    assert result.exit_code == 0 and expected in result.output
+
+
+def test_list_algorithms_shows_citation_and_origin():
+    result = runner.invoke(app, ["list", "algorithms"], env={"COLUMNS": "250"})
+    line = next(line for line in result.output.splitlines() if " bptt " in line)
+    assert "Neftci, Mostafa & Zenke" in line and "snnbench/algorithms/bptt.py:" in line
+
+
+def test_unknown_listing_is_rejected():
+    result = runner.invoke(app, ["list", "algorithmz"])
+    assert result.exit_code == 2
