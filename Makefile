@@ -30,6 +30,7 @@ lint: $(STAMP)
 ## leaderboards: regenerate the committed results/digits-lowT (records, leaderboard, plots)
 leaderboards: $(STAMP)
 	$(BIN)/snnbench run --suite digits-lowT --out results
+	$(BIN)/python tools/readme_leaderboard.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
