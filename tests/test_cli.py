@@ -59,8 +59,13 @@ def test_list(what, expected):
     assert result.exit_code == 0 and expected in result.output
 
 
-def test_list_algorithms_shows_citation_and_origin():
-    result = runner.invoke(app, ["list", "algorithms"], env={"COLUMNS": "250"})
+def test_list_algorithms_shows_citation_and_origin(monkeypatch):
+    from rich.console import Console
+
+    import snnbench.cli
+
+    monkeypatch.setattr(snnbench.cli, "console", Console(width=300))
+    result = runner.invoke(app, ["list", "algorithms"])
     line = next(line for line in result.output.splitlines() if " bptt " in line)
     assert "Neftci, Mostafa & Zenke" in line and "snnbench/algorithms/bptt.py:" in line
 
