@@ -57,6 +57,12 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Executor(str, Enum):
+    local = "local"
+    pool = "pool"
+    ray = "ray"
+
+
 class Format(str, Enum):
     md = "md"
     csv = "csv"
@@ -82,6 +88,9 @@ def run(
     resume: Annotated[bool, typer.Option(help="skip runs that already have a record; resume killed runs")] = True,
     data_dir: Annotated[Path | None, typer.Option(help="dataset root (default $SNNBENCH_DATA or user cache)")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
+    executor: Annotated[Executor, typer.Option(help="in-process, local process pool, or Ray cluster")] = Executor.local,
+    jobs: Annotated[int, typer.Option(help="workers of the process pool", min=1)] = 2,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address: auto or HOST:PORT")] = None,
 ) -> None:
     """Train and evaluate a suite's grid (algorithms × T × seeds); write records, leaderboard and plots."""
     from snnbench.errors import SnnbenchError
@@ -100,7 +109,16 @@ def run(
 
         with ProgressRenderer(console, quiet=quiet) as renderer:
             result = run_suite(
-                suite, overrides, out_dir=out, device=device.value, resume=resume, data_dir=data_dir, on_event=renderer
+                suite,
+                overrides,
+                out_dir=out,
+                device=device.value,
+                resume=resume,
+                data_dir=data_dir,
+                on_event=renderer,
+                executor=Executor(executor).value,
+                jobs=jobs,
+                address=address,
             )
     except SnnbenchError as exc:
         raise _fail(exc) from None
@@ -172,10 +190,30 @@ def leaderboard(
     format: Annotated[Format, typer.Option(help="print as markdown or CSV")] = Format.md,
     out: Annotated[Path, typer.Option(help="output directory holding <suite>/runs")] = Path("results"),
     budget: Annotated[str | None, typer.Option(help="budget to rank (default: the suite's)")] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="only verify the committed files equal what the records produce")
+    ] = False,
 ) -> None:
     """Rebuild the leaderboard (and plots) of a suite from its records and print it."""
     from snnbench.errors import SnnbenchError
 
+    if check:
+        try:
+            from snnbench.check import check_reports
+            from snnbench.suite import load_suite
+
+            loaded = load_suite(suite)
+            problems = check_reports(loaded, out / loaded.name, budget)
+        except SnnbenchError as exc:
+            raise _fail(exc) from None
+        if problems:
+            err_console.print(f"[red]Error:[/red] {len(problems)} stale file(s) in {out / loaded.name}; "
+                              f"regenerate with `snnbench leaderboard --suite {suite}`", soft_wrap=True)
+            for problem in problems:
+                err_console.print(problem, markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
+        say(f"{out / loaded.name}: leaderboard and plots match the records")
+        return
     try:
         from snnbench.leaderboard import write_reports
         from snnbench.suite import load_suite
@@ -215,6 +253,26 @@ def plot(
         raise _fail(exc) from None
     for path in paths:
         say(f"Wrote {path}")
+
+
+@app.command(epilog="Example: snnbench merge machine-a/results machine-b/results --out results")
+def merge(
+    sources: Annotated[list[Path], typer.Argument(help="results directories to fold in")],
+    out: Annotated[Path, typer.Option(help="target results directory")] = Path("results"),
+) -> None:
+    """Fold the records of several results directories into one; report duplicates and conflicts."""
+    from snnbench.errors import SnnbenchError
+
+    try:
+        from snnbench.check import merge as merge_records
+        from snnbench.check import merge_summary
+
+        report = merge_records(sources, out)
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    say(merge_summary(report))
+    if report.conflicts:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,6 +24,7 @@ def pareto(table: pd.DataFrame, suite: Suite, stem: Path, x: str = "T", x_label:
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "snnbench"  # deterministic SVG ids: committed plots can be checked
     import matplotlib.pyplot as plt
 
     ok = table.dropna(subset=["top1_mean"])

@@ -9,10 +9,11 @@ Layout under an output directory ``OUT`` (``results`` by default)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -140,6 +141,19 @@ class RecordStore:
     def checkpoint_path(self, run_id: str) -> Path:
         """Per-epoch checkpoint of an unfinished run."""
         return self.checkpoints / f"{run_id}.pt"
+
+    @contextlib.contextmanager
+    def reports_lock(self) -> Iterator[None]:
+        """An exclusive lock around writing the suite's aggregated files (leaderboard, plots)."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".reports.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def trained_path(self, training_key: str) -> Path:
         """Trained network shared by runs that differ only in T."""

@@ -312,8 +312,12 @@ def run_suite(
     data_dir: str | Path | None = None,
     on_event: ev.EventSink = ev.ignore,
     write_reports: bool = True,
+    executor: str = "local",
+    jobs: int = 2,
+    address: str | None = None,
 ) -> SuiteResult:
-    """Expand a suite, run what has no record (or everything with ``resume=False``), write the reports."""
+    """Expand a suite, run what has no record (or everything with ``resume=False``) with the chosen
+    executor (see :mod:`snnbench.executors`), and write the reports."""
     suite = ref if isinstance(ref, Suite) else load_suite(ref)
     specs = expand(suite, overrides)
     resolve_device(device)  # fail before training on a bad device
@@ -332,16 +336,25 @@ def run_suite(
             result.skipped.append(spec.run_id)
             result.records.append(done[spec.run_id])
             on_event(ev.RunSkipped(spec, done[spec.run_id].status))
+    from snnbench.executors import execute, group_tasks
+
     with algorithms.frozen():
-        for i, spec in enumerate(todo, start=1):
-            record = run_one(
-                spec, store, device=device, data_dir=data_dir, on_event=on_event, index=i, total=len(todo)
-            )
-            result.records.append(record)
-            result.trained.append(spec.run_id)
-    if write_reports:
+        records = execute(
+            group_tasks(todo),
+            executor=executor,
+            out_dir=out_dir,
+            device=device,
+            data_dir=data_dir,
+            jobs=jobs,
+            address=address,
+            on_event=on_event,
+        )
+    result.records += records
+    result.trained += [r.run_id for r in records]
+    if write_reports and result.records:  # nothing to report when every run was claimed elsewhere
         from snnbench.leaderboard import write_reports as write
 
-        result.files = write(suite, store.root, (overrides or Overrides()).budget)
+        with store.reports_lock():
+            result.files = write(suite, store.root, (overrides or Overrides()).budget)
     on_event(ev.SuiteFinished(suite.name, store.root, len(result.trained), len(result.skipped), tuple(result.files)))
     return result

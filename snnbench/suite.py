@@ -30,6 +30,8 @@ class Budget(BaseModel):
     eval_batch_size: int | None = Field(None, gt=0)
     train_subset: int | None = Field(None, gt=0)
     test_subset: int | None = Field(None, gt=0)
+    num_cpus: float = Field(1.0, gt=0, description="Ray resources per run (not part of the spec hash)")
+    num_gpus: float = Field(0.0, ge=0)
 
 
 class BudgetOverride(BaseModel):
@@ -42,6 +44,8 @@ class BudgetOverride(BaseModel):
     eval_batch_size: int | None = Field(None, gt=0)
     train_subset: int | None = Field(None, gt=0)
     test_subset: int | None = Field(None, gt=0)
+    num_cpus: float | None = Field(None, gt=0)
+    num_gpus: float | None = Field(None, ge=0)
 
 
 class AlgorithmEntry(BaseModel):
@@ -132,10 +136,12 @@ class RunSpec(BaseModel):
     train_subset: int | None
     test_subset: int | None
     hparams: dict[str, Any]
+    num_cpus: float = 1.0  # scheduling only: not in the hash
+    num_gpus: float = 0.0
 
     def semantic(self, without_T: bool = False) -> dict[str, Any]:
         """The fields that define the run's numbers, as plain JSON."""
-        data = self.model_dump(mode="json")
+        data = self.model_dump(mode="json", exclude={"num_cpus", "num_gpus"})
         if without_T:
             data.pop("T")
         return data
@@ -390,6 +396,8 @@ def expand(suite: Suite, overrides: Overrides | None = None) -> list[RunSpec]:
                         train_subset=budget["train_subset"],
                         test_subset=budget["test_subset"],
                         hparams=config.model_dump(mode="json"),
+                        num_cpus=budget["num_cpus"],
+                        num_gpus=budget["num_gpus"],
                     )
                 )
     return specs

@@ -1,0 +1,84 @@
+"""Executors: the process pool and Ray write the same records as the local executor; two pools sharing
+one results directory lose nothing and leave every record whole."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from snnbench.records import RecordStore, read_record
+from snnbench.runner import run_suite
+
+TIMING = {"train_time_s", "train_samples_per_s", "peak_train_memory_mb", "inference_ms_per_sample"}
+
+
+def numbers(records) -> dict:
+    out = {}
+    for r in records:
+        metrics = {k: v for k, v in r.metrics.items() if k not in TIMING}
+        out[r.run_id] = (r.status, metrics, [{k: v for k, v in h.items() if k != "seconds"} for h in r.history])
+    return out
+
+
+GRID = {"timesteps": [1, 2], "seeds": [0, 1]}
+
+
+def test_pool_equals_local(write_suite, tmp_path):
+    path = write_suite(GRID)
+    local = run_suite(path, out_dir=tmp_path / "local", device="cpu")
+    pool = run_suite(path, out_dir=tmp_path / "pool", device="cpu", executor="pool", jobs=2)
+    assert len(pool.trained) == 4 and numbers(pool.records) == numbers(local.records)
+
+
+def test_two_pools_into_one_directory_lose_nothing(write_suite, tmp_path):
+    path = write_suite({"timesteps": [1, 2, 4], "seeds": [0, 1]}).resolve()
+    out = tmp_path / "shared"
+    command = [sys.executable, "-m", "snnbench", "run", "--suite", str(path), "--out", str(out), "--device", "cpu",
+               "--quiet", "--executor", "pool", "--jobs", "2"]  # fmt: skip
+    first = subprocess.Popen(command, cwd=tmp_path)
+    second = subprocess.Popen(command, cwd=tmp_path)
+    assert first.wait(timeout=300) == 0 and second.wait(timeout=300) == 0
+    store = RecordStore(out, "tiny")
+    files = sorted(store.runs.glob("*.json"))
+    assert len(files) == 6  # every run of the grid, none lost
+    for file in files:
+        json.loads(file.read_text())  # whole JSON
+        assert read_record(file).status == "ok"
+    assert not list(store.runs.glob(".*.tmp")) and not list(store.checkpoints.glob("*.lock"))
+    assert (out / "tiny" / "leaderboard.md").is_file()
+
+
+def test_ray_cluster_equals_local(write_suite, tmp_path):
+    ray = pytest.importorskip("ray")
+    path = write_suite(GRID)
+    local = run_suite(path, out_dir=tmp_path / "local", device="cpu")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = run_suite(path, out_dir=tmp_path / "ray", device="cpu", executor="ray")
+    finally:
+        ray.shutdown()
+    assert len(remote.trained) == 4 and numbers(remote.records) == numbers(local.records)
+
+
+def test_claimed_runs_are_not_trained_twice(write_suite, tmp_path):
+    import os
+    import socket
+
+    from snnbench.executors import claim, release
+    from snnbench.suite import expand, load_suite
+
+    path = write_suite()
+    (spec,) = expand(load_suite(path))
+    store = RecordStore(tmp_path, "tiny")
+    lock = store.checkpoints / f"{spec.run_id}.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(f"{socket.gethostname()}:{os.getppid()}")  # a live process holds it
+    assert run_suite(path, out_dir=tmp_path, device="cpu").trained == []
+    lock.write_text(f"{socket.gethostname()}:999999999")  # its holder died: taken over
+    assert claim(store, spec.run_id)
+    release(store, spec.run_id)
+    assert len(run_suite(path, out_dir=tmp_path, device="cpu").trained) == 1
