@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from snnbench.neurons.functional import SURROGATES, LIFParams, lif_step, spike
+from snnbench.neurons.functional import SURROGATES, LIFParams, lif_multistep, lif_step, spike
 from snnbench.neurons.layers import LIF, LeakyReadout
 
 
@@ -63,3 +63,33 @@ def test_membrane_recursion_with_spikes_fixed_passes_gradcheck():
 def test_leaky_readout_integrates():
     trace = LeakyReadout(tau=2.0)(torch.ones(3, 1))
     assert trace.flatten().tolist() == [0.5, 0.75, 0.875]
+
+
+def reference_lif(x: torch.Tensor, p: LIFParams) -> torch.Tensor:
+    v = torch.zeros_like(x[0])
+    out = []
+    for x_t in x:
+        s, v = lif_step(x_t, v, p)  # autograd through the step function
+        out.append(s)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [LIFParams(), LIFParams(v_reset=None), LIFParams(detach_reset=True),
+     LIFParams(v_reset=None, detach_reset=True, surrogate="arctan"),
+     LIFParams(tau=1.5, v_reset=0.2, surrogate="fast-sigmoid", alpha=10.0)],
+)  # fmt: skip
+def test_fused_lif_equals_the_step_by_step_reference(params):
+    torch.manual_seed(0)
+    x = (torch.randn(7, 3, 5, dtype=torch.float64) * 1.5 + 0.8).requires_grad_()
+    weights = torch.randn(7, 3, 5, dtype=torch.float64)
+    expected = reference_lif(x, params)
+    (expected * weights).sum().backward()
+    expected_grad, x.grad = x.grad.clone(), None
+    fused = lif_multistep(x, params)
+    (fused * weights).sum().backward()
+    assert torch.equal(fused, expected) and expected.sum() > 0  # same spikes, and there are some
+    torch.testing.assert_close(x.grad, expected_grad, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        assert torch.equal(lif_multistep(x, params), expected)

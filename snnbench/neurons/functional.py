@@ -105,3 +105,72 @@ def lif_step(x: torch.Tensor, v: torch.Tensor, p: LIFParams) -> tuple[torch.Tens
 def leaky_integrate_step(x: torch.Tensor, v: torch.Tensor, tau: float) -> torch.Tensor:
     """Non-firing decay-input leaky integrator (a readout layer): v' = v + (x − v)/τ."""
     return v + (x - v) / tau
+
+
+def _lif_forward(x: torch.Tensor, p: LIFParams, keep_h: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Spikes of all steps, and the pre-reset membranes ``h`` when the backward needs them."""
+    decay, gain = 1.0 - 1.0 / p.tau, 1.0 / p.tau
+    rest = 0.0 if p.v_reset is None else p.v_reset * gain
+    h_seq = torch.empty_like(x) if keep_h else None
+    spikes = torch.empty_like(x)
+    v = torch.zeros_like(x[0])
+    for t in range(x.shape[0]):
+        h = torch.add(x[t] * gain, v, alpha=decay)
+        if rest:
+            h += rest
+        if h_seq is not None:
+            h_seq[t] = h
+        fired = h >= p.v_threshold
+        spikes[t] = fired
+        if p.v_reset is None:
+            v = h - p.v_threshold * spikes[t]
+        else:
+            v = h.masked_fill(fired, p.v_reset)
+    return spikes, h_seq
+
+
+class _LIFMultiStep(torch.autograd.Function):
+    """All T steps of :func:`lif_step` in one autograd node (forward without a graph, analytic backward).
+
+    Saves only the pre-reset membrane ``h`` (spikes are ``h ≥ ϑ``, recomputed in backward). Backward, with
+    ``g = surrogate'(h − ϑ)`` and ``δv`` the gradient carried from step t+1:
+      ∂L/∂h_t = ∂L/∂s_t · g + δv · ∂v_t/∂h_t,   ∂v_t/∂h_t = (1 − s) + (v_reset − h) g   (hard reset)
+                                                            = 1 − ϑ g                      (soft reset)
+      (the g-terms vanish with ``detach_reset``);  ∂L/∂x_t = ∂L/∂h_t / τ;  δv_{t−1} = ∂L/∂h_t (1 − 1/τ).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, p: LIFParams) -> torch.Tensor:  # type: ignore[override]
+        spikes, h_seq = _lif_forward(x, p, keep_h=True)
+        ctx.save_for_backward(h_seq)
+        ctx.p = p
+        return spikes
+
+    @staticmethod
+    def backward(ctx, grad_spikes: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        (h_seq,) = ctx.saved_tensors
+        p: LIFParams = ctx.p
+        surrogate = SURROGATES[p.surrogate]
+        alpha = surrogate.default_alpha if p.alpha is None else p.alpha
+        decay, gain = 1.0 - 1.0 / p.tau, 1.0 / p.tau
+        grad_x = torch.empty_like(h_seq)
+        grad_v = torch.zeros_like(h_seq[0])
+        for t in range(h_seq.shape[0] - 1, -1, -1):
+            h = h_seq[t]
+            g = surrogate.derivative(h - p.v_threshold, alpha)
+            if p.v_reset is None:
+                dv_dh = 1.0 if p.detach_reset else 1.0 - p.v_threshold * g
+            else:
+                not_fired = (h < p.v_threshold).to(h.dtype)
+                dv_dh = not_fired if p.detach_reset else not_fired + (p.v_reset - h) * g
+            grad_h = grad_spikes[t] * g + grad_v * dv_dh
+            grad_x[t] = grad_h * gain
+            grad_v = grad_h * decay
+        return grad_x, None
+
+
+def lif_multistep(x: torch.Tensor, p: LIFParams) -> torch.Tensor:
+    """Spikes ``[T, ...]`` of a LIF layer driven by ``x [T, ...]``; equal to looping :func:`lif_step`."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _LIFMultiStep.apply(x, p)
+    return _lif_forward(x, p, keep_h=False)[0]

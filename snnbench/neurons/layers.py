@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from snnbench.neurons.functional import LIFParams, leaky_integrate_step, lif_step
+from snnbench.neurons.functional import LIFParams, leaky_integrate_step, lif_multistep
 
 
 class SpikingLayer(nn.Module):
@@ -24,19 +24,15 @@ class SpikingLayer(nn.Module):
 
 
 class LIF(SpikingLayer):
-    """Multi-step decay-input LIF layer; see :func:`~snnbench.neurons.functional.lif_step`."""
+    """Multi-step decay-input LIF layer; see :func:`~snnbench.neurons.functional.lif_step` (dynamics)
+    and :func:`~snnbench.neurons.functional.lif_multistep` (the fused kernel used here)."""
 
     def __init__(self, params: LIFParams = LIFParams()) -> None:
         super().__init__()
         self.params = params
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = torch.zeros_like(x[0])
-        spikes = []
-        for x_t in x:
-            s, v = lif_step(x_t, v, self.params)
-            spikes.append(s)
-        return torch.stack(spikes)
+        return lif_multistep(x, self.params)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.params._asdict().items())
