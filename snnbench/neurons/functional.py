@@ -107,41 +107,37 @@ def leaky_integrate_step(x: torch.Tensor, v: torch.Tensor, tau: float) -> torch.
     return v + (x - v) / tau
 
 
-def _lif_forward(x: torch.Tensor, p: LIFParams, keep_h: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Spikes of all steps, and the pre-reset membranes ``h`` when the backward needs them."""
-    decay, gain = 1.0 - 1.0 / p.tau, 1.0 / p.tau
-    rest = 0.0 if p.v_reset is None else p.v_reset * gain
-    h_seq = torch.empty_like(x) if keep_h else None
-    spikes = torch.empty_like(x)
+def _lif_forward(x: torch.Tensor, p: LIFParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spikes of all steps and the pre-reset membranes ``h``; three tensor ops per step."""
+    decay = 1.0 - 1.0 / p.tau
+    drive = x / p.tau  # every step's input term at once
+    if p.v_reset:
+        drive = drive + p.v_reset / p.tau
+    h_seq = torch.empty_like(x)
     v = torch.zeros_like(x[0])
     for t in range(x.shape[0]):
-        h = torch.add(x[t] * gain, v, alpha=decay)
-        if rest:
-            h += rest
-        if h_seq is not None:
-            h_seq[t] = h
-        fired = h >= p.v_threshold
-        spikes[t] = fired
+        h = torch.add(drive[t], v, alpha=decay, out=h_seq[t])
         if p.v_reset is None:
-            v = h - p.v_threshold * spikes[t]
+            v = h - p.v_threshold * (h >= p.v_threshold)
         else:
-            v = h.masked_fill(fired, p.v_reset)
-    return spikes, h_seq
+            v = h.masked_fill(h >= p.v_threshold, p.v_reset)
+    return (h_seq >= p.v_threshold).to(x.dtype), h_seq
 
 
 class _LIFMultiStep(torch.autograd.Function):
     """All T steps of :func:`lif_step` in one autograd node (forward without a graph, analytic backward).
 
-    Saves only the pre-reset membrane ``h`` (spikes are ``h ≥ ϑ``, recomputed in backward). Backward, with
+    Saves only the pre-reset membrane ``h`` (spikes are ``h ≥ ϑ``). Backward, with
     ``g = surrogate'(h − ϑ)`` and ``δv`` the gradient carried from step t+1:
       ∂L/∂h_t = ∂L/∂s_t · g + δv · ∂v_t/∂h_t,   ∂v_t/∂h_t = (1 − s) + (v_reset − h) g   (hard reset)
                                                             = 1 − ϑ g                      (soft reset)
       (the g-terms vanish with ``detach_reset``);  ∂L/∂x_t = ∂L/∂h_t / τ;  δv_{t−1} = ∂L/∂h_t (1 − 1/τ).
+    Everything but the two-op recursion over δv is computed for all steps at once.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, p: LIFParams) -> torch.Tensor:  # type: ignore[override]
-        spikes, h_seq = _lif_forward(x, p, keep_h=True)
+        spikes, h_seq = _lif_forward(x, p)
         ctx.save_for_backward(h_seq)
         ctx.p = p
         return spikes
@@ -151,26 +147,22 @@ class _LIFMultiStep(torch.autograd.Function):
         (h_seq,) = ctx.saved_tensors
         p: LIFParams = ctx.p
         surrogate = SURROGATES[p.surrogate]
-        alpha = surrogate.default_alpha if p.alpha is None else p.alpha
-        decay, gain = 1.0 - 1.0 / p.tau, 1.0 / p.tau
-        grad_x = torch.empty_like(h_seq)
-        grad_v = torch.zeros_like(h_seq[0])
-        for t in range(h_seq.shape[0] - 1, -1, -1):
-            h = h_seq[t]
-            g = surrogate.derivative(h - p.v_threshold, alpha)
-            if p.v_reset is None:
-                dv_dh = 1.0 if p.detach_reset else 1.0 - p.v_threshold * g
-            else:
-                not_fired = (h < p.v_threshold).to(h.dtype)
-                dv_dh = not_fired if p.detach_reset else not_fired + (p.v_reset - h) * g
-            grad_h = grad_spikes[t] * g + grad_v * dv_dh
-            grad_x[t] = grad_h * gain
-            grad_v = grad_h * decay
-        return grad_x, None
+        g = surrogate.derivative(h_seq - p.v_threshold, surrogate.default_alpha if p.alpha is None else p.alpha)
+        if p.v_reset is None:
+            dv_dh = torch.ones_like(h_seq) if p.detach_reset else 1.0 - p.v_threshold * g
+        else:
+            dv_dh = (h_seq < p.v_threshold).to(h_seq.dtype)
+            if not p.detach_reset:
+                dv_dh = dv_dh + (p.v_reset - h_seq) * g
+        grad_h = grad_spikes * g  # the direct term of every step; the carried term is added below
+        decay = 1.0 - 1.0 / p.tau
+        for t in range(h_seq.shape[0] - 2, -1, -1):
+            grad_h[t].addcmul_(grad_h[t + 1], dv_dh[t], value=decay)
+        return grad_h / p.tau, None
 
 
 def lif_multistep(x: torch.Tensor, p: LIFParams) -> torch.Tensor:
     """Spikes ``[T, ...]`` of a LIF layer driven by ``x [T, ...]``; equal to looping :func:`lif_step`."""
     if torch.is_grad_enabled() and x.requires_grad:
         return _LIFMultiStep.apply(x, p)
-    return _lif_forward(x, p, keep_h=False)[0]
+    return _lif_forward(x, p)[0]
