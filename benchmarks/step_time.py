@@ -190,20 +190,20 @@ def median_ms(step: Callable[[], None], device: str, warmup: int, iters: int) ->
 
 
 def peak_memory_mib(name: str, shape: str, T: int, n: int, device: str) -> float:
-    """Peak memory of training steps, measured in a fresh process."""
+    """Peak memory of three training steps in a fresh process: CUDA max allocated, or CPU resident-set
+    growth over the process with the model and data built (sampled every 2 ms)."""
     code = (
         "import sys, json, torch, psutil, threading\n"
         "sys.argv=['x']\n"
         f"import importlib.util; spec=importlib.util.spec_from_file_location('b', {__file__!r}); "
         "b=importlib.util.module_from_spec(spec); spec.loader.exec_module(b)\n"
-        f"step=b.step_fn({name!r}, {shape!r}, {T}, {n}, {device!r}); step()\n"
+        f"step=b.step_fn({name!r}, {shape!r}, {T}, {n}, {device!r})\n"
         "p=psutil.Process(); base=p.memory_info().rss; peak=[base]; stop=threading.Event()\n"
         "def s():\n  while not stop.wait(0.002): peak[0]=max(peak[0], p.memory_info().rss)\n"
         "t=threading.Thread(target=s); t.start()\n"
         f"if {device!r}.startswith('cuda'): torch.cuda.reset_peak_memory_stats()\n"
         "[step() for _ in range(3)]; stop.set(); t.join()\n"
-        f"m=torch.cuda.max_memory_allocated() if {device!r}.startswith('cuda') else peak[0]-base+"
-        "sum(q.numel()*q.element_size() for q in [])\n"
+        f"m=torch.cuda.max_memory_allocated() if {device!r}.startswith('cuda') else peak[0]-base\n"
         "print(json.dumps(m/2**20))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
