@@ -107,16 +107,29 @@ def leaky_integrate_step(x: torch.Tensor, v: torch.Tensor, tau: float) -> torch.
     return v + (x - v) / tau
 
 
+def _surrogate_derivative_(x: torch.Tensor, p: LIFParams) -> torch.Tensor:
+    """``surrogate'(x)``, overwriting ``x`` where it can (fewer passes over large activations).
+
+    Same values as ``SURROGATES[name].derivative`` (tested)."""
+    alpha = SURROGATES[p.surrogate].default_alpha if p.alpha is None else p.alpha
+    if p.surrogate == "sigmoid":
+        s = x.mul_(alpha).sigmoid_()
+        return torch.addcmul(s, s, s, value=-1.0).mul_(alpha)  # α s (1 − s)
+    if p.surrogate == "arctan":
+        return x.mul_(math.pi / 2.0 * alpha).square_().add_(1.0).reciprocal_().mul_(alpha / 2.0)
+    return x.abs_().mul_(alpha).add_(1.0).square_().reciprocal_()  # fast-sigmoid
+
+
 def _lif_forward(x: torch.Tensor, p: LIFParams) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spikes of all steps and the pre-reset membranes ``h``; three tensor ops per step."""
-    decay = 1.0 - 1.0 / p.tau
-    drive = x / p.tau  # every step's input term at once
-    if p.v_reset:
-        drive = drive + p.v_reset / p.tau
+    """Spikes of all steps and the pre-reset membranes ``h``; in place where the tensors are fresh."""
+    decay, gain = 1.0 - 1.0 / p.tau, 1.0 / p.tau
     h_seq = torch.empty_like(x)
     v = torch.zeros_like(x[0])
+    rest = p.v_reset or 0.0
     for t in range(x.shape[0]):
-        h = torch.add(drive[t], v, alpha=decay, out=h_seq[t])
+        # h = v + (x − (v − v_reset))/τ = decay·(v − v_reset) + v_reset + gain·x  (v is a fresh tensor)
+        v = v.mul_(decay) if not rest else v.sub_(rest).mul_(decay).add_(rest)
+        h = torch.add(v, x[t], alpha=gain, out=h_seq[t])
         if p.v_reset is None:
             v = h - p.v_threshold * (h >= p.v_threshold)
         else:
@@ -146,19 +159,18 @@ class _LIFMultiStep(torch.autograd.Function):
     def backward(ctx, grad_spikes: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         (h_seq,) = ctx.saved_tensors
         p: LIFParams = ctx.p
-        surrogate = SURROGATES[p.surrogate]
-        g = surrogate.derivative(h_seq - p.v_threshold, surrogate.default_alpha if p.alpha is None else p.alpha)
+        g = _surrogate_derivative_(h_seq - p.v_threshold, p)
         if p.v_reset is None:
-            dv_dh = torch.ones_like(h_seq) if p.detach_reset else 1.0 - p.v_threshold * g
-        else:
+            dv_dh = torch.ones_like(h_seq) if p.detach_reset else (g * -p.v_threshold).add_(1.0)
+        elif p.detach_reset:
             dv_dh = (h_seq < p.v_threshold).to(h_seq.dtype)
-            if not p.detach_reset:
-                dv_dh = dv_dh + (p.v_reset - h_seq) * g
+        else:  # (1 − s) + (v_reset − h) g, with two allocations
+            dv_dh = (h_seq - p.v_reset).mul_(g).neg_().add_(h_seq < p.v_threshold)
         grad_h = grad_spikes * g  # the direct term of every step; the carried term is added below
         decay = 1.0 - 1.0 / p.tau
         for t in range(h_seq.shape[0] - 2, -1, -1):
             grad_h[t].addcmul_(grad_h[t + 1], dv_dh[t], value=decay)
-        return grad_h / p.tau, None
+        return grad_h.mul_(1.0 / p.tau), None
 
 
 def lif_multistep(x: torch.Tensor, p: LIFParams) -> torch.Tensor:
