@@ -42,3 +42,20 @@ def events(x: torch.Tensor, T: int, generator: torch.Generator | None = None) ->
     if x.shape[1] != T:
         raise ValueError(f"event frames have {x.shape[1]} time bins, the run asks for T={T}")
     return x.transpose(0, 1)
+
+
+def latency_times(x: torch.Tensor, t_max: float = 1.0) -> torch.Tensor:
+    """Time-to-first-spike coding in continuous time: ``t = t_max (1 − x)`` for ``x > 0`` (brighter is
+    earlier), ``+inf`` (no spike) for ``x ≤ 0``. Intensities are clamped to [0, 1]."""
+    x = x.clamp(0.0, 1.0)
+    return torch.where(x > 0, t_max * (1.0 - x), torch.full_like(x, float("inf")))
+
+
+@encodings.register("latency")
+def latency(x: torch.Tensor, T: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One spike per input at step ``floor((1 − x) T)`` (clipped to T − 1): brighter is earlier;
+    zero intensity never fires."""
+    times = latency_times(x, 1.0)
+    steps = torch.where(torch.isfinite(times), (times * T).floor().clamp(max=T - 1), torch.full_like(times, -1.0))
+    grid = torch.arange(T, device=x.device, dtype=x.dtype).view(T, *([1] * x.dim()))
+    return (grid == steps.unsqueeze(0)).to(x.dtype)
