@@ -78,7 +78,8 @@ def reference_lif(x: torch.Tensor, p: LIFParams) -> torch.Tensor:
     "params",
     [LIFParams(), LIFParams(v_reset=None), LIFParams(detach_reset=True),
      LIFParams(v_reset=None, detach_reset=True, surrogate="arctan"),
-     LIFParams(tau=1.5, v_reset=0.2, surrogate="fast-sigmoid", alpha=10.0)],
+     LIFParams(tau=1.5, v_reset=0.2, surrogate="fast-sigmoid", alpha=10.0),
+     LIFParams(v_reset=None, surrogate="triangle")],
 )  # fmt: skip
 def test_fused_lif_equals_the_step_by_step_reference(params):
     torch.manual_seed(0)

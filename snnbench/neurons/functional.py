@@ -6,6 +6,7 @@ replaces the derivative in the backward pass by the derivative of a smooth stand
 * ``sigmoid``       g(x) = σ(αx),                      g'(x) = α σ(αx)(1 − σ(αx)),   α = 4 (SpikingJelly)
 * ``arctan``        g(x) = arctan(π α x / 2)/π + 1/2,  g'(x) = (α/2) / (1 + (π α x / 2)²), α = 2 (snnTorch)
 * ``fast-sigmoid``  g(x) = x / (1 + α|x|) (SuperSpike), g'(x) = 1 / (1 + α|x|)²,     α = 25 (snnTorch slope)
+* ``triangle``      g'(x) = α max(0, 1 − |x|), g its piecewise-quadratic primitive,   α = 0.3 (BNTT)
 
 Each surrogate's ``backward`` is tested against autograd of its ``smooth`` function.
 """
@@ -39,6 +40,11 @@ def _arctan_derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
     return (alpha / 2.0) / (1.0 + (math.pi / 2.0 * alpha * x) ** 2)
 
 
+def _triangle_smooth(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    inside = torch.where(x < 0, (x + 1) ** 2 / 2, 1 - (1 - x) ** 2 / 2)
+    return alpha * torch.where(x <= -1, torch.zeros_like(x), torch.where(x >= 1, torch.ones_like(x), inside))
+
+
 def _fast_sigmoid_derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
     return 1.0 / (1.0 + alpha * x.abs()) ** 2
 
@@ -51,6 +57,8 @@ SURROGATES: dict[str, Surrogate] = {
     "fast-sigmoid": Surrogate(
         "fast-sigmoid", 25.0, lambda x, a: x / (1.0 + a * x.abs()), _fast_sigmoid_derivative
     ),
+    # BNTT (Kim & Panda 2021): ∂s/∂x = 0.3·max(0, 1 − |x|)
+    "triangle": Surrogate("triangle", 0.3, _triangle_smooth, lambda x, a: a * (1.0 - x.abs()).clamp(min=0.0)),
 }
 
 
@@ -117,6 +125,8 @@ def _surrogate_derivative_(x: torch.Tensor, p: LIFParams) -> torch.Tensor:
         return torch.addcmul(s, s, s, value=-1.0).mul_(alpha)  # α s (1 − s)
     if p.surrogate == "arctan":
         return x.mul_(math.pi / 2.0 * alpha).square_().add_(1.0).reciprocal_().mul_(alpha / 2.0)
+    if p.surrogate == "triangle":
+        return x.abs_().neg_().add_(1.0).clamp_(min=0.0).mul_(alpha)
     return x.abs_().mul_(alpha).add_(1.0).square_().reciprocal_()  # fast-sigmoid
 
 
