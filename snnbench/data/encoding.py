@@ -59,3 +59,12 @@ def latency(x: torch.Tensor, T: int, generator: torch.Generator | None = None) -
     steps = torch.where(torch.isfinite(times), (times * T).floor().clamp(max=T - 1), torch.full_like(times, -1.0))
     grid = torch.arange(T, device=x.device, dtype=x.dtype).view(T, *([1] * x.dim()))
     return (grid == steps.unsqueeze(0)).to(x.dtype)
+
+
+@encodings.register("signed-rate")
+def signed_rate(x: torch.Tensor, T: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """BNTT's ternary Poisson input (Rathi et al.): a fresh sample each step,
+    ``sign(x) · [2 U(0, 1) ≤ |x|]``, i.e. P(spike) = |x| / 2 with the sign of the (normalised) input."""
+    magnitude = x.abs().unsqueeze(0).expand(T, *x.shape)
+    noise = torch.rand(magnitude.shape, generator=generator, device="cpu").to(x.device)
+    return torch.sign(x).unsqueeze(0) * (noise * 2.0 <= magnitude).to(x.dtype)
