@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e ".[dev,peers,ray]"
-	$(BIN)/pip install --quiet --no-deps spikingjelly==2.0.0
+	$(BIN)/pip install --quiet --no-deps spikingjelly==2.0.0 neurobench==2.3.0
 	touch $(STAMP)
 
 ## demo: train the default suite (digits-lowT) into the git-ignored out/ folder

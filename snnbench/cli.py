@@ -193,6 +193,9 @@ def leaderboard(
     check: Annotated[
         bool, typer.Option("--check", help="only verify the committed files equal what the records produce")
     ] = False,
+    columns: Annotated[
+        str | None, typer.Option(help="comma-separated metric columns (see docs/metrics.md), e.g. spike_rate,energy_nj")
+    ] = None,
 ) -> None:
     """Rebuild the leaderboard (and plots) of a suite from its records and print it."""
     from snnbench.errors import SnnbenchError
@@ -219,20 +222,39 @@ def leaderboard(
         from snnbench.suite import load_suite
 
         loaded = load_suite(suite)
-        files = write_reports(loaded, out / loaded.name, budget)
+        if columns is None:
+            files = write_reports(loaded, out / loaded.name, budget)
+            text = (files[0] if format is Format.md else files[1]).read_text()
+        else:  # a custom view: printed, the committed files stay as generated
+            from snnbench.leaderboard import build, select_records, to_markdown
+            from snnbench.records import load_records
+
+            df = select_records(load_records(out / loaded.name), loaded, budget)
+            table = build(df, _names(columns))
+            text = (
+                to_markdown(table, loaded, len(df), [], budget or loaded.default_budget)
+                if format is Format.md
+                else table.to_csv(index=False, float_format="%.4f")
+            )
     except SnnbenchError as exc:
         raise _fail(exc) from None
-    path = files[0] if format is Format.md else files[1]
-    sys.stdout.write(path.read_text())
+    sys.stdout.write(text)
 
 
-@app.command(epilog="Example: snnbench plot --suite digits-lowT")
+class Axis(str, Enum):
+    T = "T"
+    sops = "sops"
+    energy = "energy"
+
+
+@app.command(epilog="Example: snnbench plot --suite digits-lowT --x energy")
 def plot(
     suite: Annotated[str, typer.Option(help="suite name or path")],
     out: Annotated[Path, typer.Option(help="output directory holding <suite>/runs")] = Path("results"),
     budget: Annotated[str | None, typer.Option(help="budget to plot (default: the suite's)")] = None,
+    x: Annotated[Axis, typer.Option("--x", help="x axis: time steps, synaptic operations or energy")] = Axis.T,
 ) -> None:
-    """Draw the suite's Pareto plot (accuracy vs T) from its records."""
+    """Draw the suite's Pareto plot (accuracy vs T, synaptic operations or energy) from its records."""
     from snnbench.errors import SnnbenchError
 
     try:
@@ -248,7 +270,8 @@ def plot(
         table = build(select_records(load_records(suite_dir), loaded, budget))
         if table.empty:
             raise SnnbenchError(f"no records of budget {budget or loaded.default_budget!r} under {suite_dir}")
-        paths = pareto(table, loaded, suite_dir / "pareto")
+        stem = "pareto" if x is Axis.T else f"pareto-{x.value}"
+        paths = pareto(table, loaded, suite_dir / stem, x=x.value)
     except SnnbenchError as exc:
         raise _fail(exc) from None
     for path in paths:

@@ -19,7 +19,9 @@ from snnbench.records import load_records
 from snnbench.suite import Suite
 
 # metric columns shown by default after the accuracy columns, when present in the records
-DEFAULT_COLUMNS: list[str] = ["train_time_s"]
+DEFAULT_COLUMNS: list[str] = ["spike_rate", "synops_per_sample", "energy_nj", "train_time_s"]
+# Pareto plots written with every report: x axis → file stem
+PLOT_AXES = {"T": "pareto", "energy": "pareto-energy"}
 
 
 def _current_sources() -> dict[str, tuple[int, str]]:
@@ -91,6 +93,12 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def _fmt_metric(value: Any) -> str:
+    if isinstance(value, float) and not math.isnan(value) and value != 0 and (abs(value) >= 1e4 or abs(value) < 1e-2):
+        return f"{value:.3g}"
+    return _fmt(value, 3)
+
+
 def to_markdown(table: pd.DataFrame, suite: Suite, n_records: int, revisions: list[str], budget: str) -> str:
     """The committed ``leaderboard.md``: header naming the command, records and revision, then tables."""
     lines = [
@@ -119,7 +127,7 @@ def to_markdown(table: pd.DataFrame, suite: Suite, n_records: int, revisions: li
             str(row.n),
             _fmt(row.top1_best_epoch_mean),
         ]
-        cells += [_fmt(getattr(row, c), 3) for c in extra]
+        cells += [_fmt_metric(getattr(row, c)) for c in extra]
         cells += [str(row.n_diverged), str(row.n_failed), str(row.stale)]
         lines.append("| " + " | ".join(cells) + " |")
     reference = reference_table(suite)
@@ -148,5 +156,6 @@ def write_reports(suite: Suite, suite_dir: Path, budget: str | None = None, colu
     files = [suite_dir / "leaderboard.md", suite_dir / "leaderboard.csv"]
     atomic_write_bytes(files[0], markdown.encode())
     atomic_write_bytes(files[1], table.to_csv(index=False, float_format="%.4f").encode())
-    files += pareto(table, suite, suite_dir / "pareto")
+    for axis, stem in PLOT_AXES.items():
+        files += pareto(table, suite, suite_dir / stem, x=axis)
     return files

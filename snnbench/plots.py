@@ -19,8 +19,19 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return sorted(set(front))
 
 
-def pareto(table: pd.DataFrame, suite: Suite, stem: Path, x: str = "T", x_label: str = "time steps T (latency)") -> list[Path]:
-    """Draw ``stem.png`` and ``stem.svg`` from a leaderboard table; returns the two paths."""
+AXES = {
+    "T": ("T", "time steps T (latency)"),
+    "sops": ("synops_per_sample_mean", "synaptic operations per sample (ACs + MACs)"),
+    "energy": ("energy_nj_mean", "estimated energy per sample (nJ)"),
+}
+
+
+def pareto(table: pd.DataFrame, suite: Suite, stem: Path, x: str = "T") -> list[Path]:
+    """Draw ``stem.png`` and ``stem.svg`` of accuracy against ``x`` (``T``, ``sops`` or ``energy``)."""
+    column, x_label = AXES[x]
+    if column not in table:
+        table = table.assign(**{column: float("nan")})
+    table = table.dropna(subset=[column])
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,9 +42,9 @@ def pareto(table: pd.DataFrame, suite: Suite, stem: Path, x: str = "T", x_label:
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=150)
     markers = "osD^vP*Xh<>"
     for i, (name, group) in enumerate(ok.groupby("algorithm", sort=True)):
-        group = group.sort_values(x)
+        group = group.sort_values(column)
         ax.errorbar(
-            group[x],
+            group[column],
             group["top1_mean"],
             yerr=group["top1_std"].fillna(0.0),
             marker=markers[i % len(markers)],
@@ -42,7 +53,7 @@ def pareto(table: pd.DataFrame, suite: Suite, stem: Path, x: str = "T", x_label:
             linewidth=1.6,
             label=f"{name}",
         )
-    front = pareto_front(list(zip(ok[x].astype(float), ok["top1_mean"].astype(float))))
+    front = pareto_front(list(zip(ok[column].astype(float), ok["top1_mean"].astype(float))))
     if front:
         xs, ys = zip(*front)
         ax.step(xs, ys, where="post", color="black", linestyle="--", linewidth=1, alpha=0.6, label="Pareto front")
@@ -50,16 +61,21 @@ def pareto(table: pd.DataFrame, suite: Suite, stem: Path, x: str = "T", x_label:
     refs = [r for r in suite.reference if r.T is not None] if x == "T" else []
     if refs:
         ax.scatter([r.T for r in refs], [r.top1 for r in refs], marker="x", color="grey", s=50, label="published (ref.)")
-    values = sorted(ok[x].unique()) if not ok.empty else []
+    values = sorted(ok[column].unique()) if not ok.empty else []
     if x == "T" and values:
         ax.set_xscale("log", base=2)
         ax.set_xticks(values)
         ax.set_xticklabels([str(int(v)) for v in values])
+    elif values:
+        ax.set_xscale("log")
     ax.set_xlabel(x_label)
     ax.set_ylabel("top-1 accuracy (%), final epoch, mean ± std")
-    ax.set_title(f"{suite.name}: accuracy vs latency")
+    ax.set_title(f"{suite.name}: accuracy vs {'latency' if x == 'T' else x_label.split(' per ')[0]}")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower right")
+    else:
+        ax.text(0.5, 0.5, f"no records carry {column}", transform=ax.transAxes, ha="center", color="grey")
     fig.tight_layout()
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     stem.parent.mkdir(parents=True, exist_ok=True)

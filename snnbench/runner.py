@@ -29,7 +29,7 @@ from snnbench.architectures import resolve_architecture
 from snnbench.data import LoadedDataset, data_root, datasets
 from snnbench.data.encoding import encodings
 from snnbench.environment import environment, resolve_device
-from snnbench.metrics import PeakMemory, footprint_bytes, parameter_count
+from snnbench.metrics import OperationCounter, PeakMemory, connection_sparsity, footprint_bytes, parameter_count
 from snnbench.records import RecordStore, RunRecord, atomic_torch_save
 from snnbench.suite import Overrides, RunSpec, Suite, expand, load_suite
 
@@ -291,6 +291,8 @@ def _train_and_evaluate(
         tested = [h["test_top1"] for h in history if h.get("test_top1") is not None]
         metrics["top1_best_epoch"] = max(tested + [evaluation.top1])
         metrics.update(evaluation.extra)
+        metrics.update(count_operations(algorithm, net, test, evaluation_context(-2), spec))
+        metrics["connection_sparsity"] = connection_sparsity(net)
     return {
         "status": status,
         "error": error,
@@ -300,6 +302,18 @@ def _train_and_evaluate(
         "resumed_from_epoch": start_epoch,
         "training_shared_with": shared_with,
     }
+
+
+def count_operations(
+    algorithm: Algorithm, net: torch.nn.Module, test: Any, ctx: RunContext, spec: RunSpec
+) -> dict[str, Any]:
+    """Spikes and synaptic operations of one inference pass over the test set (hooks only here)."""
+    net.eval()
+    with OperationCounter(net) as counter, torch.no_grad():
+        for x, _ in test.batches(spec.eval_batch_size, shuffle=False, device=ctx.device):
+            algorithm.predict(net, x, ctx)
+    energy = spec.energy or {}
+    return counter.summary(len(test), energy.get("e_ac_pj", 0.9), energy.get("e_mac_pj", 4.6))
 
 
 def run_suite(

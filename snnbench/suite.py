@@ -72,6 +72,15 @@ class AlgorithmEntry(BaseModel):
         return dict(self.model_extra or {})
 
 
+class Energy(BaseModel):
+    """Energy per operation for the energy estimate (45 nm defaults, Horowitz 2014)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    e_ac_pj: float = Field(0.9, gt=0.0, description="32-bit float add")
+    e_mac_pj: float = Field(4.6, gt=0.0, description="32-bit float multiply-add")
+
+
 class ReferenceRow(BaseModel):
     """A published figure shown beside (never mixed with) measured rows."""
 
@@ -103,6 +112,7 @@ class Suite(BaseModel):
     budgets: dict[str, Budget]
     algorithms: dict[str, AlgorithmEntry]
     reference: list[ReferenceRow] = Field(default_factory=list)
+    energy: Energy = Field(default_factory=Energy)
 
     @field_validator("timesteps", "seeds")
     @classmethod
@@ -138,10 +148,11 @@ class RunSpec(BaseModel):
     hparams: dict[str, Any]
     num_cpus: float = 1.0  # scheduling only: not in the hash
     num_gpus: float = 0.0
+    energy: dict[str, float] = Field(default_factory=dict)  # energy constants: not in the hash
 
     def semantic(self, without_T: bool = False) -> dict[str, Any]:
         """The fields that define the run's numbers, as plain JSON."""
-        data = self.model_dump(mode="json", exclude={"num_cpus", "num_gpus"})
+        data = self.model_dump(mode="json", exclude={"num_cpus", "num_gpus", "energy"})
         if without_T:
             data.pop("T")
         return data
@@ -398,6 +409,7 @@ def expand(suite: Suite, overrides: Overrides | None = None) -> list[RunSpec]:
                         hparams=config.model_dump(mode="json"),
                         num_cpus=budget["num_cpus"],
                         num_gpus=budget["num_gpus"],
+                        energy=suite.energy.model_dump(),
                     )
                 )
     return specs

@@ -41,6 +41,15 @@ def test_run_twice_then_leaderboard(write_suite, tmp_path):
     assert csv.exit_code == 0 and csv.stdout.splitlines()[0].startswith("algorithm,T,top1_mean,top1_std,n,")
     plot = runner.invoke(app, ["plot", "--suite", path, "--out", out])
     assert plot.exit_code == 0 and "pareto.png" in plot.output
+    for axis in ("sops", "energy"):
+        plot = runner.invoke(app, ["plot", "--suite", path, "--out", out, "--x", axis])
+        assert plot.exit_code == 0 and f"pareto-{axis}.png" in plot.output
+    picked = runner.invoke(app, ["leaderboard", "--suite", path, "--out", out, "--format", "csv", "--columns",
+                                 "acs_per_sample,energy_ratio"])
+    header = picked.stdout.splitlines()[0]
+    assert picked.exit_code == 0 and "acs_per_sample_mean,energy_ratio_mean" in header and "spike_rate" not in header
+    wrong = runner.invoke(app, ["leaderboard", "--suite", path, "--out", out, "--columns", "energy_nJ"])
+    assert wrong.exit_code == 2 and "did you mean" in wrong.stderr and "energy_nj" in wrong.stderr
 
 
 def test_leaderboard_without_records_is_an_error(write_suite, tmp_path):

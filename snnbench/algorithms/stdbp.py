@@ -42,6 +42,8 @@ from snnbench.architectures import Conv, Dense, Pool
 from snnbench.data import Split
 from snnbench.data.encoding import latency_times
 from snnbench.errors import SnnbenchError
+from snnbench.metrics import effective_operations
+from snnbench.neurons.layers import SpikingLayer
 
 INF = float("inf")
 
@@ -85,26 +87,24 @@ def spike_times(t_in: torch.Tensor, w: torch.Tensor, threshold: float) -> torch.
     return torch.where(valid.any(dim=1), t_out, torch.full_like(t_out, INF))
 
 
-class SpikeTimeLayer(nn.Module):
-    """A dense or convolutional layer of ReL-PSP neurons on spike times; min-pooling for ``Pool``."""
+class SpikeTimeLayer(SpikingLayer):
+    """A dense or convolutional layer of ReL-PSP neurons on spike times ``[B, ...]`` (``inf`` = silent)."""
 
-    def __init__(self, kind: str, in_shape: tuple[int, ...], layer: Dense | Conv | Pool, cfg: STDBPConfig) -> None:
+    output_is_spikes = False
+    steps: int | None = None  # time steps of the clocked pass being run (spike rates per step), else None
+
+    def __init__(self, in_shape: tuple[int, ...], layer: Dense | Conv, cfg: STDBPConfig) -> None:
         super().__init__()
-        self.kind, self.layer, self.threshold = kind, layer, cfg.threshold
-        if kind == "pool":
-            return
-        fan_in = in_shape[0] if kind == "dense" else in_shape[0] * layer.kernel**2  # type: ignore[union-attr]
-        units = layer.units if isinstance(layer, Dense) else layer.channels  # type: ignore[union-attr]
+        self.layer, self.threshold = layer, cfg.threshold
+        fan_in = in_shape[0] if isinstance(layer, Dense) else in_shape[0] * layer.kernel**2
+        units = layer.units if isinstance(layer, Dense) else layer.channels
         weight = torch.randn(units, fan_in) * cfg.init_std / math.sqrt(fan_in) + cfg.init_mean / fan_in
         self.weight = nn.Parameter(weight * cfg.threshold)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        if self.kind == "pool":
-            size = self.layer.size  # type: ignore[union-attr]
-            return -F.max_pool2d(-t, size)  # earliest spike wins
-        if self.kind == "dense":
+        if isinstance(self.layer, Dense):
             return spike_times(t.flatten(1), self.weight, self.threshold)
-        conv: Conv = self.layer  # type: ignore[assignment]
+        conv = self.layer
         batch, _, height, width = t.shape
         padded = F.pad(t, [conv.pad] * 4, value=INF)  # padding never spikes
         patches = F.unfold(padded, conv.kernel, stride=conv.stride)  # [B, C k k, L]
@@ -114,18 +114,50 @@ class SpikeTimeLayer(nn.Module):
         times = spike_times(flat, self.weight, self.threshold)  # [B L, C_out]
         return times.reshape(batch, out_h * out_w, -1).transpose(1, 2).reshape(batch, -1, out_h, out_w)
 
+    def count_operations(self, t: torch.Tensor) -> tuple[int, bool, int]:
+        """Event-driven: each input spike adds its weight to the slope of every neuron it reaches (one AC)."""
+        active = torch.isfinite(t).to(self.weight.dtype)
+        if isinstance(self.layer, Dense):
+            weight, geometry, active = self.weight, {}, active.flatten(1)
+        else:
+            kernel = self.layer.kernel  # weight columns are unfold's (channel, row, column) order
+            weight = self.weight.reshape(len(self.weight), -1, kernel, kernel)
+            geometry = {"stride": self.layer.stride, "padding": self.layer.pad}
+        ops = effective_operations(active, weight, **geometry)
+        return ops, True, effective_operations(torch.ones_like(active[:1]), torch.ones_like(weight), **geometry)
+
+    def spike_statistics(self, output: torch.Tensor) -> tuple[int, int] | None:
+        """Spikes (finite times) over neurons × the clocked pass's steps; None for continuous-time passes."""
+        if self.steps is None:
+            return None
+        return int(torch.isfinite(output).sum()), output.numel() * self.steps
+
+
+class MinPool(nn.Module):
+    """Pooling on spike times: the earliest spike of each window wins (max-pooling of spikes)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return -F.max_pool2d(-t, self.size)
+
 
 class STDBPNet(nn.Module):
     """Spike-time layers; ``forward(t, dt)`` optionally snaps every spike to the step grid of width dt."""
 
-    def __init__(self, layers: list[SpikeTimeLayer]) -> None:
+    def __init__(self, layers: list[SpikeTimeLayer | MinPool], t_max: float) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
+        self.t_max = t_max
 
     def forward(self, t: torch.Tensor, dt: float | None = None) -> torch.Tensor:
         for layer in self.layers:
+            if isinstance(layer, SpikeTimeLayer):
+                layer.steps = None if dt is None else round(self.t_max / dt)
             t = layer(t)
-            if dt is not None and layer.kind != "pool":  # clock-driven: fire at the next step boundary
+            if dt is not None and isinstance(layer, SpikeTimeLayer):  # clock-driven: fire at the next step boundary
                 t = torch.ceil(t / dt - 1e-6) * dt
         return t
 
@@ -150,24 +182,24 @@ class STDBP(Algorithm):
     def build(self, T: int) -> nn.Module:
         cfg: STDBPConfig = self.config  # type: ignore[assignment]
         shape = tuple(self.data.input_shape)
-        layers: list[SpikeTimeLayer] = []
+        layers: list[SpikeTimeLayer | MinPool] = []
         for layer in [*self.arch.layers, Dense(self.data.num_classes)]:
             if isinstance(layer, Dense):
                 if layer.recurrent:
                     raise SnnbenchError("stdbp has no recurrent layers")
                 shape = (math.prod(shape),)
-                layers.append(SpikeTimeLayer("dense", shape, layer, cfg))
+                layers.append(SpikeTimeLayer(shape, layer, cfg))
                 shape = (layer.units,)
             elif isinstance(layer, Conv):
-                layers.append(SpikeTimeLayer("conv", shape, layer, cfg))
+                layers.append(SpikeTimeLayer(shape, layer, cfg))
                 size = (shape[1] + 2 * layer.pad - layer.kernel) // layer.stride + 1
                 shape = (layer.channels, size, (shape[2] + 2 * layer.pad - layer.kernel) // layer.stride + 1)
             elif isinstance(layer, Pool) and layer.kind in ("default", "max"):
-                layers.append(SpikeTimeLayer("pool", shape, layer, cfg))
+                layers.append(MinPool(layer.size))
                 shape = (shape[0], shape[1] // layer.size, shape[2] // layer.size)
             else:
                 raise SnnbenchError(f"stdbp supports dense, conv and (min-)pool layers, not {layer}")
-        return STDBPNet(layers)
+        return STDBPNet(layers, cfg.t_max)
 
     def configure(self, net: nn.Module, ctx: RunContext) -> TrainState:
         cfg: STDBPConfig = self.config  # type: ignore[assignment]
@@ -194,7 +226,7 @@ class STDBP(Algorithm):
             scores = self._scores(net(latency_times(x, cfg.t_max)))
             loss = F.cross_entropy(scores, y)  # eq. (5)
             for layer in net.layers:  # eq. (6)
-                if layer.kind != "pool":
+                if isinstance(layer, SpikeTimeLayer):
                     loss = loss + cfg.weight_sum_reg * F.relu(cfg.threshold - layer.weight.sum(1)).sum()
             state.optimizer.zero_grad(set_to_none=True)
             loss.backward()

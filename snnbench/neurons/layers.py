@@ -21,6 +21,12 @@ class SpikingLayer(nn.Module):
     """
 
     output_is_spikes: bool = True
+    last_spikes: torch.Tensor
+
+    def spike_statistics(self, output: torch.Tensor) -> tuple[int, int] | None:
+        """(spikes, neuron-steps) of the forward that returned ``output``; None = not a neuron layer."""
+        spikes = (output if self.output_is_spikes else self.last_spikes).detach()
+        return int((spikes != 0).sum()), spikes.numel()
 
 
 class LIF(SpikingLayer):

@@ -108,3 +108,32 @@ def test_learns_digits_quickly(write_suite, tmp_path):
     assert record.status == "ok"
     assert record.metrics["top1_continuous"] > 60.0  # measured 88 % (chance 10 %)
     assert record.metrics["decision_time_steps"] > 0 and record.metrics["silent_output_fraction"] < 0.5
+
+
+def test_operation_counts_are_input_spikes_times_fan_out():
+    """Event-driven counting: each finite input time costs one AC per nonzero weight it reaches; spike
+    rates count finite output times per neuron per clocked step."""
+    from snnbench.architectures import Conv, Dense
+    from snnbench.algorithms.stdbp import STDBPConfig, STDBPNet, SpikeTimeLayer
+    from snnbench.metrics import OperationCounter
+
+    cfg = STDBPConfig()
+    conv = SpikeTimeLayer((1, 4, 4), Conv(channels=2, kernel=3, stride=2, padding=1), cfg)
+    dense = SpikeTimeLayer((8,), Dense(units=3), cfg)
+    with torch.no_grad():
+        dense.weight[0, :4] = 0.0  # 4 missing synapses
+    net = STDBPNet([conv, dense], t_max=1.0)
+    t = torch.full((1, 1, 4, 4), float("inf"))
+    t[0, 0, 0, 0] = t[0, 0, 1, 1] = t[0, 0, 3, 3] = 0.2  # the hand-counted conv example of test_metrics
+    with OperationCounter(net) as counter, torch.no_grad():
+        hidden = conv(t)
+        out = net(t, dt=0.25)
+    fired = int(torch.isfinite(net.layers[0](t)).sum())
+    # conv: 12 ACs per pass (two passes: the direct call and net's); dense: each hidden spike × its fan-out
+    assert counter.acs["layers.0"] == 24
+    fan_out = (dense.weight != 0).sum(0)
+    assert counter.acs["layers.1"] == int(fan_out[torch.isfinite(hidden.flatten())].sum())
+    assert counter.dense_per_row == {"layers.0": 50, "layers.1": 24}
+    # spikes: the clocked pass only (4 steps); the direct call had no dt
+    assert counter.spikes["layers.0"] == fired and counter.neuron_steps["layers.0"] == 8 * 4
+    assert counter.spikes["layers.1"] == int(torch.isfinite(out).sum())
