@@ -11,10 +11,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from snnbench.data.download import RemoteFile
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,51 @@ class Dataset(ABC):
     def load(self, options: DatasetOptions, root: Path, T: int) -> LoadedDataset:
         """Load both splits into memory (event sets: binned to ``T`` frames)."""
 
+    def remote_files(self) -> list[RemoteFile]:
+        """The published files this dataset is read from (none for embedded datasets)."""
+        return []
+
+    def folder(self, root: Path) -> Path:
+        """Where the files live under the data root."""
+        return root / self.registry_name
+
+    def extracted(self, root: Path) -> list[Path]:
+        """Already-extracted data accepted when the archives are gone (empty: none found or not supported)."""
+        return []
+
     def status(self, root: Path) -> str:
-        """One word for ``snnbench datasets list``: embedded, present, missing."""
-        return "embedded"
+        """A word for ``snnbench datasets list``: embedded, present, extracted, partial (k/n), missing."""
+        files = self.remote_files()
+        if not files:
+            return "embedded"
+        present = sum((self.folder(root) / f.name).exists() for f in files)
+        if present == len(files):
+            return "present"
+        if self.extracted(root):
+            return "extracted"
+        return f"partial ({present}/{len(files)})" if present else "missing"
+
+    def download(self, root: Path, progress: object | None = None) -> list[Path]:
+        """Fetch every missing file (resuming, verified); intact files are kept."""
+        from snnbench.data.download import download
+
+        return [download(self.registry_name, f, self.folder(root), progress) for f in self.remote_files()]
+
+    def verify(self, root: Path) -> dict[str, str]:
+        """``{file: md5}`` of the dataset's files, each checked against the published MD5 (a bad file is set
+        aside and :class:`~snnbench.data.download.ChecksumError` raised); extracted data without its archives
+        is listed as ``{path: "extracted, sha256 of names and sizes <hex>"}``. Missing files raise
+        :class:`~snnbench.data.download.DatasetMissingError` naming files, URLs and the download command."""
+        from snnbench.data.download import DatasetMissingError, verify
+
+        folder = self.folder(root)
+        missing = [f for f in self.remote_files() if not (folder / f.name).exists()]
+        if missing:
+            extracted = self.extracted(root)
+            if not extracted:
+                raise DatasetMissingError(self.registry_name, folder, missing)
+            listing = hashlib.sha256()
+            for path in sorted(extracted):
+                listing.update(f"{path.relative_to(folder)}:{path.stat().st_size}\n".encode())
+            return {"extracted": f"{len(extracted)} files, sha256 of names and sizes {listing.hexdigest()}"}
+        return {f.name: verify(folder / f.name, f) for f in self.remote_files()}

@@ -1,0 +1,130 @@
+"""CIFAR-10 and CIFAR-100: the python-pickle tarballs (Krizhevsky 2009), read without extracting.
+
+``cifar-10-python.tar.gz`` holds ``cifar-10-batches-py/data_batch_1..5`` and ``test_batch``;
+``cifar-100-python.tar.gz`` holds ``cifar-100-python/train`` and ``test`` (fine labels used). Each pickle
+is a dict with ``data`` (uint8 ``[N, 3072]``, channel-major 32×32) and the labels. An extracted folder
+is accepted when the tarball is gone. Preprocessing as in the papers: per-channel normalisation with
+the published mean/std (``normalize: false`` keeps [0, 1] for rate/latency coding), and for training a
+random 32×32 crop of the 4-padded image plus a horizontal flip (``augment``), batched in torch.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from snnbench.data import datasets
+from snnbench.data._base import Dataset, DatasetInfo, DatasetOptions, LoadedDataset, Split
+from snnbench.data.download import RemoteFile
+from snnbench.data.preprocess import crop_and_flip, normalize
+from snnbench.errors import SnnbenchError
+
+
+class CifarOptions(DatasetOptions):
+    normalize: bool = Field(True, description="standardise with the published per-channel mean/std")
+    augment: bool = Field(True, description="random crop (padding 4) and horizontal flip of training images")
+
+
+class CifarDataset(Dataset):
+    """One CIFAR tarball; subclasses name the members and the label key."""
+
+    Options = CifarOptions
+    archive: RemoteFile
+    folder_name: str
+    train_members: tuple[str, ...]
+    test_members: tuple[str, ...]
+    label_key: bytes
+    num_classes: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def remote_files(self) -> list[RemoteFile]:
+        return [self.archive]
+
+    def extracted(self, root: Path) -> list[Path]:
+        paths = [self.folder(root) / self.folder_name / m for m in self.train_members + self.test_members]
+        return paths if all(p.exists() for p in paths) else []
+
+    def info(self, options: DatasetOptions) -> DatasetInfo:
+        assert isinstance(options, CifarOptions)
+        stats = {} if options.normalize else {"mean": self.mean, "std": self.std}
+        return DatasetInfo(self.registry_name, (3, 32, 32), self.num_classes, **stats)  # type: ignore[arg-type]
+
+    def _read_members(self, root: Path) -> dict[str, bytes]:
+        archive = self.folder(root) / self.archive.name
+        names = self.train_members + self.test_members
+        if not archive.exists():
+            return {m: (self.folder(root) / self.folder_name / m).read_bytes() for m in names}
+        with tarfile.open(archive, "r:gz") as tar:
+            found = {}
+            for m in names:
+                member = tar.extractfile(f"{self.folder_name}/{m}")
+                if member is None:
+                    raise SnnbenchError(f"{archive}: no member {self.folder_name}/{m}")
+                found[m] = member.read()
+            return found
+
+    def _split(self, blobs: list[bytes], where: str) -> Split:
+        images, labels = [], []
+        for blob in blobs:
+            entry = pickle.load(io.BytesIO(blob), encoding="bytes")
+            if b"data" not in entry or self.label_key not in entry:
+                raise SnnbenchError(f"{where}: pickle lacks b'data' or {self.label_key!r}")
+            images.append(np.asarray(entry[b"data"], dtype=np.uint8))
+            labels.append(np.asarray(entry[self.label_key], dtype=np.int64))
+        x = torch.from_numpy(np.concatenate(images).reshape(-1, 3, 32, 32).astype(np.float32) / 255.0)
+        return Split(x, torch.from_numpy(np.concatenate(labels)))
+
+    def load(self, options: DatasetOptions, root: Path, T: int) -> LoadedDataset:
+        assert isinstance(options, CifarOptions)
+        checksums = self.verify(root)
+        members = self._read_members(root)
+        where = str(self.folder(root))
+        train = self._split([members[m] for m in self.train_members], where)
+        test = self._split([members[m] for m in self.test_members], where)
+        fill: tuple[float, ...] = (0.0, 0.0, 0.0)
+        if options.normalize:
+            train = Split(normalize(train.x, self.mean, self.std), train.y)
+            test = Split(normalize(test.x, self.mean, self.std), test.y)
+            fill = tuple(-m / s for m, s in zip(self.mean, self.std, strict=True))
+        augment = crop_and_flip(4, fill) if options.augment else None
+        provenance = {"files_md5": checksums, "normalized": options.normalize, "augment": options.augment}
+        return LoadedDataset(self.info(options), train, test, augment=augment, provenance=provenance)
+
+
+@datasets.register("cifar10")
+class CIFAR10(CifarDataset):
+    description = "CIFAR-10 natural images, 32×32×3, 10 classes, 50,000 / 10,000 (python pickles)"
+    archive = RemoteFile(
+        "cifar-10-python.tar.gz",
+        ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
+        "c58f30108f718f92721af3b95e74349a",
+    )
+    folder_name = "cifar-10-batches-py"
+    train_members = tuple(f"data_batch_{i}" for i in range(1, 6))
+    test_members = ("test_batch",)
+    label_key = b"labels"
+    num_classes = 10
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+@datasets.register("cifar100")
+class CIFAR100(CifarDataset):
+    description = "CIFAR-100 natural images, 32×32×3, 100 fine classes, 50,000 / 10,000 (python pickles)"
+    archive = RemoteFile(
+        "cifar-100-python.tar.gz",
+        ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",),
+        "eb9058c3a382ffc7106e4002c42a8d85",
+    )
+    folder_name = "cifar-100-python"
+    train_members = ("train",)
+    test_members = ("test",)
+    label_key = b"fine_labels"
+    num_classes = 100
+    mean, std = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)

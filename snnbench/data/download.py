@@ -1,0 +1,172 @@
+"""Dataset files: published checksums, resumable downloads from a mirror or the canonical sources.
+
+A file is usable only once its MD5 equals the published one; a downloaded file that does not match is
+renamed ``*.corrupt`` (never read) and reported with both hashes. Downloads go to ``name.part`` and resume
+with an HTTP ``Range`` request after an interruption. ``SNNBENCH_MIRROR`` (a base URL) is tried before the
+canonical URLs: ``$SNNBENCH_MIRROR/<dataset>/<file name>``, so that an offline lab can serve the files.
+Verified hashes are remembered in ``.snnbench-verified.json`` next to the files (keyed by size and mtime),
+so that runs do not rehash gigabytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from snnbench.errors import SnnbenchError
+from snnbench.records import atomic_write_bytes
+
+CHUNK = 1 << 20
+ATTEMPTS_PER_URL = 3
+MANIFEST = ".snnbench-verified.json"
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One published file: its name on disk, where to get it (canonical first), and its MD5."""
+
+    name: str
+    urls: tuple[str, ...]
+    md5: str
+
+
+class DatasetMissingError(SnnbenchError):
+    """Files of a dataset are absent: names each file, its URLs, the folder, and the command to fetch them."""
+
+    def __init__(self, dataset: str, folder: Path, missing: Sequence[RemoteFile]) -> None:
+        lines = [f"dataset {dataset!r} is not in {folder}; missing:"]
+        lines += [f"  {f.name} (md5 {f.md5}) from {' or '.join(f.urls)}" for f in missing]
+        lines.append(
+            f"Run `snnbench datasets download {dataset}` (set SNNBENCH_MIRROR=<base URL> to use a mirror), "
+            f"or put the files there yourself."
+        )
+        super().__init__("\n".join(lines))
+
+
+class ChecksumError(SnnbenchError):
+    """A file's MD5 differs from the published one; the file has been set aside and is not used."""
+
+    def __init__(self, path: Path, expected: str, got: str, moved_to: Path) -> None:
+        super().__init__(f"{path}: checksum mismatch: expected md5 {expected}, got {got}; moved to {moved_to}")
+
+
+class DownloadError(SnnbenchError):
+    """No URL delivered the file."""
+
+
+def md5sum(path: Path) -> str:
+    """MD5 of a file, read in 1 MiB chunks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _manifest(folder: Path) -> dict[str, dict[str, object]]:
+    path = folder / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def cached_md5(path: Path) -> str:
+    """MD5 of ``path``, reused from the folder's manifest while size and mtime are unchanged."""
+    stat = path.stat()
+    entries = _manifest(path.parent)
+    entry = entries.get(path.name)
+    if entry and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+        return str(entry["md5"])
+    digest = md5sum(path)
+    entries[path.name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "md5": digest}
+    atomic_write_bytes(path.parent / MANIFEST, json.dumps(entries, indent=1, sort_keys=True).encode())
+    return digest
+
+
+def set_aside(path: Path, expected: str, got: str) -> ChecksumError:
+    """Rename a bad file to ``*.corrupt`` (so it is never read) and return the error describing it."""
+    moved = path.with_name(path.name + ".corrupt")
+    path.replace(moved)
+    return ChecksumError(path, expected, got, moved)
+
+
+def verify(path: Path, file: RemoteFile) -> str:
+    """The file's MD5 if it matches; otherwise the file is set aside and :class:`ChecksumError` raised."""
+    digest = cached_md5(path)
+    if digest != file.md5:
+        raise set_aside(path, file.md5, digest)
+    return digest
+
+
+def candidate_urls(dataset: str, file: RemoteFile) -> list[str]:
+    """``$SNNBENCH_MIRROR/<dataset>/<name>`` first when set, then the published URLs."""
+    mirror = os.environ.get("SNNBENCH_MIRROR", "").rstrip("/")
+    return ([f"{mirror}/{dataset}/{file.name}"] if mirror else []) + list(file.urls)
+
+
+def _fetch(url: str, part: Path, label: str, progress: object | None) -> None:
+    """Append the rest of ``url`` to ``part`` (``Range`` from its size); raises OSError on interruption."""
+    offset = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "snnbench"})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=30)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416:  # already complete
+            return
+        raise
+    with response:
+        if offset and response.status != 206:  # the server ignored Range: start over
+            offset = 0
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length is not None else None
+        task = progress.add_task(label, total=total, completed=offset) if progress is not None else None  # type: ignore[attr-defined]
+        with part.open("ab" if offset else "wb") as handle:
+            while chunk := response.read(CHUNK):
+                handle.write(chunk)
+                if task is not None:
+                    progress.advance(task, len(chunk))  # type: ignore[attr-defined]
+        if total is not None and part.stat().st_size < total:
+            raise OSError(f"connection closed after {part.stat().st_size} of {total} bytes")
+
+
+def download(dataset: str, file: RemoteFile, folder: Path, progress: object | None = None) -> Path:
+    """Fetch ``file`` into ``folder`` (resuming a ``.part``), verify it, and return its path.
+
+    An intact file already there is kept; each URL is tried up to three times, resuming each time."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / file.name
+    if target.exists():
+        try:
+            verify(target, file)
+            return target
+        except ChecksumError:
+            pass  # set aside: download a fresh copy
+    part = folder / (file.name + ".part")
+    failures: list[str] = []
+    for url in candidate_urls(dataset, file):
+        for attempt in range(ATTEMPTS_PER_URL):
+            try:
+                _fetch(url, part, file.name, progress)
+                break
+            except (OSError, urllib.error.URLError) as exc:
+                failures.append(f"{url}: {exc}")
+                time.sleep(0.2 * attempt)
+        else:
+            continue
+        digest = md5sum(part)
+        if digest != file.md5:
+            raise set_aside(part, file.md5, digest)
+        part.replace(target)
+        cached_md5(target)
+        return target
+    raise DownloadError(f"could not download {file.name}: " + "; ".join(failures[-3:]))

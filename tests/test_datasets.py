@@ -1,0 +1,243 @@
+"""Datasets end to end on fixture files in the real formats, served over loopback HTTP: download → verify →
+load, resumed downloads, corrupted files, extracted data, the event-frame cache, and every suite's smoke run."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from dataset_fixtures import FIXTURES, file_server, idx_bytes, publish
+from typer.testing import CliRunner
+
+from snnbench.cli import app
+from snnbench.data import datasets
+from snnbench.data.download import ChecksumError, DatasetMissingError, download
+from snnbench.data.mnist import read_idx
+from snnbench.data.preprocess import crop_and_flip
+from snnbench.errors import SnnbenchError
+from snnbench.runner import run_suite
+from snnbench.suite import Overrides, load_suite
+
+runner = CliRunner()
+EXPECTED = {  # name: (train size, test size, sample shape at T=4, classes)
+    "mnist": (40, 20, (1, 28, 28), 10),
+    "fashion-mnist": (40, 20, (1, 28, 28), 10),
+    "cifar10": (50, 10, (3, 32, 32), 10),
+    "cifar100": (50, 10, (3, 32, 32), 100),
+    "nmnist": (20, 20, (4, 2, 34, 34), 10),
+    "dvsgesture": (22, 22, (4, 2, 128, 128), 11),
+    "shd": (24, 24, (4, 1, 700), 20),
+}
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    """A loopback mirror serving ``tmp_path/served``; SNNBENCH_MIRROR points at it."""
+    served = tmp_path / "served"
+    served.mkdir()
+    with file_server(served) as (url, handler):
+        monkeypatch.setenv("SNNBENCH_MIRROR", url)
+        yield served, handler
+
+
+def test_idx_reader_shapes_and_bad_magic(tmp_path):
+    path = tmp_path / "images.gz"
+    import gzip
+
+    path.write_bytes(gzip.compress(idx_bytes(np.arange(2 * 3 * 4).reshape(2, 3, 4))))
+    array = read_idx(path)
+    assert array.shape == (2, 3, 4) and array.dtype == np.uint8 and array[1, 2, 3] == 23
+    path.write_bytes(gzip.compress(b"\x01\x02\x08\x01" + bytes(8)))
+    with pytest.raises(SnnbenchError, match="not an IDX file"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("name", list(FIXTURES))
+def test_download_verify_load(name, mirror, tmp_path, monkeypatch):
+    served, handler = mirror
+    files = publish(monkeypatch, served, name)
+    root = tmp_path / "data"
+    result = runner.invoke(app, ["datasets", "download", name, "--data-dir", str(root)])
+    assert result.exit_code == 0, result.output
+    verified = runner.invoke(app, ["datasets", "verify", name, "--data-dir", str(root)])
+    assert verified.exit_code == 0 and all(f in verified.output for f in files)
+    dataset = datasets.get(name)()
+    loaded = dataset.load(dataset.Options(), root, T=4)
+    n_train, n_test, shape, classes = EXPECTED[name]
+    assert (len(loaded.train), len(loaded.test)) == (n_train, n_test)
+    assert tuple(loaded.train.x.shape[1:]) == shape and loaded.train.x.dtype == torch.float32
+    assert loaded.train.y.dtype == torch.int64 and int(loaded.train.y.max()) < classes == loaded.info.num_classes
+    assert set(loaded.provenance["files_md5"]) == set(files)
+    if loaded.info.kind == "events":
+        assert loaded.train.x.sum() > 0 and (loaded.train.x >= 0).all()
+    else:  # normalised with the published statistics by default: pixel 0 → −mean/std per channel
+        mean, std = np.atleast_1d(dataset.mean), np.atleast_1d(dataset.std)
+        lowest = loaded.train.x.amin(dim=(0, 2, 3)).numpy()
+        assert lowest == pytest.approx(-mean / std, rel=1e-5) and loaded.info.mean is None
+
+
+def test_static_labels_and_pixels_match_the_files(mirror, tmp_path, monkeypatch):
+    served, _ = mirror
+    publish(monkeypatch, served, "cifar100")
+    root = tmp_path / "data"
+    dataset = datasets.get("cifar100")()
+    dataset.download(root)
+    raw = dataset.load(dataset.Options(normalize=False, augment=False), root, T=1)
+    import pickle
+    import tarfile
+
+    with tarfile.open(root / "cifar100" / "cifar-100-python.tar.gz") as tar:
+        entry = pickle.load(tar.extractfile("cifar-100-python/test"), encoding="bytes")
+    assert raw.test.y.tolist() == entry[b"fine_labels"]
+    first = torch.from_numpy(entry[b"data"][0].reshape(3, 32, 32).astype(np.float32) / 255)
+    assert torch.equal(raw.test.x[0], first) and raw.augment is None and raw.info.mean is not None
+
+
+def test_interrupted_download_resumes_with_range(mirror, tmp_path, monkeypatch):
+    served, handler = mirror
+    files = publish(monkeypatch, served, "cifar10")
+    name, data = next(iter(files.items()))
+    handler.drop_after[f"/cifar10/{name}"] = len(data) // 3  # the first response stops a third of the way
+    dataset = datasets.get("cifar10")()
+    path = download("cifar10", dataset.remote_files()[0], tmp_path / "data")
+    assert path.read_bytes() == data and not path.with_name(name + ".part").exists()
+    ranges = [r for p, r in handler.log if p.endswith(name)]
+    assert ranges == [None, f"bytes={len(data) // 3}-"]
+
+
+def test_corrupted_file_is_named_set_aside_and_never_used(mirror, tmp_path, monkeypatch):
+    served, _ = mirror
+    files = publish(monkeypatch, served, "mnist")
+    root = tmp_path / "data"
+    datasets.get("mnist")().download(root)
+    bad = root / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    bad.write_bytes(b"garbage")
+    result = runner.invoke(app, ["datasets", "verify", "mnist", "--data-dir", str(root)])
+    assert result.exit_code == 1
+    assert f"{bad}: checksum mismatch: expected md5 " in result.stderr and "got " in result.stderr
+    assert not bad.exists() and bad.with_name(bad.name + ".corrupt").read_bytes() == b"garbage"
+    with pytest.raises(DatasetMissingError):  # the set-aside file is not read
+        datasets.get("mnist")().load(datasets.get("mnist").Options(), root, 1)
+    datasets.get("mnist")().download(root)  # a fresh copy replaces it
+    assert bad.read_bytes() == files[bad.name]
+
+
+def test_mismatching_download_is_rejected(mirror, tmp_path, monkeypatch):
+    served, _ = mirror
+    publish(monkeypatch, served, "mnist")
+    (served / "mnist" / "train-labels-idx1-ubyte.gz").write_bytes(b"tampered on the server")
+    with pytest.raises(ChecksumError, match="train-labels-idx1-ubyte.gz.part: checksum mismatch"):
+        datasets.get("mnist")().download(tmp_path / "data")
+    assert not (tmp_path / "data" / "mnist" / "train-labels-idx1-ubyte.gz").exists()
+
+
+def test_missing_dataset_fails_before_training_with_files_urls_and_command(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["run", "--suite", "mnist-lowT", "--budget", "smoke", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert f"dataset 'mnist' is not in {tmp_path / 'mnist'}; missing:" in result.stderr
+    assert "train-images-idx3-ubyte.gz (md5 f68b3c2dcbeaaa9fbdd348bbdeb94873) from https://" in result.stderr
+    assert "Run `snnbench datasets download mnist`" in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_extracted_data_without_archives_is_accepted(mirror, tmp_path, monkeypatch):
+    served, _ = mirror
+    root = tmp_path / "data"
+    publish(monkeypatch, served, "mnist")
+    publish(monkeypatch, served, "nmnist")
+    for name in ("mnist", "nmnist"):
+        datasets.get(name)().download(root)
+    import gzip
+
+    for gz in (root / "mnist").glob("*.gz"):  # a lab that keeps the decompressed IDX files only
+        gz.with_suffix("").write_bytes(gzip.decompress(gz.read_bytes()))
+        gz.unlink()
+    for archive in (root / "NMNIST").glob("*.zip"):
+        archive.unlink()
+    for name in ("mnist", "nmnist"):
+        dataset = datasets.get(name)()
+        assert dataset.status(root) == "extracted"
+        loaded = dataset.load(dataset.Options(), root, T=4)
+        assert len(loaded.train) == EXPECTED[name][0]
+        assert "extracted" in loaded.provenance["files_md5"]
+
+
+def test_event_frames_are_cached_by_every_parameter(mirror, tmp_path, monkeypatch):
+    served, _ = mirror
+    publish(monkeypatch, served, "nmnist")
+    root = tmp_path / "data"
+    dataset = datasets.get("nmnist")()
+    dataset.download(root)
+    first = dataset.load(dataset.Options(), root, T=4)
+    assert len(list((root / "cache" / "nmnist").glob("*.pt"))) == 2
+    import tonic.datasets
+
+    monkeypatch.setattr(tonic.datasets.NMNIST, "__getitem__", lambda *a: pytest.fail("events read again"))
+    again = dataset.load(dataset.Options(), root, T=4)
+    assert torch.equal(first.train.x, again.train.x) and torch.equal(first.test.y, again.test.y)
+    with pytest.raises(pytest.fail.Exception, match="events read again"):  # another T is another key
+        dataset.load(dataset.Options(), root, T=5)
+    with pytest.raises(pytest.fail.Exception, match="events read again"):  # so is another option
+        dataset.load(dataset.Options(binary=True), root, T=4)
+
+
+def test_frames_bin_events_exactly(mirror, tmp_path, monkeypatch):
+    """Every event lands in one frame, except those at the recording's last timestamp: tonic's
+    ``n_time_bins`` slices are half-open [t_first, t_last) (documented in docs/datasets.md)."""
+    served, _ = mirror
+    files = publish(monkeypatch, served, "nmnist")
+    root = tmp_path / "data"
+    dataset = datasets.get("nmnist")()
+    dataset.download(root)
+    loaded = dataset.load(dataset.Options(), root, T=3)
+    with zipfile.ZipFile(root / "NMNIST" / "test.zip") as z:
+        first = sorted(n for n in z.namelist() if n.endswith(".bin"))[0]
+        raw = np.frombuffer(z.read(first), np.uint8).astype(np.int64).reshape(-1, 5)
+    ts = ((raw[:, 2] & 127) << 16) | (raw[:, 3] << 8) | raw[:, 4]
+    assert "test.zip" in files and int(loaded.test.x[0].sum()) == int((ts < ts.max()).sum())
+
+
+def test_crop_and_flip_is_a_crop_of_the_padded_image():
+    x = torch.arange(2 * 3 * 5 * 5, dtype=torch.float32).view(2, 3, 5, 5)
+    out = crop_and_flip(2, (-1.0, -2.0, -3.0))(x, torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(x, [2] * 4)
+    for c, fill in enumerate((-1.0, -2.0, -3.0)):
+        padded[:, c][padded[:, c] == 0] = fill
+    padded[0, 0, 2, 2] = 0.0  # the one true zero pixel
+    for i in range(2):
+        candidates = [padded[i, :, r : r + 5, s : s + 5] for r in range(5) for s in range(5)]
+        candidates += [c.flip(-1) for c in candidates]
+        assert any(torch.equal(out[i], c) for c in candidates)
+
+
+def test_datasets_list_shows_every_dataset_with_status(tmp_path):
+    result = runner.invoke(app, ["datasets", "list", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0
+    for name in datasets.names():
+        assert name in result.output
+    assert "embedded" in result.output and "missing" in result.output
+
+
+SUITES = ["mnist-lowT", "fmnist-lowT", "cifar10-lowT", "cifar100-lowT", "nmnist", "dvsgesture", "shd"]
+
+
+@pytest.mark.parametrize("suite_name", SUITES)
+def test_every_suite_runs_its_smoke_budget_on_the_fixtures(suite_name, mirror, tmp_path, monkeypatch):
+    served, _ = mirror
+    suite = load_suite(suite_name)
+    publish(monkeypatch, served, suite.dataset)
+    root = tmp_path / "data"
+    datasets.get(suite.dataset)().download(root)
+    result = run_suite(
+        suite, Overrides(budget="smoke", seeds=[0]), out_dir=tmp_path / "results", data_dir=root
+    )
+    assert result.records and all(r.status == "ok" for r in result.records), [r.error for r in result.records]
+    assert {r.T for r in result.records} == set(suite.timesteps) | {
+        t for e in suite.algorithms.values() for t in (e.timesteps or [])
+    }
+    shutil.rmtree(root / "cache", ignore_errors=True)
