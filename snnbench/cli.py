@@ -335,7 +335,7 @@ def datasets_list(data_dir: DataDir = None) -> None:
     console.print(table)
 
 
-@datasets_app.command("download", epilog="Example: SNNBENCH_MIRROR=http://lab-server/data snnbench datasets download mnist")
+@datasets_app.command("download", epilog="Example: snnbench datasets download mnist  (SNNBENCH_MIRROR=http://lab-server/data: use a mirror)")
 def datasets_download(name: Annotated[str, typer.Argument(help="dataset name")], data_dir: DataDir = None) -> None:
     """Download (resuming interrupted files), verify the published checksums, and unpack if needed."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn

@@ -97,11 +97,11 @@ def _zip(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def nmnist_files(per_class: int = 2, seed: int = 0) -> dict[str, bytes]:
+def nmnist_files(per_class: int = 2, seed: int = 0, events: int = 60) -> dict[str, bytes]:
     rng = np.random.default_rng(seed)
     files = {}
     for archive, folder in (("train.zip", "Train"), ("test.zip", "Test")):
-        members = {f"{folder}/{c}/{i:05d}.bin": nmnist_bin(rng) for c in range(10) for i in range(per_class)}
+        members = {f"{folder}/{c}/{i:05d}.bin": nmnist_bin(rng, events) for c in range(10) for i in range(per_class)}
         files[archive] = _zip(members)
     return files
 
@@ -175,11 +175,12 @@ def publish(monkeypatch, served: Path, name: str) -> dict[str, bytes]:  # type: 
         (served / name / file_name).write_bytes(data)
     cls = datasets.get(name)
     real = cls.remote_files
+    digests = {file_name: md5(data) for file_name, data in files.items()}
 
     def fixture_files(self):  # type: ignore[no-untyped-def]
         published = real(self)
         assert {f.name for f in published} == set(files), "fixture names must be the real file names"
-        return [RemoteFile(f.name, (f"http://127.0.0.1:9/{f.name}",), md5(files[f.name])) for f in published]
+        return [RemoteFile(f.name, (f"http://127.0.0.1:9/{f.name}",), digests[f.name]) for f in published]
 
     monkeypatch.setattr(cls, "remote_files", fixture_files)
     return files

@@ -10,9 +10,11 @@ from snnbench.cli import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", ["run", "list", "leaderboard", "plot"])
+@pytest.mark.parametrize(
+    "command", ["run", "list", "leaderboard", "plot", "merge", "datasets list", "datasets download", "datasets verify"]
+)
 def test_every_command_has_help_with_an_example(command):
-    result = runner.invoke(app, [command, "--help"])
+    result = runner.invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0
     assert "Example: snnbench " in result.output
 

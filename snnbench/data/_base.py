@@ -1,7 +1,8 @@
 """The dataset contract: a dataset loads into in-memory tensors plus a :class:`DatasetInfo`.
 
 Static image sets hold ``x`` as ``[N, C, H, W]`` float32 intensities in [0, 1] (an encoding turns them
-into ``T`` steps); event sets hold frames already binned to ``T`` steps, ``[N, T, C, H, W]``.
+into ``T`` steps); event sets hold frames already binned to ``T`` steps, ``[N, T, C, H, W]``, as int16
+counts that :meth:`Split.batches` hands out as float32.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ class Split:
         for start in range(0, n, batch_size):
             index = order[start : start + batch_size]
             x = self.x[index]
+            if not x.is_floating_point():  # event counts are held as int16 (half the memory, fast cache reads)
+                x = x.float()
             if transform is not None:
                 x = transform(x, generator)
             yield x.to(device, non_blocking=True), self.y[index].to(device, non_blocking=True)

@@ -126,7 +126,7 @@ class EventDataset(Dataset):
         cache = root / "cache" / self.registry_name / f"{'train' if train else 'test'}-T{T}-{digest}.pt"
         if cache.exists():
             saved = torch.load(cache, weights_only=True)
-            return Split(saved["x"].float(), saved["y"])
+            return Split(saved["x"], saved["y"])
         data = self._tonic_split(root, train, self._transform(options, T))
         frames, labels = [], []
         for index in range(len(data)):
@@ -141,7 +141,7 @@ class EventDataset(Dataset):
             x = x.clamp(max=1)
         y = torch.tensor(labels, dtype=torch.int64)
         atomic_torch_save(cache, {"x": x, "y": y, "key": key})
-        return Split(x.float(), y)
+        return Split(x, y)
 
     def load(self, options: DatasetOptions, root: Path, T: int) -> LoadedDataset:
         assert isinstance(options, EventOptions)
