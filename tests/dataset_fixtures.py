@@ -151,6 +151,60 @@ def shd_files(per_split: int = 24, seed: int = 0) -> dict[str, bytes]:
     return files
 
 
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def aedat4_bytes(t: np.ndarray, x: np.ndarray, y: np.ndarray, on: np.ndarray, width: int = 128) -> bytes:
+    """An uncompressed AEDAT 4 file: magic, size-prefixed IOHeader flatbuffer (XML description of one
+    EVTS stream), then one packet (stream id, size, size-prefixed EventPacket of 16-byte Event structs)."""
+    import flatbuffers
+
+    description = (
+        '<dv version="2.0"><node name="outInfo" path="/mainloop/output/outInfo/">'
+        '<node name="0" path="/mainloop/output/outInfo/0/">'
+        '<attr key="compression" type="string">NONE</attr><attr key="typeIdentifier" type="string">EVTS</attr>'
+        f'<node name="info" path="/mainloop/output/outInfo/0/info/"><attr key="sizeX" type="int">{width}</attr>'
+        f'<attr key="sizeY" type="int">{width}</attr></node></node></node></dv>'
+    )
+    builder = flatbuffers.Builder(256)
+    text = builder.CreateString(description)
+    builder.StartObject(3)  # compression (default None), file_data_position (default −1), description
+    builder.PrependUOffsetTRelativeSlot(2, text, 0)
+    builder.FinishSizePrefixed(builder.EndObject(), b"IOHE")
+    header = bytes(builder.Output())
+    builder = flatbuffers.Builder(1024)
+    builder.StartVector(16, len(t), 8)
+    for i in reversed(range(len(t))):  # struct Event {t: int64; x: int16; y: int16; on: bool} (16 bytes)
+        builder.Prep(8, 16)
+        builder.Pad(3)
+        builder.PrependBool(bool(on[i]))
+        builder.PrependInt16(int(y[i]))
+        builder.PrependInt16(int(x[i]))
+        builder.PrependInt64(int(t[i]))
+    elements = builder.EndVector()
+    builder.StartObject(1)
+    builder.PrependUOffsetTRelativeSlot(0, elements, 0)
+    builder.FinishSizePrefixed(builder.EndObject(), b"EVTS")
+    packet = bytes(builder.Output())
+    return b"#!AER-DAT4.0\r\n" + header + struct.pack("<ii", 0, len(packet)) + packet
+
+
+def cifar10dvs_files(per_class: int = 10, seed: int = 0) -> dict[str, bytes]:
+    """tonic's layout: CIFAR10DVS.zip holding <class>.zip files, each holding <class>/*.aedat4."""
+    rng = np.random.default_rng(seed)
+    outer = {}
+    for name in CIFAR10_CLASSES:
+        members = {}
+        for i in range(per_class):
+            n = 300
+            members[f"{name}/cifar10_{name}_{i}.aedat4"] = aedat4_bytes(
+                np.sort(rng.integers(0, 1_000_000, n)), rng.integers(0, 128, n), rng.integers(0, 128, n),
+                rng.integers(0, 2, n),
+            )
+        outer[f"{name}.zip"] = _zip(members)
+    return {"CIFAR10DVS.zip": _zip(outer)}
+
+
 FIXTURES = {
     "mnist": mnist_files,
     "fashion-mnist": partial(mnist_files, seed=1),
@@ -159,7 +213,21 @@ FIXTURES = {
     "nmnist": nmnist_files,
     "dvsgesture": dvsgesture_files,
     "shd": shd_files,
+    "cifar10dvs": cifar10dvs_files,
 }
+
+
+def fixture_options(name: str, folder: Path) -> dict[str, object]:
+    """Dataset options a fixture needs: CIFAR10-DVS's split index for 10 (not 1,000) recordings per class."""
+    if name != "cifar10dvs":
+        return {}
+    import json
+
+    from snnbench.data.neuromorphic import make_split_index
+
+    path = folder / "cifar10dvs-fixture-split.json"
+    path.write_text(json.dumps(make_split_index(dict.fromkeys(CIFAR10_CLASSES, 10))))
+    return {"split_index": str(path)}
 
 
 def md5(data: bytes) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from dataset_fixtures import FIXTURES, file_server, idx_bytes, publish
+from dataset_fixtures import FIXTURES, file_server, fixture_options, idx_bytes, publish
 from typer.testing import CliRunner
 
 from snnbench.cli import app
@@ -31,6 +31,7 @@ EXPECTED = {  # name: (train size, test size, sample shape at T=4, classes)
     "nmnist": (20, 20, (4, 2, 34, 34), 10),
     "dvsgesture": (22, 22, (4, 2, 128, 128), 11),
     "shd": (24, 24, (4, 1, 700), 20),
+    "cifar10dvs": (90, 10, (4, 2, 128, 128), 10),
 }
 
 
@@ -66,7 +67,7 @@ def test_download_verify_load(name, mirror, tmp_path, monkeypatch):
     verified = runner.invoke(app, ["datasets", "verify", name, "--data-dir", str(root)])
     assert verified.exit_code == 0 and all(f in verified.output for f in files)
     dataset = datasets.get(name)()
-    loaded = dataset.load(dataset.Options(), root, T=4)
+    loaded = dataset.load(dataset.Options(**fixture_options(name, tmp_path)), root, T=4)
     n_train, n_test, shape, classes = EXPECTED[name]
     assert (len(loaded.train), len(loaded.test)) == (n_train, n_test)
     assert tuple(loaded.train.x.shape[1:]) == shape
@@ -226,13 +227,40 @@ def test_datasets_list_shows_every_dataset_with_status(tmp_path):
     assert "embedded" in result.output and "missing" in result.output
 
 
-SUITES = ["mnist-lowT", "fmnist-lowT", "cifar10-lowT", "cifar100-lowT", "nmnist", "dvsgesture", "shd"]
+SUITES = ["mnist-lowT", "fmnist-lowT", "cifar10-lowT", "cifar100-lowT", "nmnist", "dvsgesture", "cifar10dvs", "shd"]
+
+
+def test_cifar10dvs_split_is_the_shipped_seeded_index():
+    """The shipped index regenerates from its seed: 100 of each class's 1,000 sorted recordings are test."""
+    import json
+
+    from snnbench.data.neuromorphic import SPLITS, make_split_index
+
+    shipped = json.loads((SPLITS / "cifar10dvs.json").read_text())
+    assert shipped == make_split_index(dict.fromkeys(shipped["per_class"], 1000), seed=shipped["seed"])
+    assert len(shipped["per_class"]) == 10 and all(len(v) == 100 for v in shipped["test"].values())
+
+
+def test_cifar10dvs_split_is_disjoint_stratified_and_recorded(mirror, tmp_path, monkeypatch):
+    served, _ = mirror
+    publish(monkeypatch, served, "cifar10dvs")
+    root = tmp_path / "data"
+    dataset = datasets.get("cifar10dvs")()
+    dataset.download(root)
+    options = dataset.Options(**fixture_options("cifar10dvs", tmp_path))
+    loaded = dataset.load(options, root, T=2)
+    assert torch.bincount(loaded.test.y).tolist() == [1] * 10 and torch.bincount(loaded.train.y).tolist() == [9] * 10
+    assert len(loaded.provenance["split_sha256"]) == 64
+    with pytest.raises(SnnbenchError, match="split index is for"):  # the 1,000-per-class index does not fit
+        dataset.load(dataset.Options(), root, T=2)
 
 
 @pytest.mark.parametrize("suite_name", SUITES)
 def test_every_suite_runs_its_smoke_budget_on_the_fixtures(suite_name, mirror, tmp_path, monkeypatch):
     served, _ = mirror
     suite = load_suite(suite_name)
+    options = {**suite.dataset_options, **fixture_options(suite.dataset, tmp_path)}
+    suite = suite.model_copy(update={"dataset_options": options})
     publish(monkeypatch, served, suite.dataset)
     root = tmp_path / "data"
     datasets.get(suite.dataset)().download(root)

@@ -1,4 +1,4 @@
-"""Event-camera and spiking-audio datasets through tonic: N-MNIST, DVS128 Gesture, SHD.
+"""Event-camera and spiking-audio datasets through tonic: N-MNIST, DVS128 Gesture, CIFAR10-DVS, SHD.
 
 Files, URLs and MD5s are tonic's own (its dataset classes), read by tonic's dataset classes and readers.
 snnbench downloads (resumable, verified, ``SNNBENCH_MIRROR`` first) and extracts the archives into
@@ -7,7 +7,9 @@ snnbench downloads (resumable, verified, ``SNNBENCH_MIRROR`` first) and extracts
 T frames (``n_time_bins=T``), or into frames of ``time_window_us`` cropped/zero-padded to T, after an
 optional ``Denoise`` and spatial ``Downsample``. The binned frames of a split are cached on disk under a key
 of every parameter that shapes them (dataset, split, T, windowing, denoise, downsample, files' MD5), so the
-second epoch and the second run read frames, not events. Official train/test splits.
+second epoch and the second run read frames, not events. Official train/test splits, except CIFAR10-DVS,
+which has none: a fixed, seeded per-class 9:1 split shipped as ``splits/cifar10dvs.json`` (positions in
+each class's sorted file list; its sha256 goes into every record).
 """
 
 from __future__ import annotations
@@ -94,12 +96,17 @@ class EventDataset(Dataset):
                 t.extractall(archive.parent, filter="data")
         marker.write_text(digest)
 
-    def _tonic_split(self, root: Path, train: bool, transform: Any) -> Any:
+    def _tonic(self, root: Path, transform: Any, **kwargs: Any) -> Any:
         """tonic's dataset object over our verified files (its own existence check, which would download
         again when archives are gone, is replaced: we verified the files)."""
         cls = self.tonic_class()
         trusted = type(cls.__name__, (cls,), {"_check_exists": lambda self: True})
-        return trusted(str(root), train=train, transform=transform)
+        return trusted(str(root), transform=transform, **kwargs)
+
+    def _samples(self, root: Path, options: EventOptions, train: bool, transform: Any) -> tuple[Any, list[int]]:
+        """The tonic dataset holding the split and the indices of its samples (official splits: all)."""
+        data = self._tonic(root, transform, train=train)
+        return data, list(range(len(data)))
 
     def _transform(self, options: EventOptions, T: int) -> Any:
         import tonic.transforms as tt
@@ -127,9 +134,9 @@ class EventDataset(Dataset):
         if cache.exists():
             saved = torch.load(cache, weights_only=True)
             return Split(saved["x"], saved["y"])
-        data = self._tonic_split(root, train, self._transform(options, T))
+        data, indices = self._samples(root, options, train, self._transform(options, T))
         frames, labels = [], []
-        for index in range(len(data)):
+        for index in indices:
             frame, label = data[index]
             frame = np.asarray(frame)[:T]
             if len(frame) < T:  # time windows: zero-pad short recordings to T frames
@@ -152,7 +159,12 @@ class EventDataset(Dataset):
         train = self._frames(root, options, T, True, checksums)
         test = self._frames(root, options, T, False, checksums)
         provenance = {"files_md5": checksums, "options": options.model_dump(), "tonic_class": self.tonic_name}
+        provenance.update(self.split_provenance(options))
         return LoadedDataset(self.info(options), train, test, provenance=provenance)
+
+    def split_provenance(self, options: EventOptions) -> dict[str, object]:
+        """What identifies the train/test split (official splits: nothing beyond the files)."""
+        return {}
 
     def remote_files(self) -> list[RemoteFile]:
         cls = self.tonic_class()
@@ -184,3 +196,69 @@ class SHD(EventDataset):
     def _remote(cls: type, prefix: str) -> RemoteFile:
         name = getattr(cls, f"{prefix}_zip")
         return RemoteFile(name, (cls.base_url + name,), getattr(cls, f"{prefix}_md5"))
+
+
+SPLITS = Path(__file__).parent / "splits"
+
+
+def make_split_index(per_class: dict[str, int], seed: int = 0, test_fraction: float = 0.1) -> dict[str, Any]:
+    """A per-class split: for each class (sorted), a seeded random choice of ``round(n × test_fraction)``
+    test positions among its ``n`` recordings in sorted file order."""
+    generator = torch.Generator().manual_seed(seed)
+    test = {}
+    for name in sorted(per_class):
+        n = per_class[name]
+        chosen = torch.randperm(n, generator=generator)[: round(n * test_fraction)]
+        test[name] = sorted(chosen.tolist())
+    return {"seed": seed, "test_fraction": test_fraction, "per_class": dict(sorted(per_class.items())), "test": test}
+
+
+class CIFAR10DVSOptions(EventOptions):
+    split_index: str | None = Field(None, description="JSON split index (default: the shipped 9:1 split)")
+
+
+@datasets.register("cifar10dvs")
+class CIFAR10DVS(EventDataset):
+    description = "CIFAR10-DVS: CIFAR-10 images on a DVS, 128×128×2, 10,000 recordings, fixed 9:1 split (tonic)"
+    tonic_name, data_suffix, num_classes = "CIFAR10DVS", ".aedat4", 10
+    Options = CIFAR10DVSOptions
+
+    def remote_files(self) -> list[RemoteFile]:
+        cls = self.tonic_class()
+        return [RemoteFile(cls.filename, (cls.url,), cls.file_md5)]
+
+    def _extract(self, archive: Path) -> None:
+        """The archive holds one zip per class (tonic unpacks those too)."""
+        super()._extract(archive)
+        for name in self.tonic_class().data_filename:
+            inner = archive.parent / name
+            if inner.exists():
+                super()._extract(inner)
+
+    def _index_path(self, options: EventOptions) -> Path:
+        assert isinstance(options, CIFAR10DVSOptions)
+        return Path(options.split_index) if options.split_index else SPLITS / "cifar10dvs.json"
+
+    def split_provenance(self, options: EventOptions) -> dict[str, object]:
+        path = self._index_path(options)
+        return {"split_index": str(path.name), "split_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+    def _samples(self, root: Path, options: EventOptions, train: bool, transform: Any) -> tuple[Any, list[int]]:
+        from snnbench.errors import SnnbenchError
+
+        data = self._tonic(root, transform)
+        index = json.loads(self._index_path(options).read_text())
+        by_class: dict[str, list[int]] = {}
+        for i, path in sorted(enumerate(data.data), key=lambda item: item[1]):
+            by_class.setdefault(Path(path).parent.name, []).append(i)
+        counts = {name: len(members) for name, members in by_class.items()}
+        if counts != index["per_class"]:
+            raise SnnbenchError(
+                f"{self._index_path(options)}: split index is for {index['per_class']} recordings per class, "
+                f"found {counts} under {self.folder(root)}"
+            )
+        chosen = []
+        for name, members in sorted(by_class.items()):
+            test = set(index["test"][name])
+            chosen += [m for k, m in enumerate(members) if (k in test) != train]
+        return data, sorted(chosen)
