@@ -50,6 +50,12 @@ METRICS: dict[str, Metric] = {
         ),
         Metric("inference_ms_per_sample", "ms", False, "test-set evaluation wall time per sample (all T steps)"),
         Metric("epochs_completed", "count", True, "epochs trained before the run ended"),
+        # method-specific evaluation extras (present only in those methods' records)
+        Metric("ann_top1", "%", True, "conversion: top-1 of the ANN the SNN was converted from"),
+        Metric("top1_continuous", "%", True, "STDBP: top-1 in continuous time (no clock)"),
+        Metric("decision_time_steps", "steps", False, "STDBP: mean earliest output spike time, in steps of T"),
+        Metric("top1_early_exit", "%", True, "BNTT: top-1 with the early-exit rule"),
+        Metric("early_exit_steps", "steps", False, "BNTT: time steps the early-exit rule uses"),
     ]
 }
 
