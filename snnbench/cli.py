@@ -33,6 +33,19 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(getattr(exc, "exit_code", 1))
 
 
+Plugins = Annotated[
+    list[Path] | None,
+    typer.Option("--plugin", help="a method file to load (one-file plugin; repeatable)"),
+]
+
+
+def _load_plugins(plugins: list[Path] | None) -> None:
+    from snnbench.algorithms import algorithms
+
+    for path in plugins or []:
+        algorithms.add_plugin_file(path)
+
+
 def say(text: str) -> None:
     """One plain line on stdout, never wrapped (paths stay copyable)."""
     console.print(text, soft_wrap=True, highlight=False, markup=False)
@@ -91,11 +104,13 @@ def run(
     executor: Annotated[Executor, typer.Option(help="in-process, local process pool, or Ray cluster")] = Executor.local,
     jobs: Annotated[int, typer.Option(help="workers of the process pool", min=1)] = 2,
     address: Annotated[str | None, typer.Option(help="Ray cluster address: auto or HOST:PORT")] = None,
+    plugin: Plugins = None,
 ) -> None:
     """Train and evaluate a suite's grid (algorithms × T × seeds); write records, leaderboard and plots."""
     from snnbench.errors import SnnbenchError
 
     try:
+        _load_plugins(plugin)
         from snnbench.runner import run_suite
         from snnbench.suite import Overrides
 
@@ -134,13 +149,14 @@ def run(
 
 
 @app.command(name="list", epilog="Example: snnbench list algorithms")
-def list_(what: Annotated[Listing, typer.Argument(help="what to list")]) -> None:
+def list_(what: Annotated[Listing, typer.Argument(help="what to list")], plugin: Plugins = None) -> None:
     """List algorithms, datasets, suites, architectures or encodings, one line each."""
     from rich.table import Table
 
     from snnbench.errors import SnnbenchError
 
     try:
+        _load_plugins(plugin)
         table = Table(show_header=True, header_style="bold")
         if what is Listing.algorithms:
             from snnbench.algorithms import algorithms as registry
@@ -196,10 +212,15 @@ def leaderboard(
     columns: Annotated[
         str | None, typer.Option(help="comma-separated metric columns (see docs/metrics.md), e.g. spike_rate,energy_nj")
     ] = None,
+    plugin: Plugins = None,
 ) -> None:
     """Rebuild the leaderboard (and plots) of a suite from its records and print it."""
     from snnbench.errors import SnnbenchError
 
+    try:
+        _load_plugins(plugin)
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
     if check:
         try:
             from snnbench.check import check_reports
@@ -377,3 +398,65 @@ def datasets_path(name: Annotated[str, typer.Argument(help="dataset name")], dat
         say(str(_dataset(name).folder(data_root(data_dir))))
     except SnnbenchError as exc:
         raise _fail(exc) from None
+
+
+
+class CompareFormat(str, Enum):
+    table = "table"
+    md = "md"
+    csv = "csv"
+    json = "json"
+
+
+@app.command(epilog="Example: snnbench compare --suite digits-lowT --method bptt-arctan --baselines bptt --plugin examples/my_method.py")
+def compare(
+    suite: Annotated[str, typer.Option(help="suite name or path")],
+    method: Annotated[str, typer.Option(help="the suite entry to judge")],
+    baselines: Annotated[str | None, typer.Option(help="comma-separated entries (default: all others)")] = None,
+    timesteps: Annotated[str | None, typer.Option(help="comma-separated T values (default: all)")] = None,
+    out: Annotated[Path, typer.Option(help="output directory holding <suite>/runs")] = Path("results"),
+    budget: Annotated[str | None, typer.Option(help="budget (default: the suite's)")] = None,
+    format: Annotated[CompareFormat, typer.Option(help="table, md, csv or json")] = CompareFormat.table,
+    plugin: Plugins = None,
+) -> None:
+    """Is METHOD better than the baselines at each T, or is it noise? Mean ± std, bootstrap CI of the
+    difference, paired or Welch t-test, verdict with the seeds needed; published rows marked."""
+    from snnbench.errors import SnnbenchError
+
+    try:
+        _load_plugins(plugin)
+        from snnbench.compare import compare as run_compare
+        from snnbench.compare import to_frame, to_markdown
+        from snnbench.leaderboard import select_records
+        from snnbench.records import load_records
+        from snnbench.suite import load_suite
+
+        loaded = load_suite(suite)
+        records = select_records(load_records(out / loaded.name), loaded, budget)
+        if records.empty:
+            raise SnnbenchError(f"no records of budget {budget or loaded.default_budget!r} under {out / loaded.name}")
+        rows = run_compare(records, loaded, method, _names(baselines), _ints(timesteps, "--timesteps"))
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    frame = to_frame(rows)
+    if format is CompareFormat.md:
+        sys.stdout.write(to_markdown(rows, method))
+    elif format is CompareFormat.csv:
+        sys.stdout.write(frame.to_csv(index=False, float_format="%.4f"))
+    elif format is CompareFormat.json:
+        sys.stdout.write(frame.to_json(orient="records", indent=1) + "\n")
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"{loaded.name}: {method} against the baselines", header_style="bold")
+        for column in ("T", method, "baseline", "baseline top-1", "Δ [95 % CI]", "test, p", "verdict"):
+            table.add_column(column, overflow="fold")
+        for r in rows:
+            base = f"{r.base_mean:.2f}" + (f" ± {r.base_std:.2f} (n={r.base_n})" if r.kind == "measured" else " published")
+            style = {"better": "green", "worse": "red"}.get(r.verdict, "")
+            table.add_row(
+                str(r.T), f"{r.new_mean:.2f} ± {r.new_std:.2f} (n={r.new_n})", r.baseline, base,
+                f"{r.difference:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]", f"{r.test}, {r.p_value:.3g}",
+                f"[{style}]{r.verdict}[/{style}]" if style else r.verdict,
+            )
+        console.print(table)

@@ -12,6 +12,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import os
 import pkgutil
 import sys
 from collections.abc import Callable, Iterator
@@ -21,6 +22,11 @@ from typing import Any, Generic, TypeVar
 from snnbench.errors import SnnbenchError, UnknownNameError
 
 T = TypeVar("T")
+
+
+def _plugin_variable(group: str) -> str:
+    """Environment variable listing the plugin files of a registry (inherited by worker processes)."""
+    return "SNNBENCH_PLUGINS_" + group.rsplit(".", 1)[-1].upper()
 
 
 class Registry(Generic[T]):
@@ -73,6 +79,8 @@ class Registry(Generic[T]):
         if not path.is_file():
             raise SnnbenchError(f"plugin file {path} does not exist")
         self._discover()
+        if path.resolve() in {p.resolve() for p in self._plugin_files}:
+            return
         module_name = f"snnbench_plugin_{path.stem.replace('-', '_')}"
         spec = importlib.util.spec_from_file_location(module_name, path)
         if spec is None or spec.loader is None:
@@ -89,6 +97,10 @@ class Registry(Generic[T]):
         if not set(self._entries) - before:
             raise SnnbenchError(f"plugin file {path} registers no {self.kind} (use @register(...))")
         self._plugin_files.append(path)
+        if self.entry_point_group:  # worker processes (pool, Ray) load the same files at discovery
+            variable = _plugin_variable(self.entry_point_group)
+            known = [p for p in os.environ.get(variable, "").split(os.pathsep) if p]
+            os.environ[variable] = os.pathsep.join([*known, str(path.resolve())])
 
     def _discover(self) -> None:
         if self._discovered:
@@ -102,6 +114,9 @@ class Registry(Generic[T]):
         if self.entry_point_group:
             for entry_point in importlib.metadata.entry_points(group=self.entry_point_group):
                 entry_point.load()
+            for file in os.environ.get(_plugin_variable(self.entry_point_group), "").split(os.pathsep):
+                if file:
+                    self.add_plugin_file(file)
 
     @contextlib.contextmanager
     def frozen(self) -> Iterator[None]:

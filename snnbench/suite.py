@@ -233,8 +233,28 @@ def load_suite(ref: str | Path) -> Suite:
     except ValidationError as exc:
         raise _suite_error(shown, exc, Suite) from None
     suite = suite.model_copy(update={"path": str(path)})
+    suite = _with_plugin_entries(suite, shown)
     _cross_check(suite, shown)
     return suite
+
+
+def _with_plugin_entries(suite: Suite, shown: str) -> Suite:
+    """Add the entries that loaded plugin methods declare for this suite (``suite_entries``), so that a
+    new method runs on an unchanged suite file; the suite's own entries always win."""
+    from snnbench.algorithms import algorithms
+
+    added: dict[str, AlgorithmEntry] = {}
+    for name in algorithms.names():
+        for key, entry in getattr(algorithms.get(name), "suite_entries", {}).get(suite.name, {}).items():
+            if key in suite.algorithms:
+                continue
+            try:
+                added[key] = AlgorithmEntry.model_validate({"algorithm": name, **entry})
+            except ValidationError as exc:
+                raise _suite_error(f"{shown} (plugin {name})", exc, AlgorithmEntry, f"algorithms.{key}.") from None
+    if not added:
+        return suite
+    return suite.model_copy(update={"algorithms": {**suite.algorithms, **added}})
 
 
 def _suite_error(shown: str, exc: ValidationError, model: type[BaseModel], prefix: str = "") -> SuiteError:

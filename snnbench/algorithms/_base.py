@@ -126,6 +126,8 @@ class Algorithm(ABC):
     paper: ClassVar[Paper | None] = None
     version: ClassVar[int] = 1
     changelog: ClassVar[tuple[str, ...]] = ("1: first version",)
+    # plugins: suite name → {entry key: entry fields}, added to that suite when the plugin is loaded
+    suite_entries: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
     description: ClassVar[str] = ""
     Config: ClassVar[type[AlgorithmConfig]] = AlgorithmConfig
     default_encoding: ClassVar[str] = "direct"

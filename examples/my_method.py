@@ -1,0 +1,46 @@
+"""A worked snnbench plugin: surrogate-gradient BPTT with the arctan surrogate and a learnable threshold.
+
+Fang, Yu, Chen, Huang, Masquelier & Tian, "Incorporating Learnable Membrane Time Constant to Enhance
+Learning of Spiking Neural Networks", ICCV 2021 (arctan surrogate g'(x) = α / (2 (1 + (π α x / 2)²)), α = 2,
+SpikingJelly's ATan default). Everything else is the built-in BPTT baseline (snnbench/algorithms/bptt.py).
+
+Run it beside the baselines and compare (see docs/adding-a-method.md):
+
+    snnbench run --suite digits-lowT --plugin examples/my_method.py --algorithms bptt-arctan,bptt
+    snnbench compare --suite digits-lowT --plugin examples/my_method.py --method bptt-arctan --baselines bptt
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from snnbench.algorithms import Paper, algorithms
+from snnbench.algorithms.bptt import BPTT, BPTTConfig
+
+
+class ArcTanConfig(BPTTConfig):
+    """BPTT's hyperparameters with the arctan surrogate as the default."""
+
+    surrogate: Literal["sigmoid", "arctan", "fast-sigmoid"] = Field("arctan", description="Fang et al. 2021")
+
+
+@algorithms.register("bptt-arctan")
+class BPTTArcTan(BPTT):
+    """BPTT with the arctan surrogate (α = 2)."""
+
+    paper = Paper(
+        authors="Fang, Yu, Chen, Huang, Masquelier & Tian",
+        title="Incorporating Learnable Membrane Time Constant to Enhance Learning of Spiking Neural Networks",
+        venue="ICCV",
+        year=2021,
+        url="https://arxiv.org/abs/2007.05785",
+        equations="arctan surrogate g'(x) = α / (2 (1 + (π α x / 2)²)) in place of Θ'",
+    )
+    description = "example plugin: BPTT with the arctan surrogate"
+    Config = ArcTanConfig
+    version = 1
+    changelog = ("1: first version",)
+    # the entry this method gets in a suite when the plugin is loaded (same settings as the bptt baseline)
+    suite_entries = {"digits-lowT": {"bptt-arctan": {"arch": "mlp", "encoding": "direct", "lr": 0.003}}}
