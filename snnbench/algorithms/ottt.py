@@ -15,8 +15,11 @@ Per layer l and step t (forward in time, no unrolled graph):
                step (the graph of step t is freed before step t+1). OTTT_A: gradients summed over t, one
                optimiser step per batch (default); OTTT_O (``online_update``): a step after every t
   (5) WS       Ŵ = g · (W − mean(W)) / sqrt(var(W) · fan_in + 1e−4) per output unit (scaled weight
-               standardisation instead of BN), spikes scaled by 2.74 (folded into Ŵ of the next layer here,
-               so that inputs stay binary: identical arithmetic)
+               standardisation instead of BN, unbiased variance), spikes scaled by 2.74 (folded into the next
+               layer's weight here, so that inputs stay binary: identical arithmetic); the classifier is a
+               plain linear layer on the 2.74-scaled spikes (official ``light_classifier``)
+  (5b) VGG-F   (``feedback``) I_1[t] += C_fb ∗ up(2.74 s_last[t−1]): a zero-initialised 3×3 convolution of the
+               last conv layer's previous spikes, nearest-upsampled to the first layer's resolution
   (6) decode   prediction = argmax Σ_t o[t]; input: the (normalised) image at every step (direct coding)
 With ``online=False`` the same network runs full BPTT (no detach, no traces): the reference for the
 descent-direction check and the memory benchmark.
@@ -50,6 +53,7 @@ class OTTTConfig(AlgorithmConfig):
     alpha: float = Field(4.0, gt=0.0, description="sigmoid surrogate sharpness (official, since Dec 2022)")
     loss_lambda: float = Field(0.05, ge=0.0, le=1.0, description="MSE share λ_L (CIFAR 0.05, DVS 0.001)")
     online_update: bool = Field(False, description="OTTT_O: optimiser step after every time step")
+    feedback: bool = Field(False, description="VGG-F: feedback conv from the last conv layer to the first")
     optimizer: Literal["sgd", "adam"] = Field("sgd", description="SGD (CIFAR, CIFAR10-DVS); Adam 1e-3 (DVS Gesture)")
     lr: float = Field(0.1, gt=0.0, description="SGD 0.1 (official train_cifar.py)")
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
@@ -57,18 +61,31 @@ class OTTTConfig(AlgorithmConfig):
 
 
 class ScaledWS(nn.Module):
-    """Eq. (5): a Linear or Conv2d whose forward uses g · standardised W · ``input_scale``."""
+    """Eq. (5): a Linear or Conv2d whose forward uses g · standardised W · ``input_scale`` (the unbiased
+    variance, as the official ``ScaledWSConv2d``); ``standardize=False``: the plain weight · ``input_scale``
+    (the classifier and VGG-F's feedback convolution). Initialisation as the official code: Kaiming normal
+    (fan-out) for convolutions, N(0, 0.01) for linear layers, zero biases."""
 
-    def __init__(self, layer: nn.Linear | nn.Conv2d, input_scale: float) -> None:
+    def __init__(self, layer: nn.Linear | nn.Conv2d, input_scale: float, standardize: bool = True) -> None:
         super().__init__()
-        self.layer, self.input_scale = layer, input_scale
-        self.gain = nn.Parameter(torch.ones(layer.weight.shape[0], *([1] * (layer.weight.dim() - 1))))
+        self.layer, self.input_scale, self.standardize = layer, input_scale, standardize
+        self.gain = (
+            nn.Parameter(torch.ones(layer.weight.shape[0], *([1] * (layer.weight.dim() - 1)))) if standardize else None
+        )
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+        else:
+            nn.init.normal_(layer.weight, 0.0, 0.01)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
 
     def weight(self) -> torch.Tensor:
         w = self.layer.weight
+        if self.gain is None:
+            return w * self.input_scale
         dims = tuple(range(1, w.dim()))
         fan_in = math.prod(w.shape[1:])
-        mean, var = w.mean(dims, keepdim=True), w.var(dims, keepdim=True, unbiased=False)
+        mean, var = w.mean(dims, keepdim=True), w.var(dims, keepdim=True)
         return self.gain * (w - mean) / torch.sqrt(var * fan_in + 1e-4) * self.input_scale
 
     def apply(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
@@ -124,16 +141,28 @@ def _as_input(synapse: ScaledWS, x: torch.Tensor) -> torch.Tensor:
 
 
 class OTTTNet(nn.Module):
-    """A stack of (WS synapse → [pool] → OnlineLIF) blocks and a WS linear head, run one step at a time."""
+    """A stack of (WS synapse → [pool] → OnlineLIF) blocks and a linear head, run one step at a time.
 
-    def __init__(self, blocks: nn.ModuleList, head: ScaledWS) -> None:
+    VGG-F (``feedback``): the first layer's input current also receives a zero-initialised 3×3 convolution
+    of the last convolutional layer's spikes of the previous step, upsampled (nearest) to the first layer's
+    resolution; its weight gradient also uses the (upsampled) trace. Nothing is fed back at t = 0."""
+
+    def __init__(self, blocks: nn.ModuleList, head: ScaledWS, feedback: ScaledWS | None = None, up: int = 1) -> None:
         super().__init__()
-        self.blocks, self.head = blocks, head
+        self.blocks, self.head, self.feedback, self.up = blocks, head, feedback, up
+        self._previous: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def reset(self) -> None:
+        self._previous = None
         for module in self.modules():
             if isinstance(module, OnlineLIF):
                 module.reset()
+
+    def _feedback_current(self, traced: bool) -> torch.Tensor | None:
+        if self.feedback is None or self._previous is None:
+            return None
+        spikes, trace = (F.interpolate(t, scale_factor=self.up, mode="nearest") for t in self._previous)
+        return on_trace(self.feedback, spikes, trace) if traced else self.feedback(spikes)
 
     def step(self, x: torch.Tensor, online: bool) -> torch.Tensor:
         """One time step ``x [B, ...]`` → output ``o[t] [B, classes]``; ``online``: OTTT's gradient path
@@ -145,12 +174,17 @@ class OTTTNet(nn.Module):
             synapse, neuron = block["synapse"], block["neuron"]
             if spikes is None or trace is None:  # the input layer sees the image: not wrapped (official code)
                 current = synapse(_as_input(synapse, x))
+                fed_back = self._feedback_current(traced)
+                if fed_back is not None:
+                    current = current + fed_back
             elif traced:
                 current = on_trace(synapse, _as_input(synapse, spikes), _as_input(synapse, trace))
             else:
                 current = synapse(_as_input(synapse, spikes))
             fired = neuron(current, online)
             assert neuron.trace is not None
+            if self.feedback is not None and block is self.blocks[-1]:
+                self._previous = (fired.detach(), neuron.trace)
             spikes, trace = block["pool"](fired), block["pool"](neuron.trace)
         assert spikes is not None and trace is not None
         flat, flat_trace = spikes.flatten(1), trace.flatten(1)
@@ -183,6 +217,11 @@ class OTTT(Algorithm):
     description = "OTTT: online per-step gradients from eligibility traces, memory constant in T (sWS VGG)"
     Config = OTTTConfig
     default_encoding = "direct"
+    version = 2
+    changelog = (
+        "1: first version",
+        "2: official initialisation, unbiased WS variance, plain linear classifier, VGG-F feedback option",
+    )
 
     def build(self, T: int) -> nn.Module:
         cfg: OTTTConfig = self.config  # type: ignore[assignment]
@@ -213,8 +252,24 @@ class OTTT(Algorithm):
             scale = SPIKE_SCALE
         if not blocks:
             raise SnnbenchError("ottt needs at least one hidden layer")
-        head = ScaledWS(nn.Linear(math.prod(shape), self.data.num_classes), SPIKE_SCALE)
-        return OTTTNet(nn.ModuleList(blocks), head)
+        head = ScaledWS(nn.Linear(math.prod(shape), self.data.num_classes), SPIKE_SCALE, standardize=False)
+        if not cfg.feedback:
+            return OTTTNet(nn.ModuleList(blocks), head)
+        first, last = blocks[0]["synapse"].layer, blocks[-1]["synapse"].layer
+        if not isinstance(first, nn.Conv2d) or not isinstance(last, nn.Conv2d):
+            raise SnnbenchError("ottt feedback (VGG-F) needs convolutional first and last layers")
+        feedback_conv = nn.Conv2d(last.out_channels, first.out_channels, 3, padding=1)
+        fb = ScaledWS(feedback_conv, SPIKE_SCALE, standardize=False)
+        nn.init.zeros_(feedback_conv.weight)  # zero initialisation (official code)
+        return OTTTNet(nn.ModuleList(blocks), head, fb, up=self._upsampling(blocks))
+
+    def _upsampling(self, blocks: list[nn.ModuleDict]) -> int:
+        """Resolution of the first layer's output over that of the last conv layer's (pools in between)."""
+        factor = 1
+        for block in blocks[:-1]:
+            if isinstance(block["pool"], nn.AvgPool2d):
+                factor *= int(block["pool"].kernel_size)  # type: ignore[arg-type]
+        return factor
 
     def configure(self, net: nn.Module, ctx: RunContext) -> TrainState:
         cfg: OTTTConfig = self.config  # type: ignore[assignment]

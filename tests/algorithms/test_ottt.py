@@ -17,9 +17,11 @@ def tiny_net(n_in: int = 5, hidden: int = 6, classes: int = 3, seed: int = 0) ->
     block = nn.ModuleDict(
         {"synapse": ScaledWS(nn.Linear(n_in, hidden), 1.0), "pool": nn.Identity(), "neuron": OnlineLIF(cfg)}
     )
-    net = OTTTNet(nn.ModuleList([block]), ScaledWS(nn.Linear(hidden, classes), SPIKE_SCALE)).double()
-    with torch.no_grad():  # varied gains so that the hidden layer fires sometimes
+    head = ScaledWS(nn.Linear(hidden, classes), SPIKE_SCALE, standardize=False)
+    net = OTTTNet(nn.ModuleList([block]), head).double()
+    with torch.no_grad():  # varied gains so that the hidden layer fires sometimes; a head that matters
         block["synapse"].gain.copy_(torch.linspace(0.5, 3.0, hidden).view(-1, 1))
+        head.layer.weight.normal_(0.0, 0.5)
     return net
 
 
@@ -44,13 +46,12 @@ def reference_gradients(net: OTTTNet, x_seq: torch.Tensor, y: torch.Tensor) -> d
     w1_raw = syn.layer.weight.detach().clone().requires_grad_()
     g1 = syn.gain.detach().clone().requires_grad_()
     w2_raw = head.layer.weight.detach().clone().requires_grad_()
-    g2 = head.gain.detach().clone().requires_grad_()
 
     def standardise(w: torch.Tensor, g: torch.Tensor, scale: float) -> torch.Tensor:
-        mean, var = w.mean(1, keepdim=True), w.var(1, keepdim=True, unbiased=False)
+        mean, var = w.mean(1, keepdim=True), w.var(1, keepdim=True, unbiased=True)  # official: torch.var
         return g * (w - mean) / torch.sqrt(var * w.shape[1] + 1e-4) * scale
 
-    w1, w2 = standardise(w1_raw, g1, 1.0), standardise(w2_raw, g2, SPIKE_SCALE)
+    w1, w2 = standardise(w1_raw, g1, 1.0), w2_raw * SPIKE_SCALE  # the classifier is not standardised
     W1, W2, b1, b2 = w1.detach(), w2.detach(), syn.layer.bias.detach(), head.layer.bias.detach()
     T, B = x_seq.shape[:2]
     C = W2.shape[0]
@@ -76,10 +77,10 @@ def reference_gradients(net: OTTTNet, x_seq: torch.Tensor, y: torch.Tensor) -> d
         dW1 += delta.T @ x
         db1 += delta.sum(0)
     gw1_raw, gg1 = torch.autograd.grad(w1, (w1_raw, g1), dW1)
-    gw2_raw, gg2 = torch.autograd.grad(w2, (w2_raw, g2), dW2)
+    (gw2_raw,) = torch.autograd.grad(w2, (w2_raw,), dW2)
     return {
         "blocks.0.synapse.gain": gg1, "blocks.0.synapse.layer.weight": gw1_raw, "blocks.0.synapse.layer.bias": db1,
-        "head.gain": gg2, "head.layer.weight": gw2_raw, "head.layer.bias": db2,
+        "head.layer.weight": gw2_raw, "head.layer.bias": db2,
     }
 
 
@@ -147,3 +148,29 @@ def test_learns_digits(write_suite, tmp_path):
     record = run_suite(path, out_dir=tmp_path, device="cpu").records[0]
     assert record.status == "ok" and record.metrics["top1"] > 85.0  # chance 10 %
     assert record.metrics["acs_per_sample"] > 0
+
+
+def test_vgg_f_feedback_reaches_the_first_layer_from_the_second_step():
+    """VGG-F: zero-initialised feedback (no effect until trained), upsampled from the last conv layer, absent
+    at t = 0, and trained: its weight gets a gradient (through the trace) once the last layer has fired."""
+    from snnbench.algorithms.ottt import OTTT
+    from snnbench.architectures import resolve_architecture
+    from snnbench.data import DatasetInfo
+
+    algorithm = OTTT(OTTTConfig(feedback=True), resolve_architecture("8C3-AP2-8C3-GAP"), DatasetInfo("x", (2, 8, 8), 3))
+    net = algorithm.build(4).double()
+    assert net.up == 2 and float(net.feedback.layer.weight.detach().abs().sum()) == 0.0
+    plain = OTTT(OTTTConfig(), resolve_architecture("8C3-AP2-8C3-GAP"), DatasetInfo("x", (2, 8, 8), 3)).build(4).double()
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("feedback")})
+    x = torch.rand(4, 5, 2, 8, 8, dtype=torch.float64) * 3
+    net.eval(), plain.eval()
+    torch.testing.assert_close(net(x), plain(x))  # zero feedback = VGG
+    with torch.no_grad():
+        net.feedback.layer.weight.normal_(0.0, 0.3)
+    net.reset()
+    first = net.step(x[0], online=False)
+    plain.reset()
+    torch.testing.assert_close(first, plain.step(x[0], online=False))  # nothing fed back at t = 0
+    assert not torch.allclose(net(x), plain(x))  # later steps differ
+    grads = ottt_gradients(net, x, torch.tensor([0, 1, 2, 0, 1]))
+    assert float(grads["feedback.layer.weight"].abs().sum()) > 0
