@@ -26,7 +26,9 @@ from snnbench.data import datasets  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=50, help="recordings per class and split")
-    parser.add_argument("--events", type=int, default=4000, help="events per recording (real N-MNIST: ~4,000)")
+    parser.add_argument(
+        "--events", type=int, default=4000, help="events per recording (real N-MNIST: ~4,000)"
+    )
     parser.add_argument("--T", type=int, default=10)
     args = parser.parse_args()
     dataset_fixtures.FIXTURES["nmnist"] = partial(
@@ -45,7 +47,9 @@ def main() -> None:
             loaded = dataset.load(dataset.Options(), root, args.T)
             times.append(time.perf_counter() - start)
     n = len(loaded.train) + len(loaded.test)
-    print(f"N-MNIST fixture: {n} recordings of {args.events} events, T={args.T}, frames {tuple(loaded.train.x.shape)}")
+    print(
+        f"N-MNIST fixture: {n} recordings of {args.events} events, T={args.T}, frames {tuple(loaded.train.x.shape)}"
+    )
     print(f"first pass (tonic read + ToFrame + cache write): {times[0]:.3f} s")
     print(f"second pass (disk cache):                        {times[1]:.3f} s")
     print(f"speed-up: {times[0] / times[1]:.1f}x")

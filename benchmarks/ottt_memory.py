@@ -25,14 +25,14 @@ class SavedTensorMeter:
     def __init__(self) -> None:
         self.current = self.peak = 0
 
-    def pack(self, tensor: torch.Tensor) -> tuple[torch.Tensor, "_Release"]:
+    def pack(self, tensor: torch.Tensor) -> tuple[torch.Tensor, _Release]:
         size = tensor.numel() * tensor.element_size()
         self.current += size
         self.peak = max(self.peak, self.current)
         return tensor, _Release(self, size)
 
     @staticmethod
-    def unpack(packed: tuple[torch.Tensor, "_Release"]) -> torch.Tensor:
+    def unpack(packed: tuple[torch.Tensor, _Release]) -> torch.Tensor:
         return packed[0]
 
 
@@ -46,7 +46,9 @@ class _Release:
 
 def peak_training_bytes(T: int, online: bool, batch: int, device: torch.device) -> tuple[int, int]:
     torch.manual_seed(0)
-    algorithm = OTTT(OTTT.Config(), resolve_architecture("64C3-AP2-128C3-AP2-256"), DatasetInfo("x", (3, 32, 32), 10))
+    algorithm = OTTT(
+        OTTT.Config(), resolve_architecture("64C3-AP2-128C3-AP2-256"), DatasetInfo("x", (3, 32, 32), 10)
+    )
     net = algorithm.build(T).to(device)
     net.train()
     net.reset()
@@ -76,7 +78,10 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"saved-tensor peak per training batch (batch {args.batch}, device {device}); ratio to T = 4")
-    print(f"{'T':>4} {'OTTT MiB':>10} {'ratio':>6} {'BPTT MiB':>10} {'ratio':>6}" + ("  CUDA peak OTTT/BPTT MiB" if device.type == "cuda" else ""))
+    print(
+        f"{'T':>4} {'OTTT MiB':>10} {'ratio':>6} {'BPTT MiB':>10} {'ratio':>6}"
+        + ("  CUDA peak OTTT/BPTT MiB" if device.type == "cuda" else "")
+    )
     base: dict[bool, int] = {}
     for T in (4, 8, 16, 32):
         row = []

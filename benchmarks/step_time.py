@@ -229,12 +229,16 @@ def check_agreement(shape: str, T: int, n: int, device: str) -> str:
         out, grad = results[name]
         same = torch.equal(out, ref_out)
         err = (grad - ref_grad).abs().max().item() / max(ref_grad.abs().max().item(), 1e-30)
-        lines.append(f"{name} vs {ours}: outputs {'equal' if same else 'DIFFER'}, input-gradient rel. diff {err:.1e}")
+        lines.append(
+            f"{name} vs {ours}: outputs {'equal' if same else 'DIFFER'}, input-gradient rel. diff {err:.1e}"
+        )
     return "; ".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", choices=["mlp", "conv", "on"], action="append")
     parser.add_argument("--T", type=int, action="append")
@@ -243,7 +247,14 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
-    grid = [("mlp", 4, 0), ("mlp", 16, 0), ("conv", 4, 0), ("conv", 16, 0), ("on", 100, 1024), ("on", 500, 1024)]
+    grid = [
+        ("mlp", 4, 0),
+        ("mlp", 16, 0),
+        ("conv", 4, 0),
+        ("conv", 16, 0),
+        ("on", 100, 1024),
+        ("on", 500, 1024),
+    ]
     grid = [g for g in grid if (not args.only or g[0] in args.only) and (not args.T or g[1] in args.T)]
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}")
     rows = []
@@ -252,14 +263,18 @@ def main() -> None:
         print("agreement: " + check_agreement(shape, T, n if n else 0, args.device))
         times = {}
         for name in IMPLEMENTATIONS:
-            times[name] = median_ms(step_fn(name, shape, T, n, args.device), args.device, args.warmup, args.iters)
+            times[name] = median_ms(
+                step_fn(name, shape, T, n, args.device), args.device, args.warmup, args.iters
+            )
         floor = min(times["floor (T×B rows)"], times["floor (T passes)"])
         fastest_peer = min(times["snntorch"], times["spikingjelly"])
-        print(f"| implementation | step ms | × floor | × fastest peer | peak MiB |\n|---|---|---|---|---|")
+        print("| implementation | step ms | × floor | × fastest peer | peak MiB |\n|---|---|---|---|---|")
         for name, ms in times.items():
             memory = "" if args.no_memory else f"{peak_memory_mib(name, shape, T, n, args.device):.0f}"
             print(f"| {name} | {ms:.1f} | {ms / floor:.2f} | {ms / fastest_peer:.2f} | {memory} |")
-            rows.append({"shape": shape, "T": T, "impl": name, "ms": ms, "x_floor": ms / floor, "peak_mib": memory})
+            rows.append(
+                {"shape": shape, "T": T, "impl": name, "ms": ms, "x_floor": ms / floor, "peak_mib": memory}
+            )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=1)

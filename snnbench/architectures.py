@@ -141,7 +141,9 @@ class NotationError(SnnbenchError):
 architectures: Registry[Architecture] = Registry("architecture", package="snnbench.models")
 
 
-def register_architecture(name: str, notation: str, source: str = "", description: str = "", **options: object) -> Architecture:
+def register_architecture(
+    name: str, notation: str, source: str = "", description: str = "", **options: object
+) -> Architecture:
     """Register a named architecture given in the notation above."""
     arch = Architecture(name, notation, parse_notation(notation), source, description, dict(options))
     architectures.register(name, arch)

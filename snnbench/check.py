@@ -90,7 +90,9 @@ def merge(sources: list[Path], target: Path) -> MergeReport:
 
 def merge_summary(report: MergeReport) -> str:
     """Human-readable lines."""
-    lines = [f"copied {len(report.copied)}, duplicates {len(report.duplicates)}, conflicts {len(report.conflicts)}"]
+    lines = [
+        f"copied {len(report.copied)}, duplicates {len(report.duplicates)}, conflicts {len(report.conflicts)}"
+    ]
     lines += [f"conflict: {c}" for c in report.conflicts]
     return "\n".join(lines)
 

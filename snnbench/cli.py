@@ -57,7 +57,9 @@ def _ints(value: str | None, option: str) -> list[int] | None:
     try:
         return [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
-        raise typer.BadParameter(f"expected comma-separated integers, got {value!r}", param_hint=option) from None
+        raise typer.BadParameter(
+            f"expected comma-separated integers, got {value!r}", param_hint=option
+        ) from None
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -89,19 +91,33 @@ class Listing(str, Enum):
     encodings = "encodings"
 
 
-@app.command(epilog="Example: snnbench run --suite digits-lowT --budget smoke --algorithms bptt --timesteps 2,4")
+@app.command(
+    epilog="Example: snnbench run --suite digits-lowT --budget smoke --algorithms bptt --timesteps 2,4"
+)
 def run(
     suite: Annotated[str, typer.Option(help="suite name (suites/NAME.yaml) or path to a suite file")],
     budget: Annotated[str | None, typer.Option(help="budget from the suite (e.g. smoke, full)")] = None,
-    algorithms: Annotated[str | None, typer.Option(help="comma-separated subset of the suite's algorithms")] = None,
-    timesteps: Annotated[str | None, typer.Option(help="comma-separated T values, replacing the suite's")] = None,
+    algorithms: Annotated[
+        str | None, typer.Option(help="comma-separated subset of the suite's algorithms")
+    ] = None,
+    timesteps: Annotated[
+        str | None, typer.Option(help="comma-separated T values, replacing the suite's")
+    ] = None,
     seeds: Annotated[str | None, typer.Option(help="comma-separated seeds, replacing the suite's")] = None,
     device: Annotated[Device, typer.Option(help="where to train")] = Device.auto,
-    out: Annotated[Path, typer.Option(help="output directory (records, leaderboard, plots)")] = Path("results"),
-    resume: Annotated[bool, typer.Option(help="skip runs that already have a record; resume killed runs")] = True,
-    data_dir: Annotated[Path | None, typer.Option(help="dataset root (default $SNNBENCH_DATA or user cache)")] = None,
+    out: Annotated[Path, typer.Option(help="output directory (records, leaderboard, plots)")] = Path(
+        "results"
+    ),
+    resume: Annotated[
+        bool, typer.Option(help="skip runs that already have a record; resume killed runs")
+    ] = True,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="dataset root (default $SNNBENCH_DATA or user cache)")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
-    executor: Annotated[Executor, typer.Option(help="in-process, local process pool, or Ray cluster")] = Executor.local,
+    executor: Annotated[
+        Executor, typer.Option(help="in-process, local process pool, or Ray cluster")
+    ] = Executor.local,
     jobs: Annotated[int, typer.Option(help="workers of the process pool", min=1)] = 2,
     address: Annotated[str | None, typer.Option(help="Ray cluster address: auto or HOST:PORT")] = None,
     plugin: Plugins = None,
@@ -140,7 +156,9 @@ def run(
     if not quiet:
         console.print(summary_table(result))
         if not result.trained:
-            say(f"Nothing to train: all {len(result.skipped)} runs already have records (use --no-resume to rerun).")
+            say(
+                f"Nothing to train: all {len(result.skipped)} runs already have records (use --no-resume to rerun)."
+            )
         else:
             say(f"Trained {len(result.trained)} runs, skipped {len(result.skipped)} with records.")
         say(f"Records: {result.out_dir / 'runs'}")
@@ -210,7 +228,8 @@ def leaderboard(
         bool, typer.Option("--check", help="only verify the committed files equal what the records produce")
     ] = False,
     columns: Annotated[
-        str | None, typer.Option(help="comma-separated metric columns (see docs/metrics.md), e.g. spike_rate,energy_nj")
+        str | None,
+        typer.Option(help="comma-separated metric columns (see docs/metrics.md), e.g. spike_rate,energy_nj"),
     ] = None,
     plugin: Plugins = None,
 ) -> None:
@@ -231,8 +250,11 @@ def leaderboard(
         except SnnbenchError as exc:
             raise _fail(exc) from None
         if problems:
-            err_console.print(f"[red]Error:[/red] {len(problems)} stale file(s) in {out / loaded.name}; "
-                              f"regenerate with `snnbench leaderboard --suite {suite}`", soft_wrap=True)
+            err_console.print(
+                f"[red]Error:[/red] {len(problems)} stale file(s) in {out / loaded.name}; "
+                f"regenerate with `snnbench leaderboard --suite {suite}`",
+                soft_wrap=True,
+            )
             for problem in problems:
                 err_console.print(problem, markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(1)
@@ -273,7 +295,9 @@ def plot(
     suite: Annotated[str, typer.Option(help="suite name or path")],
     out: Annotated[Path, typer.Option(help="output directory holding <suite>/runs")] = Path("results"),
     budget: Annotated[str | None, typer.Option(help="budget to plot (default: the suite's)")] = None,
-    x: Annotated[Axis, typer.Option("--x", help="x axis: time steps, synaptic operations or energy")] = Axis.T,
+    x: Annotated[
+        Axis, typer.Option("--x", help="x axis: time steps, synaptic operations or energy")
+    ] = Axis.T,
 ) -> None:
     """Draw the suite's Pareto plot (accuracy vs T, synaptic operations or energy) from its records."""
     from snnbench.errors import SnnbenchError
@@ -356,8 +380,13 @@ def datasets_list(data_dir: DataDir = None) -> None:
     console.print(table)
 
 
-@datasets_app.command("download", epilog="Example: snnbench datasets download mnist  (SNNBENCH_MIRROR=http://lab-server/data: use a mirror)")
-def datasets_download(name: Annotated[str, typer.Argument(help="dataset name")], data_dir: DataDir = None) -> None:
+@datasets_app.command(
+    "download",
+    epilog="Example: snnbench datasets download mnist  (SNNBENCH_MIRROR=http://lab-server/data: use a mirror)",
+)
+def datasets_download(
+    name: Annotated[str, typer.Argument(help="dataset name")], data_dir: DataDir = None
+) -> None:
     """Download (resuming interrupted files), verify the published checksums, and unpack if needed."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
@@ -376,7 +405,9 @@ def datasets_download(name: Annotated[str, typer.Argument(help="dataset name")],
 
 
 @datasets_app.command("verify", epilog="Example: snnbench datasets verify cifar10")
-def datasets_verify(name: Annotated[str, typer.Argument(help="dataset name")], data_dir: DataDir = None) -> None:
+def datasets_verify(
+    name: Annotated[str, typer.Argument(help="dataset name")], data_dir: DataDir = None
+) -> None:
     """Check every file against its published MD5 (a bad file is set aside and named, exit 1)."""
     from snnbench.data import data_root
     from snnbench.errors import SnnbenchError
@@ -389,7 +420,9 @@ def datasets_verify(name: Annotated[str, typer.Argument(help="dataset name")], d
 
 
 @datasets_app.command("path", epilog="Example: snnbench datasets path nmnist")
-def datasets_path(name: Annotated[str, typer.Argument(help="dataset name")], data_dir: DataDir = None) -> None:
+def datasets_path(
+    name: Annotated[str, typer.Argument(help="dataset name")], data_dir: DataDir = None
+) -> None:
     """Print the folder where the dataset's files are expected."""
     from snnbench.data import data_root
     from snnbench.errors import SnnbenchError
@@ -400,7 +433,6 @@ def datasets_path(name: Annotated[str, typer.Argument(help="dataset name")], dat
         raise _fail(exc) from None
 
 
-
 class CompareFormat(str, Enum):
     table = "table"
     md = "md"
@@ -408,11 +440,15 @@ class CompareFormat(str, Enum):
     json = "json"
 
 
-@app.command(epilog="Example: snnbench compare --suite digits-lowT --method bptt-arctan --baselines bptt --plugin examples/my_method.py")
+@app.command(
+    epilog="Example: snnbench compare --suite digits-lowT --method bptt-arctan --baselines bptt --plugin examples/my_method.py"
+)
 def compare(
     suite: Annotated[str, typer.Option(help="suite name or path")],
     method: Annotated[str, typer.Option(help="the suite entry to judge")],
-    baselines: Annotated[str | None, typer.Option(help="comma-separated entries (default: all others)")] = None,
+    baselines: Annotated[
+        str | None, typer.Option(help="comma-separated entries (default: all others)")
+    ] = None,
     timesteps: Annotated[str | None, typer.Option(help="comma-separated T values (default: all)")] = None,
     out: Annotated[Path, typer.Option(help="output directory holding <suite>/runs")] = Path("results"),
     budget: Annotated[str | None, typer.Option(help="budget (default: the suite's)")] = None,
@@ -434,7 +470,9 @@ def compare(
         loaded = load_suite(suite)
         records = select_records(load_records(out / loaded.name), loaded, budget)
         if records.empty:
-            raise SnnbenchError(f"no records of budget {budget or loaded.default_budget!r} under {out / loaded.name}")
+            raise SnnbenchError(
+                f"no records of budget {budget or loaded.default_budget!r} under {out / loaded.name}"
+            )
         rows = run_compare(records, loaded, method, _names(baselines), _ints(timesteps, "--timesteps"))
     except SnnbenchError as exc:
         raise _fail(exc) from None
@@ -452,11 +490,17 @@ def compare(
         for column in ("T", method, "baseline", "baseline top-1", "Δ [95 % CI]", "test, p", "verdict"):
             table.add_column(column, overflow="fold")
         for r in rows:
-            base = f"{r.base_mean:.2f}" + (f" ± {r.base_std:.2f} (n={r.base_n})" if r.kind == "measured" else " published")
+            base = f"{r.base_mean:.2f}" + (
+                f" ± {r.base_std:.2f} (n={r.base_n})" if r.kind == "measured" else " published"
+            )
             style = {"better": "green", "worse": "red"}.get(r.verdict, "")
             table.add_row(
-                str(r.T), f"{r.new_mean:.2f} ± {r.new_std:.2f} (n={r.new_n})", r.baseline, base,
-                f"{r.difference:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]", f"{r.test}, {r.p_value:.3g}",
+                str(r.T),
+                f"{r.new_mean:.2f} ± {r.new_std:.2f} (n={r.new_n})",
+                r.baseline,
+                base,
+                f"{r.difference:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
+                f"{r.test}, {r.p_value:.3g}",
                 f"[{style}]{r.verdict}[/{style}]" if style else r.verdict,
             )
         console.print(table)

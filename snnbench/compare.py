@@ -72,7 +72,9 @@ def _verdict(delta: float, low: float, high: float, p: float, n: int, sigma: flo
 def compare_groups(new: dict[int, float], base: dict[int, float], T: int, baseline: str) -> Comparison:
     """Compare two {seed: top-1} groups (see the module docstring)."""
     if len(new) < 2 or len(base) < 2:
-        raise SnnbenchError(f"T={T}: need at least 2 seeds of each method to compare (have {len(new)} and {len(base)})")
+        raise SnnbenchError(
+            f"T={T}: need at least 2 seeds of each method to compare (have {len(new)} and {len(base)})"
+        )
     rng = np.random.default_rng(0)
     a, b = np.array(list(new.values())), np.array(list(base.values()))
     delta = float(a.mean() - b.mean())
@@ -81,20 +83,41 @@ def compare_groups(new: dict[int, float], base: dict[int, float], T: int, baseli
         seeds = sorted(new)
         d = np.array([new[s] - base[s] for s in seeds])
         boot = d[rng.integers(0, len(d), (RESAMPLES, len(d)))].mean(1)
-        p = float(stats.ttest_rel([new[s] for s in seeds], [base[s] for s in seeds]).pvalue) if d.std() > 0 else (
-            1.0 if d.mean() == 0 else 0.0
+        p = (
+            float(stats.ttest_rel([new[s] for s in seeds], [base[s] for s in seeds]).pvalue)
+            if d.std() > 0
+            else (1.0 if d.mean() == 0 else 0.0)
         )
         sigma, test = float(d.std(ddof=1)), "paired t"
     else:
-        boot = a[rng.integers(0, len(a), (RESAMPLES, len(a)))].mean(1) - b[rng.integers(0, len(b), (RESAMPLES, len(b)))].mean(1)
+        boot = a[rng.integers(0, len(a), (RESAMPLES, len(a)))].mean(1) - b[
+            rng.integers(0, len(b), (RESAMPLES, len(b)))
+        ].mean(1)
         both_constant = a.std() == 0 and b.std() == 0
-        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue) if not both_constant else (1.0 if delta == 0 else 0.0)
+        p = (
+            float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+            if not both_constant
+            else (1.0 if delta == 0 else 0.0)
+        )
         sigma, test = float(math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)), "Welch t"
     low, high = (float(q) for q in np.percentile(boot, [2.5, 97.5]))
     n = min(len(a), len(b))
     return Comparison(
-        T, baseline, "measured", float(a.mean()), float(a.std(ddof=1)), len(a), float(b.mean()),
-        float(b.std(ddof=1)), len(b), delta, low, high, test, p, _verdict(delta, low, high, p, n, sigma, paired),
+        T,
+        baseline,
+        "measured",
+        float(a.mean()),
+        float(a.std(ddof=1)),
+        len(a),
+        float(b.mean()),
+        float(b.std(ddof=1)),
+        len(b),
+        delta,
+        low,
+        high,
+        test,
+        p,
+        _verdict(delta, low, high, p, n, sigma, paired),
     )
 
 
@@ -110,13 +133,30 @@ def compare_published(new: dict[int, float], value: float, T: int, name: str) ->
     p = float(stats.ttest_1samp(a, value).pvalue) if a.std() > 0 else (1.0 if delta == 0 else 0.0)
     verdict = _verdict(delta, low, high, p, len(a), float(a.std(ddof=1)), True)
     return Comparison(
-        T, name, "published", float(a.mean()), float(a.std(ddof=1)), len(a), value, math.nan, 0, delta, low, high,
-        "one-sample t", p, verdict,
+        T,
+        name,
+        "published",
+        float(a.mean()),
+        float(a.std(ddof=1)),
+        len(a),
+        value,
+        math.nan,
+        0,
+        delta,
+        low,
+        high,
+        "one-sample t",
+        p,
+        verdict,
     )
 
 
 def compare(
-    records: pd.DataFrame, suite: Suite, method: str, baselines: list[str] | None = None, timesteps: list[int] | None = None
+    records: pd.DataFrame,
+    suite: Suite,
+    method: str,
+    baselines: list[str] | None = None,
+    timesteps: list[int] | None = None,
 ) -> list[Comparison]:
     """All rows for ``method`` (a suite entry) against ``baselines`` (default: every other entry) from the
     ``ok`` records of one budget (see :func:`snnbench.leaderboard.select_records`)."""
@@ -166,7 +206,9 @@ def to_markdown(rows: list[Comparison], method: str) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        base = f"{r.base_mean:.2f}" + (f" ± {r.base_std:.2f} (n={r.base_n})" if r.kind == "measured" else " (published)")
+        base = f"{r.base_mean:.2f}" + (
+            f" ± {r.base_std:.2f} (n={r.base_n})" if r.kind == "measured" else " (published)"
+        )
         lines.append(
             f"| {r.T} | {r.new_mean:.2f} ± {r.new_std:.2f} (n={r.new_n}) | {r.baseline} | {base} | "
             f"{r.difference:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | {r.test}, {r.p_value:.3g} | {r.verdict} |"

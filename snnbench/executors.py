@@ -118,7 +118,11 @@ def execute(
     on_event: ev.EventSink = ev.ignore,
 ) -> list[RunRecord]:
     """Run every task with the chosen executor; returns the records written."""
-    common = {"out_dir": str(out_dir), "device": device, "data_dir": None if data_dir is None else str(data_dir)}
+    common = {
+        "out_dir": str(out_dir),
+        "device": device,
+        "data_dir": None if data_dir is None else str(data_dir),
+    }
     if executor == "local":
         return [r for task in tasks for r in run_task(task, on_event=on_event, **common)]
     if executor == "pool":
@@ -136,7 +140,9 @@ def _finished(on_event: ev.EventSink, records: list[RunRecord], specs: list[RunS
         on_event(ev.RunFinished(by_id[record.run_id], record))
 
 
-def _pool(tasks: list[list[RunSpec]], common: dict[str, Any], jobs: int, on_event: ev.EventSink) -> list[RunRecord]:
+def _pool(
+    tasks: list[list[RunSpec]], common: dict[str, Any], jobs: int, on_event: ev.EventSink
+) -> list[RunRecord]:
     import multiprocessing
 
     import torch
@@ -149,7 +155,9 @@ def _pool(tasks: list[list[RunSpec]], common: dict[str, Any], jobs: int, on_even
         futures = {}
         for i, task in enumerate(tasks):
             device = f"cuda:{i % gpus}" if gpus > 1 else common["device"]
-            future = pool.submit(run_task, task, common["out_dir"], device, common["data_dir"], threads=threads)
+            future = pool.submit(
+                run_task, task, common["out_dir"], device, common["data_dir"], threads=threads
+            )
             futures[future] = task
         for future in as_completed(futures):
             done = future.result()
@@ -172,7 +180,9 @@ def _ray(
     for task in tasks:
         first = task[0]
         options = {"num_cpus": first.num_cpus, "num_gpus": first.num_gpus, "max_retries": 0}
-        refs[remote.options(**options).remote(task, common["out_dir"], common["device"], common["data_dir"])] = task
+        refs[
+            remote.options(**options).remote(task, common["out_dir"], common["device"], common["data_dir"])
+        ] = task
     records: list[RunRecord] = []
     pending = list(refs)
     while pending:

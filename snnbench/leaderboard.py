@@ -28,7 +28,10 @@ def _current_sources() -> dict[str, tuple[int, str]]:
     from snnbench.algorithms import algorithms
     from snnbench.runner import source_sha256
 
-    return {name: (algorithms.get(name).version, source_sha256(algorithms.get(name))) for name in algorithms.names()}
+    return {
+        name: (algorithms.get(name).version, source_sha256(algorithms.get(name)))
+        for name in algorithms.names()
+    }
 
 
 def select_records(df: pd.DataFrame, suite: Suite, budget: str | None = None) -> pd.DataFrame:
@@ -55,7 +58,9 @@ def build(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
         ok = group[group["status"] == "ok"]
         stale = sum(
             current.get(a, (v, s)) != (v, s)
-            for a, v, s in zip(group["algorithm"], group["algorithm_version"], group["algorithm_source_sha256"])
+            for a, v, s in zip(
+                group["algorithm"], group["algorithm_version"], group["algorithm_source_sha256"], strict=True
+            )
         )
         top1 = ok["top1"].astype(float) if "top1" in ok else pd.Series(dtype=float)
         row: dict[str, Any] = {
@@ -94,7 +99,12 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 
 def _fmt_metric(value: Any) -> str:
-    if isinstance(value, float) and not math.isnan(value) and value != 0 and (abs(value) >= 1e4 or abs(value) < 1e-2):
+    if (
+        isinstance(value, float)
+        and not math.isnan(value)
+        and value != 0
+        and (abs(value) >= 1e4 or abs(value) < 1e-2)
+    ):
         return f"{value:.3g}"
     return _fmt(value, 3)
 
@@ -113,7 +123,9 @@ def to_markdown(table: pd.DataFrame, suite: Suite, n_records: int, revisions: li
         "shown only for comparison with published figures.",
         "",
     ]
-    extra = [c for c in table.columns if c.endswith("_mean") and c not in ("top1_mean", "top1_best_epoch_mean")]
+    extra = [
+        c for c in table.columns if c.endswith("_mean") and c not in ("top1_mean", "top1_best_epoch_mean")
+    ]
     header = ["#", "algorithm", "T", "top-1 (%)", "n", "best-epoch (%)"]
     header += [f"{c[:-5]} ({METRICS[c[:-5]].unit})" for c in extra]
     header += ["diverged", "failed", "stale"]
@@ -132,22 +144,33 @@ def to_markdown(table: pd.DataFrame, suite: Suite, n_records: int, revisions: li
         lines.append("| " + " | ".join(cells) + " |")
     reference = reference_table(suite)
     if not reference.empty:
-        lines += ["", "## Published figures (not measured here)", "", "| algorithm | T | top-1 (%) | architecture | source |"]
+        lines += [
+            "",
+            "## Published figures (not measured here)",
+            "",
+            "| algorithm | T | top-1 (%) | architecture | source |",
+        ]
         lines.append("|---|---|---|---|---|")
         for row in reference.itertuples(index=False):
             top1 = _fmt(row.top1) + (f" ± {_fmt(row.top1_std)}" if row.top1_std is not None else "")
             note = f" ({row.note})" if row.note else ""
-            lines.append(f"| {row.algorithm} | {_fmt(row.T)} | {top1} | {row.arch or '–'} | {row.source}{note} |")
+            lines.append(
+                f"| {row.algorithm} | {_fmt(row.T)} | {top1} | {row.arch or '–'} | {row.source}{note} |"
+            )
     return "\n".join(lines) + "\n"
 
 
-def write_reports(suite: Suite, suite_dir: Path, budget: str | None = None, columns: list[str] | None = None) -> list[Path]:
+def write_reports(
+    suite: Suite, suite_dir: Path, budget: str | None = None, columns: list[str] | None = None
+) -> list[Path]:
     """Write ``leaderboard.md``, ``leaderboard.csv`` and the Pareto plots; return the paths."""
     from snnbench.plots import pareto
     from snnbench.records import atomic_write_bytes
 
     budget = budget or suite.default_budget
-    df = select_records(load_records(suite_dir) if (suite_dir / "runs").is_dir() else pd.DataFrame(), suite, budget)
+    df = select_records(
+        load_records(suite_dir) if (suite_dir / "runs").is_dir() else pd.DataFrame(), suite, budget
+    )
     if df.empty:
         raise SnnbenchError(f"no records of budget {budget!r} for suite {suite.name} under {suite_dir}")
     table = build(df, columns)

@@ -48,12 +48,16 @@ METRICS: dict[str, Metric] = {
             False,
             "peak memory during training: CUDA max allocated, or CPU resident set of the process",
         ),
-        Metric("inference_ms_per_sample", "ms", False, "test-set evaluation wall time per sample (all T steps)"),
+        Metric(
+            "inference_ms_per_sample", "ms", False, "test-set evaluation wall time per sample (all T steps)"
+        ),
         Metric("epochs_completed", "count", True, "epochs trained before the run ended"),
         # method-specific evaluation extras (present only in those methods' records)
         Metric("ann_top1", "%", True, "conversion: top-1 of the ANN the SNN was converted from"),
         Metric("top1_continuous", "%", True, "STDBP: top-1 in continuous time (no clock)"),
-        Metric("decision_time_steps", "steps", False, "STDBP: mean earliest output spike time, in steps of T"),
+        Metric(
+            "decision_time_steps", "steps", False, "STDBP: mean earliest output spike time, in steps of T"
+        ),
         Metric("top1_early_exit", "%", True, "BNTT: top-1 with the early-exit rule"),
         Metric("early_exit_steps", "steps", False, "BNTT: time steps the early-exit rule uses"),
     ]
@@ -124,12 +128,18 @@ METRICS.update(
         m.name: m
         for m in [
             Metric("spike_rate", "1/step", False, "spikes per neuron per time step over all spiking layers"),
-            Metric("activation_sparsity", "", True, "1 − spike_rate: fraction of zero outputs of neuron layers"),
-            Metric("acs_per_sample", "ops", False, "accumulates triggered by binary/ternary inputs, per sample"),
+            Metric(
+                "activation_sparsity", "", True, "1 − spike_rate: fraction of zero outputs of neuron layers"
+            ),
+            Metric(
+                "acs_per_sample", "ops", False, "accumulates triggered by binary/ternary inputs, per sample"
+            ),
             Metric("macs_per_sample", "ops", False, "multiply-accumulates on non-binary inputs, per sample"),
             Metric("synops_per_sample", "ops", False, "ACs + MACs per sample (NeuroBench effective synops)"),
             Metric("energy_nj", "nJ", False, "ACs × E_AC + MACs × E_MAC per sample"),
-            Metric("ann_energy_nj", "nJ", False, "the same architecture as a dense ANN: MACs of one step × E_MAC"),
+            Metric(
+                "ann_energy_nj", "nJ", False, "the same architecture as a dense ANN: MACs of one step × E_MAC"
+            ),
             Metric("energy_ratio", "", False, "energy_nj / ann_energy_nj"),
             Metric("connection_sparsity", "", False, "fraction of zero weights in conv/linear layers"),
         ]
@@ -145,7 +155,12 @@ def connection_sparsity(net: nn.Module) -> float:
 
 
 def effective_operations(
-    active: torch.Tensor, weight: torch.Tensor, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1
+    active: torch.Tensor,
+    weight: torch.Tensor,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
 ) -> int:
     """Σ over outputs of the nonzero inputs that meet a nonzero weight: the op applied to ``active`` (0/1 input
     mask) and ``weight ≠ 0``, bias excluded; 2-D weight = linear, 3-D/4-D = conv1d/conv2d."""
@@ -159,9 +174,11 @@ def effective_operations(
 def _standard_operations(layer: nn.Module, x: torch.Tensor) -> tuple[int, bool, int]:
     """(effective ops, inputs binary?, dense ops of one sample) of a torch Linear/Conv layer."""
     binary = bool(((x == 0) | (x == 1) | (x == -1)).all())
-    geometry = {} if isinstance(layer, nn.Linear) else {
-        k: getattr(layer, k) for k in ("stride", "padding", "dilation", "groups")
-    }
+    geometry = (
+        {}
+        if isinstance(layer, nn.Linear)
+        else {k: getattr(layer, k) for k in ("stride", "padding", "dilation", "groups")}
+    )
     ops = effective_operations((x != 0).to(x.dtype), layer.weight, **geometry)
     dense = effective_operations(torch.ones_like(x[:1]), torch.ones_like(layer.weight), **geometry)
     return ops, binary, dense
@@ -228,7 +245,9 @@ class OperationCounter:
 
         return hook
 
-    def summary(self, samples: int, e_ac_pj: float = E_AC_PJ, e_mac_pj: float = E_MAC_PJ) -> dict[str, object]:
+    def summary(
+        self, samples: int, e_ac_pj: float = E_AC_PJ, e_mac_pj: float = E_MAC_PJ
+    ) -> dict[str, object]:
         """Per-sample metrics (names in :data:`METRICS`) and per-layer details; operation metrics are None
         for networks without standard conv/linear layers (their methods report their own)."""
         if not self.synaptic:

@@ -51,7 +51,9 @@ def build_feedforward(
     for layer in arch.layers:
         if isinstance(layer, Conv):
             if len(shape) != 3:
-                raise SnnbenchError(f"architecture {arch.name!r}: a convolution needs image input, got {shape}")
+                raise SnnbenchError(
+                    f"architecture {arch.name!r}: a convolution needs image input, got {shape}"
+                )
             conv = nn.Conv2d(shape[0], layer.channels, layer.kernel, layer.stride, layer.pad, bias=bias)
             modules.append(TimeDistributed(conv))
             h = (shape[1] + 2 * layer.pad - layer.kernel) // layer.stride + 1

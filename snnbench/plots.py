@@ -53,14 +53,23 @@ def pareto(table: pd.DataFrame, suite: Suite, stem: Path, x: str = "T") -> list[
             linewidth=1.6,
             label=f"{name}",
         )
-    front = pareto_front(list(zip(ok[column].astype(float), ok["top1_mean"].astype(float))))
+    front = pareto_front(list(zip(ok[column].astype(float), ok["top1_mean"].astype(float), strict=True)))
     if front:
-        xs, ys = zip(*front)
-        ax.step(xs, ys, where="post", color="black", linestyle="--", linewidth=1, alpha=0.6, label="Pareto front")
+        xs, ys = zip(*front, strict=True)
+        ax.step(
+            xs, ys, where="post", color="black", linestyle="--", linewidth=1, alpha=0.6, label="Pareto front"
+        )
         ax.scatter(xs, ys, s=150, facecolors="none", edgecolors="black", linewidths=1.4, zorder=5)
     refs = [r for r in suite.reference if r.T is not None] if x == "T" else []
     if refs:
-        ax.scatter([r.T for r in refs], [r.top1 for r in refs], marker="x", color="grey", s=50, label="published (ref.)")
+        ax.scatter(
+            [r.T for r in refs],
+            [r.top1 for r in refs],
+            marker="x",
+            color="grey",
+            s=50,
+            label="published (ref.)",
+        )
     values = sorted(ok[column].unique()) if not ok.empty else []
     if x == "T" and values:
         ax.set_xscale("log", base=2)

@@ -95,7 +95,8 @@ def read_record(path: Path) -> RunRecord:
         raise RecordError(path, "has no schema_version")
     if version > SCHEMA_VERSION:
         raise RecordError(
-            path, f"was written with record schema {version}; this snnbench reads up to {SCHEMA_VERSION}: upgrade"
+            path,
+            f"was written with record schema {version}; this snnbench reads up to {SCHEMA_VERSION}: upgrade",
         )
     while version < SCHEMA_VERSION:
         data = UPGRADES[version](data)

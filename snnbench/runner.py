@@ -29,7 +29,13 @@ from snnbench.architectures import resolve_architecture
 from snnbench.data import LoadedDataset, data_root, datasets
 from snnbench.data.encoding import encodings
 from snnbench.environment import environment, resolve_device
-from snnbench.metrics import OperationCounter, PeakMemory, connection_sparsity, footprint_bytes, parameter_count
+from snnbench.metrics import (
+    OperationCounter,
+    PeakMemory,
+    connection_sparsity,
+    footprint_bytes,
+    parameter_count,
+)
 from snnbench.records import RecordStore, RunRecord, atomic_torch_save
 from snnbench.suite import Overrides, RunSpec, Suite, expand, load_suite
 
@@ -145,7 +151,9 @@ def run_one(
         "started_at": started,
     }
     try:
-        outcome = _train_and_evaluate(spec, store, algorithm_cls, torch_device, data_dir, on_event, index, total)
+        outcome = _train_and_evaluate(
+            spec, store, algorithm_cls, torch_device, data_dir, on_event, index, total
+        )
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # the method crashed: record it, keep the suite going
@@ -372,5 +380,9 @@ def run_suite(
 
         with store.reports_lock():
             result.files = write(suite, store.root, (overrides or Overrides()).budget)
-    on_event(ev.SuiteFinished(suite.name, store.root, len(result.trained), len(result.skipped), tuple(result.files)))
+    on_event(
+        ev.SuiteFinished(
+            suite.name, store.root, len(result.trained), len(result.skipped), tuple(result.files)
+        )
+    )
     return result

@@ -251,7 +251,9 @@ def _with_plugin_entries(suite: Suite, shown: str) -> Suite:
             try:
                 added[key] = AlgorithmEntry.model_validate({"algorithm": name, **entry})
             except ValidationError as exc:
-                raise _suite_error(f"{shown} (plugin {name})", exc, AlgorithmEntry, f"algorithms.{key}.") from None
+                raise _suite_error(
+                    f"{shown} (plugin {name})", exc, AlgorithmEntry, f"algorithms.{key}."
+                ) from None
     if not added:
         return suite
     return suite.model_copy(update={"algorithms": {**suite.algorithms, **added}})
@@ -335,9 +337,13 @@ def _cross_check(suite: Suite, shown: str) -> None:
     except ValidationError as exc:
         raise _suite_error(shown, exc, dataset_cls.Options, "dataset_options.") from None
     if suite.encoding is not None and suite.encoding not in encodings:
-        raise SuiteError(shown, "encoding", str(UnknownNameError("encoding", suite.encoding, encodings.names())))
+        raise SuiteError(
+            shown, "encoding", str(UnknownNameError("encoding", suite.encoding, encodings.names()))
+        )
     if suite.default_budget not in suite.budgets:
-        raise SuiteError(shown, "default_budget", f"expected one of {sorted(suite.budgets)}", suite.default_budget)
+        raise SuiteError(
+            shown, "default_budget", f"expected one of {sorted(suite.budgets)}", suite.default_budget
+        )
     for key, entry in suite.algorithms.items():
         where = f"algorithms.{key}"
         name = entry.algorithm or key
@@ -355,11 +361,15 @@ def _cross_check(suite: Suite, shown: str) -> None:
             raise SuiteError(shown, where + ".arch", str(exc)) from None
         if entry.encoding is not None and entry.encoding not in encodings:
             raise SuiteError(
-                shown, where + ".encoding", str(UnknownNameError("encoding", entry.encoding, encodings.names()))
+                shown,
+                where + ".encoding",
+                str(UnknownNameError("encoding", entry.encoding, encodings.names())),
             )
         for budget in entry.budgets:
             if budget not in suite.budgets:
-                raise SuiteError(shown, f"{where}.budgets.{budget}", f"expected one of {sorted(suite.budgets)}")
+                raise SuiteError(
+                    shown, f"{where}.budgets.{budget}", f"expected one of {sorted(suite.budgets)}"
+                )
     for i, row in enumerate(suite.reference):
         if row.algorithm not in suite.algorithms and row.algorithm not in algorithms:
             raise SuiteError(

@@ -72,7 +72,10 @@ def cifar_files(hundred: bool, per_batch: int = 10, seed: int = 0) -> dict[str, 
         return pickle.dumps(entry, protocol=2)
 
     if hundred:
-        members = {"cifar-100-python/train": batch(5 * per_batch, 0), "cifar-100-python/test": batch(per_batch, 3)}
+        members = {
+            "cifar-100-python/train": batch(5 * per_batch, 0),
+            "cifar-100-python/test": batch(per_batch, 3),
+        }
         members["cifar-100-python/meta"] = pickle.dumps({b"fine_label_names": [b"c"] * 100}, protocol=2)
         return {"cifar-100-python.tar.gz": _tar_gz(members)}
     members = {f"cifar-10-batches-py/data_batch_{i}": batch(per_batch, i) for i in range(1, 6)}
@@ -101,7 +104,9 @@ def nmnist_files(per_class: int = 2, seed: int = 0, events: int = 60) -> dict[st
     rng = np.random.default_rng(seed)
     files = {}
     for archive, folder in (("train.zip", "Train"), ("test.zip", "Test")):
-        members = {f"{folder}/{c}/{i:05d}.bin": nmnist_bin(rng, events) for c in range(10) for i in range(per_class)}
+        members = {
+            f"{folder}/{c}/{i:05d}.bin": nmnist_bin(rng, events) for c in range(10) for i in range(per_class)
+        }
         files[archive] = _zip(members)
     return files
 
@@ -112,7 +117,12 @@ def dvsgesture_files(users: int = 2, seed: int = 0) -> dict[str, bytes]:
     def recording() -> bytes:
         n = 200
         events = np.stack(
-            [rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n), np.sort(rng.integers(0, 6000, n))],
+            [
+                rng.integers(0, 128, n),
+                rng.integers(0, 128, n),
+                rng.integers(0, 2, n),
+                np.sort(rng.integers(0, 6000, n)),
+            ],
             1,
         ).astype(np.float64)
         buffer = io.BytesIO()
@@ -120,7 +130,10 @@ def dvsgesture_files(users: int = 2, seed: int = 0) -> dict[str, bytes]:
         return buffer.getvalue()
 
     files = {}
-    for archive, folder, first in (("ibmGestureTrain.tar.gz", "ibmGestureTrain", 1), ("ibmGestureTest.tar.gz", "ibmGestureTest", 24)):
+    for archive, folder, first in (
+        ("ibmGestureTrain.tar.gz", "ibmGestureTrain", 1),
+        ("ibmGestureTest.tar.gz", "ibmGestureTest", 24),
+    ):
         members = {
             f"{folder}/user{first + u:02d}_{light}/{label}.npy": recording()
             for u, light in zip(range(users), ("fluorescent", "led"), strict=False)
@@ -198,7 +211,9 @@ def cifar10dvs_files(per_class: int = 10, seed: int = 0) -> dict[str, bytes]:
         for i in range(per_class):
             n = 300
             members[f"{name}/cifar10_{name}_{i}.aedat4"] = aedat4_bytes(
-                np.sort(rng.integers(0, 1_000_000, n)), rng.integers(0, 128, n), rng.integers(0, 128, n),
+                np.sort(rng.integers(0, 1_000_000, n)),
+                rng.integers(0, 128, n),
+                rng.integers(0, 128, n),
                 rng.integers(0, 2, n),
             )
         outer[f"{name}.zip"] = _zip(members)

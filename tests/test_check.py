@@ -23,7 +23,11 @@ def test_check_passes_then_fails_with_a_diff_after_tampering(write_suite, tmp_pa
     board.write_text(board.read_text().replace("| 1 | bptt | 2 |", "| 1 | bptt | 2 | 99.99 ± 0.00 |", 1))
     bad = runner.invoke(app, ["leaderboard", "--suite", path, "--out", str(out), "--check"])
     assert bad.exit_code == 1
-    assert "Error: 1 stale file(s)" in bad.stderr and "(committed)" in bad.stderr and "(from records)" in bad.stderr
+    assert (
+        "Error: 1 stale file(s)" in bad.stderr
+        and "(committed)" in bad.stderr
+        and "(from records)" in bad.stderr
+    )
     assert "-| 1 | bptt | 2 | 99.99" in bad.stderr
 
 
@@ -37,7 +41,12 @@ def test_merge_copies_skips_duplicates_and_reports_conflicts(write_suite, tmp_pa
     a = tmp_path / "a"
     b = tmp_path / "b"
     run_suite(path, out_dir=a, device="cpu", write_reports=False)
-    run_suite(path, out_dir=b, device="cpu", write_reports=False, )
+    run_suite(
+        path,
+        out_dir=b,
+        device="cpu",
+        write_reports=False,
+    )
     target = tmp_path / "merged"
     first = merge([a], target)
     assert len(first.copied) == 2 and not first.duplicates and not first.conflicts

@@ -11,7 +11,8 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize(
-    "command", ["run", "list", "leaderboard", "plot", "merge", "datasets list", "datasets download", "datasets verify"]
+    "command",
+    ["run", "list", "leaderboard", "plot", "merge", "datasets list", "datasets download", "datasets verify"],
 )
 def test_every_command_has_help_with_an_example(command):
     result = runner.invoke(app, [*command.split(), "--help"])
@@ -46,16 +47,34 @@ def test_run_twice_then_leaderboard(write_suite, tmp_path):
     for axis in ("sops", "energy"):
         plot = runner.invoke(app, ["plot", "--suite", path, "--out", out, "--x", axis])
         assert plot.exit_code == 0 and f"pareto-{axis}.png" in plot.output
-    picked = runner.invoke(app, ["leaderboard", "--suite", path, "--out", out, "--format", "csv", "--columns",
-                                 "acs_per_sample,energy_ratio"])
+    picked = runner.invoke(
+        app,
+        [
+            "leaderboard",
+            "--suite",
+            path,
+            "--out",
+            out,
+            "--format",
+            "csv",
+            "--columns",
+            "acs_per_sample,energy_ratio",
+        ],
+    )
     header = picked.stdout.splitlines()[0]
-    assert picked.exit_code == 0 and "acs_per_sample_mean,energy_ratio_mean" in header and "spike_rate" not in header
+    assert (
+        picked.exit_code == 0
+        and "acs_per_sample_mean,energy_ratio_mean" in header
+        and "spike_rate" not in header
+    )
     wrong = runner.invoke(app, ["leaderboard", "--suite", path, "--out", out, "--columns", "energy_nJ"])
     assert wrong.exit_code == 2 and "did you mean" in wrong.stderr and "energy_nj" in wrong.stderr
 
 
 def test_leaderboard_without_records_is_an_error(write_suite, tmp_path):
-    result = runner.invoke(app, ["leaderboard", "--suite", str(write_suite()), "--out", str(tmp_path / "none")])
+    result = runner.invoke(
+        app, ["leaderboard", "--suite", str(write_suite()), "--out", str(tmp_path / "none")]
+    )
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: no records of budget 'smoke' for suite tiny under ")
 

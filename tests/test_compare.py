@@ -25,10 +25,19 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "my_method.py"
 
 
-def synthetic(groups: dict[str, tuple[float, float]], seeds: list[int], T: int = 4, seed: int = 0) -> pd.DataFrame:
+def synthetic(
+    groups: dict[str, tuple[float, float]], seeds: list[int], T: int = 4, seed: int = 0
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     rows = [
-        {"entry": name, "algorithm": name, "T": T, "seed": s, "status": "ok", "top1": mean + sd * rng.standard_normal()}
+        {
+            "entry": name,
+            "algorithm": name,
+            "T": T,
+            "seed": s,
+            "status": "ok",
+            "top1": mean + sd * rng.standard_normal(),
+        }
         for name, (mean, sd) in groups.items()
         for s in seeds
     ]
@@ -40,7 +49,9 @@ def test_a_planted_difference_is_found_both_ways():
     records = synthetic({"new": (95.0, 0.3), "base": (93.0, 0.3)}, seeds=[0, 1, 2, 3, 4])
     (row,) = compare(records, suite, "new", ["base"])
     assert row.verdict == "better" and row.test == "paired t" and row.ci_low > 0 and row.p_value < 0.01
-    assert row.difference == pytest.approx(records[records.entry == "new"].top1.mean() - records[records.entry == "base"].top1.mean())
+    assert row.difference == pytest.approx(
+        records[records.entry == "new"].top1.mean() - records[records.entry == "base"].top1.mean()
+    )
     (row,) = compare(records, suite, "base", ["new"])
     assert row.verdict == "worse" and row.ci_high < 0
 
@@ -52,7 +63,9 @@ def test_identical_distributions_give_no_difference_and_a_seed_estimate():
         records = synthetic({"new": (95.0, 0.5), "base": (95.0, 0.5)}, seeds=[0, 1, 2], seed=seed)
         (row,) = compare(records, suite, "new", ["base"])
         found += row.verdict in ("better", "worse")
-        if row.verdict.startswith("no difference"):  # (a 3-seed bootstrap interval alone can miss 0: both must agree)
+        if row.verdict.startswith(
+            "no difference"
+        ):  # (a 3-seed bootstrap interval alone can miss 0: both must agree)
             assert row.verdict.startswith("no difference at 3 seeds; about ")
     assert found <= 3  # α = 5 %: a false "better/worse" is rare
     same = compare_groups({0: 97.0, 1: 97.5}, {0: 97.0, 1: 97.5}, 4, "b")
@@ -64,11 +77,18 @@ def test_unpaired_seeds_use_welch_and_published_rows_are_marked():
         update={"reference": [ReferenceRow(algorithm="new", T=4, top1=90.0, source="Someone 2020")]}
     )
     records = pd.concat(
-        [synthetic({"new": (95.0, 0.3)}, seeds=[0, 1, 2]), synthetic({"base": (95.0, 0.3)}, seeds=[3, 4, 5, 6])]
+        [
+            synthetic({"new": (95.0, 0.3)}, seeds=[0, 1, 2]),
+            synthetic({"base": (95.0, 0.3)}, seeds=[3, 4, 5, 6]),
+        ]
     )
     rows = compare(records, suite, "new", ["base"])
     assert rows[0].test == "Welch t" and rows[0].base_n == 4
-    assert rows[1].kind == "published" and rows[1].baseline.startswith("new (Someone 2020)") and rows[1].verdict == "better"
+    assert (
+        rows[1].kind == "published"
+        and rows[1].baseline.startswith("new (Someone 2020)")
+        and rows[1].verdict == "better"
+    )
 
 
 def test_compare_command_formats_and_unknown_method(tmp_path, monkeypatch):
@@ -77,13 +97,21 @@ def test_compare_command_formats_and_unknown_method(tmp_path, monkeypatch):
     runs.mkdir(parents=True)
     monkeypatch.setattr("snnbench.leaderboard.select_records", lambda df, suite, budget: records)
     monkeypatch.setattr("snnbench.records.load_records", lambda path: records)
-    out = runner.invoke(app, ["compare", "--suite", "digits-lowT", "--method", "ottt", "--out", str(tmp_path), "--format", "json"])
+    out = runner.invoke(
+        app,
+        ["compare", "--suite", "digits-lowT", "--method", "ottt", "--out", str(tmp_path), "--format", "json"],
+    )
     assert out.exit_code == 0, out.output
     rows = json.loads(out.stdout)
     assert rows[0]["baseline"] == "bptt" and rows[0]["verdict"] == "better"
-    md = runner.invoke(app, ["compare", "--suite", "digits-lowT", "--method", "ottt", "--out", str(tmp_path), "--format", "md"])
+    md = runner.invoke(
+        app,
+        ["compare", "--suite", "digits-lowT", "--method", "ottt", "--out", str(tmp_path), "--format", "md"],
+    )
     assert md.exit_code == 0 and md.stdout.startswith("| T | ottt | baseline |")
-    bad = runner.invoke(app, ["compare", "--suite", "digits-lowT", "--method", "otttt", "--out", str(tmp_path)])
+    bad = runner.invoke(
+        app, ["compare", "--suite", "digits-lowT", "--method", "otttt", "--out", str(tmp_path)]
+    )
     assert bad.exit_code == 2 and "did you mean 'ottt'" in bad.stderr
 
 
@@ -92,13 +120,31 @@ def test_plugin_file_runs_on_the_unchanged_suite_and_is_recorded(tmp_path):
     assert listing.exit_code == 0 and "bptt-arctan" in listing.output
     result = runner.invoke(
         app,
-        ["run", "--suite", "digits-lowT", "--budget", "smoke", "--plugin", str(EXAMPLE), "--algorithms", "bptt-arctan",
-         "--seeds", "0", "--timesteps", "2", "--out", str(tmp_path), "--quiet"],
+        [
+            "run",
+            "--suite",
+            "digits-lowT",
+            "--budget",
+            "smoke",
+            "--plugin",
+            str(EXAMPLE),
+            "--algorithms",
+            "bptt-arctan",
+            "--seeds",
+            "0",
+            "--timesteps",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ],
     )
     assert result.exit_code == 0, result.output
     (path,) = (tmp_path / "digits-lowT" / "runs").glob("bptt-arctan_*.json")
     record = json.loads(path.read_text())
-    assert record["status"] == "ok" and record["algorithm"] == "bptt-arctan" and record["algorithm_version"] == 1
+    assert (
+        record["status"] == "ok" and record["algorithm"] == "bptt-arctan" and record["algorithm_version"] == 1
+    )
     assert record["algorithm_source_sha256"] == hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()
     assert record["spec"]["hparams"]["surrogate"] == "arctan"
 
@@ -113,7 +159,8 @@ def test_bad_plugin_file_is_named(tmp_path):
 
 def test_entry_point_plugin_is_discovered_and_runs(tmp_path):
     """An installed package (a dist-info with an ``snnbench.algorithms`` entry point) in a fresh process."""
-    (tmp_path / "lab_method.py").write_text(textwrap.dedent('''
+    (tmp_path / "lab_method.py").write_text(
+        textwrap.dedent('''
         from snnbench.algorithms import algorithms
         from snnbench.algorithms.bptt import BPTT
 
@@ -122,14 +169,32 @@ def test_entry_point_plugin_is_discovered_and_runs(tmp_path):
             """A lab's method shipped as a package."""
             description = "entry-point plugin"
             suite_entries = {"digits-lowT": {"lab-bptt": {"arch": "mlp", "lr": 0.003}}}
-    '''))
+    ''')
+    )
     dist = tmp_path / "lab_method-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lab-method\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[snnbench.algorithms]\nlab = lab_method\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    command = [sys.executable, "-m", "snnbench.cli", "run", "--suite", "digits-lowT", "--budget", "smoke",
-               "--algorithms", "lab-bptt", "--seeds", "0", "--timesteps", "1", "--out", str(tmp_path / "out"), "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "snnbench.cli",
+        "run",
+        "--suite",
+        "digits-lowT",
+        "--budget",
+        "smoke",
+        "--algorithms",
+        "lab-bptt",
+        "--seeds",
+        "0",
+        "--timesteps",
+        "1",
+        "--out",
+        str(tmp_path / "out"),
+        "--quiet",
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     (path,) = (tmp_path / "out" / "digits-lowT" / "runs").glob("lab-bptt_*.json")

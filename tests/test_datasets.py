@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,7 +73,9 @@ def test_download_verify_load(name, mirror, tmp_path, monkeypatch):
     assert loaded.train.x.dtype == (torch.int16 if loaded.info.kind == "events" else torch.float32)
     batch, _ = next(loaded.train.batches(4, shuffle=False))
     assert batch.dtype == torch.float32 and torch.equal(batch, loaded.train.x[:4].float())
-    assert loaded.train.y.dtype == torch.int64 and int(loaded.train.y.max()) < classes == loaded.info.num_classes
+    assert (
+        loaded.train.y.dtype == torch.int64 and int(loaded.train.y.max()) < classes == loaded.info.num_classes
+    )
     assert set(loaded.provenance["files_md5"]) == set(files)
     if loaded.info.kind == "events":
         assert loaded.train.x.sum() > 0 and (loaded.train.x >= 0).all()
@@ -141,7 +142,9 @@ def test_mismatching_download_is_rejected(mirror, tmp_path, monkeypatch):
 
 def test_missing_dataset_fails_before_training_with_files_urls_and_command(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["run", "--suite", "mnist-lowT", "--budget", "smoke", "--data-dir", str(tmp_path)])
+    result = runner.invoke(
+        app, ["run", "--suite", "mnist-lowT", "--budget", "smoke", "--data-dir", str(tmp_path)]
+    )
     assert result.exit_code == 1
     assert f"dataset 'mnist' is not in {tmp_path / 'mnist'}; missing:" in result.stderr
     assert "train-images-idx3-ubyte.gz (md5 f68b3c2dcbeaaa9fbdd348bbdeb94873) from https://" in result.stderr
@@ -227,7 +230,16 @@ def test_datasets_list_shows_every_dataset_with_status(tmp_path):
     assert "embedded" in result.output and "missing" in result.output
 
 
-SUITES = ["mnist-lowT", "fmnist-lowT", "cifar10-lowT", "cifar100-lowT", "nmnist", "dvsgesture", "cifar10dvs", "shd"]
+SUITES = [
+    "mnist-lowT",
+    "fmnist-lowT",
+    "cifar10-lowT",
+    "cifar100-lowT",
+    "nmnist",
+    "dvsgesture",
+    "cifar10dvs",
+    "shd",
+]
 
 
 def test_cifar10dvs_split_is_the_shipped_seeded_index():
@@ -249,7 +261,10 @@ def test_cifar10dvs_split_is_disjoint_stratified_and_recorded(mirror, tmp_path, 
     dataset.download(root)
     options = dataset.Options(**fixture_options("cifar10dvs", tmp_path))
     loaded = dataset.load(options, root, T=2)
-    assert torch.bincount(loaded.test.y).tolist() == [1] * 10 and torch.bincount(loaded.train.y).tolist() == [9] * 10
+    assert (
+        torch.bincount(loaded.test.y).tolist() == [1] * 10
+        and torch.bincount(loaded.train.y).tolist() == [9] * 10
+    )
     assert len(loaded.provenance["split_sha256"]) == 64
     with pytest.raises(SnnbenchError, match="split index is for"):  # the 1,000-per-class index does not fit
         dataset.load(dataset.Options(), root, T=2)
@@ -264,9 +279,14 @@ def test_every_suite_runs_its_smoke_budget_on_the_fixtures(suite_name, mirror, t
     publish(monkeypatch, served, suite.dataset)
     root = tmp_path / "data"
     datasets.get(suite.dataset)().download(root)
-    T = min(suite.timesteps)  # one T and one seed per method keeps this in seconds; the grid is tested on digits
+    T = min(
+        suite.timesteps
+    )  # one T and one seed per method keeps this in seconds; the grid is tested on digits
     result = run_suite(
-        suite, Overrides(budget="smoke", seeds=[0], timesteps=[T]), out_dir=tmp_path / "results", data_dir=root
+        suite,
+        Overrides(budget="smoke", seeds=[0], timesteps=[T]),
+        out_dir=tmp_path / "results",
+        data_dir=root,
     )
     assert {r.entry for r in result.records} == set(suite.algorithms)
     assert all(r.status == "ok" and r.T == T for r in result.records), [r.error for r in result.records]

@@ -4,9 +4,9 @@ leaderboard equal to the committed one, and committed records that regenerate it
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import typer.main
 
 import snnbench

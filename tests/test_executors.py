@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +19,11 @@ def numbers(records) -> dict:
     out = {}
     for r in records:
         metrics = {k: v for k, v in r.metrics.items() if k not in TIMING}
-        out[r.run_id] = (r.status, metrics, [{k: v for k, v in h.items() if k != "seconds"} for h in r.history])
+        out[r.run_id] = (
+            r.status,
+            metrics,
+            [{k: v for k, v in h.items() if k != "seconds"} for h in r.history],
+        )
     return out
 
 

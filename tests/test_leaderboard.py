@@ -11,7 +11,9 @@ from snnbench.records import RecordStore, RunRecord
 from snnbench.suite import load_suite
 
 
-def record(entry: str, T: int, seed: int, top1: float | None, status: str = "ok", budget: str = "smoke") -> RunRecord:
+def record(
+    entry: str, T: int, seed: int, top1: float | None, status: str = "ok", budget: str = "smoke"
+) -> RunRecord:
     from snnbench.algorithms import algorithms
     from snnbench.runner import source_sha256
 
@@ -52,7 +54,11 @@ def suite_with_records(write_suite, tmp_path):
         )
     )
     store = RecordStore(tmp_path / "results", "tiny")
-    values = {("bptt", 1): [80.0, 82.0, 84.0], ("bptt", 4): [90.0, 92.0, 94.0], ("bptt-arctan", 4): [91.0, 91.0]}
+    values = {
+        ("bptt", 1): [80.0, 82.0, 84.0],
+        ("bptt", 4): [90.0, 92.0, 94.0],
+        ("bptt-arctan", 4): [91.0, 91.0],
+    }
     for (entry, T), tops in values.items():
         for seed, top in enumerate(tops):
             store.save(record(entry, T, seed, top))
@@ -68,8 +74,10 @@ def test_mean_std_n_best_first_and_divergence_counted(suite_with_records):
 
     table = build(select_records(load_records(store.root), suite))
     rows = {(r.algorithm, r.T): r for r in table.itertuples()}
-    assert list(zip(table["algorithm"], table["T"])) == [("bptt", 4), ("bptt-arctan", 4), ("bptt", 1)]
-    assert rows[("bptt", 4)].top1_mean == pytest.approx(92.0) and rows[("bptt", 4)].top1_std == pytest.approx(2.0)
+    assert list(zip(table["algorithm"], table["T"], strict=True)) == [("bptt", 4), ("bptt-arctan", 4), ("bptt", 1)]
+    assert rows[("bptt", 4)].top1_mean == pytest.approx(92.0) and rows[("bptt", 4)].top1_std == pytest.approx(
+        2.0
+    )
     assert rows[("bptt", 4)].n == 3  # the full-budget record is not mixed in
     assert rows[("bptt-arctan", 4)].n == 2 and rows[("bptt-arctan", 4)].n_diverged == 1
     assert rows[("bptt", 1)].top1_best_epoch_mean == pytest.approx(83.0)
@@ -112,7 +120,9 @@ def test_pareto_front():
 
 def test_a_single_seed_has_zero_std_and_no_records_is_an_empty_table():
     assert build(pd.DataFrame()).empty
-    one = pd.DataFrame([{**record("bptt", 2, 0, 70.0).model_dump(), **{"top1": 70.0, "top1_best_epoch": 71.0}}])
+    one = pd.DataFrame(
+        [{**record("bptt", 2, 0, 70.0).model_dump(), **{"top1": 70.0, "top1_best_epoch": 71.0}}]
+    )
     table = build(one)
     assert table.loc[0, "top1_std"] == 0.0 and table.loc[0, "n"] == 1
     text = to_markdown(table, load_suite("digits-lowT"), 1, [], "full")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from snnbench.algorithms import Algorithm, algorithms
-from snnbench.architectures import parse_notation, resolve_architecture, Conv, Dense, Dropout, Pool
+from snnbench.architectures import Conv, Dense, Dropout, Pool, parse_notation, resolve_architecture
 from snnbench.errors import SnnbenchError, UnknownNameError
 from snnbench.registry import Registry
 

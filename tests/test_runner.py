@@ -116,7 +116,9 @@ def test_a_killed_run_resumes_with_the_same_final_record(write_suite, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert any(checkpoints.glob("*.pt")), "the run never wrote a checkpoint"
-    assert not any((tmp_path / "killed" / "tiny" / "runs").glob("*.json")), "killed too late: run had finished"
+    assert not any((tmp_path / "killed" / "tiny" / "runs").glob("*.json")), (
+        "killed too late: run had finished"
+    )
     checkpoint = next(checkpoints.glob("*.pt"))
     spec_run_id = checkpoint.stem
 
@@ -126,7 +128,11 @@ def test_a_killed_run_resumes_with_the_same_final_record(write_suite, tmp_path):
     assert numbers(resumed) == numbers(straight)
     assert not checkpoint.exists()  # removed once the record is written
     on_disk = json.loads((tmp_path / "killed" / "tiny" / "runs" / f"{spec_run_id}.json").read_text())
-    assert read_record(tmp_path / "killed" / "tiny" / "runs" / f"{spec_run_id}.json").status == on_disk["status"] == "ok"
+    assert (
+        read_record(tmp_path / "killed" / "tiny" / "runs" / f"{spec_run_id}.json").status
+        == on_disk["status"]
+        == "ok"
+    )
 
 
 def test_unknown_device_fails_before_training(write_suite, tmp_path):

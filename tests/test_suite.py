@@ -25,28 +25,39 @@ def bptt(**fields):
 
 
 def test_wrong_type_names_file_field_expected_and_got(write_suite):
-    assert error_of(write_suite, bptt(lr="fast")) == "tiny.yaml: algorithms.bptt.lr: expected a number, got 'fast'"
+    assert (
+        error_of(write_suite, bptt(lr="fast"))
+        == "tiny.yaml: algorithms.bptt.lr: expected a number, got 'fast'"
+    )
 
 
 def test_unknown_top_level_key_suggests_the_near_one(write_suite):
     message = error_of(write_suite, {"timestep": [1]})
-    assert message.startswith("tiny.yaml: timestep: unknown key (did you mean 'timesteps'?); allowed: algorithms,")
+    assert message.startswith(
+        "tiny.yaml: timestep: unknown key (did you mean 'timesteps'?); allowed: algorithms,"
+    )
 
 
 def test_unknown_hyperparameter_lists_the_methods_config(write_suite):
     message = error_of(write_suite, bptt(lrr=0.1))
-    assert message.startswith("tiny.yaml: algorithms.bptt.lrr: unknown key (did you mean 'lr'?); allowed: alpha,")
+    assert message.startswith(
+        "tiny.yaml: algorithms.bptt.lrr: unknown key (did you mean 'lr'?); allowed: alpha,"
+    )
     assert "surrogate" in message and "v_threshold" in message
 
 
 def test_unknown_algorithm_did_you_mean(write_suite):
     message = error_of(write_suite, {"algorithms": {"bpt": {"arch": "mlp"}}})
-    assert message.startswith("tiny.yaml: algorithms.bpt: unknown algorithm 'bpt'; did you mean 'bptt'? Available:")
+    assert message.startswith(
+        "tiny.yaml: algorithms.bpt: unknown algorithm 'bpt'; did you mean 'bptt'? Available:"
+    )
 
 
 def test_unknown_dataset_did_you_mean(write_suite):
     message = error_of(write_suite, {"dataset": "digit"})
-    assert message.startswith("tiny.yaml: dataset: unknown dataset 'digit'; did you mean 'digits'? Available:")
+    assert message.startswith(
+        "tiny.yaml: dataset: unknown dataset 'digit'; did you mean 'digits'? Available:"
+    )
 
 
 def test_unknown_architecture_did_you_mean(write_suite):
@@ -75,7 +86,9 @@ def test_bounds_and_empty_lists(write_suite):
     assert error_of(write_suite, {"budgets": budgets}) == (
         "tiny.yaml: budgets.smoke.epochs: expected greater than 0, got 0"
     )
-    assert error_of(write_suite, {"timesteps": []}) == "tiny.yaml: timesteps: expected a non-empty list, got []"
+    assert (
+        error_of(write_suite, {"timesteps": []}) == "tiny.yaml: timesteps: expected a non-empty list, got []"
+    )
 
 
 def test_budget_override_must_name_a_suite_budget(write_suite):
@@ -109,7 +122,12 @@ def test_grid_is_entries_by_T_by_seeds_with_resolved_config(write_suite):
                 "seeds": [0, 1, 2],
                 "algorithms": {
                     "bptt": {"arch": "mlp", "lr": 0.01},
-                    "bptt-long": {"algorithm": "bptt", "arch": "convnet", "timesteps": [16], "surrogate": "arctan"},
+                    "bptt-long": {
+                        "algorithm": "bptt",
+                        "arch": "convnet",
+                        "timesteps": [16],
+                        "surrogate": "arctan",
+                    },
                 },
             }
         )
@@ -121,7 +139,11 @@ def test_grid_is_entries_by_T_by_seeds_with_resolved_config(write_suite):
     ]  # fmt: skip
     first, long = specs[0], specs[-1]
     # suite block > paper defaults: lr from the suite, everything else from BPTT.Config
-    assert first.hparams["lr"] == 0.01 and first.hparams["tau"] == 2.0 and first.hparams["surrogate"] == "sigmoid"
+    assert (
+        first.hparams["lr"] == 0.01
+        and first.hparams["tau"] == 2.0
+        and first.hparams["surrogate"] == "sigmoid"
+    )
     assert long.algorithm == "bptt" and long.hparams["surrogate"] == "arctan" and long.arch == "convnet"
     assert len({s.run_id for s in specs}) == len(specs)
     assert first.run_id == f"bptt_T1_s0_smoke_{first.spec_hash[:8]}"

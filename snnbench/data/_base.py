@@ -74,7 +74,9 @@ class Split:
         for start in range(0, n, batch_size):
             index = order[start : start + batch_size]
             x = self.x[index]
-            if not x.is_floating_point():  # event counts are held as int16 (half the memory, fast cache reads)
+            if (
+                not x.is_floating_point()
+            ):  # event counts are held as int16 (half the memory, fast cache reads)
                 x = x.float()
             if transform is not None:
                 x = transform(x, generator)

@@ -54,7 +54,9 @@ class ChecksumError(SnnbenchError):
     """A file's MD5 differs from the published one; the file has been set aside and is not used."""
 
     def __init__(self, path: Path, expected: str, got: str, moved_to: Path) -> None:
-        super().__init__(f"{path}: checksum mismatch: expected md5 {expected}, got {got}; moved to {moved_to}")
+        super().__init__(
+            f"{path}: checksum mismatch: expected md5 {expected}, got {got}; moved to {moved_to}"
+        )
 
 
 class DownloadError(SnnbenchError):

@@ -56,7 +56,9 @@ def latency(x: torch.Tensor, T: int, generator: torch.Generator | None = None) -
     """One spike per input at step ``floor((1 − x) T)`` (clipped to T − 1): brighter is earlier;
     zero intensity never fires."""
     times = latency_times(x, 1.0)
-    steps = torch.where(torch.isfinite(times), (times * T).floor().clamp(max=T - 1), torch.full_like(times, -1.0))
+    steps = torch.where(
+        torch.isfinite(times), (times * T).floor().clamp(max=T - 1), torch.full_like(times, -1.0)
+    )
     grid = torch.arange(T, device=x.device, dtype=x.dtype).view(T, *([1] * x.dim()))
     return (grid == steps.unsqueeze(0)).to(x.dtype)
 

@@ -23,7 +23,12 @@ from snnbench.data.preprocess import normalize
 from snnbench.errors import SnnbenchError
 
 IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -54,7 +59,9 @@ class IdxDataset(Dataset):
     std: float
 
     def remote_files(self) -> list[RemoteFile]:
-        return [RemoteFile(f"{n}.gz", tuple(u + f"{n}.gz" for u in self.base_urls), self.md5[n]) for n in FILES]
+        return [
+            RemoteFile(f"{n}.gz", tuple(u + f"{n}.gz" for u in self.base_urls), self.md5[n]) for n in FILES
+        ]
 
     def extracted(self, root: Path) -> list[Path]:
         paths = [self.folder(root) / n for n in FILES]
@@ -78,7 +85,9 @@ class IdxDataset(Dataset):
         for prefix in ("train", "t10k"):
             images, labels = read(f"{prefix}-images-idx3-ubyte"), read(f"{prefix}-labels-idx1-ubyte")
             if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-                raise SnnbenchError(f"{folder}: {prefix} images {images.shape} do not match labels {labels.shape}")
+                raise SnnbenchError(
+                    f"{folder}: {prefix} images {images.shape} do not match labels {labels.shape}"
+                )
             x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
             if options.normalize:
                 x = normalize(x, (self.mean,), (self.std,))

@@ -103,7 +103,9 @@ class EventDataset(Dataset):
         trusted = type(cls.__name__, (cls,), {"_check_exists": lambda self: True})
         return trusted(str(root), transform=transform, **kwargs)
 
-    def _samples(self, root: Path, options: EventOptions, train: bool, transform: Any) -> tuple[Any, list[int]]:
+    def _samples(
+        self, root: Path, options: EventOptions, train: bool, transform: Any
+    ) -> tuple[Any, list[int]]:
         """The tonic dataset holding the split and the indices of its samples (official splits: all)."""
         data = self._tonic(root, transform, train=train)
         return data, list(range(len(data)))
@@ -123,10 +125,18 @@ class EventDataset(Dataset):
             steps.append(tt.ToFrame(sensor_size=size, n_time_bins=T))
         return tt.Compose(steps)
 
-    def _frames(self, root: Path, options: EventOptions, T: int, train: bool, checksums: dict[str, str]) -> Split:
+    def _frames(
+        self, root: Path, options: EventOptions, T: int, train: bool, checksums: dict[str, str]
+    ) -> Split:
         key = json.dumps(
-            {"v": CACHE_VERSION, "dataset": self.registry_name, "train": train, "T": T, "files": checksums,
-             **options.model_dump()},
+            {
+                "v": CACHE_VERSION,
+                "dataset": self.registry_name,
+                "train": train,
+                "T": T,
+                "files": checksums,
+                **options.model_dump(),
+            },
             sort_keys=True,
         )
         digest = hashlib.sha256(key.encode()).hexdigest()[:20]
@@ -172,7 +182,11 @@ class EventDataset(Dataset):
 
     @staticmethod
     def _remote(cls: type, prefix: str) -> RemoteFile:
-        return RemoteFile(getattr(cls, f"{prefix}_filename"), (getattr(cls, f"{prefix}_url"),), getattr(cls, f"{prefix}_md5"))
+        return RemoteFile(
+            getattr(cls, f"{prefix}_filename"),
+            (getattr(cls, f"{prefix}_url"),),
+            getattr(cls, f"{prefix}_md5"),
+        )
 
 
 @datasets.register("nmnist")
@@ -210,7 +224,12 @@ def make_split_index(per_class: dict[str, int], seed: int = 0, test_fraction: fl
         n = per_class[name]
         chosen = torch.randperm(n, generator=generator)[: round(n * test_fraction)]
         test[name] = sorted(chosen.tolist())
-    return {"seed": seed, "test_fraction": test_fraction, "per_class": dict(sorted(per_class.items())), "test": test}
+    return {
+        "seed": seed,
+        "test_fraction": test_fraction,
+        "per_class": dict(sorted(per_class.items())),
+        "test": test,
+    }
 
 
 class CIFAR10DVSOptions(EventOptions):
@@ -219,7 +238,9 @@ class CIFAR10DVSOptions(EventOptions):
 
 @datasets.register("cifar10dvs")
 class CIFAR10DVS(EventDataset):
-    description = "CIFAR10-DVS: CIFAR-10 images on a DVS, 128×128×2, 10,000 recordings, fixed 9:1 split (tonic)"
+    description = (
+        "CIFAR10-DVS: CIFAR-10 images on a DVS, 128×128×2, 10,000 recordings, fixed 9:1 split (tonic)"
+    )
     tonic_name, data_suffix, num_classes = "CIFAR10DVS", ".aedat4", 10
     Options = CIFAR10DVSOptions
 
@@ -243,7 +264,9 @@ class CIFAR10DVS(EventDataset):
         path = self._index_path(options)
         return {"split_index": str(path.name), "split_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
-    def _samples(self, root: Path, options: EventOptions, train: bool, transform: Any) -> tuple[Any, list[int]]:
+    def _samples(
+        self, root: Path, options: EventOptions, train: bool, transform: Any
+    ) -> tuple[Any, list[int]]:
         from snnbench.errors import SnnbenchError
 
         data = self._tonic(root, transform)

@@ -46,7 +46,9 @@ def test_neuron_trajectory_and_surrogate_gradient_by_hand():
     # reset not differentiated: ∂u3/∂u2 = λ = 0.5, ∂u2/∂u1 = 0.5
     # dL/dx3 = g3; dL/dx2 = g2 + 0.5 g3; dL/dx1 = g1 + 0.5 (g2 + 0.5 g3)
     g1, g2, g3 = 0.24, 0.21, 0.135
-    torch.testing.assert_close(x.grad.flatten(), torch.tensor([g1 + 0.5 * (g2 + 0.5 * g3), g2 + 0.5 * g3, g3]))
+    torch.testing.assert_close(
+        x.grad.flatten(), torch.tensor([g1 + 0.5 * (g2 + 0.5 * g3), g2 + 0.5 * g3, g3])
+    )
 
 
 def test_early_exit_stops_where_the_rule_says():

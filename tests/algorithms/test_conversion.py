@@ -21,7 +21,9 @@ from snnbench.networks import build_feedforward
 from snnbench.neurons.layers import TimeDistributed
 
 
-def make_net(method: str, notation: str, shape: tuple[int, ...], batch_norm: bool, seed: int = 0) -> ConversionNet:
+def make_net(
+    method: str, notation: str, shape: tuple[int, ...], batch_norm: bool, seed: int = 0
+) -> ConversionNet:
     torch.manual_seed(seed)
 
     def norm(s: tuple[int, ...]) -> nn.Module:
@@ -95,7 +97,11 @@ def test_folding_and_normalisation_keep_the_ann_function(method, batch_norm):
     before = net.ann(x)
     fold_batch_norm(net)
     torch.testing.assert_close(net.ann(x), before)
-    scales = activation_percentiles(net, [x], 99.0) if method == "rate" else [float(n.lam.detach()) for n in net.neurons()]
+    scales = (
+        activation_percentiles(net, [x], 99.0)
+        if method == "rate"
+        else [float(n.lam.detach()) for n in net.neurons()]
+    )
     assert all(s > 0 for s in scales)
     normalize(net, scales)
     torch.testing.assert_close(net.ann(x), before)
@@ -136,7 +142,9 @@ def test_rate_conversion_agrees_with_spikingjelly_ann2snn():
         theirs_out = sum(theirs_net(x_test) for _ in range(T))
     theirs = 100.0 * (theirs_out.argmax(1) == y_test).double().mean().item()
     # ours on the same weights
-    body, _ = build_feedforward(resolve_architecture("128"), (64,), lambda s: ConvertibleNeuron("rate", 4, 1.0))
+    body, _ = build_feedforward(
+        resolve_architecture("128"), (64,), lambda s: ConvertibleNeuron("rate", 4, 1.0)
+    )
     ours_net = ConversionNet(body, nn.Linear(128, 10))
     with torch.no_grad():
         ours_net.body[0].module.weight.copy_(ann[0].weight), ours_net.body[0].module.bias.copy_(ann[0].bias)
@@ -162,4 +170,6 @@ def test_learns_digits_and_reports_the_ann(write_suite, tmp_path):
     )
     record = run_suite(path, out_dir=tmp_path, device="cpu").records[0]
     assert record.status == "ok" and record.metrics["ann_top1"] > 80.0 and record.metrics["top1"] > 75.0
-    assert 0 < record.metrics["spike_rate"] < 1 and record.metrics["macs_per_sample"] > 0  # analog input layer
+    assert (
+        0 < record.metrics["spike_rate"] < 1 and record.metrics["macs_per_sample"] > 0
+    )  # analog input layer

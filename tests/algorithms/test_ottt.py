@@ -25,7 +25,9 @@ def tiny_net(n_in: int = 5, hidden: int = 6, classes: int = 3, seed: int = 0) ->
     return net
 
 
-def ottt_gradients(net: OTTTNet, x_seq: torch.Tensor, y: torch.Tensor, online: bool = True) -> dict[str, torch.Tensor]:
+def ottt_gradients(
+    net: OTTTNet, x_seq: torch.Tensor, y: torch.Tensor, online: bool = True
+) -> dict[str, torch.Tensor]:
     net.train()
     net.reset()
     net.zero_grad()
@@ -79,8 +81,11 @@ def reference_gradients(net: OTTTNet, x_seq: torch.Tensor, y: torch.Tensor) -> d
     gw1_raw, gg1 = torch.autograd.grad(w1, (w1_raw, g1), dW1)
     (gw2_raw,) = torch.autograd.grad(w2, (w2_raw,), dW2)
     return {
-        "blocks.0.synapse.gain": gg1, "blocks.0.synapse.layer.weight": gw1_raw, "blocks.0.synapse.layer.bias": db1,
-        "head.layer.weight": gw2_raw, "head.layer.bias": db2,
+        "blocks.0.synapse.gain": gg1,
+        "blocks.0.synapse.layer.weight": gw1_raw,
+        "blocks.0.synapse.layer.bias": db1,
+        "head.layer.weight": gw2_raw,
+        "head.layer.bias": db2,
     }
 
 
@@ -157,10 +162,16 @@ def test_vgg_f_feedback_reaches_the_first_layer_from_the_second_step():
     from snnbench.architectures import resolve_architecture
     from snnbench.data import DatasetInfo
 
-    algorithm = OTTT(OTTTConfig(feedback=True), resolve_architecture("8C3-AP2-8C3-GAP"), DatasetInfo("x", (2, 8, 8), 3))
+    algorithm = OTTT(
+        OTTTConfig(feedback=True), resolve_architecture("8C3-AP2-8C3-GAP"), DatasetInfo("x", (2, 8, 8), 3)
+    )
     net = algorithm.build(4).double()
     assert net.up == 2 and float(net.feedback.layer.weight.detach().abs().sum()) == 0.0
-    plain = OTTT(OTTTConfig(), resolve_architecture("8C3-AP2-8C3-GAP"), DatasetInfo("x", (2, 8, 8), 3)).build(4).double()
+    plain = (
+        OTTT(OTTTConfig(), resolve_architecture("8C3-AP2-8C3-GAP"), DatasetInfo("x", (2, 8, 8), 3))
+        .build(4)
+        .double()
+    )
     plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("feedback")})
     x = torch.rand(4, 5, 2, 8, 8, dtype=torch.float64) * 3
     net.eval(), plain.eval()

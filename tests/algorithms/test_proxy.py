@@ -59,7 +59,9 @@ def test_loss_is_the_snn_loss_and_gradient_is_the_ann_gradient_at_the_snn_output
     with torch.no_grad():
         counts = net.snn(x, T)
     loss = F.mse_loss(proxy_output(net.ann(x), counts), target)
-    assert loss.item() == pytest.approx(F.mse_loss(counts, target).item(), abs=1e-12)  # the value is the SNN's
+    assert loss.item() == pytest.approx(
+        F.mse_loss(counts, target).item(), abs=1e-12
+    )  # the value is the SNN's
     net.zero_grad()
     loss.backward()
     upstream = 2.0 * (counts - target) / counts.numel()  # ∂MSE/∂o at o = SNN counts

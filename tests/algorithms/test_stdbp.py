@@ -10,7 +10,9 @@ from snnbench.algorithms.stdbp import spike_times
 INF = float("inf")
 
 
-def simulate(t_in: torch.Tensor, w: torch.Tensor, threshold: float, t_end: float = 20.0, steps: int = 200_001):
+def simulate(
+    t_in: torch.Tensor, w: torch.Tensor, threshold: float, t_end: float = 20.0, steps: int = 200_001
+):
     """First crossing of ϑ by V_i(t) = Σ_j w_ij max(0, t − t_j) on a fine grid (independent of the solver)."""
     grid = torch.linspace(0.0, t_end, steps, dtype=torch.float64)
     t_j = torch.where(torch.isfinite(t_in), t_in, torch.full_like(t_in, 1e9))
@@ -113,8 +115,8 @@ def test_learns_digits_quickly(write_suite, tmp_path):
 def test_operation_counts_are_input_spikes_times_fan_out():
     """Event-driven counting: each finite input time costs one AC per nonzero weight it reaches; spike
     rates count finite output times per neuron per clocked step."""
+    from snnbench.algorithms.stdbp import SpikeTimeLayer, STDBPConfig, STDBPNet
     from snnbench.architectures import Conv, Dense
-    from snnbench.algorithms.stdbp import STDBPConfig, STDBPNet, SpikeTimeLayer
     from snnbench.metrics import OperationCounter
 
     cfg = STDBPConfig()
