@@ -185,3 +185,24 @@ def test_vgg_f_feedback_reaches_the_first_layer_from_the_second_step():
     assert not torch.allclose(net(x), plain(x))  # later steps differ
     grads = ottt_gradients(net, x, torch.tensor([0, 1, 2, 0, 1]))
     assert float(grads["feedback.layer.weight"].abs().sum()) > 0
+
+
+def test_last_spiking_layer_gradient_equals_bptt_for_any_T():
+    """For the synapse into the last spiking layer the trace is exact (u[t] = Σ_τ λ^{t−τ} W s_in[τ] − detached
+    resets, and the output layer has no dynamics), so OTTT's gradient equals BPTT's there, at any T."""
+    from snnbench.algorithms.ottt import OTTT
+    from snnbench.architectures import resolve_architecture
+    from snnbench.data import DatasetInfo
+
+    torch.manual_seed(0)
+    net = OTTT(OTTTConfig(), resolve_architecture("12-8"), DatasetInfo("x", (6,), 3)).build(6).double()
+    with torch.no_grad():
+        net.head.layer.weight.normal_(0.0, 0.5)
+    x_seq = torch.rand(6, 10, 6, dtype=torch.float64) * 3
+    y = torch.randint(0, 3, (10,))
+    ours, bptt = ottt_gradients(net, x_seq, y), ottt_gradients(net, x_seq, y, online=False)
+    for name in ("blocks.1.synapse.layer.weight", "blocks.1.synapse.gain", "head.layer.weight"):
+        assert float(ours[name].abs().sum()) > 0, name
+    for name in ("blocks.1.synapse.layer.weight", "blocks.1.synapse.gain"):
+        torch.testing.assert_close(ours[name], bptt[name], msg=name)
+    assert not torch.allclose(ours["blocks.0.synapse.layer.weight"], bptt["blocks.0.synapse.layer.weight"])
