@@ -85,3 +85,19 @@ def test_claimed_runs_are_not_trained_twice(write_suite, tmp_path):
     assert claim(store, spec.run_id)
     release(store, spec.run_id)
     assert len(run_suite(path, out_dir=tmp_path, device="cpu").trained) == 1
+
+
+def test_pool_workers_load_plugin_files(tmp_path):
+    """Spawned workers import nothing from the parent: the plugin reaches them through the environment."""
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "my_method.py"
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "snnbench", "run", "--suite", "digits-lowT", "--budget", "smoke",
+               "--plugin", str(example), "--algorithms", "bptt-arctan", "--seeds", "0,1", "--timesteps", "1",
+               "--out", str(out), "--quiet", "--executor", "pool", "--jobs", "2"]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    records = [read_record(f) for f in sorted((out / "digits-lowT" / "runs").glob("*.json"))]
+    assert [r.algorithm for r in records] == ["bptt-arctan", "bptt-arctan"]
+    assert all(r.status == "ok" for r in records)
