@@ -213,9 +213,16 @@ def _train_and_evaluate(
     start_epoch, train_seconds, peak_mib = 0, 0.0, 0.0
     shared_with: str | None = None
     trained_path = store.trained_path(spec.training_key)
+    source = source_sha256(algorithm_cls)
+    shared = (
+        torch.load(trained_path, map_location=device, weights_only=False)
+        if not algorithm_cls.training_depends_on_T and trained_path.is_file()
+        else None
+    )
+    if shared is not None and shared.get("source_sha256") != source:
+        shared = None  # trained by another version of the method's code: train again
 
-    if not algorithm_cls.training_depends_on_T and trained_path.is_file():
-        shared = torch.load(trained_path, map_location=device, weights_only=False)
+    if shared is not None:
         net.load_state_dict(shared["net"])
         history, train_seconds, peak_mib = shared["history"], shared["train_seconds"], shared["peak_mib"]
         shared_with = shared["run_id"]
@@ -223,8 +230,12 @@ def _train_and_evaluate(
     else:
         state: TrainState = algorithm.configure(net, ctx)
         checkpoint_path = store.checkpoint_path(spec.run_id)
-        if checkpoint_path.is_file():
-            checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        checkpoint = (
+            torch.load(checkpoint_path, map_location=device, weights_only=False)
+            if checkpoint_path.is_file()
+            else None
+        )
+        if checkpoint is not None and checkpoint.get("source_sha256") == source:
             net.load_state_dict(checkpoint["net"])
             state.load_state_dict(checkpoint["state"])
             _set_rng_state(checkpoint["rng"], generator)
@@ -265,6 +276,7 @@ def _train_and_evaluate(
                         "history": history,
                         "train_seconds": train_seconds,
                         "peak_mib": peak_mib,
+                        "source_sha256": source,
                     },
                 )
         if status == "ok":
@@ -277,6 +289,7 @@ def _train_and_evaluate(
                         "history": history,
                         "train_seconds": train_seconds,
                         "peak_mib": peak_mib,
+                        "source_sha256": source,
                         "run_id": spec.run_id,
                     },
                 )

@@ -82,6 +82,20 @@ def test_training_that_ignores_T_runs_once_per_seed(plugins, write_suite, tmp_pa
     assert records[1].history == records[2].history
 
 
+def test_shared_training_from_other_code_is_not_reused(plugins, write_suite, tmp_path):
+    """A cached T-independent training made by a different version of the method's source is retrained."""
+    import torch
+
+    path = write_suite({"timesteps": [1], "algorithms": {"t-free": {"arch": "mlp"}}})
+    run_suite(path, out_dir=tmp_path, device="cpu")
+    (cached,) = RecordStore(tmp_path, "tiny").root.glob("cache/*.pt")
+    saved = torch.load(cached, weights_only=False)
+    torch.save({**saved, "source_sha256": "0" * 64}, cached)
+    path = write_suite({"timesteps": [2], "algorithms": {"t-free": {"arch": "mlp"}}})
+    (record,) = run_suite(path, out_dir=tmp_path, device="cpu").records
+    assert record.status == "ok" and record.training_shared_with is None
+
+
 def test_records_are_written_atomically(write_suite, tmp_path, monkeypatch):
     path = write_suite()
     store = RecordStore(tmp_path, "tiny")
