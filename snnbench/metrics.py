@@ -171,7 +171,7 @@ def effective_operations(
     return int(conv(active, w, None, stride, padding, dilation, groups).sum())
 
 
-def _standard_operations(layer: nn.Module, x: torch.Tensor) -> tuple[int, bool, int]:
+def standard_operations(layer: nn.Module, x: torch.Tensor) -> tuple[int, bool, int]:
     """(effective ops, inputs binary?, dense ops of one sample) of a torch Linear/Conv layer."""
     binary = bool(((x == 0) | (x == 1) | (x == -1)).all())
     geometry = (
@@ -200,10 +200,15 @@ class OperationCounter:
         from snnbench.neurons.layers import SpikingLayer
 
         self.net = net
-        self.synaptic = {
-            name: m
+        counted = [
+            (name, m)
             for name, m in net.named_modules()
             if isinstance(m, SYNAPTIC_LAYERS) or callable(getattr(m, "count_operations", None))
+        ]
+        custom = [name for name, m in counted if callable(getattr(m, "count_operations", None))]
+        # a layer that counts itself owns the torch layers inside it (they are not called on their own)
+        self.synaptic = {
+            name: m for name, m in counted if not any(name.startswith(f"{owner}.") for owner in custom)
         }
         self.spiking = {name: m for name, m in net.named_modules() if isinstance(m, SpikingLayer)}
         self.acs = dict.fromkeys(self.synaptic, 0)
@@ -230,7 +235,7 @@ class OperationCounter:
             x = inputs[0].detach()
             with torch.no_grad():
                 custom = getattr(module, "count_operations", None)
-                ops, binary, dense = custom(x) if callable(custom) else _standard_operations(module, x)
+                ops, binary, dense = custom(x) if callable(custom) else standard_operations(module, x)
             (self.acs if binary else self.macs)[name] += ops
             self.dense_per_row.setdefault(name, dense)
 

@@ -94,3 +94,24 @@ def test_a_run_records_workload_metrics(write_suite, tmp_path):
     # the first layer sees analog pixels (direct coding): MACs; the head sees spikes: ACs
     assert m["macs_per_sample"] > 0 and m["acs_per_sample"] > 0
     assert m["energy_nj"] == pytest.approx((m["acs_per_sample"] * 0.9 + m["macs_per_sample"] * 4.6) / 1000)
+
+
+def test_a_layer_that_counts_itself_owns_the_torch_layer_inside():
+    """A wrapper with ``count_operations`` is counted once; the nn.Linear it calls functionally is not listed."""
+    from snnbench.metrics import standard_operations
+
+    class Wrapped(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.linear(x, 2 * self.layer.weight)
+
+        def count_operations(self, x: torch.Tensor) -> tuple[int, bool, int]:
+            return standard_operations(self.layer, x)
+
+    net = nn.Sequential(Wrapped(), nn.Linear(3, 2))
+    with OperationCounter(net) as counter:
+        net(torch.tensor([[1.0, 0.0, 1.0, 1.0]]))
+    assert set(counter.synaptic) == {"0", "1"} and counter.acs["0"] == 9

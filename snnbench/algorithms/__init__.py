@@ -7,6 +7,7 @@ from snnbench.algorithms._base import (
     Paper,
     RunContext,
     TrainState,
+    supervised_epoch,
 )
 from snnbench.registry import Registry
 
@@ -14,4 +15,13 @@ algorithms: Registry[type[Algorithm]] = Registry(
     "algorithm", base=Algorithm, package="snnbench.algorithms", entry_point_group="snnbench.algorithms"
 )
 
-__all__ = ["Algorithm", "AlgorithmConfig", "Evaluation", "Paper", "RunContext", "TrainState", "algorithms"]
+__all__ = [
+    "Algorithm",
+    "AlgorithmConfig",
+    "Evaluation",
+    "Paper",
+    "RunContext",
+    "TrainState",
+    "algorithms",
+    "supervised_epoch",
+]

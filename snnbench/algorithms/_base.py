@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
@@ -102,6 +103,29 @@ class TrainState:
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.extra = state["extra"]
+
+
+def supervised_epoch(
+    state: TrainState,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    scores: Callable[[torch.Tensor], torch.Tensor],
+) -> dict[str, float]:
+    """One pass of minibatch descent on ``cross_entropy(scores(x), y)`` with ``state``'s optimiser, then one
+    scheduler step (if any): the epoch of every method whose loss is cross-entropy on the class scores."""
+    assert state.optimizer is not None
+    total, correct, seen = 0.0, 0, 0
+    for x, y in batches:
+        logits = scores(x)
+        loss = F.cross_entropy(logits, y)
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        state.optimizer.step()
+        total += loss.item() * len(y)
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(y)
+    if state.scheduler is not None:
+        state.scheduler.step()
+    return {"loss": total / seen, "train_top1": 100.0 * correct / seen}
 
 
 @dataclass

@@ -28,7 +28,16 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from snnbench.algorithms import Algorithm, AlgorithmConfig, Evaluation, Paper, RunContext, TrainState, algorithms
+from snnbench.algorithms import (
+    Algorithm,
+    AlgorithmConfig,
+    Evaluation,
+    Paper,
+    RunContext,
+    TrainState,
+    algorithms,
+    supervised_epoch,
+)
 from snnbench.data import Split
 from snnbench.networks import build_feedforward
 from snnbench.neurons.functional import spike
@@ -147,19 +156,7 @@ class BNTT(Algorithm):
         self, net: nn.Module, state: TrainState, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], ctx: RunContext
     ) -> dict[str, float]:
         net.train()
-        assert state.optimizer is not None and state.scheduler is not None
-        total, correct, seen = 0.0, 0, 0
-        for x, y in batches:
-            logits = net(self._encode(x, ctx))
-            loss = F.cross_entropy(logits, y)
-            state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            state.optimizer.step()
-            total += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
-        state.scheduler.step()
-        return {"loss": total / seen, "train_top1": 100.0 * correct / seen}
+        return supervised_epoch(state, batches, lambda x: net(self._encode(x, ctx)))
 
     def _encode(self, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         """The official pipeline codes the normalised image (per-channel dataset mean/std)."""

@@ -22,11 +22,18 @@ from collections.abc import Iterable
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from snnbench.algorithms import Algorithm, AlgorithmConfig, Paper, RunContext, TrainState, algorithms
+from snnbench.algorithms import (
+    Algorithm,
+    AlgorithmConfig,
+    Paper,
+    RunContext,
+    TrainState,
+    algorithms,
+    supervised_epoch,
+)
 from snnbench.networks import build_feedforward
 from snnbench.neurons.functional import LIFParams
 from snnbench.neurons.layers import LIF, LeakyReadout, TimeDistributed
@@ -116,20 +123,7 @@ class BPTT(Algorithm):
         ctx: RunContext,
     ) -> dict[str, float]:
         net.train()
-        assert state.optimizer is not None
-        total_loss, correct, seen = 0.0, 0, 0
-        for x, y in batches:
-            logits = net(ctx.encode(x))
-            loss = F.cross_entropy(logits, y)  # eq. (6)
-            state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            state.optimizer.step()
-            total_loss += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
-        if state.scheduler is not None:
-            state.scheduler.step()
-        return {"loss": total_loss / seen, "train_top1": 100.0 * correct / seen}
+        return supervised_epoch(state, batches, lambda x: net(ctx.encode(x)))  # eq. (6)
 
     def predict(self, net: nn.Module, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         return net(ctx.encode(x))

@@ -50,6 +50,7 @@ from snnbench.algorithms import (
     RunContext,
     TrainState,
     algorithms,
+    supervised_epoch,
 )
 from snnbench.architectures import Pool
 from snnbench.data import Split
@@ -326,20 +327,9 @@ class Conversion(Algorithm):
         batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
         ctx: RunContext,
     ) -> dict[str, float]:
-        assert isinstance(net, ConversionNet) and state.optimizer is not None and state.scheduler is not None
+        assert isinstance(net, ConversionNet)
         net.train()
-        total, correct, seen = 0.0, 0, 0
-        for x, y in batches:
-            logits = net.ann(x)
-            loss = F.cross_entropy(logits, y)
-            state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            state.optimizer.step()
-            total += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
-        state.scheduler.step()
-        return {"loss": total / seen, "train_top1": 100.0 * correct / seen}
+        return supervised_epoch(state, batches, net.ann)
 
     def finalize(self, net: nn.Module, train: Split, ctx: RunContext) -> None:
         cfg: ConversionConfig = self.config  # type: ignore[assignment]

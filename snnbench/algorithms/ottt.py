@@ -98,9 +98,9 @@ class ScaledWS(nn.Module):
         return self.apply(x, self.weight())
 
     def count_operations(self, x: torch.Tensor) -> tuple[int, bool, int]:
-        from snnbench.metrics import _standard_operations
+        from snnbench.metrics import standard_operations
 
-        return _standard_operations(self.layer, x)
+        return standard_operations(self.layer, x)
 
 
 class OnlineLIF(SpikingLayer):
