@@ -160,11 +160,7 @@ class BNTT(Algorithm):
 
     def _encode(self, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         """The official pipeline codes the normalised image (per-channel dataset mean/std)."""
-        if self.data.mean is not None and self.data.std is not None:
-            shape = (1, -1) + (1,) * (x.dim() - 2)
-            mean = torch.tensor(self.data.mean, device=x.device).view(shape)
-            x = (x - mean) / torch.tensor(self.data.std, device=x.device).view(shape)
-        return ctx.encode(x)
+        return ctx.encode(self.data.normalize(x))
 
     def predict(self, net: nn.Module, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         return net(self._encode(x, ctx))

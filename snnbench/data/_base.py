@@ -32,6 +32,15 @@ class DatasetInfo:
     mean: tuple[float, ...] | None = None  # published per-channel statistics, for normalisation
     std: tuple[float, ...] | None = None
 
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x − mean) / std`` per channel (axis 1 of ``[B, C, ...]``) with the published statistics, or
+        ``x`` unchanged when the dataset has none."""
+        if self.mean is None or self.std is None:
+            return x
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(shape)
+        return (x - mean) / torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape)
+
 
 @dataclass
 class Split:
