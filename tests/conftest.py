@@ -1,11 +1,22 @@
-"""Shared fixtures: small suite files written into a temporary directory."""
+"""Shared fixtures: small suite files in a temporary directory; one compute thread per xdist worker."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker (and every process it starts) computes on one thread: two workers with
+    a thread per core each would oversubscribe the cores, and OpenMP's spinning threads then wait on each
+    other."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

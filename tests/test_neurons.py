@@ -94,3 +94,30 @@ def test_fused_lif_equals_the_step_by_step_reference(params):
     torch.testing.assert_close(x.grad, expected_grad, rtol=1e-12, atol=1e-12)
     with torch.no_grad():
         assert torch.equal(lif_multistep(x, params), expected)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [LIFParams(), LIFParams(v_reset=None), LIFParams(detach_reset=True), LIFParams(surrogate="arctan"),
+     LIFParams(tau=1.5, v_reset=0.2, surrogate="fast-sigmoid", alpha=10.0),
+     LIFParams(v_reset=None, surrogate="triangle", detach_reset=True)],
+)  # fmt: skip
+def test_native_cpu_kernels_equal_the_torch_ops_path(params, monkeypatch):
+    from snnbench.neurons import functional
+
+    if functional.native_kernels() is None:
+        pytest.skip("no C++ toolchain: the torch-ops path is the only one")
+    torch.manual_seed(1)
+    x = torch.randn(9, 4, 5000, dtype=torch.float32) * 1.5 + 0.8  # > one parallel block of neurons
+    weights = torch.randn_like(x)
+    results = []
+    for native in (True, False):
+        if not native:
+            monkeypatch.setattr(functional, "_native_for", lambda x: None)
+        x_in = x.clone().requires_grad_()
+        spikes = lif_multistep(x_in, params)
+        (spikes * weights).sum().backward()
+        results.append((spikes, x_in.grad))
+    (native_spikes, native_grad), (torch_spikes, torch_grad) = results
+    assert torch.equal(native_spikes, torch_spikes) and native_spikes.sum() > 0
+    torch.testing.assert_close(native_grad, torch_grad, rtol=1e-5, atol=1e-6)

@@ -13,9 +13,16 @@ Each surrogate's ``backward`` is tested against autograd of its ``smooth`` funct
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
+import os
+import platform
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import NamedTuple
 
 import torch
@@ -160,15 +167,27 @@ class _LIFMultiStep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, p: LIFParams) -> torch.Tensor:  # type: ignore[override]
-        spikes, h_seq = _lif_forward(x, p)
+        native = _native_for(x)
+        spikes, h_seq = _native_forward(native, x, p) if native else _lif_forward(x, p)
         ctx.save_for_backward(h_seq)
-        ctx.p = p
+        ctx.p, ctx.native = p, native
         return spikes
 
     @staticmethod
     def backward(ctx, grad_spikes: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         (h_seq,) = ctx.saved_tensors
         p: LIFParams = ctx.p
+        if ctx.native:
+            alpha = SURROGATES[p.surrogate].default_alpha if p.alpha is None else p.alpha
+            # exp is the one transcendental: torch's vectorised sigmoid computes it, the kernel the rest
+            sigmoid = h_seq[:0]
+            if p.surrogate == "sigmoid":
+                sigmoid = (h_seq - p.v_threshold).mul_(alpha).sigmoid_()
+            grad_x = ctx.native.lif_backward(
+                grad_spikes, h_seq, sigmoid, p.tau, p.v_threshold, p.v_reset or 0.0, p.v_reset is None,
+                p.detach_reset, _SURROGATE_IDS[p.surrogate], alpha,
+            )  # fmt: skip
+            return grad_x, None
         g = _surrogate_derivative_(h_seq - p.v_threshold, p)
         if p.v_reset is None:
             dv_dh = torch.ones_like(h_seq) if p.detach_reset else (g * -p.v_threshold).add_(1.0)
@@ -183,8 +202,56 @@ class _LIFMultiStep(torch.autograd.Function):
         return grad_h.mul_(1.0 / p.tau), None
 
 
+_SURROGATE_IDS = {"sigmoid": 0, "arctan": 1, "fast-sigmoid": 2, "triangle": 3}  # lif_cpu.cpp's order
+
+
+@functools.cache
+def native_kernels() -> ModuleType | None:
+    """The fused CPU kernels of ``lif_cpu.cpp``, compiled on first use (cached by torch across processes),
+    or None: ``SNNBENCH_NATIVE=0``, or no C++ toolchain (then the torch-ops path runs, with a warning)."""
+    if os.environ.get("SNNBENCH_NATIVE", "1") == "0":
+        return None
+    try:
+        from torch.utils.cpp_extension import load
+
+        source = Path(__file__).with_name("lif_cpu.cpp")
+        # -march=native: built on the machine that runs it; the name keys the build to this CPU model, so a
+        # home directory shared by different machines keeps one build per model
+        name = f"snnbench_lif_cpu_{_cpu_signature()}"
+        flags = ["-O3", "-march=native", "-ffp-contract=off"]
+        return load(name, [str(source)], extra_cflags=flags, verbose=False)
+    except Exception as exc:  # noqa: BLE001 - any build failure means "use the portable path"
+        warnings.warn(f"snnbench: fused CPU LIF kernels unavailable, using torch ops ({exc})", stacklevel=2)
+        return None
+
+
+def _cpu_signature() -> str:
+    """A short hash of this CPU's model and instruction-set flags."""
+    cpuinfo = Path("/proc/cpuinfo")
+    text = cpuinfo.read_text() if cpuinfo.exists() else ""
+    lines = [line for line in text.splitlines() if line.startswith(("model name", "flags", "Features"))][:2]
+    described = "\n".join(lines) or f"{platform.machine()} {platform.processor()}"
+    return hashlib.sha256(described.encode()).hexdigest()[:10]
+
+
+def _native_for(x: torch.Tensor) -> ModuleType | None:
+    """The native kernels if they apply to ``x`` (a float32/float64 CPU tensor)."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return None
+    return native_kernels()
+
+
+def _native_forward(native: ModuleType, x: torch.Tensor, p: LIFParams) -> tuple[torch.Tensor, torch.Tensor]:
+    spikes, h_seq = native.lif_forward(x, p.tau, p.v_threshold, p.v_reset or 0.0, p.v_reset is None)
+    return spikes, h_seq
+
+
 def lif_multistep(x: torch.Tensor, p: LIFParams) -> torch.Tensor:
-    """Spikes ``[T, ...]`` of a LIF layer driven by ``x [T, ...]``; equal to looping :func:`lif_step`."""
+    """Spikes ``[T, ...]`` of a LIF layer driven by ``x [T, ...]``; equal to looping :func:`lif_step`.
+
+    On CPU the fused C++ kernels run (one pass over memory per direction); elsewhere, or without a
+    compiler, the same arithmetic in torch ops (tested equal)."""
     if torch.is_grad_enabled() and x.requires_grad:
         return _LIFMultiStep.apply(x, p)
-    return _lif_forward(x, p)[0]
+    native = _native_for(x)
+    return _native_forward(native, x, p)[0] if native else _lif_forward(x, p)[0]
