@@ -26,6 +26,7 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check snnbench tests
+	$(BIN)/ruff format --check snnbench tests
 
 ## leaderboards: regenerate the committed results/digits-lowT (records, leaderboard, plots)
 leaderboards: $(STAMP)

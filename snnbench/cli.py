@@ -157,7 +157,8 @@ def run(
         console.print(summary_table(result))
         if not result.trained:
             say(
-                f"Nothing to train: all {len(result.skipped)} runs already have records (use --no-resume to rerun)."
+                f"Nothing to train: all {len(result.skipped)} runs already have records "
+                "(use --no-resume to rerun)."
             )
         else:
             say(f"Trained {len(result.trained)} runs, skipped {len(result.skipped)} with records.")
@@ -382,7 +383,8 @@ def datasets_list(data_dir: DataDir = None) -> None:
 
 @datasets_app.command(
     "download",
-    epilog="Example: snnbench datasets download mnist  (SNNBENCH_MIRROR=http://lab-server/data: use a mirror)",
+    epilog="Example: snnbench datasets download mnist  "
+    "(SNNBENCH_MIRROR=http://lab-server/data: use a mirror)",
 )
 def datasets_download(
     name: Annotated[str, typer.Argument(help="dataset name")], data_dir: DataDir = None
@@ -441,7 +443,8 @@ class CompareFormat(str, Enum):
 
 
 @app.command(
-    epilog="Example: snnbench compare --suite digits-lowT --method bptt-arctan --baselines bptt --plugin examples/my_method.py"
+    epilog="Example: snnbench compare --suite digits-lowT --method bptt-arctan --baselines bptt "
+    "--plugin examples/my_method.py"
 )
 def compare(
     suite: Annotated[str, typer.Option(help="suite name or path")],

@@ -211,6 +211,7 @@ def to_markdown(rows: list[Comparison], method: str) -> str:
         )
         lines.append(
             f"| {r.T} | {r.new_mean:.2f} ± {r.new_std:.2f} (n={r.new_n}) | {r.baseline} | {base} | "
-            f"{r.difference:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | {r.test}, {r.p_value:.3g} | {r.verdict} |"
+            f"{r.difference:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | "
+            f"{r.test}, {r.p_value:.3g} | {r.verdict} |"
         )
     return "\n".join(lines) + "\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from snnbench.records import RunRecord
@@ -72,7 +72,7 @@ class SuiteFinished:
     files: tuple[Path, ...]
 
 
-Event = Union[SuiteStarted, RunSkipped, RunStarted, EpochEnd, RunFinished, SuiteFinished]
+Event = SuiteStarted | RunSkipped | RunStarted | EpochEnd | RunFinished | SuiteFinished
 EventSink = Callable[[Event], None]
 
 

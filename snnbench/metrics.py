@@ -36,7 +36,8 @@ METRICS: dict[str, Metric] = {
             "top1_best_epoch",
             "%",
             True,
-            "best test top-1 over epochs (test-set model selection, as official codes report; secondary only)",
+            "best test top-1 over epochs (test-set model selection, as official codes report; "
+            "secondary only)",
         ),
         Metric("params", "count", False, "number of parameters (NeuroBench ParameterCount)"),
         Metric("model_bytes", "B", False, "bytes of parameters and buffers (NeuroBench Footprint)"),
@@ -162,8 +163,8 @@ def effective_operations(
     dilation: Any = 1,
     groups: int = 1,
 ) -> int:
-    """Σ over outputs of the nonzero inputs that meet a nonzero weight: the op applied to ``active`` (0/1 input
-    mask) and ``weight ≠ 0``, bias excluded; 2-D weight = linear, 3-D/4-D = conv1d/conv2d."""
+    """Σ over outputs of the nonzero inputs that meet a nonzero weight: the op applied to ``active``
+    (0/1 input mask) and ``weight ≠ 0``, bias excluded; 2-D weight = linear, 3-D/4-D = conv1d/conv2d."""
     w = (weight != 0).to(active.dtype)
     if w.dim() == 2:
         return int(F.linear(active, w).sum())

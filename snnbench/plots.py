@@ -10,7 +10,8 @@ from snnbench.suite import Suite
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points not dominated by another with lower-or-equal cost and higher-or-equal accuracy (one strictly)."""
+    """Points not dominated by another with lower-or-equal cost and higher-or-equal accuracy
+    (one of them strictly)."""
     front = []
     for x, y in points:
         dominated = any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for x2, y2 in points)

@@ -129,7 +129,8 @@ def run_one(
     index: int = 1,
     total: int = 1,
 ) -> RunRecord:
-    """Train and evaluate one spec and save its record; a crash inside the method gives a ``failed`` record."""
+    """Train and evaluate one spec and save its record; a crash inside the method gives a ``failed``
+    record."""
     started = _now()
     torch_device = resolve_device(device)
     algorithm_cls = algorithms.get(spec.algorithm)

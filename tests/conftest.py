@@ -18,6 +18,7 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["OMP_NUM_THREADS"] = "1"
         torch.set_num_threads(1)
 
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 TINY_SUITE = {

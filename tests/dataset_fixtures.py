@@ -175,8 +175,10 @@ def aedat4_bytes(t: np.ndarray, x: np.ndarray, y: np.ndarray, on: np.ndarray, wi
     description = (
         '<dv version="2.0"><node name="outInfo" path="/mainloop/output/outInfo/">'
         '<node name="0" path="/mainloop/output/outInfo/0/">'
-        '<attr key="compression" type="string">NONE</attr><attr key="typeIdentifier" type="string">EVTS</attr>'
-        f'<node name="info" path="/mainloop/output/outInfo/0/info/"><attr key="sizeX" type="int">{width}</attr>'
+        '<attr key="compression" type="string">NONE</attr>'
+        '<attr key="typeIdentifier" type="string">EVTS</attr>'
+        '<node name="info" path="/mainloop/output/outInfo/0/info/">'
+        f'<attr key="sizeX" type="int">{width}</attr>'
         f'<attr key="sizeY" type="int">{width}</attr></node></node></node></dv>'
     )
     builder = flatbuffers.Builder(256)

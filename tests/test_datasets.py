@@ -1,5 +1,6 @@
-"""Datasets end to end on fixture files in the real formats, served over loopback HTTP: download → verify →
-load, resumed downloads, corrupted files, extracted data, the event-frame cache, and every suite's smoke run."""
+"""Datasets end to end on fixture files in the real formats, served over loopback HTTP: download → verify
+→ load, resumed downloads, corrupted files, extracted data, the event-frame cache, and every suite's smoke
+run."""
 
 from __future__ import annotations
 

@@ -40,8 +40,8 @@ def test_pool_equals_local(write_suite, tmp_path):
 def test_two_pools_into_one_directory_lose_nothing(write_suite, tmp_path):
     path = write_suite({"timesteps": [1, 2, 4], "seeds": [0, 1]}).resolve()
     out = tmp_path / "shared"
-    command = [sys.executable, "-m", "snnbench", "run", "--suite", str(path), "--out", str(out), "--device", "cpu",
-               "--quiet", "--executor", "pool", "--jobs", "2"]  # fmt: skip
+    command = [sys.executable, "-m", "snnbench", "run", "--suite", str(path), "--out", str(out),
+               "--device", "cpu", "--quiet", "--executor", "pool", "--jobs", "2"]  # fmt: skip
     first = subprocess.Popen(command, cwd=tmp_path)
     second = subprocess.Popen(command, cwd=tmp_path)
     assert first.wait(timeout=300) == 0 and second.wait(timeout=300) == 0

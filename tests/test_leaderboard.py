@@ -74,7 +74,11 @@ def test_mean_std_n_best_first_and_divergence_counted(suite_with_records):
 
     table = build(select_records(load_records(store.root), suite))
     rows = {(r.algorithm, r.T): r for r in table.itertuples()}
-    assert list(zip(table["algorithm"], table["T"], strict=True)) == [("bptt", 4), ("bptt-arctan", 4), ("bptt", 1)]
+    assert list(zip(table["algorithm"], table["T"], strict=True)) == [
+        ("bptt", 4),
+        ("bptt-arctan", 4),
+        ("bptt", 1),
+    ]
     assert rows[("bptt", 4)].top1_mean == pytest.approx(92.0) and rows[("bptt", 4)].top1_std == pytest.approx(
         2.0
     )

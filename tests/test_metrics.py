@@ -40,7 +40,8 @@ def test_conv_with_padding_and_stride_by_hand():
     with OperationCounter(conv) as counter:
         conv(x)
     # windows (stride 2, padding 1) over rows/cols −1..1 and 1..3:
-    #   out (0,0) sees (0,0),(1,1) → 2;  (0,1) sees (1,1) → 1;  (1,0) sees (1,1) → 1;  (1,1) sees (1,1),(3,3) → 2
+    #   out (0,0) sees (0,0),(1,1) → 2;  (0,1) sees (1,1) → 1;  (1,0) sees (1,1) → 1;
+    #   (1,1) sees (1,1),(3,3) → 2
     # 6 per output channel × 2 channels = 12 ACs
     assert counter.acs[""] == 12
     # dense: valid (unpadded) window sizes 4 + 6 + 6 + 9 = 25 per channel × 2 = 50
@@ -97,7 +98,8 @@ def test_a_run_records_workload_metrics(write_suite, tmp_path):
 
 
 def test_a_layer_that_counts_itself_owns_the_torch_layer_inside():
-    """A wrapper with ``count_operations`` is counted once; the nn.Linear it calls functionally is not listed."""
+    """A wrapper with ``count_operations`` is counted once; the nn.Linear it calls functionally is not
+    listed."""
     from snnbench.metrics import standard_operations
 
     class Wrapped(nn.Module):

@@ -121,7 +121,8 @@ class BNTT(Algorithm):
 
     paper = Paper(
         authors="Kim & Panda",
-        title="Revisiting Batch Normalization for Training Low-latency Deep Spiking Neural Networks from Scratch",
+        title="Revisiting Batch Normalization for Training Low-latency Deep Spiking Neural Networks "
+        "from Scratch",
         venue="Frontiers in Neuroscience",
         year=2021,
         url="https://arxiv.org/abs/2010.01729",
@@ -148,12 +149,18 @@ class BNTT(Algorithm):
 
     def configure(self, net: nn.Module, ctx: RunContext) -> TrainState:
         cfg: BNTTConfig = self.config  # type: ignore[assignment]
-        optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.SGD(
+            net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
         milestones = sorted({max(1, int(f * ctx.epochs)) for f in cfg.lr_milestones})
         return TrainState(optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1))
 
     def train_epoch(
-        self, net: nn.Module, state: TrainState, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], ctx: RunContext
+        self,
+        net: nn.Module,
+        state: TrainState,
+        batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+        ctx: RunContext,
     ) -> dict[str, float]:
         net.train()
         return supervised_epoch(state, batches, lambda x: net(self._encode(x, ctx)))

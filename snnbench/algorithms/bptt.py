@@ -92,7 +92,10 @@ class BPTT(Algorithm):
             return TimeDistributed(nn.BatchNorm2d(shape[0]) if len(shape) == 3 else nn.BatchNorm1d(shape[0]))
 
         body, features = build_feedforward(
-            self.arch, self.data.input_shape, lambda shape: LIF(params), make_norm=norm if cfg.batch_norm else None
+            self.arch,
+            self.data.input_shape,
+            lambda shape: LIF(params),
+            make_norm=norm if cfg.batch_norm else None,
         )
         head = nn.Linear(features, self.data.num_classes)
         readout = LeakyReadout(cfg.tau) if cfg.readout == "membrane" else LIF(params)

@@ -54,7 +54,9 @@ class OTTTConfig(AlgorithmConfig):
     loss_lambda: float = Field(0.05, ge=0.0, le=1.0, description="MSE share λ_L (CIFAR 0.05, DVS 0.001)")
     online_update: bool = Field(False, description="OTTT_O: optimiser step after every time step")
     feedback: bool = Field(False, description="VGG-F: feedback conv from the last conv layer to the first")
-    optimizer: Literal["sgd", "adam"] = Field("sgd", description="SGD (CIFAR, CIFAR10-DVS); Adam 1e-3 (DVS Gesture)")
+    optimizer: Literal["sgd", "adam"] = Field(
+        "sgd", description="SGD (CIFAR, CIFAR10-DVS); Adam 1e-3 (DVS Gesture)"
+    )
     lr: float = Field(0.1, gt=0.0, description="SGD 0.1 (official train_cifar.py)")
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
@@ -70,7 +72,9 @@ class ScaledWS(nn.Module):
         super().__init__()
         self.layer, self.input_scale, self.standardize = layer, input_scale, standardize
         self.gain = (
-            nn.Parameter(torch.ones(layer.weight.shape[0], *([1] * (layer.weight.dim() - 1)))) if standardize else None
+            nn.Parameter(torch.ones(layer.weight.shape[0], *([1] * (layer.weight.dim() - 1))))
+            if standardize
+            else None
         )
         if isinstance(layer, nn.Conv2d):
             nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
@@ -147,7 +151,9 @@ class OTTTNet(nn.Module):
     of the last convolutional layer's spikes of the previous step, upsampled (nearest) to the first layer's
     resolution; its weight gradient also uses the (upsampled) trace. Nothing is fed back at t = 0."""
 
-    def __init__(self, blocks: nn.ModuleList, head: ScaledWS, feedback: ScaledWS | None = None, up: int = 1) -> None:
+    def __init__(
+        self, blocks: nn.ModuleList, head: ScaledWS, feedback: ScaledWS | None = None, up: int = 1
+    ) -> None:
         super().__init__()
         self.blocks, self.head, self.feedback, self.up = blocks, head, feedback, up
         self._previous: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -212,7 +218,8 @@ class OTTT(Algorithm):
         venue="NeurIPS",
         year=2022,
         url="https://arxiv.org/abs/2210.04195",
-        equations="LIF with detached membrane, presynaptic traces â, ∇W = Σ_t δ[t] â[t]ᵀ, per-step CE+MSE loss",
+        equations="LIF with detached membrane, presynaptic traces â, ∇W = Σ_t δ[t] â[t]ᵀ, "
+        "per-step CE+MSE loss",
     )
     description = "OTTT: online per-step gradients from eligibility traces, memory constant in T (sWS VGG)"
     Config = OTTTConfig
@@ -232,7 +239,9 @@ class OTTT(Algorithm):
             if isinstance(layer, Conv):
                 if len(shape) != 3:
                     raise SnnbenchError(f"ottt: a convolution needs image input, got {shape}")
-                synapse = ScaledWS(nn.Conv2d(shape[0], layer.channels, layer.kernel, layer.stride, layer.pad), scale)
+                synapse = ScaledWS(
+                    nn.Conv2d(shape[0], layer.channels, layer.kernel, layer.stride, layer.pad), scale
+                )
                 h, w = ((n + 2 * layer.pad - layer.kernel) // layer.stride + 1 for n in shape[1:])
                 shape = (layer.channels, h, w)
             elif isinstance(layer, Dense):
@@ -247,8 +256,12 @@ class OTTT(Algorithm):
             elif isinstance(layer, Dropout):
                 continue  # OTTT's neuron dropout is not implemented (0 in the CIFAR defaults)
             else:
-                raise SnnbenchError(f"ottt supports conv, dense and average pooling (after a layer), not {layer}")
-            blocks.append(nn.ModuleDict({"synapse": synapse, "pool": nn.Identity(), "neuron": OnlineLIF(cfg)}))
+                raise SnnbenchError(
+                    f"ottt supports conv, dense and average pooling (after a layer), not {layer}"
+                )
+            blocks.append(
+                nn.ModuleDict({"synapse": synapse, "pool": nn.Identity(), "neuron": OnlineLIF(cfg)})
+            )
             scale = SPIKE_SCALE
         if not blocks:
             raise SnnbenchError("ottt needs at least one hidden layer")
@@ -283,7 +296,11 @@ class OTTT(Algorithm):
         return TrainState(optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=ctx.epochs))
 
     def train_epoch(
-        self, net: nn.Module, state: TrainState, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], ctx: RunContext
+        self,
+        net: nn.Module,
+        state: TrainState,
+        batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+        ctx: RunContext,
     ) -> dict[str, float]:
         cfg: OTTTConfig = self.config  # type: ignore[assignment]
         assert isinstance(net, OTTTNet) and state.optimizer is not None

@@ -87,8 +87,14 @@ class DualBatchNorm(nn.Module):
         net = "snn" if self.spiking else "ann"
         T, B = x.shape[:2]
         y = F.batch_norm(
-            x.reshape(T * B, *x.shape[2:]), getattr(self, f"mean_{net}"), getattr(self, f"var_{net}"),
-            self.weight, self.bias, self.training, 0.1, 1e-5,
+            x.reshape(T * B, *x.shape[2:]),
+            getattr(self, f"mean_{net}"),
+            getattr(self, f"var_{net}"),
+            self.weight,
+            self.bias,
+            self.training,
+            0.1,
+            1e-5,
         )
         return y.reshape(x.shape)
 
@@ -158,12 +164,18 @@ class Proxy(Algorithm):
             net.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8, weight_decay=cfg.weight_decay
         )
         scheduler = (
-            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=ctx.epochs) if cfg.schedule == "cosine" else None
+            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=ctx.epochs)
+            if cfg.schedule == "cosine"
+            else None
         )
         return TrainState(optimizer, scheduler)
 
     def train_epoch(
-        self, net: nn.Module, state: TrainState, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], ctx: RunContext
+        self,
+        net: nn.Module,
+        state: TrainState,
+        batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+        ctx: RunContext,
     ) -> dict[str, float]:
         cfg: ProxyConfig = self.config  # type: ignore[assignment]
         assert isinstance(net, ProxyNet) and state.optimizer is not None

@@ -37,7 +37,15 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from snnbench.algorithms import Algorithm, AlgorithmConfig, Evaluation, Paper, RunContext, TrainState, algorithms
+from snnbench.algorithms import (
+    Algorithm,
+    AlgorithmConfig,
+    Evaluation,
+    Paper,
+    RunContext,
+    TrainState,
+    algorithms,
+)
 from snnbench.architectures import Conv, Dense, Pool
 from snnbench.data import Split
 from snnbench.data.encoding import latency_times
@@ -57,7 +65,9 @@ class STDBPConfig(AlgorithmConfig):
     init_mean: float = Field(4.0, description="initial weight mean × ϑ / fan_in")
     init_std: float = Field(1.0, ge=0.0, description="initial weight std × ϑ / sqrt(fan_in)")
     lr: float = Field(1e-3, gt=0.0, description="Adam")
-    no_spike_time: float = Field(8.0, gt=0.0, description="time given to a silent output in the loss (× t_max)")
+    no_spike_time: float = Field(
+        8.0, gt=0.0, description="time given to a silent output in the loss (× t_max)"
+    )
     score_scale: float = Field(5.0, gt=0.0, description="softmax(−t · scale / t_max) in eq. (5)")
     schedule: str = Field("cosine", pattern="^(cosine|none)$")
 
@@ -124,7 +134,11 @@ class SpikeTimeLayer(SpikingLayer):
             weight = self.weight.reshape(len(self.weight), -1, kernel, kernel)
             geometry = {"stride": self.layer.stride, "padding": self.layer.pad}
         ops = effective_operations(active, weight, **geometry)
-        return ops, True, effective_operations(torch.ones_like(active[:1]), torch.ones_like(weight), **geometry)
+        return (
+            ops,
+            True,
+            effective_operations(torch.ones_like(active[:1]), torch.ones_like(weight), **geometry),
+        )
 
     def spike_statistics(self, output: torch.Tensor) -> tuple[int, int] | None:
         """Spikes (finite times) over neurons × the clocked pass's steps; None for continuous-time passes."""
@@ -157,7 +171,9 @@ class STDBPNet(nn.Module):
             if isinstance(layer, SpikeTimeLayer):
                 layer.steps = None if dt is None else round(self.t_max / dt)
             t = layer(t)
-            if dt is not None and isinstance(layer, SpikeTimeLayer):  # clock-driven: fire at the next step boundary
+            if dt is not None and isinstance(
+                layer, SpikeTimeLayer
+            ):  # clock-driven: fire at the next step boundary
                 t = torch.ceil(t / dt - 1e-6) * dt
         return t
 
@@ -168,13 +184,16 @@ class STDBP(Algorithm):
 
     paper = Paper(
         authors="Zhang, Wang, Wu et al.",
-        title="Rectified Linear Postsynaptic Potential Function for Backpropagation in Deep Spiking Neural Networks",
+        title="Rectified Linear Postsynaptic Potential Function for Backpropagation in Deep Spiking "
+        "Neural Networks",
         venue="IEEE TNNLS 33(5)",
         year=2022,
         url="https://arxiv.org/abs/2003.11837",
         equations="ReL-PSP kernel, closed-form spike time over the causal set, exact ∂t/∂w and ∂t/∂t",
     )
-    description = "temporal coding, one spike per neuron, ReL-PSP, exact spike-time gradients (continuous time)"
+    description = (
+        "temporal coding, one spike per neuron, ReL-PSP, exact spike-time gradients (continuous time)"
+    )
     Config = STDBPConfig
     default_encoding = "latency"
     training_depends_on_T = False
@@ -205,7 +224,9 @@ class STDBP(Algorithm):
         cfg: STDBPConfig = self.config  # type: ignore[assignment]
         optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
         scheduler = (
-            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=ctx.epochs) if cfg.schedule == "cosine" else None
+            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=ctx.epochs)
+            if cfg.schedule == "cosine"
+            else None
         )
         return TrainState(optimizer, scheduler)
 
@@ -216,7 +237,11 @@ class STDBP(Algorithm):
         return -times * (cfg.score_scale / cfg.t_max)  # eq. (5): earliest output = largest score
 
     def train_epoch(
-        self, net: nn.Module, state: TrainState, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], ctx: RunContext
+        self,
+        net: nn.Module,
+        state: TrainState,
+        batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+        ctx: RunContext,
     ) -> dict[str, float]:
         cfg: STDBPConfig = self.config  # type: ignore[assignment]
         net.train()

@@ -33,7 +33,7 @@ class LIF(SpikingLayer):
     """Multi-step decay-input LIF layer; see :func:`~snnbench.neurons.functional.lif_step` (dynamics)
     and :func:`~snnbench.neurons.functional.lif_multistep` (the fused kernel used here)."""
 
-    def __init__(self, params: LIFParams = LIFParams()) -> None:
+    def __init__(self, params: LIFParams = LIFParams()) -> None:  # noqa: B008 (an immutable NamedTuple)
         super().__init__()
         self.params = params
 
