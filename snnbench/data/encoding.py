@@ -36,6 +36,13 @@ def rate(x: torch.Tensor, T: int, generator: torch.Generator | None = None) -> t
     return (noise < probability).to(x.dtype)
 
 
+@encodings.register("sparse-rate")
+def sparse_rate(x: torch.Tensor, T: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """ST-RSBP's image coding (official ``DataLayerSpiking``): Bernoulli spikes with probability x / 5.5 per
+    step (x clamped to [0, 1], so p ≤ 0.18), for long windows (T = 400)."""
+    return rate(x.clamp(0.0, 1.0) / 5.5, T, generator)
+
+
 @encodings.register("events")
 def events(x: torch.Tensor, T: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Frames already binned to ``T`` steps by the dataset: ``[B, T, ...]`` → ``[T, B, ...]``."""

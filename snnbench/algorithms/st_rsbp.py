@@ -1,0 +1,361 @@
+"""ST-RSBP: spike-train level backpropagation for deep recurrent spiking networks.
+
+Zhang & Li, "Spike-Train Level Backpropagation for Training Deep Recurrent Spiking Neural Networks",
+NeurIPS 2019, https://arxiv.org/abs/1908.06378; official CUDA code stonezwr/ST-RSBP (``layers/Spiking.cu``,
+``layers/Reservoir.cu``, ``common/cuBase.cu``), read for the neuron model, the effect computation and the
+defaults below (facts in shared/reference/algorithms.md §3; no code copied).
+
+Neuron (official code; per step t = 0 … T−1, t = 0 never fires; a = 1 − 1/τ_s, m = 1 − 1/τ_m):
+  (1) ε_i(t) = a ε_i(t−1) + Σ_j w_ij s_j(t−1) + Σ_k w^r_ik s_k(t−1)      (one-step synaptic delay)
+      v_i(t) = m v_i(t−1) + ε_i(t)/τ_s;  v_i = 0 for T_ref = 2 steps after a spike;
+      s_i(t) = [v_i(t) > ϑ], then v_i = 0 (hard reset)        → second-order (τ_s, τ_m) PSP
+Spike-train level post-synaptic potential (S-PSP) of presynaptic train j on neuron i, computed from the
+actual trains, with i's own reset/refractory pattern (``d_Spiking_accumulate_effect_step``):
+  (2) e_{i|j} = Σ_{t: s_i(t)=1} q_ij(t),  q_ij(t) = m q_ij(t−1) + p_j(t)/τ_s (zeroed at i's spikes and
+      refractory steps), p_j(t) = a p_j(t−1) + s_j(t−1);   rate model: ϑ o_i ≈ Σ_j w_ij e_{i|j}
+      Vectorised: e_{i|j} = Σ_t K_i(t) P_j(t) with P_j = p_j/τ_s and the post kernel
+      K_i(t) = m^{t_next − t} for t inside the integration window of i's next spike t_next (0 elsewhere):
+      one batched matmul [B, N_out, T] × [B, T, N_in] per layer.
+Loss and gradients (counts o_i over the window; δ is ∂L/∂(ϑ o), i.e. divided by each layer's ϑ):
+  (3) L = Σ_k [|o_k − y_k| > margin] (o_k − y_k)²/2,  y = desired (label) / undesired (others) counts;
+      δ_k = (o_k − y_k)/ϑ_out inside the same mask; a silent label neuron gets evenly spaced spikes
+      inserted (⌊T/y_desired⌋ apart) before the effects are computed
+  (4) ∂L/∂w_ij = δ_i e_{i|j} / S_i  (feed-forward and recurrent weights alike; × the lateral factor
+      1/(1 − w_0² Σ_{l≠i} r_il r_li/ϑ²) at the output, r_il = e_{l|i}/o_i)
+  (5) feed-forward: δ_j = (1/ϑ_prev) Σ_i δ_i w_ij r_ij / S_i,  r_ij = e_{i|j}/o_j (0.5 if o_i o_j = 0)
+  (6) recurrent layer: δ_prev = (1/ϑ_prev) δ (I − W^r ⊙ R^r/ϑ)^{-1} (W ⊙ R)   (batched linear solve)
+S_i = 1 − (1/ϑ) Σ_j w_ij p′_{o_j}(o_i) is the self-consistency correction of the official code, whose
+polynomials p come from offline Monte-Carlo tables that are not available here: we use S_i = 1 (p′ = 0).
+Other deviations (batching, no boosting): docs/algorithms/st-rsbp.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from snnbench.algorithms import Algorithm, AlgorithmConfig, Paper, RunContext, TrainState, algorithms
+from snnbench.architectures import Dense
+from snnbench.errors import SnnbenchError
+from snnbench.neurons.layers import SpikingLayer
+
+
+class STRSBPConfig(AlgorithmConfig):
+    """Defaults from the official Fashion-MNIST config (``Config/FashionMNIST.txt``) unless stated."""
+
+    tau_m: float = Field(64.0, gt=1.0, description="membrane time constant τ_m in steps (official cfg: 64)")
+    tau_s: float = Field(8.0, gt=1.0, description="synaptic time constant τ_s in steps (official cfg: 8)")
+    refractory: int = Field(2, ge=0, description="refractory steps after a spike (official cfg T_REFRAC: 2)")
+    threshold_hidden: float = Field(20.0, gt=0.0, description="ϑ of feed-forward hidden layers (F-MNIST cfg: 20)")
+    threshold_recurrent: float = Field(20.0, gt=0.0, description="ϑ of recurrent layers (F-MNIST cfg: 20)")
+    threshold_output: float = Field(15.0, gt=0.0, description="ϑ of the output layer (F-MNIST cfg: 15)")
+    desired_count: float = Field(35.0, gt=0.0, description="target count of the label neuron per 400 steps (cfg)")
+    undesired_count: float = Field(5.0, ge=0.0, description="target count of other outputs per 400 steps (cfg)")
+    margin: float = Field(5.0, ge=0.0, description="dead zone |o − y| ≤ margin per 400 steps (cfg MARGIN: 5)")
+    count_window: int = Field(
+        400, gt=0, description="window the three counts above are given for; they scale with T/count_window "
+        "(ours: the official code uses T = 400 and never scales)"
+    )
+    inject_label_spikes: bool = Field(True, description="spikes inserted into a silent label neuron (g_modifySpikes)")
+    lateral_inhibition: float = Field(1.0, ge=0.0, description="w_0 between output neurons (cfg localInbStrength: 1)")
+    silent_ratio: float = Field(0.5, description="r_ij used when o_i or o_j is 0 (official code: 0.5)")
+    init_w: float = Field(1.0, gt=0.0, description="weights U(−init_w, init_w) (cfg initW = 1, 'Bernoulli')")
+    reservoir_connectivity: bool = Field(
+        True, description="recurrent weights only between neurons connected on a 3-D grid with probability "
+        "c·exp(−d²/4), 80 % excitatory (official reservoir); False: all-to-all (no self-loops)"
+    )
+    lr: float = Field(1e-3, gt=0.0, description="Adam (0.9, 0.999, 1e-8), lr/√(epoch+1) (official code: 1e-3)")
+    reg_lambda: float = Field(10.0, ge=0.0, description="λ of the weight regulariser (cfg LAMBDA_REG: 10)")
+    reg_beta: float = Field(0.04, ge=0.0, description="β of the weight regulariser (cfg BETA_REG: 0.04 images)")
+    weight_limit: float = Field(8.0, gt=0.0, description="w_lim of the weight regulariser (cfg WEIGHT_LIMIT: 8)")
+
+
+# ---- spike-train level quantities (pure functions, time-major [T, B, N]) --------------------------------------
+def presynaptic_traces(pre: torch.Tensor, tau_s: float) -> torch.Tensor:
+    """P_j(t) = p_j(t)/τ_s with p_j(t) = (1 − 1/τ_s) p_j(t−1) + s_j(t−1): the synaptic current of eq. (2)."""
+    decay = 1.0 - 1.0 / tau_s
+    p = torch.zeros_like(pre[0])
+    out = torch.empty_like(pre)
+    out[0] = p
+    for t in range(1, len(pre)):
+        p = decay * p + pre[t - 1]
+        out[t] = p
+    return out / tau_s
+
+
+def refractory_mask(post: torch.Tensor, refractory: int) -> torch.Tensor:
+    """1 at the ``refractory`` steps after each spike of ``post`` (where the membrane is held at 0), else 0."""
+    mask = torch.zeros_like(post)
+    for lag in range(1, refractory + 1):
+        mask[lag:] = torch.maximum(mask[lag:], post[:-lag])
+    return mask
+
+
+def postsynaptic_kernel(post: torch.Tensor, tau_m: float, refractory: int) -> torch.Tensor:
+    """K_i(t) = m^{t_next − t} inside the integration window of neuron i's next spike t_next (its refractory
+    steps excluded, the window restarts after each spike), 0 after its last spike: e = Σ_t K P (eq. 2)."""
+    decay = 1.0 - 1.0 / tau_m
+    g = torch.zeros_like(post[0])
+    out = torch.empty_like(post)
+    for t in range(len(post) - 1, -1, -1):
+        g = post[t] + (1.0 - post[t]) * decay * g
+        out[t] = g
+    return out * (1.0 - refractory_mask(post, refractory))
+
+
+def spike_train_effects(pre: torch.Tensor, post: torch.Tensor, tau_m: float, tau_s: float, refractory: int) -> torch.Tensor:
+    """S-PSP e_{i|j} ``[B, N_post, N_pre]`` of every pre/post pair, eq. (2), from ``[T, B, N]`` spike trains."""
+    kernel = postsynaptic_kernel(post, tau_m, refractory).permute(1, 2, 0)  # [B, N_post, T]
+    traces = presynaptic_traces(pre, tau_s).permute(1, 0, 2)  # [B, T, N_pre]
+    return torch.bmm(kernel, traces)
+
+
+def effect_ratios(effects: torch.Tensor, o_post: torch.Tensor, o_pre: torch.Tensor, silent: float) -> torch.Tensor:
+    """r_ij = e_{i|j}/o_j, and ``silent`` where o_i or o_j is 0 (official convention), ``[B, N_post, N_pre]``."""
+    active = (o_post > 0).unsqueeze(2) & (o_pre > 0).unsqueeze(1)
+    ratio = effects / o_pre.clamp(min=1.0).unsqueeze(1)
+    return torch.where(active, ratio, torch.full_like(ratio, silent))
+
+
+def reservoir_mask(n: int, generator: torch.Generator) -> torch.Tensor:
+    """Official reservoir topology: neurons on a 5 × 5 × ⌈n/25⌉ grid, 80 % excitatory; i ← k connected with
+    probability c·exp(−d²/4), c = 0.45 (E→E), 0.3 (E→I), 0.6 (I→E), 0.15 (I→I); no self-loops. ``[n, n]``."""
+    depth = math.ceil(n / 25)
+    grid = torch.stack(torch.meshgrid(torch.arange(5), torch.arange(5), torch.arange(depth), indexing="ij"), -1)
+    position = grid.reshape(-1, 3)[:n].double()
+    excitatory = torch.rand(n, generator=generator) < 0.8
+    c = torch.tensor([[0.15, 0.6], [0.3, 0.45]], dtype=torch.float64)  # [post E?][pre E?]
+    probability = c[excitatory.long().unsqueeze(1), excitatory.long().unsqueeze(0)]
+    probability = probability * torch.exp(-torch.cdist(position, position) ** 2 / 4.0)
+    connected = torch.rand(n, n, generator=generator, dtype=torch.float64) < probability
+    connected.fill_diagonal_(False)
+    return connected.float()
+
+
+# ---- network ------------------------------------------------------------------------------------------------
+class STRSBPLayer(SpikingLayer):
+    """A dense layer of eq.-(1) neurons on spike trains ``[T, B, N_in]`` → ``[T, B, N_out]``, with trained
+    recurrent weights (``R`` layers) or fixed lateral inhibition −w_0 between all neurons (output layer)."""
+
+    def __init__(
+        self, n_in: int, n_out: int, threshold: float, cfg: STRSBPConfig, generator: torch.Generator,
+        recurrent: bool = False, lateral_inhibition: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.threshold, self.tau_m, self.tau_s, self.refractory = threshold, cfg.tau_m, cfg.tau_s, cfg.refractory
+        self.synapse = nn.Linear(n_in, n_out, bias=False)
+        with torch.no_grad():
+            self.synapse.weight.copy_((torch.rand(n_out, n_in, generator=generator) * 2 - 1) * cfg.init_w)
+        self.recurrent: nn.Linear | None = None
+        self.lateral: nn.Linear | None = None
+        if recurrent:
+            self.recurrent = nn.Linear(n_out, n_out, bias=False)
+            mask = reservoir_mask(n_out, generator) if cfg.reservoir_connectivity else 1.0 - torch.eye(n_out)
+            self.register_buffer("recurrent_mask", mask)
+            with torch.no_grad():
+                self.recurrent.weight.copy_((torch.rand(n_out, n_out, generator=generator) * 2 - 1) * cfg.init_w * mask)
+        elif lateral_inhibition > 0:
+            self.lateral = nn.Linear(n_out, n_out, bias=False)
+            self.lateral.weight.requires_grad_(False)
+            with torch.no_grad():
+                self.lateral.weight.copy_(-lateral_inhibition * (1.0 - torch.eye(n_out)))
+
+    def forward(self, pre: torch.Tensor) -> torch.Tensor:
+        feedforward = self.synapse(pre)  # [T, B, N_out]: Σ_j w_ij s_j(t), applied one step later
+        lateral = self.recurrent if self.recurrent is not None else self.lateral
+        syn_decay, mem_decay = 1.0 - 1.0 / self.tau_s, 1.0 - 1.0 / self.tau_m
+        eps = torch.zeros_like(feedforward[0])
+        v = torch.zeros_like(eps)
+        hold = torch.zeros_like(eps)  # refractory steps left
+        spikes = torch.zeros_like(feedforward)
+        for t in range(1, len(pre)):
+            eps = syn_decay * eps + feedforward[t - 1]
+            if lateral is not None:
+                eps = eps + lateral(spikes[t - 1])
+            v = mem_decay * v + eps / self.tau_s
+            refractory = hold > 0
+            v = torch.where(refractory, torch.zeros_like(v), v)
+            hold = hold - refractory.to(hold.dtype)
+            fired = v > self.threshold
+            spikes[t] = fired.to(v.dtype)
+            v = torch.where(fired, torch.zeros_like(v), v)
+            hold = torch.where(fired, torch.full_like(hold, float(self.refractory)), hold)
+        return spikes
+
+    def effects(self, pre: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
+        """e_{i|j} of this layer's neurons (``post``) for presynaptic trains ``pre``, eq. (2)."""
+        return spike_train_effects(pre, post, self.tau_m, self.tau_s, self.refractory)
+
+
+class STRSBPNet(nn.Module):
+    """Stack of :class:`STRSBPLayer`; ``forward`` returns the output spike trains, ``trains`` every layer's."""
+
+    def __init__(self, layers: list[STRSBPLayer]) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def trains(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Input spikes followed by each layer's output spikes, all ``[T, B, N]``."""
+        out = [x.flatten(2)]
+        for layer in self.layers:
+            out.append(layer(out[-1]))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trains(x)[-1]
+
+
+# ---- the spike-train level backward pass ----------------------------------------------------------------------
+def output_error(
+    counts: torch.Tensor, labels: torch.Tensor, desired: float, undesired: float, margin: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. (3): per-sample loss ``[B]`` and ∂L/∂o ``[B, C]`` (zero inside the margin dead zone)."""
+    target = torch.full_like(counts, undesired)
+    target.scatter_(1, labels.unsqueeze(1), desired)
+    error = counts - target
+    error = torch.where(error.abs() > margin, error, torch.zeros_like(error))
+    return 0.5 * (error**2).sum(1), error
+
+
+def inject_label_spikes(spikes: torch.Tensor, labels: torch.Tensor, desired: float) -> torch.Tensor:
+    """A copy of the output trains where a silent label neuron fires every ⌊T/desired⌋ steps (from that step)."""
+    T = len(spikes)
+    interval = max(1, int(T // max(desired, 1.0)))
+    label_train = spikes.gather(2, labels.view(1, -1, 1).expand(T, -1, 1))  # [T, B, 1]
+    silent = label_train.sum(0, keepdim=True) == 0
+    regular = torch.zeros(T, 1, 1, dtype=spikes.dtype, device=spikes.device)
+    regular[interval::interval] = 1.0
+    return spikes.scatter(2, labels.view(1, -1, 1).expand(T, -1, 1), torch.where(silent, regular, label_train))
+
+
+def st_rsbp_backward(
+    net: STRSBPNet, trains: list[torch.Tensor], labels: torch.Tensor, cfg: STRSBPConfig
+) -> tuple[torch.Tensor, dict[nn.Parameter, torch.Tensor]]:
+    """Per-sample loss ``[B]`` and batch-mean spike-train level gradients of every trained weight, eqs. (3)–(6)."""
+    T = len(trains[0])
+    scale = T / cfg.count_window
+    counts = [train.sum(0) for train in trains]
+    loss, d_counts = output_error(
+        counts[-1], labels, cfg.desired_count * scale, cfg.undesired_count * scale, cfg.margin * scale
+    )
+    out_layer = net.layers[-1]
+    delta = d_counts / out_layer.threshold  # δ = ∂L/∂(ϑ o)
+    post = trains[-1]
+    if cfg.inject_label_spikes:
+        post = inject_label_spikes(post, labels, cfg.desired_count * scale)
+    grads: dict[nn.Parameter, torch.Tensor] = {}
+    batch = len(labels)
+    for index in range(len(net.layers) - 1, -1, -1):
+        layer: STRSBPLayer = net.layers[index]
+        pre, o_post, o_pre = trains[index], post.sum(0), counts[index]
+        effects = layer.effects(pre, post)  # [B, N_out, N_in]
+        row_delta = delta
+        if layer.lateral is not None:  # eq. (4): the output's lateral factor
+            lateral = layer.effects(post, post) / o_post.clamp(min=1.0).unsqueeze(1)  # [B, i, l]: e_{i|l}/o_l
+            active = o_post > 0
+            both = active.unsqueeze(2) & active.unsqueeze(1)
+            lateral = torch.where(both, lateral, torch.full_like(lateral, cfg.silent_ratio))
+            lateral = lateral * (1.0 - torch.eye(len(o_post[0]), device=lateral.device))
+            d = active.to(lateral.dtype) / layer.threshold
+            loop = (lateral * lateral.transpose(1, 2) * d.unsqueeze(1)).sum(2) * d  # Σ_l r_il r_li d_l d_i
+            row_delta = delta / (1.0 - layer.lateral.weight[0, 1] ** 2 * loop)
+        grads[layer.synapse.weight] = torch.einsum("bi,bij->ij", row_delta, effects) / batch
+        ratios = effect_ratios(effects, o_post, o_pre, cfg.silent_ratio)
+        transfer = layer.synapse.weight.unsqueeze(0) * ratios  # W ⊙ R, [B, N_out, N_in]
+        if layer.recurrent is not None:
+            rec_effects = layer.effects(post, post)
+            grads[layer.recurrent.weight] = (
+                torch.einsum("bi,bij->ij", delta, rec_effects) / batch * layer.recurrent_mask
+            )
+            rec_ratios = effect_ratios(rec_effects, o_post, o_post, cfg.silent_ratio)
+            eye = torch.eye(len(o_post[0]), dtype=delta.dtype, device=delta.device)
+            lhs = eye - layer.recurrent.weight.unsqueeze(0) * rec_ratios / layer.threshold
+            transfer = torch.linalg.solve(lhs, transfer)  # eq. (6)
+        if index == 0:
+            break
+        previous = net.layers[index - 1]
+        delta = torch.einsum("bi,bij->bj", delta, transfer) / previous.threshold  # eqs. (5)/(6)
+        post = pre
+    for weight, grad in grads.items():  # official regulariser: λβ (w/w_lim) exp(β (mean_j (w/w_lim)² − 1))
+        if cfg.reg_lambda > 0 and cfg.reg_beta > 0:
+            ratio = weight.detach() / cfg.weight_limit
+            grad += cfg.reg_lambda * cfg.reg_beta * ratio * torch.exp(
+                cfg.reg_beta * ((ratio**2).mean(1, keepdim=True) - 1.0)
+            )
+    return loss, grads
+
+
+@algorithms.register("st-rsbp")
+class STRSBP(Algorithm):
+    """Spike-train level (rate-coded) backpropagation through feed-forward and recurrent LIF layers."""
+
+    paper = Paper(
+        authors="Zhang & Li",
+        title="Spike-Train Level Backpropagation for Training Deep Recurrent Spiking Neural Networks",
+        venue="NeurIPS",
+        year=2019,
+        url="https://arxiv.org/abs/1908.06378",
+        equations="S-PSP e_{i|j} from actual spike trains, count loss with margin, δ e/S weight gradients, "
+        "(I − W_rec E/ϑ)^{-1} through recurrent layers",
+    )
+    description = "spike-train level backpropagation (S-PSP, firing counts) for recurrent SNNs; no BPTT"
+    Config = STRSBPConfig
+    default_encoding = "sparse-rate"
+
+    def build(self, T: int) -> nn.Module:
+        cfg: STRSBPConfig = self.config  # type: ignore[assignment]
+        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
+        n_in = math.prod(self.data.input_shape)
+        layers: list[STRSBPLayer] = []
+        for layer in self.arch.layers:
+            if not isinstance(layer, Dense):
+                raise SnnbenchError(
+                    f"st-rsbp implements dense and recurrent (R) layers only, not {layer} "
+                    "(the official spiking CNN is not ported: see docs/algorithms/st-rsbp.md)"
+                )
+            threshold = cfg.threshold_recurrent if layer.recurrent else cfg.threshold_hidden
+            layers.append(STRSBPLayer(n_in, layer.units, threshold, cfg, generator, recurrent=layer.recurrent))
+            n_in = layer.units
+        layers.append(
+            STRSBPLayer(
+                n_in, self.data.num_classes, cfg.threshold_output, cfg, generator,
+                lateral_inhibition=cfg.lateral_inhibition,
+            )
+        )
+        return STRSBPNet(layers)
+
+    def configure(self, net: nn.Module, ctx: RunContext) -> TrainState:
+        cfg: STRSBPConfig = self.config  # type: ignore[assignment]
+        params = [p for p in net.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0 / math.sqrt(epoch + 1))
+        return TrainState(optimizer, scheduler)
+
+    def train_epoch(
+        self, net: nn.Module, state: TrainState, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], ctx: RunContext
+    ) -> dict[str, float]:
+        cfg: STRSBPConfig = self.config  # type: ignore[assignment]
+        assert isinstance(net, STRSBPNet) and state.optimizer is not None
+        net.train()
+        total, correct, seen = 0.0, 0, 0
+        for x, y in batches:
+            with torch.no_grad():
+                trains = net.trains(ctx.encode(x))
+                loss, grads = st_rsbp_backward(net, trains, y, cfg)
+            state.optimizer.zero_grad(set_to_none=True)
+            for weight, grad in grads.items():
+                weight.grad = grad
+            state.optimizer.step()
+            total += loss.sum().item()
+            correct += int((trains[-1].sum(0).argmax(1) == y).sum())
+            seen += len(y)
+        if state.scheduler is not None:
+            state.scheduler.step()
+        return {"loss": total / seen, "train_top1": 100.0 * correct / seen}
+
+    def predict(self, net: nn.Module, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
+        return net(ctx.encode(x)).sum(0)  # output spike counts

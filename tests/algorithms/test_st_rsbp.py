@@ -1,0 +1,195 @@
+"""ST-RSBP: the S-PSP e_{i|j} against a float64 reference loop written from its definition, the neuron's
+reset/refractory pattern, the output error with its dead zone, label-spike injection, recurrent-weight
+gradients that reduce the spike-train level loss, the sparse-rate encoding, and learning on digits."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from snnbench.algorithms.st_rsbp import (
+    STRSBPConfig,
+    STRSBPLayer,
+    STRSBPNet,
+    effect_ratios,
+    inject_label_spikes,
+    output_error,
+    spike_train_effects,
+    st_rsbp_backward,
+)
+from snnbench.data.encoding import sparse_rate
+from snnbench.errors import SnnbenchError
+
+
+def reference_effect(pre: list[int], post: list[int], T: int, tau_m: float, tau_s: float, refractory: int) -> float:
+    """e_{i|j} by direct simulation of one pair: the synaptic trace of ``pre`` (one-step delay) integrated
+    by a membrane that is zeroed at each ``post`` spike and for ``refractory`` steps after it; the membrane
+    value is collected at every post spike."""
+    p = q = e = 0.0
+    hold = 0
+    for t in range(T):
+        p *= 1.0 - 1.0 / tau_s
+        if t - 1 in pre:
+            p += 1.0
+        q = q * (1.0 - 1.0 / tau_m) + p / tau_s
+        if hold > 0:
+            q, hold = 0.0, hold - 1
+        if t in post:
+            e += q
+            q, hold = 0.0, refractory
+    return e
+
+
+def as_train(times: list[int], T: int) -> torch.Tensor:
+    train = torch.zeros(T, dtype=torch.float64)
+    train[times] = 1.0
+    return train
+
+
+PRE = [[0, 3, 4, 9, 17], [], [2, 5, 6, 7, 8, 20, 21], [15], [1, 11, 12, 13, 14, 15, 16, 18]]
+POST = [[5, 12, 13, 19], [], [1, 8, 9, 10, 11], [22], [16]]
+
+
+@pytest.mark.parametrize(("tau_m", "tau_s", "refractory"), [(64.0, 8.0, 2), (5.0, 2.0, 0), (3.0, 1.5, 3)])
+def test_spike_train_effects_match_the_definition(tau_m, tau_s, refractory):
+    T = 24
+    pre = torch.stack([as_train(times, T) for times in PRE], 1).unsqueeze(1).repeat(1, 2, 1)  # [T, B=2, 5]
+    post = torch.stack([as_train(times, T) for times in POST], 1).unsqueeze(1).repeat(1, 2, 1)
+    pre[:, 1] = pre[:, 1].flip(1)  # the second sample has other pairs
+    effects = spike_train_effects(pre, post, tau_m, tau_s, refractory)
+    assert effects.shape == (2, 5, 5) and effects.dtype == torch.float64
+    for b in range(2):
+        for i in range(5):
+            for j in range(5):
+                pre_times = torch.nonzero(pre[:, b, j]).flatten().tolist()
+                post_times = torch.nonzero(post[:, b, i]).flatten().tolist()
+                expected = reference_effect(pre_times, post_times, T, tau_m, tau_s, refractory)
+                assert effects[b, i, j].item() == pytest.approx(expected, rel=1e-12, abs=1e-15), (b, i, j)
+    assert effects[:, 1].abs().sum() == 0  # a silent post neuron has no effects
+    assert effects[0, 0, 0] > 0  # and the fixture has non-trivial ones
+
+
+def test_effects_are_the_neurons_membrane_at_its_spikes():
+    """ϑ-crossings: Σ_j w_ij e_{i|j} = Σ over i's spikes of v_i at the spike (> ϑ), so ≥ ϑ o_i."""
+    torch.manual_seed(1)
+    cfg = STRSBPConfig()
+    layer = STRSBPLayer(30, 6, 2.0, cfg, torch.Generator().manual_seed(0)).double()
+    pre = (torch.rand(120, 3, 30, dtype=torch.float64) < 0.15).double()
+    post = layer(pre)
+    counts = post.sum(0)
+    drive = torch.einsum("ij,bij->bi", layer.synapse.weight, layer.effects(pre, post))
+    assert counts.sum() > 0
+    assert (drive >= layer.threshold * counts - 1e-9).all()
+    gaps = [torch.diff(torch.nonzero(post[:, b, i]).flatten()) for b in range(3) for i in range(6)]
+    assert all((g > cfg.refractory).all() for g in gaps)  # no spike inside the refractory period
+
+
+def test_output_error_dead_zone_and_injection():
+    counts = torch.tensor([[30.0, 4.0, 11.0], [0.0, 0.0, 12.0]])
+    loss, error = output_error(counts, torch.tensor([0, 1]), 35.0, 5.0, 5.0)
+    assert error.tolist() == [[0.0, 0.0, 6.0], [0.0, -35.0, 7.0]]  # |30 − 35| and |4 − 5| ≤ 5: no error
+    assert loss.tolist() == [18.0, 0.5 * (35.0**2 + 49.0)]
+    spikes = torch.zeros(400, 2, 3)
+    spikes[7, 0, 0] = 1.0
+    injected = inject_label_spikes(spikes, torch.tensor([0, 1]), 35.0)
+    assert torch.equal(injected[:, 0], spikes[:, 0])  # the label fired: untouched
+    assert injected[:, 1, 1].sum() == 36 and injected[11, 1, 1] == 1 and injected[:11, 1, 1].sum() == 0
+    assert torch.equal(injected[:, 1, [0, 2]], spikes[:, 1, [0, 2]])
+
+
+def test_effect_ratios_use_half_for_silent_pairs():
+    effects = torch.tensor([[[2.0, 0.0], [0.0, 0.0]]])
+    ratios = effect_ratios(effects, torch.tensor([[3.0, 0.0]]), torch.tensor([[4.0, 0.0]]), 0.5)
+    assert ratios.tolist() == [[[0.5, 0.5], [0.5, 0.5]]]
+
+
+def tiny_recurrent_net(cfg: STRSBPConfig) -> STRSBPNet:
+    generator = torch.Generator().manual_seed(3)
+    hidden = STRSBPLayer(12, 16, cfg.threshold_recurrent, cfg, generator, recurrent=True)
+    output = STRSBPLayer(16, 3, cfg.threshold_output, cfg, generator, lateral_inhibition=cfg.lateral_inhibition)
+    return STRSBPNet([hidden, output]).double()
+
+
+def recurrent_descent(sign: float) -> list[float]:
+    """Loss over 10 Adam steps on the recurrent weights alone (the rest fixed), along ``sign`` × gradient."""
+    cfg = STRSBPConfig(threshold_recurrent=1.0, threshold_output=1.5, reg_lambda=0.0, reservoir_connectivity=False)
+    net = tiny_recurrent_net(cfg)
+    torch.manual_seed(0)
+    x = (torch.rand(400, 8, 12, dtype=torch.float64) < 0.1).double()  # fixed input spikes
+    y = torch.arange(8) % 3
+    recurrent = net.layers[0].recurrent.weight
+    optimizer = torch.optim.Adam([recurrent], lr=0.01)
+    losses = []
+    for _ in range(10):
+        loss, grads = st_rsbp_backward(net, net.trains(x), y, cfg)
+        assert grads[recurrent].abs().sum() > 0 and grads[recurrent].diagonal().abs().sum() == 0  # no self-loops
+        losses.append(loss.sum().item())
+        optimizer.zero_grad()
+        recurrent.grad = sign * grads[recurrent]
+        optimizer.step()
+    return losses
+
+
+def test_recurrent_gradients_reduce_the_loss():
+    """The count loss is piecewise constant in w, so a few small steps: descent lowers it, ascent raises it."""
+    descent, ascent = recurrent_descent(1.0), recurrent_descent(-1.0)
+    assert descent[-1] < 0.97 * descent[0] and ascent[-1] > 1.03 * ascent[0]
+
+
+def test_full_update_reduces_the_loss_and_reservoir_mask_is_kept():
+    cfg = STRSBPConfig(threshold_recurrent=1.0, threshold_output=1.5)
+    net = tiny_recurrent_net(cfg)
+    mask = net.layers[0].recurrent_mask
+    assert 0 < mask.mean() < 1 and mask.diagonal().sum() == 0
+    torch.manual_seed(0)
+    x = (torch.rand(400, 8, 12, dtype=torch.float64) < 0.1).double()
+    y = torch.arange(8) % 3
+    optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=0.02)
+    losses = []
+    for _ in range(20):
+        loss, grads = st_rsbp_backward(net, net.trains(x), y, cfg)
+        losses.append(loss.sum().item())
+        optimizer.zero_grad()
+        for weight, grad in grads.items():
+            weight.grad = grad
+        optimizer.step()
+    assert min(losses[-3:]) < 0.8 * losses[0], losses
+    assert (net.layers[0].recurrent.weight.detach()[mask == 0] == 0).all()
+
+
+def test_sparse_rate_encoding():
+    x = torch.tensor([[0.0, 0.55, 1.0, 2.0]])
+    spikes = sparse_rate(x, 20000, torch.Generator().manual_seed(0))
+    assert spikes.shape == (20000, 1, 4) and set(spikes.unique().tolist()) <= {0.0, 1.0}
+    rates = spikes.mean(0)[0]
+    assert rates[0] == 0 and rates[1] == pytest.approx(0.1, abs=0.01)
+    assert rates[2] == pytest.approx(1 / 5.5, abs=0.01) and rates[3] == pytest.approx(1 / 5.5, abs=0.01)
+
+
+def test_convolutions_are_refused():
+    from snnbench.algorithms import algorithms
+    from snnbench.architectures import resolve_architecture
+    from snnbench.data import datasets
+
+    cls = algorithms.get("st-rsbp")
+    info = datasets.get("digits")().info(datasets.get("digits").Options())
+    with pytest.raises(SnnbenchError, match="dense and recurrent"):
+        cls(cls.Config(), resolve_architecture("8C3-P2-32"), info).build(10)
+
+
+def test_learns_digits(write_suite, tmp_path):
+    from snnbench.runner import run_suite
+
+    path = write_suite(
+        {
+            "timesteps": [100],
+            "budgets": {"smoke": {"epochs": 4, "batch_size": 32, "train_subset": 600, "test_subset": 200}},
+            "algorithms": {"st-rsbp": {"arch": "R128", "threshold_recurrent": 5.0, "lr": 0.01}},
+        }
+    )
+    record = run_suite(path, out_dir=tmp_path, device="cpu").records[0]
+    assert record.status == "ok" and record.metrics["top1"] > 60.0, record.metrics["top1"]  # chance 10 %
+    assert 0 < record.metrics["spike_rate"] < 1 and record.metrics["acs_per_sample"] > 0
+    assert math.isfinite(record.history[-1]["loss"])
