@@ -23,14 +23,18 @@ Loss and gradients (counts o_i over the window; δ is ∂L/∂(ϑ o), i.e. divid
   (4) ∂L/∂w_ij = δ_i e_{i|j} / S_i  (feed-forward and recurrent weights alike; × the lateral factor
       1/(1 − w_0² Σ_{l≠i} r_il r_li/ϑ²) at the output, r_il = e_{l|i}/o_i)
   (5) feed-forward: δ_j = (1/ϑ_prev) Σ_i δ_i w_ij r_ij / S_i,  r_ij = e_{i|j}/o_j (0.5 if o_i o_j = 0)
-  (6) recurrent layer: δ_prev = (1/ϑ_prev) δ (I − W^r ⊙ R^r/ϑ)^{-1} (W ⊙ R)   (batched linear solve)
-S_i = 1 − (1/ϑ) Σ_j w_ij p′_{o_j}(o_i) is the self-consistency correction of the official code, whose
-polynomials p come from offline Monte-Carlo tables that are not available here: we use S_i = 1 (p′ = 0).
+  (6) recurrent layer: δ_prev = (1/ϑ_prev) δ (diag(S) − W^r ⊙ R^r/ϑ)^{-1} (W ⊙ R)   (batched solve)
+  (7) S_i = 1 − (1/ϑ) Σ_j w_ij p′_{o_j}(o_i) (recurrent inputs included), the self-consistency correction:
+      p_c(o) is a degree-4 polynomial fit of E[e_{i|j}] over random spike trains with c input and o output
+      spikes. The official tables (``Effect_Ratio_file``, from ``eij_function.m``) are not available here;
+      :func:`effect_polynomials` regenerates them the same way (Monte-Carlo, uniform spike times at least
+      T_ref + 1 apart) for the run's T, τ_m, τ_s.
 Other deviations (batching, no boosting): docs/algorithms/st-rsbp.md.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 
@@ -50,31 +54,56 @@ class STRSBPConfig(AlgorithmConfig):
     tau_m: float = Field(64.0, gt=1.0, description="membrane time constant τ_m in steps (official cfg: 64)")
     tau_s: float = Field(8.0, gt=1.0, description="synaptic time constant τ_s in steps (official cfg: 8)")
     refractory: int = Field(2, ge=0, description="refractory steps after a spike (official cfg T_REFRAC: 2)")
-    threshold_hidden: float = Field(20.0, gt=0.0, description="ϑ of feed-forward hidden layers (F-MNIST cfg: 20)")
+    threshold_hidden: float = Field(
+        20.0, gt=0.0, description="ϑ of feed-forward hidden layers (F-MNIST cfg: 20)"
+    )
     threshold_recurrent: float = Field(20.0, gt=0.0, description="ϑ of recurrent layers (F-MNIST cfg: 20)")
     threshold_output: float = Field(15.0, gt=0.0, description="ϑ of the output layer (F-MNIST cfg: 15)")
-    desired_count: float = Field(35.0, gt=0.0, description="target count of the label neuron per 400 steps (cfg)")
-    undesired_count: float = Field(5.0, ge=0.0, description="target count of other outputs per 400 steps (cfg)")
+    desired_count: float = Field(
+        35.0, gt=0.0, description="target count of the label neuron per 400 steps (cfg)"
+    )
+    undesired_count: float = Field(
+        5.0, ge=0.0, description="target count of other outputs per 400 steps (cfg)"
+    )
     margin: float = Field(5.0, ge=0.0, description="dead zone |o − y| ≤ margin per 400 steps (cfg MARGIN: 5)")
     count_window: int = Field(
-        400, gt=0, description="window the three counts above are given for; they scale with T/count_window "
-        "(ours: the official code uses T = 400 and never scales)"
+        400,
+        gt=0,
+        description="window the three counts above are given for; they scale with T/count_window "
+        "(ours: the official code uses T = 400 and never scales)",
     )
-    inject_label_spikes: bool = Field(True, description="spikes inserted into a silent label neuron (g_modifySpikes)")
-    lateral_inhibition: float = Field(1.0, ge=0.0, description="w_0 between output neurons (cfg localInbStrength: 1)")
+    inject_label_spikes: bool = Field(
+        True, description="spikes inserted into a silent label neuron (g_modifySpikes)"
+    )
+    lateral_inhibition: float = Field(
+        1.0, ge=0.0, description="w_0 between output neurons (cfg localInbStrength: 1)"
+    )
+    self_consistency: bool = Field(True, description="S_i of eq. (7) (official code); False: S_i = 1")
+    effect_table_samples: int = Field(
+        1000,
+        gt=0,
+        description="Monte-Carlo trains per (input, output) count for p_c(o) (eij_function.m: 1000)",
+    )
     silent_ratio: float = Field(0.5, description="r_ij used when o_i or o_j is 0 (official code: 0.5)")
     init_w: float = Field(1.0, gt=0.0, description="weights U(−init_w, init_w) (cfg initW = 1, 'Bernoulli')")
     reservoir_connectivity: bool = Field(
-        True, description="recurrent weights only between neurons connected on a 3-D grid with probability "
-        "c·exp(−d²/4), 80 % excitatory (official reservoir); False: all-to-all (no self-loops)"
+        True,
+        description="recurrent weights only between neurons connected on a 3-D grid with probability "
+        "c·exp(−d²/4), 80 % excitatory (official reservoir); False: all-to-all (no self-loops)",
     )
-    lr: float = Field(1e-3, gt=0.0, description="Adam (0.9, 0.999, 1e-8), lr/√(epoch+1) (official code: 1e-3)")
+    lr: float = Field(
+        1e-3, gt=0.0, description="Adam (0.9, 0.999, 1e-8), lr/√(epoch+1) (official code: 1e-3)"
+    )
     reg_lambda: float = Field(10.0, ge=0.0, description="λ of the weight regulariser (cfg LAMBDA_REG: 10)")
-    reg_beta: float = Field(0.04, ge=0.0, description="β of the weight regulariser (cfg BETA_REG: 0.04 images)")
-    weight_limit: float = Field(8.0, gt=0.0, description="w_lim of the weight regulariser (cfg WEIGHT_LIMIT: 8)")
+    reg_beta: float = Field(
+        0.04, ge=0.0, description="β of the weight regulariser (cfg BETA_REG: 0.04 images)"
+    )
+    weight_limit: float = Field(
+        8.0, gt=0.0, description="w_lim of the weight regulariser (cfg WEIGHT_LIMIT: 8)"
+    )
 
 
-# ---- spike-train level quantities (pure functions, time-major [T, B, N]) --------------------------------------
+# ---- spike-train level quantities (pure functions, time-major [T, B, N]) ------------------------------
 def presynaptic_traces(pre: torch.Tensor, tau_s: float) -> torch.Tensor:
     """P_j(t) = p_j(t)/τ_s with p_j(t) = (1 − 1/τ_s) p_j(t−1) + s_j(t−1): the synaptic current of eq. (2)."""
     decay = 1.0 - 1.0 / tau_s
@@ -88,7 +117,7 @@ def presynaptic_traces(pre: torch.Tensor, tau_s: float) -> torch.Tensor:
 
 
 def refractory_mask(post: torch.Tensor, refractory: int) -> torch.Tensor:
-    """1 at the ``refractory`` steps after each spike of ``post`` (where the membrane is held at 0), else 0."""
+    """1 at the ``refractory`` steps after each spike of ``post`` (membrane held at 0), else 0."""
     mask = torch.zeros_like(post)
     for lag in range(1, refractory + 1):
         mask[lag:] = torch.maximum(mask[lag:], post[:-lag])
@@ -107,46 +136,116 @@ def postsynaptic_kernel(post: torch.Tensor, tau_m: float, refractory: int) -> to
     return out * (1.0 - refractory_mask(post, refractory))
 
 
-def spike_train_effects(pre: torch.Tensor, post: torch.Tensor, tau_m: float, tau_s: float, refractory: int) -> torch.Tensor:
-    """S-PSP e_{i|j} ``[B, N_post, N_pre]`` of every pre/post pair, eq. (2), from ``[T, B, N]`` spike trains."""
+def spike_train_effects(
+    pre: torch.Tensor, post: torch.Tensor, tau_m: float, tau_s: float, refractory: int
+) -> torch.Tensor:
+    """S-PSP e_{i|j} ``[B, N_post, N_pre]`` of every pre/post pair, eq. (2), from ``[T, B, N]`` trains."""
     kernel = postsynaptic_kernel(post, tau_m, refractory).permute(1, 2, 0)  # [B, N_post, T]
     traces = presynaptic_traces(pre, tau_s).permute(1, 0, 2)  # [B, T, N_pre]
     return torch.bmm(kernel, traces)
 
 
-def effect_ratios(effects: torch.Tensor, o_post: torch.Tensor, o_pre: torch.Tensor, silent: float) -> torch.Tensor:
-    """r_ij = e_{i|j}/o_j, and ``silent`` where o_i or o_j is 0 (official convention), ``[B, N_post, N_pre]``."""
+def effect_ratios(
+    effects: torch.Tensor, o_post: torch.Tensor, o_pre: torch.Tensor, silent: float
+) -> torch.Tensor:
+    """r_ij = e_{i|j}/o_j, and ``silent`` where o_i or o_j is 0 (official), ``[B, N_post, N_pre]``."""
     active = (o_post > 0).unsqueeze(2) & (o_pre > 0).unsqueeze(1)
     ratio = effects / o_pre.clamp(min=1.0).unsqueeze(1)
     return torch.where(active, ratio, torch.full_like(ratio, silent))
+
+
+def random_spike_trains(
+    count: int, T: int, refractory: int, samples: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``[T, samples, count]``: column c has c + 1 spikes at uniform random times at least ``refractory`` + 1
+    steps apart (``random_time.m``'s distribution, drawn exactly: sorted distinct u_k + k·refractory)."""
+    trains = torch.zeros(T, samples, count, dtype=torch.float64)
+    for c in range(1, count + 1):
+        slots = T - (c - 1) * refractory
+        u = torch.rand(samples, slots, generator=generator).argsort(1)[:, :c].sort(1).values
+        times = u + torch.arange(c) * refractory
+        trains[:, :, c - 1].scatter_(0, times.t(), 1.0)
+    return trains
+
+
+@functools.lru_cache(maxsize=8)
+def effect_polynomials(T: int, tau_m: float, tau_s: float, refractory: int, samples: int) -> torch.Tensor:
+    """Coefficients ``[C, 4]`` of p′_c(o) = Σ_k a_ck o^k: the o-derivative of the degree-4 least-squares fit
+    of the mean S-PSP e over random trains with c = 1…C input and o = 1…C output spikes (C = min(100, the
+    most spikes T allows)), as the official ``eij_function.m`` computes offline; fixed seed (a table)."""
+    most = min(100, (T + refractory) // (refractory + 1))
+    if most < 2:
+        return torch.zeros(max(most, 1), 4, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(0)
+    pre = random_spike_trains(most, T, refractory, samples, generator)
+    post = random_spike_trains(most, T, refractory, samples, generator)
+    mean = spike_train_effects(pre, post, tau_m, tau_s, refractory).mean(0)  # [o, c]
+    o = torch.arange(1, most + 1, dtype=torch.float64)
+    scale = float(most)  # fit in o / most for conditioning
+    vander = torch.stack([(o / scale) ** k for k in range(5)], 1)  # [o, 5]
+    coef = torch.linalg.lstsq(vander, mean).solution  # [5, c]: e ≈ Σ_k b_k (o/scale)^k
+    derivative = torch.stack([(k + 1) * coef[k + 1] / scale ** (k + 1) for k in range(4)], 1)  # [c, 4]
+    return derivative
+
+
+def self_consistency(
+    weights: list[torch.Tensor],
+    pre_counts: list[torch.Tensor],
+    o_post: torch.Tensor,
+    threshold: float,
+    poly: torch.Tensor,
+) -> torch.Tensor:
+    """S_i = 1 − (1/ϑ) Σ_j w_ij p′_{c_j}(o_i), eq. (7), ``[B, N_out]`` (p′ = 0 where o_i = 0; c clipped to
+    the table's 1…C, as the official code clips to 100), kept ≥ 1e-4 in magnitude like the official solve."""
+    powers = torch.stack([o_post**k for k in range(4)], -1)  # [B, N_out, 4]
+    total = torch.zeros_like(o_post)
+    for weight, counts in zip(weights, pre_counts, strict=True):
+        rows = counts.long().clamp(1, len(poly)) - 1  # [B, N_in]
+        per_power = torch.einsum("ij,bjk->bik", weight, poly.to(weight)[rows])  # Σ_j w_ij a_{c_j k}
+        total = total + (per_power * powers).sum(-1)
+    s = 1.0 - torch.where(o_post > 0, total, torch.zeros_like(total)) / threshold
+    return torch.where(s >= 0, s.clamp(min=1e-4), s.clamp(max=-1e-4))
 
 
 def reservoir_mask(n: int, generator: torch.Generator) -> torch.Tensor:
     """Official reservoir topology: neurons on a 5 × 5 × ⌈n/25⌉ grid, 80 % excitatory; i ← k connected with
     probability c·exp(−d²/4), c = 0.45 (E→E), 0.3 (E→I), 0.6 (I→E), 0.15 (I→I); no self-loops. ``[n, n]``."""
     depth = math.ceil(n / 25)
-    grid = torch.stack(torch.meshgrid(torch.arange(5), torch.arange(5), torch.arange(depth), indexing="ij"), -1)
+    grid = torch.stack(
+        torch.meshgrid(torch.arange(5), torch.arange(5), torch.arange(depth), indexing="ij"), -1
+    )
     position = grid.reshape(-1, 3)[:n].double()
     excitatory = torch.rand(n, generator=generator) < 0.8
     c = torch.tensor([[0.15, 0.6], [0.3, 0.45]], dtype=torch.float64)  # [post E?][pre E?]
     probability = c[excitatory.long().unsqueeze(1), excitatory.long().unsqueeze(0)]
-    probability = probability * torch.exp(-torch.cdist(position, position) ** 2 / 4.0)
+    probability = probability * torch.exp(-(torch.cdist(position, position) ** 2) / 4.0)
     connected = torch.rand(n, n, generator=generator, dtype=torch.float64) < probability
     connected.fill_diagonal_(False)
     return connected.float()
 
 
-# ---- network ------------------------------------------------------------------------------------------------
+# ---- network ----------------------------------------------------------------------------------------
 class STRSBPLayer(SpikingLayer):
     """A dense layer of eq.-(1) neurons on spike trains ``[T, B, N_in]`` → ``[T, B, N_out]``, with trained
     recurrent weights (``R`` layers) or fixed lateral inhibition −w_0 between all neurons (output layer)."""
 
     def __init__(
-        self, n_in: int, n_out: int, threshold: float, cfg: STRSBPConfig, generator: torch.Generator,
-        recurrent: bool = False, lateral_inhibition: float = 0.0,
+        self,
+        n_in: int,
+        n_out: int,
+        threshold: float,
+        cfg: STRSBPConfig,
+        generator: torch.Generator,
+        recurrent: bool = False,
+        lateral_inhibition: float = 0.0,
     ) -> None:
         super().__init__()
-        self.threshold, self.tau_m, self.tau_s, self.refractory = threshold, cfg.tau_m, cfg.tau_s, cfg.refractory
+        self.threshold, self.tau_m, self.tau_s, self.refractory = (
+            threshold,
+            cfg.tau_m,
+            cfg.tau_s,
+            cfg.refractory,
+        )
         self.synapse = nn.Linear(n_in, n_out, bias=False)
         with torch.no_grad():
             self.synapse.weight.copy_((torch.rand(n_out, n_in, generator=generator) * 2 - 1) * cfg.init_w)
@@ -157,7 +256,9 @@ class STRSBPLayer(SpikingLayer):
             mask = reservoir_mask(n_out, generator) if cfg.reservoir_connectivity else 1.0 - torch.eye(n_out)
             self.register_buffer("recurrent_mask", mask)
             with torch.no_grad():
-                self.recurrent.weight.copy_((torch.rand(n_out, n_out, generator=generator) * 2 - 1) * cfg.init_w * mask)
+                self.recurrent.weight.copy_(
+                    (torch.rand(n_out, n_out, generator=generator) * 2 - 1) * cfg.init_w * mask
+                )
         elif lateral_inhibition > 0:
             self.lateral = nn.Linear(n_out, n_out, bias=False)
             self.lateral.weight.requires_grad_(False)
@@ -192,7 +293,7 @@ class STRSBPLayer(SpikingLayer):
 
 
 class STRSBPNet(nn.Module):
-    """Stack of :class:`STRSBPLayer`; ``forward`` returns the output spike trains, ``trains`` every layer's."""
+    """Stack of :class:`STRSBPLayer`; ``forward`` returns the output trains, ``trains`` every layer's."""
 
     def __init__(self, layers: list[STRSBPLayer]) -> None:
         super().__init__()
@@ -209,7 +310,7 @@ class STRSBPNet(nn.Module):
         return self.trains(x)[-1]
 
 
-# ---- the spike-train level backward pass ----------------------------------------------------------------------
+# ---- the spike-train level backward pass ------------------------------------------------------------
 def output_error(
     counts: torch.Tensor, labels: torch.Tensor, desired: float, undesired: float, margin: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -222,20 +323,22 @@ def output_error(
 
 
 def inject_label_spikes(spikes: torch.Tensor, labels: torch.Tensor, desired: float) -> torch.Tensor:
-    """A copy of the output trains where a silent label neuron fires every ⌊T/desired⌋ steps (from that step)."""
+    """The output trains with a silent label neuron firing every ⌊T/desired⌋ steps (from that step)."""
     T = len(spikes)
     interval = max(1, int(T // max(desired, 1.0)))
     label_train = spikes.gather(2, labels.view(1, -1, 1).expand(T, -1, 1))  # [T, B, 1]
     silent = label_train.sum(0, keepdim=True) == 0
     regular = torch.zeros(T, 1, 1, dtype=spikes.dtype, device=spikes.device)
     regular[interval::interval] = 1.0
-    return spikes.scatter(2, labels.view(1, -1, 1).expand(T, -1, 1), torch.where(silent, regular, label_train))
+    return spikes.scatter(
+        2, labels.view(1, -1, 1).expand(T, -1, 1), torch.where(silent, regular, label_train)
+    )
 
 
 def st_rsbp_backward(
     net: STRSBPNet, trains: list[torch.Tensor], labels: torch.Tensor, cfg: STRSBPConfig
 ) -> tuple[torch.Tensor, dict[nn.Parameter, torch.Tensor]]:
-    """Per-sample loss ``[B]`` and batch-mean spike-train level gradients of every trained weight, eqs. (3)–(6)."""
+    """Per-sample loss ``[B]`` and batch-mean spike-train level weight gradients, eqs. (3)–(7)."""
     T = len(trains[0])
     scale = T / cfg.count_window
     counts = [train.sum(0) for train in trains]
@@ -249,11 +352,25 @@ def st_rsbp_backward(
         post = inject_label_spikes(post, labels, cfg.desired_count * scale)
     grads: dict[nn.Parameter, torch.Tensor] = {}
     batch = len(labels)
+    poly = (
+        effect_polynomials(T, cfg.tau_m, cfg.tau_s, cfg.refractory, cfg.effect_table_samples)
+        if cfg.self_consistency
+        else None
+    )
     for index in range(len(net.layers) - 1, -1, -1):
         layer: STRSBPLayer = net.layers[index]
         pre, o_post, o_pre = trains[index], post.sum(0), counts[index]
         effects = layer.effects(pre, post)  # [B, N_out, N_in]
-        row_delta = delta
+        weights, pre_counts = [layer.synapse.weight], [o_pre]
+        if layer.recurrent is not None:
+            weights, pre_counts = [*weights, layer.recurrent.weight], [o_pre, o_post]
+        s = (
+            self_consistency(weights, pre_counts, o_post, layer.threshold, poly)
+            if poly is not None
+            else torch.ones_like(o_post)
+        )
+        scaled = delta / s  # δ_i / S_i: weight gradients (4) and the feed-forward error (5)
+        row_delta = scaled
         if layer.lateral is not None:  # eq. (4): the output's lateral factor
             lateral = layer.effects(post, post) / o_post.clamp(min=1.0).unsqueeze(1)  # [B, i, l]: e_{i|l}/o_l
             active = o_post > 0
@@ -262,29 +379,33 @@ def st_rsbp_backward(
             lateral = lateral * (1.0 - torch.eye(len(o_post[0]), device=lateral.device))
             d = active.to(lateral.dtype) / layer.threshold
             loop = (lateral * lateral.transpose(1, 2) * d.unsqueeze(1)).sum(2) * d  # Σ_l r_il r_li d_l d_i
-            row_delta = delta / (1.0 - layer.lateral.weight[0, 1] ** 2 * loop)
+            row_delta = scaled / (1.0 - layer.lateral.weight[0, 1] ** 2 * loop)
         grads[layer.synapse.weight] = torch.einsum("bi,bij->ij", row_delta, effects) / batch
         ratios = effect_ratios(effects, o_post, o_pre, cfg.silent_ratio)
         transfer = layer.synapse.weight.unsqueeze(0) * ratios  # W ⊙ R, [B, N_out, N_in]
+        carried = scaled
         if layer.recurrent is not None:
             rec_effects = layer.effects(post, post)
             grads[layer.recurrent.weight] = (
-                torch.einsum("bi,bij->ij", delta, rec_effects) / batch * layer.recurrent_mask
+                torch.einsum("bi,bij->ij", scaled, rec_effects) / batch * layer.recurrent_mask
             )
             rec_ratios = effect_ratios(rec_effects, o_post, o_post, cfg.silent_ratio)
-            eye = torch.eye(len(o_post[0]), dtype=delta.dtype, device=delta.device)
-            lhs = eye - layer.recurrent.weight.unsqueeze(0) * rec_ratios / layer.threshold
-            transfer = torch.linalg.solve(lhs, transfer)  # eq. (6)
+            lhs = torch.diag_embed(s) - layer.recurrent.weight.unsqueeze(0) * rec_ratios / layer.threshold
+            transfer = torch.linalg.solve(lhs, transfer)  # eq. (6), S_i on the diagonal (official LHS)
+            carried = delta
         if index == 0:
             break
         previous = net.layers[index - 1]
-        delta = torch.einsum("bi,bij->bj", delta, transfer) / previous.threshold  # eqs. (5)/(6)
+        delta = torch.einsum("bi,bij->bj", carried, transfer) / previous.threshold  # eqs. (5)/(6)
         post = pre
     for weight, grad in grads.items():  # official regulariser: λβ (w/w_lim) exp(β (mean_j (w/w_lim)² − 1))
         if cfg.reg_lambda > 0 and cfg.reg_beta > 0:
             ratio = weight.detach() / cfg.weight_limit
-            grad += cfg.reg_lambda * cfg.reg_beta * ratio * torch.exp(
-                cfg.reg_beta * ((ratio**2).mean(1, keepdim=True) - 1.0)
+            grad += (
+                cfg.reg_lambda
+                * cfg.reg_beta
+                * ratio
+                * torch.exp(cfg.reg_beta * ((ratio**2).mean(1, keepdim=True) - 1.0))
             )
     return loss, grads
 
@@ -318,11 +439,17 @@ class STRSBP(Algorithm):
                     "(the official spiking CNN is not ported: see docs/algorithms/st-rsbp.md)"
                 )
             threshold = cfg.threshold_recurrent if layer.recurrent else cfg.threshold_hidden
-            layers.append(STRSBPLayer(n_in, layer.units, threshold, cfg, generator, recurrent=layer.recurrent))
+            layers.append(
+                STRSBPLayer(n_in, layer.units, threshold, cfg, generator, recurrent=layer.recurrent)
+            )
             n_in = layer.units
         layers.append(
             STRSBPLayer(
-                n_in, self.data.num_classes, cfg.threshold_output, cfg, generator,
+                n_in,
+                self.data.num_classes,
+                cfg.threshold_output,
+                cfg,
+                generator,
                 lateral_inhibition=cfg.lateral_inhibition,
             )
         )
@@ -336,7 +463,11 @@ class STRSBP(Algorithm):
         return TrainState(optimizer, scheduler)
 
     def train_epoch(
-        self, net: nn.Module, state: TrainState, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], ctx: RunContext
+        self,
+        net: nn.Module,
+        state: TrainState,
+        batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+        ctx: RunContext,
     ) -> dict[str, float]:
         cfg: STRSBPConfig = self.config  # type: ignore[assignment]
         assert isinstance(net, STRSBPNet) and state.optimizer is not None

@@ -1,4 +1,4 @@
-"""ST-RSBP's networks (Zhang & Li, NeurIPS 2019; official configs ``Config/*.txt`` and result logs ``Result/*.txt``).
+"""ST-RSBP's networks (Zhang & Li, NeurIPS 2019; official ``Config/*.txt`` and result logs ``Result/*.txt``).
 
 ``R`` = a layer with trained recurrent weights inside it (the official "reservoir" layer); the output layer
 (with fixed lateral inhibition) is appended by the algorithm.
@@ -9,7 +9,7 @@ from snnbench.architectures import register_architecture
 register_architecture(
     "strsbp-fmnist",
     "400-R400",
-    "Zhang & Li 2019, official Config/FashionMNIST.txt and Result/FashionMNIST_R400_400.txt (784-400-R400-10)",
+    "Zhang & Li 2019, official Config/FashionMNIST.txt, Result/FashionMNIST_R400_400.txt (784-400-R400-10)",
     "feed-forward 400, recurrent 400 (reservoir connectivity on a 5 × 5 × 16 grid)",
 )
 register_architecture(

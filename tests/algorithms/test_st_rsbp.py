@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,9 +14,11 @@ from snnbench.algorithms.st_rsbp import (
     STRSBPConfig,
     STRSBPLayer,
     STRSBPNet,
+    effect_polynomials,
     effect_ratios,
     inject_label_spikes,
     output_error,
+    random_spike_trains,
     spike_train_effects,
     st_rsbp_backward,
 )
@@ -23,7 +26,9 @@ from snnbench.data.encoding import sparse_rate
 from snnbench.errors import SnnbenchError
 
 
-def reference_effect(pre: list[int], post: list[int], T: int, tau_m: float, tau_s: float, refractory: int) -> float:
+def reference_effect(
+    pre: list[int], post: list[int], T: int, tau_m: float, tau_s: float, refractory: int
+) -> float:
     """e_{i|j} by direct simulation of one pair: the synaptic trace of ``pre`` (one-step delay) integrated
     by a membrane that is zeroed at each ``post`` spike and for ``refractory`` steps after it; the membrane
     value is collected at every post spike."""
@@ -86,6 +91,41 @@ def test_effects_are_the_neurons_membrane_at_its_spikes():
     assert all((g > cfg.refractory).all() for g in gaps)  # no spike inside the refractory period
 
 
+def test_random_trains_and_the_effect_polynomials():
+    """p′_c(o) against numpy's degree-4 fit of mean e_{i|j} from the per-pair reference loop over separately
+    drawn trains (the official ``eij_function.m`` procedure), up to Monte-Carlo noise."""
+    T, refractory = 30, 2
+    trains = random_spike_trains(8, T, refractory, 50, torch.Generator().manual_seed(5))
+    assert (trains.sum(0) == torch.arange(1, 9)).all()
+    for b in range(50):
+        for c in range(8):
+            assert (torch.diff(torch.nonzero(trains[:, b, c]).flatten()) > refractory).all()
+    table = effect_polynomials(T, 6.0, 2.0, refractory, 2000)
+    assert table.shape == (10, 4)  # at most 10 spikes fit in 30 steps 3 apart
+    c, samples = 3, 1500
+    pre = random_spike_trains(c, T, refractory, samples, torch.Generator().manual_seed(11))[:, :, c - 1]
+    post = random_spike_trains(10, T, refractory, samples, torch.Generator().manual_seed(12))
+    means = [
+        sum(
+            reference_effect(
+                torch.nonzero(pre[:, b]).flatten().tolist(),
+                torch.nonzero(post[:, b, o - 1]).flatten().tolist(),
+                T,
+                6.0,
+                2.0,
+                refractory,
+            )
+            for b in range(samples)
+        )
+        / samples
+        for o in range(1, 11)
+    ]
+    expected = np.polyder(np.polyfit(np.arange(1, 11), means, 4))
+    for o in (2.0, 5.0, 8.0):
+        ours = sum(table[c - 1, k].item() * o**k for k in range(4))
+        assert ours == pytest.approx(np.polyval(expected, o), abs=0.01), o
+
+
 def test_output_error_dead_zone_and_injection():
     counts = torch.tensor([[30.0, 4.0, 11.0], [0.0, 0.0, 12.0]])
     loss, error = output_error(counts, torch.tensor([0, 1]), 35.0, 5.0, 5.0)
@@ -108,13 +148,17 @@ def test_effect_ratios_use_half_for_silent_pairs():
 def tiny_recurrent_net(cfg: STRSBPConfig) -> STRSBPNet:
     generator = torch.Generator().manual_seed(3)
     hidden = STRSBPLayer(12, 16, cfg.threshold_recurrent, cfg, generator, recurrent=True)
-    output = STRSBPLayer(16, 3, cfg.threshold_output, cfg, generator, lateral_inhibition=cfg.lateral_inhibition)
+    output = STRSBPLayer(
+        16, 3, cfg.threshold_output, cfg, generator, lateral_inhibition=cfg.lateral_inhibition
+    )
     return STRSBPNet([hidden, output]).double()
 
 
 def recurrent_descent(sign: float) -> list[float]:
     """Loss over 10 Adam steps on the recurrent weights alone (the rest fixed), along ``sign`` × gradient."""
-    cfg = STRSBPConfig(threshold_recurrent=1.0, threshold_output=1.5, reg_lambda=0.0, reservoir_connectivity=False)
+    cfg = STRSBPConfig(
+        threshold_recurrent=1.0, threshold_output=1.5, reg_lambda=0.0, reservoir_connectivity=False
+    )
     net = tiny_recurrent_net(cfg)
     torch.manual_seed(0)
     x = (torch.rand(400, 8, 12, dtype=torch.float64) < 0.1).double()  # fixed input spikes
@@ -124,7 +168,9 @@ def recurrent_descent(sign: float) -> list[float]:
     losses = []
     for _ in range(10):
         loss, grads = st_rsbp_backward(net, net.trains(x), y, cfg)
-        assert grads[recurrent].abs().sum() > 0 and grads[recurrent].diagonal().abs().sum() == 0  # no self-loops
+        assert (
+            grads[recurrent].abs().sum() > 0 and grads[recurrent].diagonal().abs().sum() == 0
+        )  # no self-loops
         losses.append(loss.sum().item())
         optimizer.zero_grad()
         recurrent.grad = sign * grads[recurrent]
@@ -133,7 +179,7 @@ def recurrent_descent(sign: float) -> list[float]:
 
 
 def test_recurrent_gradients_reduce_the_loss():
-    """The count loss is piecewise constant in w, so a few small steps: descent lowers it, ascent raises it."""
+    """The count loss is piecewise constant in w, so a few small steps: descent lowers it, ascent raises."""
     descent, ascent = recurrent_descent(1.0), recurrent_descent(-1.0)
     assert descent[-1] < 0.97 * descent[0] and ascent[-1] > 1.03 * ascent[0]
 
