@@ -89,7 +89,7 @@ class STRSBPConfig(AlgorithmConfig):
     reservoir_connectivity: bool = Field(
         True,
         description="recurrent weights only between neurons connected on a 3-D grid with probability "
-        "c·exp(−d²/4), 80 % excitatory (official reservoir); False: all-to-all (no self-loops)",
+        "c·exp(−d²/4), 80 % excitatory, self-loops included (official reservoir); False: all-to-all, none",
     )
     lr: float = Field(
         1e-3, gt=0.0, description="Adam (0.9, 0.999, 1e-8), lr/√(epoch+1) (official code: 1e-3)"
@@ -208,20 +208,19 @@ def self_consistency(
 
 
 def reservoir_mask(n: int, generator: torch.Generator) -> torch.Tensor:
-    """Official reservoir topology: neurons on a 5 × 5 × ⌈n/25⌉ grid, 80 % excitatory; i ← k connected with
-    probability c·exp(−d²/4), c = 0.45 (E→E), 0.3 (E→I), 0.6 (I→E), 0.15 (I→I); no self-loops. ``[n, n]``."""
+    """Official reservoir topology: neurons on a 5 × 5 × ⌈n/25⌉ grid (the first n cells), 80 % excitatory;
+    k → i connected with probability c·exp(−d²/4), c = 0.45 (E→E), 0.3 (E→I), 0.6 (I→E), 0.15 (I→I);
+    self-loops included (d = 0) as in the official code. ``[n, n]``, rows = post."""
     depth = math.ceil(n / 25)
     grid = torch.stack(
         torch.meshgrid(torch.arange(5), torch.arange(5), torch.arange(depth), indexing="ij"), -1
     )
     position = grid.reshape(-1, 3)[:n].double()
     excitatory = torch.rand(n, generator=generator) < 0.8
-    c = torch.tensor([[0.15, 0.6], [0.3, 0.45]], dtype=torch.float64)  # [post E?][pre E?]
+    c = torch.tensor([[0.15, 0.3], [0.6, 0.45]], dtype=torch.float64)  # [post E?][pre E?]
     probability = c[excitatory.long().unsqueeze(1), excitatory.long().unsqueeze(0)]
     probability = probability * torch.exp(-(torch.cdist(position, position) ** 2) / 4.0)
-    connected = torch.rand(n, n, generator=generator, dtype=torch.float64) < probability
-    connected.fill_diagonal_(False)
-    return connected.float()
+    return (torch.rand(n, n, generator=generator, dtype=torch.float64) < probability).float()
 
 
 # ---- network ----------------------------------------------------------------------------------------

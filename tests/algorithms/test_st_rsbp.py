@@ -19,6 +19,7 @@ from snnbench.algorithms.st_rsbp import (
     inject_label_spikes,
     output_error,
     random_spike_trains,
+    reservoir_mask,
     spike_train_effects,
     st_rsbp_backward,
 )
@@ -188,7 +189,7 @@ def test_full_update_reduces_the_loss_and_reservoir_mask_is_kept():
     cfg = STRSBPConfig(threshold_recurrent=1.0, threshold_output=1.5)
     net = tiny_recurrent_net(cfg)
     mask = net.layers[0].recurrent_mask
-    assert 0 < mask.mean() < 1 and mask.diagonal().sum() == 0
+    assert 0 < mask.mean() < 1
     torch.manual_seed(0)
     x = (torch.rand(400, 8, 12, dtype=torch.float64) < 0.1).double()
     y = torch.arange(8) % 3
@@ -203,6 +204,36 @@ def test_full_update_reduces_the_loss_and_reservoir_mask_is_kept():
         optimizer.step()
     assert min(losses[-3:]) < 0.8 * losses[0], losses
     assert (net.layers[0].recurrent.weight.detach()[mask == 0] == 0).all()
+
+
+def test_reservoir_connection_probabilities():
+    """c·exp(−d²/4) per (pre, post) type on the 5 × 5 × 16 grid, measured at distance 0 (self-loops) and 1."""
+    n, draws = 400, 20
+    grid = torch.stack(torch.meshgrid(*(torch.arange(k) for k in (5, 5, 16)), indexing="ij"), -1).reshape(
+        -1, 3
+    )
+    distance = torch.cdist(grid.double(), grid.double())
+    hits, pairs = torch.zeros(2, 2, 2), torch.zeros(2, 2, 2)  # [d][post E][pre E]
+    for seed in range(draws):
+        mask = reservoir_mask(n, torch.Generator().manual_seed(seed))
+        excitatory = (
+            torch.rand(n, generator=torch.Generator().manual_seed(seed)) < 0.8
+        ).long()  # its first draw
+        for d in (0, 1):
+            at = distance == d
+            for post in (0, 1):
+                for pre in (0, 1):
+                    sel = at & (excitatory.unsqueeze(1) == post) & (excitatory.unsqueeze(0) == pre)
+                    hits[d, post, pre] += mask[sel].sum()
+                    pairs[d, post, pre] += sel.sum()
+    c = {(1, 1): 0.45, (0, 1): 0.3, (1, 0): 0.6, (0, 0): 0.15}  # (post E, pre E): E→E, E→I, I→E, I→I
+    for (post, pre), value in c.items():
+        for d in (0, 1) if post == pre else (1,):  # a self-loop joins a neuron to its own type
+            expected = value * math.exp(-(d**2) / 4)
+            rate = (hits[d, post, pre] / pairs[d, post, pre]).item()
+            assert rate == pytest.approx(
+                expected, abs=4 * math.sqrt(expected / pairs[d, post, pre].item()) + 0.01
+            )
 
 
 def test_sparse_rate_encoding():
