@@ -280,9 +280,8 @@ def test_every_suite_runs_its_smoke_budget_on_the_fixtures(suite_name, mirror, t
     publish(monkeypatch, served, suite.dataset)
     root = tmp_path / "data"
     datasets.get(suite.dataset)().download(root)
-    T = min(
-        suite.timesteps
-    )  # one T and one seed per method keeps this in seconds; the grid is tested on digits
+    # one T and one seed per method keeps this in seconds; the grid is tested on digits
+    T = min(suite.timesteps)
     result = run_suite(
         suite,
         Overrides(budget="smoke", seeds=[0], timesteps=[T]),
