@@ -41,9 +41,10 @@ from collections.abc import Iterable
 import torch
 from pydantic import Field
 from torch import nn
+from torch.nn import functional as F
 
 from snnbench.algorithms import Algorithm, AlgorithmConfig, Paper, RunContext, TrainState, algorithms
-from snnbench.architectures import Dense
+from snnbench.architectures import Conv, Dense, Pool
 from snnbench.errors import SnnbenchError
 from snnbench.neurons.layers import SpikingLayer
 
@@ -59,6 +60,18 @@ class STRSBPConfig(AlgorithmConfig):
     )
     threshold_recurrent: float = Field(20.0, gt=0.0, description="ϑ of recurrent layers (F-MNIST cfg: 20)")
     threshold_output: float = Field(15.0, gt=0.0, description="ϑ of the output layer (F-MNIST cfg: 15)")
+    threshold_conv: tuple[float, ...] = Field(
+        (5.0, 10.0),
+        min_length=1,
+        description="ϑ of the 1st, 2nd, … convolutional layer, the last repeated (official "
+        "Config/SpikingCNNMnistConfig.txt: conv1 5, conv2 10)",
+    )
+    threshold_pool: tuple[float, ...] = Field(
+        (2.0, 4.0),
+        min_length=1,
+        description="ϑ of the 1st, 2nd, … spiking pooling layer, the last repeated (official "
+        "Config/SpikingCNNMnistConfig.txt: pooling1 2, pooling2 4)",
+    )
     desired_count: float = Field(
         35.0, gt=0.0, description="target count of the label neuron per 400 steps (cfg)"
     )
@@ -203,8 +216,7 @@ def self_consistency(
         rows = counts.long().clamp(1, len(poly)) - 1  # [B, N_in]
         per_power = torch.einsum("ij,bjk->bik", weight, poly.to(weight)[rows])  # Σ_j w_ij a_{c_j k}
         total = total + (per_power * powers).sum(-1)
-    s = 1.0 - torch.where(o_post > 0, total, torch.zeros_like(total)) / threshold
-    return torch.where(s >= 0, s.clamp(min=1e-4), s.clamp(max=-1e-4))
+    return bounded_consistency(total, o_post, threshold)
 
 
 def reservoir_mask(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -221,6 +233,36 @@ def reservoir_mask(n: int, generator: torch.Generator) -> torch.Tensor:
     probability = c[excitatory.long().unsqueeze(1), excitatory.long().unsqueeze(0)]
     probability = probability * torch.exp(-(torch.cdist(position, position) ** 2) / 4.0)
     return (torch.rand(n, n, generator=generator, dtype=torch.float64) < probability).float()
+
+
+def integrate(
+    feedforward: torch.Tensor,
+    threshold: float,
+    tau_m: float,
+    tau_s: float,
+    refractory: int,
+    lateral: nn.Module | None = None,
+) -> torch.Tensor:
+    """Spike trains ``[T, B, N]`` of eq.-(1) neurons driven by ``feedforward`` = Σ_j w_ij s_j(t) (applied one
+    step later) plus ``lateral`` (recurrent/inhibitory weights on the layer's own previous spikes)."""
+    syn_decay, mem_decay = 1.0 - 1.0 / tau_s, 1.0 - 1.0 / tau_m
+    eps = torch.zeros_like(feedforward[0])
+    v = torch.zeros_like(eps)
+    hold = torch.zeros_like(eps)  # refractory steps left
+    spikes = torch.zeros_like(feedforward)
+    for t in range(1, len(feedforward)):
+        eps = syn_decay * eps + feedforward[t - 1]
+        if lateral is not None:
+            eps = eps + lateral(spikes[t - 1])
+        v = mem_decay * v + eps / tau_s
+        in_refractory = hold > 0
+        v = torch.where(in_refractory, torch.zeros_like(v), v)
+        hold = hold - in_refractory.to(hold.dtype)
+        fired = v > threshold
+        spikes[t] = fired.to(v.dtype)
+        v = torch.where(fired, torch.zeros_like(v), v)
+        hold = torch.where(fired, torch.full_like(hold, float(refractory)), hold)
+    return spikes
 
 
 # ---- network ----------------------------------------------------------------------------------------
@@ -267,34 +309,186 @@ class STRSBPLayer(SpikingLayer):
     def forward(self, pre: torch.Tensor) -> torch.Tensor:
         feedforward = self.synapse(pre)  # [T, B, N_out]: Σ_j w_ij s_j(t), applied one step later
         lateral = self.recurrent if self.recurrent is not None else self.lateral
-        syn_decay, mem_decay = 1.0 - 1.0 / self.tau_s, 1.0 - 1.0 / self.tau_m
-        eps = torch.zeros_like(feedforward[0])
-        v = torch.zeros_like(eps)
-        hold = torch.zeros_like(eps)  # refractory steps left
-        spikes = torch.zeros_like(feedforward)
-        for t in range(1, len(pre)):
-            eps = syn_decay * eps + feedforward[t - 1]
-            if lateral is not None:
-                eps = eps + lateral(spikes[t - 1])
-            v = mem_decay * v + eps / self.tau_s
-            refractory = hold > 0
-            v = torch.where(refractory, torch.zeros_like(v), v)
-            hold = hold - refractory.to(hold.dtype)
-            fired = v > self.threshold
-            spikes[t] = fired.to(v.dtype)
-            v = torch.where(fired, torch.zeros_like(v), v)
-            hold = torch.where(fired, torch.full_like(hold, float(self.refractory)), hold)
-        return spikes
+        return integrate(feedforward, self.threshold, self.tau_m, self.tau_s, self.refractory, lateral)
+
+    @property
+    def error_divisor(self) -> float:
+        """What the error arriving at this layer is divided by: ϑ (δ = ∂L/∂(ϑ o), eq. 5)."""
+        return self.threshold
 
     def effects(self, pre: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
         """e_{i|j} of this layer's neurons (``post``) for presynaptic trains ``pre``, eq. (2)."""
         return spike_train_effects(pre, post, self.tau_m, self.tau_s, self.refractory)
 
 
-class STRSBPNet(nn.Module):
-    """Stack of :class:`STRSBPLayer`; ``forward`` returns the output trains, ``trains`` every layer's."""
+def bounded_consistency(total: torch.Tensor, o_post: torch.Tensor, threshold: float) -> torch.Tensor:
+    """S = 1 − total/ϑ (0 where o_i = 0), kept ≥ 1e-4 in magnitude like the official solve."""
+    s = 1.0 - torch.where(o_post > 0, total, torch.zeros_like(total)) / threshold
+    return torch.where(s >= 0, s.clamp(min=1e-4), s.clamp(max=-1e-4))
 
-    def __init__(self, layers: list[STRSBPLayer]) -> None:
+
+class STRSBPConvLayer(SpikingLayer):
+    """Eq.-(1) neurons on a ``[C_out, H_out, W_out]`` map with a weight-shared convolution (no bias) as the
+    synapse (official ``layers/ConvSpiking.cu``); trains are kept flat, ``[T, B, C·H·W]``. e_{i|j} exists only
+    for the pairs inside each output neuron's receptive field: ``[B, C_out, C_in·k·k, L]`` (L positions)."""
+
+    def __init__(
+        self,
+        in_shape: tuple[int, int, int],
+        channels: int,
+        kernel: int,
+        padding: int,
+        threshold: float,
+        cfg: STRSBPConfig,
+        generator: torch.Generator,
+    ) -> None:
+        super().__init__()
+        self.threshold, self.tau_m, self.tau_s, self.refractory = (
+            threshold,
+            cfg.tau_m,
+            cfg.tau_s,
+            cfg.refractory,
+        )
+        c_in, height, width = in_shape
+        self.in_shape, self.kernel, self.padding = in_shape, kernel, padding
+        self.out_shape = (channels, height + 2 * padding - kernel + 1, width + 2 * padding - kernel + 1)
+        if min(self.out_shape[1:]) < 1:
+            raise SnnbenchError(f"st-rsbp: a {kernel}×{kernel} kernel does not fit a {height}×{width} map")
+        self.synapse = nn.Conv2d(c_in, channels, kernel, padding=padding, bias=False)
+        with torch.no_grad():
+            shape = self.synapse.weight.shape
+            self.synapse.weight.copy_((torch.rand(shape, generator=generator) * 2 - 1) * cfg.init_w)
+
+    @property
+    def error_divisor(self) -> float:
+        return self.threshold
+
+    def forward(self, pre: torch.Tensor) -> torch.Tensor:
+        T, B = pre.shape[:2]
+        feedforward = self.synapse(pre.reshape(T * B, *self.in_shape)).reshape(T, B, -1)
+        return integrate(feedforward, self.threshold, self.tau_m, self.tau_s, self.refractory)
+
+    def unfold(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., C_in·H·W]`` → ``[..., C_in·k·k, L]``: each position's receptive field (0 = padding)."""
+        lead = x.shape[:-1]
+        cols = F.unfold(x.reshape(-1, *self.in_shape), self.kernel, padding=self.padding)
+        return cols.reshape(*lead, cols.shape[-2], cols.shape[-1])
+
+    def effects(self, pre: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
+        """e_{i|j} ``[B, C_out, C_in·k·k, L]`` = Σ_t K_i(t) P_j(t) for j in i's receptive field, eq. (2)."""
+        T, B = pre.shape[:2]
+        traces = self.unfold(presynaptic_traces(pre, self.tau_s))  # [T, B, J, L]
+        kernel = postsynaptic_kernel(post, self.tau_m, self.refractory).reshape(T, B, self.out_shape[0], -1)
+        return torch.einsum("tbol,tbjl->bojl", kernel, traces)
+
+    def backward(
+        self,
+        pre: torch.Tensor,
+        post: torch.Tensor,
+        o_pre: torch.Tensor,
+        o_post: torch.Tensor,
+        delta: torch.Tensor,
+        cfg: STRSBPConfig,
+        poly: torch.Tensor | None,
+    ) -> tuple[dict[nn.Parameter, torch.Tensor], torch.Tensor]:
+        """Eqs. (4), (5), (7) with shared weights: ∂L/∂W = batch mean of Σ_L δ_i e_{i|j}/S_i, and the error
+        Σ_{i: j ∈ RF(i)} δ_i w_ij r_ij/S_i ``[B, C_in·H·W]`` (a fold), not yet divided by ϑ_prev."""
+        batch = len(delta)
+        effects = self.effects(pre, post)  # [B, O, J, L]
+        o_i = o_post.reshape(batch, self.out_shape[0], -1)  # [B, O, L]
+        o_j = self.unfold(o_pre)  # [B, J, L]
+        weight = self.synapse.weight.reshape(self.out_shape[0], -1)  # [O, J]
+        if poly is not None:  # eq. (7) over the receptive field (padding excluded)
+            valid = self.unfold(torch.ones_like(o_pre[:1]))  # [1, J, L]
+            table = poly.to(weight)[o_j.long().clamp(1, len(poly)) - 1] * valid.unsqueeze(-1)  # [B, J, L, 4]
+            per_power = torch.einsum("oj,bjlk->bolk", weight, table)
+            powers = torch.stack([o_i**k for k in range(4)], -1)  # [B, O, L, 4]
+            s = bounded_consistency((per_power * powers).sum(-1), o_i, self.threshold)
+        else:
+            s = torch.ones_like(o_i)
+        scaled = delta.reshape(o_i.shape) / s
+        grad = torch.einsum("bol,bojl->oj", scaled, effects) / batch
+        active = (o_i > 0).unsqueeze(2) & (o_j > 0).unsqueeze(1)
+        ratios = torch.where(
+            active, effects / o_j.clamp(min=1.0).unsqueeze(1), torch.full_like(effects, cfg.silent_ratio)
+        )
+        back = torch.einsum("bol,oj,bojl->bjl", scaled, weight, ratios)
+        back = F.fold(back, self.in_shape[1:], self.kernel, padding=self.padding).reshape(batch, -1)
+        return {self.synapse.weight: grad.reshape(self.synapse.weight.shape)}, back
+
+
+class STRSBPPoolLayer(SpikingLayer):
+    """Spiking pooling (official ``layers/PoolingSpiking.cu``): eq.-(1) neurons with their own threshold,
+    each driven by the summed spikes of its size × size window (fixed weights 1, stride = size), not
+    trained. Error routing as in the official code: δ_j = (δ_i/size²) e_{i|j}/o_j (0 for silent pairs), no
+    S_i and no division by the pooling layer's ϑ (``error_divisor`` = size²)."""
+
+    def __init__(
+        self, in_shape: tuple[int, int, int], size: int, threshold: float, cfg: STRSBPConfig
+    ) -> None:
+        super().__init__()
+        self.threshold, self.tau_m, self.tau_s, self.refractory = (
+            threshold,
+            cfg.tau_m,
+            cfg.tau_s,
+            cfg.refractory,
+        )
+        channels, height, width = in_shape
+        if height % size or width % size:
+            raise SnnbenchError(
+                f"st-rsbp: pooling {size}×{size} needs a map divisible by it, not {height}×{width}"
+            )
+        self.in_shape, self.size = in_shape, size
+        self.out_shape = (channels, height // size, width // size)
+
+    @property
+    def error_divisor(self) -> float:
+        return float(self.size * self.size)
+
+    def forward(self, pre: torch.Tensor) -> torch.Tensor:
+        T, B = pre.shape[:2]
+        summed = F.avg_pool2d(pre.reshape(T * B, *self.in_shape), self.size) * self.size**2
+        return integrate(summed.reshape(T, B, -1), self.threshold, self.tau_m, self.tau_s, self.refractory)
+
+    def unfold(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., C·H·W]`` → ``[..., C, size², L]``: each pooling neuron's window."""
+        lead = x.shape[:-1]
+        cols = F.unfold(x.reshape(-1, *self.in_shape), self.size, stride=self.size)
+        return cols.reshape(*lead, self.in_shape[0], self.size**2, cols.shape[-1])
+
+    def effects(self, pre: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
+        """e_{i|j} ``[B, C, size², L]`` for the inputs j in each pooling neuron's window, eq. (2)."""
+        T, B = pre.shape[:2]
+        traces = self.unfold(presynaptic_traces(pre, self.tau_s))  # [T, B, C, k, L]
+        kernel = postsynaptic_kernel(post, self.tau_m, self.refractory).reshape(T, B, self.in_shape[0], -1)
+        return torch.einsum("tbcl,tbckl->bckl", kernel, traces)
+
+    def backward(
+        self,
+        pre: torch.Tensor,
+        post: torch.Tensor,
+        o_pre: torch.Tensor,
+        o_post: torch.Tensor,
+        delta: torch.Tensor,
+        cfg: STRSBPConfig,
+        poly: torch.Tensor | None,
+    ) -> tuple[dict[nn.Parameter, torch.Tensor], torch.Tensor]:
+        """No weights; the error δ_i r_ij to the window's inputs ``[B, C·H·W]`` (a fold)."""
+        batch = len(delta)
+        effects = self.effects(pre, post)  # [B, C, k, L]
+        o_i = o_post.reshape(batch, self.in_shape[0], 1, -1)
+        o_j = self.unfold(o_pre)  # [B, C, k, L]
+        ratios = torch.where((o_i > 0) & (o_j > 0), effects / o_j.clamp(min=1.0), torch.zeros_like(effects))
+        back = (delta.reshape(o_i.shape) * ratios).reshape(batch, -1, ratios.shape[-1])
+        back = F.fold(back, self.in_shape[1:], self.size, stride=self.size).reshape(batch, -1)
+        return {}, back
+
+
+class STRSBPNet(nn.Module):
+    """Stack of :class:`STRSBPConvLayer`, :class:`STRSBPPoolLayer` and :class:`STRSBPLayer` (trains flat,
+    ``[T, B, N]``); ``forward`` returns the output trains, ``trains`` every layer's."""
+
+    def __init__(self, layers: list[nn.Module]) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
 
@@ -357,8 +551,16 @@ def st_rsbp_backward(
         else None
     )
     for index in range(len(net.layers) - 1, -1, -1):
-        layer: STRSBPLayer = net.layers[index]
+        layer = net.layers[index]
         pre, o_post, o_pre = trains[index], post.sum(0), counts[index]
+        if not isinstance(layer, STRSBPLayer):  # convolution or pooling
+            layer_grads, back = layer.backward(pre, post, o_pre, o_post, delta, cfg, poly)
+            grads.update(layer_grads)
+            if index == 0:
+                break
+            delta = back / net.layers[index - 1].error_divisor
+            post = pre
+            continue
         effects = layer.effects(pre, post)  # [B, N_out, N_in]
         weights, pre_counts = [layer.synapse.weight], [o_pre]
         if layer.recurrent is not None:
@@ -395,7 +597,7 @@ def st_rsbp_backward(
         if index == 0:
             break
         previous = net.layers[index - 1]
-        delta = torch.einsum("bi,bij->bj", carried, transfer) / previous.threshold  # eqs. (5)/(6)
+        delta = torch.einsum("bi,bij->bj", carried, transfer) / previous.error_divisor  # eqs. (5)/(6)
         post = pre
     for weight, grad in grads.items():  # official regulariser: λβ (w/w_lim) exp(β (mean_j (w/w_lim)² − 1))
         if cfg.reg_lambda > 0 and cfg.reg_beta > 0:
@@ -404,7 +606,9 @@ def st_rsbp_backward(
                 cfg.reg_lambda
                 * cfg.reg_beta
                 * ratio
-                * torch.exp(cfg.reg_beta * ((ratio**2).mean(1, keepdim=True) - 1.0))
+                * torch.exp(cfg.reg_beta * ((ratio**2).flatten(1).mean(1) - 1.0)).view(
+                    -1, *[1] * (ratio.dim() - 1)
+                )
             )
     return loss, grads
 
@@ -429,19 +633,41 @@ class STRSBP(Algorithm):
     def build(self, T: int) -> nn.Module:
         cfg: STRSBPConfig = self.config  # type: ignore[assignment]
         generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
-        n_in = math.prod(self.data.input_shape)
-        layers: list[STRSBPLayer] = []
+        shape = tuple(self.data.input_shape)
+        layers: list[nn.Module] = []
+        convs = pools = 0
         for layer in self.arch.layers:
+            if isinstance(layer, (Conv, Pool)):
+                if len(shape) != 3 or (isinstance(layer, Conv) and layer.stride != 1):
+                    raise SnnbenchError(f"st-rsbp: {layer} needs a [C, H, W] input and stride 1")
+                if isinstance(layer, Conv):
+                    threshold = cfg.threshold_conv[min(convs, len(cfg.threshold_conv) - 1)]
+                    module: nn.Module = STRSBPConvLayer(
+                        shape, layer.channels, layer.kernel, layer.pad, threshold, cfg, generator
+                    )
+                    convs += 1
+                else:
+                    if layer.kind != "default":
+                        raise SnnbenchError(f"st-rsbp pools with its own spiking pooling only, not {layer}")
+                    threshold = cfg.threshold_pool[min(pools, len(cfg.threshold_pool) - 1)]
+                    module = STRSBPPoolLayer(shape, layer.size, threshold, cfg)
+                    pools += 1
+                layers.append(module)
+                shape = module.out_shape
+                continue
             if not isinstance(layer, Dense):
                 raise SnnbenchError(
-                    f"st-rsbp implements dense and recurrent (R) layers only, not {layer} "
-                    "(the official spiking CNN is not ported: see docs/algorithms/st-rsbp.md)"
+                    f"st-rsbp implements convolutional, spiking pooling, dense and recurrent (R) layers, "
+                    f"not {layer}"
                 )
             threshold = cfg.threshold_recurrent if layer.recurrent else cfg.threshold_hidden
             layers.append(
-                STRSBPLayer(n_in, layer.units, threshold, cfg, generator, recurrent=layer.recurrent)
+                STRSBPLayer(
+                    math.prod(shape), layer.units, threshold, cfg, generator, recurrent=layer.recurrent
+                )
             )
-            n_in = layer.units
+            shape = (layer.units,)
+        n_in = math.prod(shape)
         layers.append(
             STRSBPLayer(
                 n_in,

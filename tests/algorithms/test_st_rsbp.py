@@ -12,11 +12,14 @@ import torch
 
 from snnbench.algorithms.st_rsbp import (
     STRSBPConfig,
+    STRSBPConvLayer,
     STRSBPLayer,
     STRSBPNet,
+    STRSBPPoolLayer,
     effect_polynomials,
     effect_ratios,
     inject_label_spikes,
+    integrate,
     output_error,
     random_spike_trains,
     reservoir_mask,
@@ -245,15 +248,161 @@ def test_sparse_rate_encoding():
     assert rates[2] == pytest.approx(1 / 5.5, abs=0.01) and rates[3] == pytest.approx(1 / 5.5, abs=0.01)
 
 
-def test_convolutions_are_refused():
+def test_conv_and_pool_build_and_other_layers_are_refused():
     from snnbench.algorithms import algorithms
     from snnbench.architectures import resolve_architecture
     from snnbench.data import datasets
 
     cls = algorithms.get("st-rsbp")
     info = datasets.get("digits")().info(datasets.get("digits").Options())
-    with pytest.raises(SnnbenchError, match="dense and recurrent"):
-        cls(cls.Config(), resolve_architecture("8C3-P2-32"), info).build(10)
+    net = cls(cls.Config(), resolve_architecture("4C3p0-P2-4C3-32"), info).build(10)
+    conv1, pool, conv2 = net.layers[:3]
+    assert isinstance(conv1, STRSBPConvLayer) and isinstance(pool, STRSBPPoolLayer)
+    assert (conv1.threshold, pool.threshold, conv2.threshold) == (5.0, 2.0, 10.0)  # official CNN cfg
+    assert conv1.out_shape == (4, 6, 6) and pool.out_shape == (4, 3, 3) and conv2.out_shape == (4, 3, 3)
+    x = (torch.rand(12, 2, 1, 8, 8) < 0.3).float()
+    assert net(x).shape == (12, 2, 10)
+    with pytest.raises(SnnbenchError, match="own spiking pooling"):
+        cls(cls.Config(), resolve_architecture("4C3-MP2-32"), info).build(10)
+
+
+CONV_IN, CONV_K, CONV_PAD, CONV_OUT = (2, 4, 4), 3, 1, 3
+
+
+def random_conv_case(T: int = 30, batch: int = 2):
+    """A float64 conv layer with random weights and random pre/post trains (effects hold for any trains)."""
+    cfg = STRSBPConfig()
+    layer = STRSBPConvLayer(
+        CONV_IN, CONV_OUT, CONV_K, CONV_PAD, 1.5, cfg, torch.Generator().manual_seed(1)
+    ).double()
+    generator = torch.Generator().manual_seed(2)
+    pre = (torch.rand(T, batch, math.prod(CONV_IN), generator=generator) < 0.2).double()
+    post = (torch.rand(T, batch, math.prod(layer.out_shape), generator=generator) < 0.15).double()
+    post[:, 0, :5] = 0.0  # some silent post neurons
+    pre[:, 1, :6] = 0.0  # and silent inputs
+    return cfg, layer, pre, post
+
+
+def test_conv_effects_equal_dense_effects_of_the_receptive_field():
+    """e_{i|j} of the conv layer = the dense S-PSP of each position's explicitly sliced receptive field."""
+    cfg, layer, pre, post = random_conv_case()
+    T, B = pre.shape[:2]
+    effects = layer.effects(pre, post)  # [B, O, J, L]
+    c, h, w = CONV_IN
+    padded = torch.nn.functional.pad(pre.reshape(T, B, c, h, w), (CONV_PAD,) * 4)
+    out_h, out_w = layer.out_shape[1:]
+    post_map = post.reshape(T, B, CONV_OUT, out_h, out_w)
+    for y in range(out_h):
+        for x in range(out_w):
+            window = padded[:, :, :, y : y + CONV_K, x : x + CONV_K].reshape(T, B, -1)
+            dense = spike_train_effects(window, post_map[:, :, :, y, x], cfg.tau_m, cfg.tau_s, cfg.refractory)
+            torch.testing.assert_close(effects[..., y * out_w + x], dense)
+
+
+def test_conv_gradient_and_error_match_a_pairwise_loop():
+    """∂L/∂W = batch mean of Σ_positions δ_i e_{i|j}/S_i and δ_j = Σ_{i ∋ j} δ_i w_ij r_ij/S_i, with e from
+    the single-pair simulation and S_i = 1 − (1/ϑ) Σ_{j ∈ RF} w_ij p′_{c_j}(o_i), summed pair by pair."""
+    cfg, layer, pre, post = random_conv_case()
+    T, B = pre.shape[:2]
+    poly = effect_polynomials(T, cfg.tau_m, cfg.tau_s, cfg.refractory, 50)
+    delta = torch.randn(B, post.shape[2], generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    grads, back = layer.backward(pre, post, pre.sum(0), post.sum(0), delta, cfg, poly)
+    c_in, h, w = CONV_IN
+    out_h, out_w = layer.out_shape[1:]
+    weight = layer.synapse.weight.detach()
+    pre_map, post_map = pre.reshape(T, B, c_in, h, w), post.reshape(T, B, CONV_OUT, out_h, out_w)
+    expected_grad, expected_back = torch.zeros_like(weight), torch.zeros(B, c_in, h, w, dtype=torch.float64)
+    for b in range(B):
+        for o in range(CONV_OUT):
+            for y in range(out_h):
+                for x in range(out_w):
+                    post_times = post_map[:, b, o, y, x].nonzero().flatten().tolist()
+                    o_i = len(post_times)
+                    pairs = []
+                    for c in range(c_in):
+                        for ky in range(CONV_K):
+                            for kx in range(CONV_K):
+                                iy, ix = y + ky - CONV_PAD, x + kx - CONV_PAD
+                                if 0 <= iy < h and 0 <= ix < w:
+                                    pairs.append((c, ky, kx, iy, ix))
+                    total = 0.0
+                    for c, ky, kx, iy, ix in pairs:
+                        c_j = min(max(int(pre_map[:, b, c, iy, ix].sum()), 1), len(poly))
+                        total += weight[o, c, ky, kx].item() * sum(
+                            poly[c_j - 1, k].item() * o_i**k for k in range(4)
+                        )
+                    s = max(1.0 - (total if o_i > 0 else 0.0) / layer.threshold, 1e-4)
+                    d = delta[b, o * out_h * out_w + y * out_w + x].item() / s
+                    for c, ky, kx, iy, ix in pairs:
+                        pre_times = pre_map[:, b, c, iy, ix].nonzero().flatten().tolist()
+                        e = reference_effect(pre_times, post_times, T, cfg.tau_m, cfg.tau_s, cfg.refractory)
+                        expected_grad[o, c, ky, kx] += d * e / B
+                        r = e / len(pre_times) if o_i and pre_times else cfg.silent_ratio
+                        expected_back[b, c, iy, ix] += d * weight[o, c, ky, kx].item() * r
+    torch.testing.assert_close(grads[layer.synapse.weight], expected_grad)
+    torch.testing.assert_close(back, expected_back.reshape(B, -1))
+    plain, _ = layer.backward(pre, post, pre.sum(0), post.sum(0), delta, cfg, None)
+    assert not torch.allclose(plain[layer.synapse.weight], expected_grad)  # S_i ≠ 1 was exercised
+
+
+def test_pool_routes_the_error_by_effect_ratios():
+    """Spiking pooling: fixed unit weights over the window; δ_j = δ_i e_{i|j}/o_j (0 when silent)."""
+    cfg = STRSBPConfig()
+    layer = STRSBPPoolLayer((2, 4, 4), 2, 2.0, cfg)
+    T, B = 40, 2
+    generator = torch.Generator().manual_seed(4)
+    pre = (torch.rand(T, B, 32, generator=generator) < 0.3).double()
+    pre[:, 0, :3] = 0.0
+    post = layer(pre)
+    summed = pre.reshape(T, B, 2, 2, 2, 2, 2).sum((4, 6)).reshape(T, B, -1)  # window sums by reshape
+    assert post.sum() > 0 and torch.equal(post, integrate(summed, 2.0, cfg.tau_m, cfg.tau_s, cfg.refractory))
+    delta = torch.randn(B, 8, generator=generator, dtype=torch.float64)
+    grads, back = layer.backward(pre, post, pre.sum(0), post.sum(0), delta, cfg, None)
+    assert grads == {}
+    pre_map = pre.reshape(T, B, 2, 4, 4)
+    post_map = post.reshape(T, B, 2, 2, 2)
+    expected = torch.zeros(B, 2, 4, 4, dtype=torch.float64)
+    for b in range(B):
+        for c in range(2):
+            for iy in range(4):
+                for ix in range(4):
+                    pre_times = pre_map[:, b, c, iy, ix].nonzero().flatten().tolist()
+                    post_times = post_map[:, b, c, iy // 2, ix // 2].nonzero().flatten().tolist()
+                    if pre_times and post_times:
+                        e = reference_effect(pre_times, post_times, T, cfg.tau_m, cfg.tau_s, cfg.refractory)
+                        expected[b, c, iy, ix] = (
+                            delta[b, c * 4 + (iy // 2) * 2 + ix // 2] * e / len(pre_times)
+                        )
+    torch.testing.assert_close(back, expected.reshape(B, -1))
+
+
+def conv_descent(sign: float) -> list[float]:
+    """Loss over 10 Adam steps on the conv weights alone of conv → spiking pooling → output, along
+    ``sign`` × gradient (the error reaches the conv layer through the pooling layer)."""
+    cfg = STRSBPConfig(reg_lambda=0.0)
+    generator = torch.Generator().manual_seed(5)
+    conv = STRSBPConvLayer((1, 6, 6), 3, 3, 0, 2.0, cfg, generator)
+    pool = STRSBPPoolLayer((3, 4, 4), 2, 1.0, cfg)
+    output = STRSBPLayer(12, 3, 1.5, cfg, generator, lateral_inhibition=cfg.lateral_inhibition)
+    net = STRSBPNet([conv, pool, output]).double()
+    torch.manual_seed(0)
+    x = (torch.rand(200, 8, 36, dtype=torch.float64) < 0.15).double()  # fixed input spikes
+    y = torch.arange(8) % 3
+    weight = conv.synapse.weight
+    optimizer = torch.optim.Adam([weight], lr=0.02)
+    losses = []
+    for _ in range(10):
+        loss, grads = st_rsbp_backward(net, net.trains(x), y, cfg)
+        losses.append(loss.sum().item())
+        optimizer.zero_grad()
+        weight.grad = sign * grads[weight]
+        optimizer.step()
+    return losses
+
+
+def test_conv_gradients_reduce_the_loss():
+    descent, ascent = conv_descent(1.0), conv_descent(-1.0)
+    assert descent[-1] < 0.7 * descent[0] and ascent[-1] > 1.3 * ascent[0], (descent, ascent)  # 0.53, 1.57
 
 
 def test_learns_digits(write_suite, tmp_path):
