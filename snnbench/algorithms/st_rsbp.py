@@ -29,7 +29,11 @@ Loss and gradients (counts o_i over the window; δ is ∂L/∂(ϑ o), i.e. divid
       spikes. The official tables (``Effect_Ratio_file``, from ``eij_function.m``) are not available here;
       :func:`effect_polynomials` regenerates them the same way (Monte-Carlo, uniform spike times at least
       T_ref + 1 apart) for the run's T, τ_m, τ_s.
-Other deviations (batching, no boosting): docs/algorithms/st-rsbp.md.
+Spiking CNN (``layers/ConvSpiking.cu``, ``layers/PoolingSpiking.cu``): conv layers are these neurons with a
+weight-shared convolution as synapse, e_{i|j} only inside each receptive field (unfold + one einsum over t),
+∂L/∂W summed over positions, the error a fold of δ_i w_ij r_ij/S_i; pooling layers: these neurons with fixed
+unit weights over the window and their own ϑ, routing δ_j = (δ_i/size²) r_ij (0 if silent), no S, no weights.
+Other deviations (batching, no boosting, conv S_i): docs/algorithms/st-rsbp.md.
 """
 
 from __future__ import annotations
