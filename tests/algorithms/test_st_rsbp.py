@@ -345,6 +345,50 @@ def test_conv_gradient_and_error_match_a_pairwise_loop():
     assert not torch.allclose(plain[layer.synapse.weight], expected_grad)  # S_i ≠ 1 was exercised
 
 
+def toeplitz(conv: STRSBPConvLayer, weight: torch.Tensor) -> torch.Tensor:
+    """The dense ``[N_out, N_in]`` matrix of the convolution with ``weight`` (differentiable in it)."""
+    n_in = math.prod(conv.in_shape)
+    basis = torch.eye(n_in, dtype=weight.dtype).reshape(n_in, *conv.in_shape)
+    return torch.nn.functional.conv2d(basis, weight, padding=conv.padding).reshape(n_in, -1).t()
+
+
+def test_conv_net_backward_equals_its_dense_equivalent():
+    """conv → conv → output and the same net with each conv replaced by its Toeplitz dense layer: same trains,
+    loss and output gradient; each conv gradient is the dense gradient summed over the positions sharing a
+    weight (the error crosses the conv → conv boundary, with S_i, ratios and ϑ division)."""
+    cfg = STRSBPConfig(reg_lambda=0.0)
+    generator = torch.Generator().manual_seed(6)
+    conv1 = STRSBPConvLayer((1, 6, 6), 3, 3, 1, 2.0, cfg, generator)
+    conv2 = STRSBPConvLayer((3, 6, 6), 2, 3, 0, 3.0, cfg, generator)
+    output = STRSBPLayer(32, 3, 1.5, cfg, generator, lateral_inhibition=cfg.lateral_inhibition)
+    conv_net = STRSBPNet([conv1, conv2, output]).double()
+    dense_layers = []
+    for conv in (conv1, conv2):
+        n_out, n_in = math.prod(conv.out_shape), math.prod(conv.in_shape)
+        dense = STRSBPLayer(n_in, n_out, conv.threshold, cfg, generator).double()
+        with torch.no_grad():
+            dense.synapse.weight.copy_(toeplitz(conv, conv.synapse.weight))
+        dense_layers.append(dense)
+    dense_net = STRSBPNet([*dense_layers, output])
+    torch.manual_seed(0)
+    x = (torch.rand(200, 6, 36, dtype=torch.float64) < 0.2).double()
+    y = torch.arange(6) % 3
+    conv_trains, dense_trains = conv_net.trains(x), dense_net.trains(x)
+    assert all(torch.equal(a, b) for a, b in zip(conv_trains, dense_trains, strict=True))
+    assert all(train.sum() > 0 for train in conv_trains)
+    conv_loss, conv_grads = st_rsbp_backward(conv_net, conv_trains, y, cfg)
+    dense_loss, dense_grads = st_rsbp_backward(dense_net, dense_trains, y, cfg)
+    torch.testing.assert_close(conv_loss, dense_loss)
+    torch.testing.assert_close(conv_grads[output.synapse.weight], dense_grads[output.synapse.weight])
+    for conv, dense in zip((conv1, conv2), dense_layers, strict=True):
+        weight = conv.synapse.weight.detach().clone().requires_grad_(True)
+        (expected,) = torch.autograd.grad(
+            (toeplitz(conv, weight) * dense_grads[dense.synapse.weight]).sum(), weight
+        )
+        assert expected.abs().sum() > 0
+        torch.testing.assert_close(conv_grads[conv.synapse.weight], expected)
+
+
 def test_pool_routes_the_error_by_effect_ratios():
     """Spiking pooling: fixed unit weights over the window; δ_j = δ_i e_{i|j}/o_j (0 when silent)."""
     cfg = STRSBPConfig()
