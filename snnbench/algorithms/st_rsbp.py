@@ -270,7 +270,30 @@ def integrate(
 
 
 # ---- network ----------------------------------------------------------------------------------------
-class STRSBPLayer(SpikingLayer):
+class STRSBPNeurons(SpikingLayer):
+    """What every ST-RSBP layer shares: eq.-(1) neurons with threshold ϑ and the run's τ_m, τ_s and
+    refractory period."""
+
+    def __init__(self, threshold: float, cfg: STRSBPConfig) -> None:
+        super().__init__()
+        self.threshold, self.tau_m, self.tau_s, self.refractory = (
+            threshold,
+            cfg.tau_m,
+            cfg.tau_s,
+            cfg.refractory,
+        )
+
+    def fire(self, current: torch.Tensor, lateral: nn.Module | None = None) -> torch.Tensor:
+        """Spike trains of the layer for its summed input ``current`` ``[T, B, N]`` (:func:`integrate`)."""
+        return integrate(current, self.threshold, self.tau_m, self.tau_s, self.refractory, lateral)
+
+    @property
+    def error_divisor(self) -> float:
+        """What the error arriving at this layer is divided by: ϑ (δ = ∂L/∂(ϑ o), eq. 5)."""
+        return self.threshold
+
+
+class STRSBPLayer(STRSBPNeurons):
     """A dense layer of eq.-(1) neurons on spike trains ``[T, B, N_in]`` → ``[T, B, N_out]``, with trained
     recurrent weights (``R`` layers) or fixed lateral inhibition −w_0 between all neurons (output layer)."""
 
@@ -284,13 +307,7 @@ class STRSBPLayer(SpikingLayer):
         recurrent: bool = False,
         lateral_inhibition: float = 0.0,
     ) -> None:
-        super().__init__()
-        self.threshold, self.tau_m, self.tau_s, self.refractory = (
-            threshold,
-            cfg.tau_m,
-            cfg.tau_s,
-            cfg.refractory,
-        )
+        super().__init__(threshold, cfg)
         self.synapse = nn.Linear(n_in, n_out, bias=False)
         with torch.no_grad():
             self.synapse.weight.copy_((torch.rand(n_out, n_in, generator=generator) * 2 - 1) * cfg.init_w)
@@ -313,12 +330,7 @@ class STRSBPLayer(SpikingLayer):
     def forward(self, pre: torch.Tensor) -> torch.Tensor:
         feedforward = self.synapse(pre)  # [T, B, N_out]: Σ_j w_ij s_j(t), applied one step later
         lateral = self.recurrent if self.recurrent is not None else self.lateral
-        return integrate(feedforward, self.threshold, self.tau_m, self.tau_s, self.refractory, lateral)
-
-    @property
-    def error_divisor(self) -> float:
-        """What the error arriving at this layer is divided by: ϑ (δ = ∂L/∂(ϑ o), eq. 5)."""
-        return self.threshold
+        return self.fire(feedforward, lateral)
 
     def effects(self, pre: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
         """e_{i|j} of this layer's neurons (``post``) for presynaptic trains ``pre``, eq. (2)."""
@@ -331,7 +343,7 @@ def bounded_consistency(total: torch.Tensor, o_post: torch.Tensor, threshold: fl
     return torch.where(s >= 0, s.clamp(min=1e-4), s.clamp(max=-1e-4))
 
 
-class STRSBPConvLayer(SpikingLayer):
+class STRSBPConvLayer(STRSBPNeurons):
     """Eq.-(1) neurons on a ``[C_out, H_out, W_out]`` map with a weight-shared convolution (no bias) as the
     synapse (official ``layers/ConvSpiking.cu``); trains are kept flat, ``[T, B, C·H·W]``. e_{i|j} exists only
     for the pairs inside each output neuron's receptive field: ``[B, C_out, C_in·k·k, L]`` (L positions)."""
@@ -346,13 +358,7 @@ class STRSBPConvLayer(SpikingLayer):
         cfg: STRSBPConfig,
         generator: torch.Generator,
     ) -> None:
-        super().__init__()
-        self.threshold, self.tau_m, self.tau_s, self.refractory = (
-            threshold,
-            cfg.tau_m,
-            cfg.tau_s,
-            cfg.refractory,
-        )
+        super().__init__(threshold, cfg)
         c_in, height, width = in_shape
         self.in_shape, self.kernel, self.padding = in_shape, kernel, padding
         self.out_shape = (channels, height + 2 * padding - kernel + 1, width + 2 * padding - kernel + 1)
@@ -363,14 +369,10 @@ class STRSBPConvLayer(SpikingLayer):
             shape = self.synapse.weight.shape
             self.synapse.weight.copy_((torch.rand(shape, generator=generator) * 2 - 1) * cfg.init_w)
 
-    @property
-    def error_divisor(self) -> float:
-        return self.threshold
-
     def forward(self, pre: torch.Tensor) -> torch.Tensor:
         T, B = pre.shape[:2]
         feedforward = self.synapse(pre.reshape(T * B, *self.in_shape)).reshape(T, B, -1)
-        return integrate(feedforward, self.threshold, self.tau_m, self.tau_s, self.refractory)
+        return self.fire(feedforward)
 
     def unfold(self, x: torch.Tensor) -> torch.Tensor:
         """``[..., C_in·H·W]`` → ``[..., C_in·k·k, L]``: each position's receptive field (0 = padding)."""
@@ -421,7 +423,7 @@ class STRSBPConvLayer(SpikingLayer):
         return {self.synapse.weight: grad.reshape(self.synapse.weight.shape)}, back
 
 
-class STRSBPPoolLayer(SpikingLayer):
+class STRSBPPoolLayer(STRSBPNeurons):
     """Spiking pooling (official ``layers/PoolingSpiking.cu``): eq.-(1) neurons with their own threshold,
     each driven by the summed spikes of its size × size window (fixed weights 1, stride = size), not
     trained. Error routing as in the official code: δ_j = (δ_i/size²) e_{i|j}/o_j (0 for silent pairs), no
@@ -430,13 +432,7 @@ class STRSBPPoolLayer(SpikingLayer):
     def __init__(
         self, in_shape: tuple[int, int, int], size: int, threshold: float, cfg: STRSBPConfig
     ) -> None:
-        super().__init__()
-        self.threshold, self.tau_m, self.tau_s, self.refractory = (
-            threshold,
-            cfg.tau_m,
-            cfg.tau_s,
-            cfg.refractory,
-        )
+        super().__init__(threshold, cfg)
         channels, height, width = in_shape
         if height % size or width % size:
             raise SnnbenchError(
@@ -452,7 +448,7 @@ class STRSBPPoolLayer(SpikingLayer):
     def forward(self, pre: torch.Tensor) -> torch.Tensor:
         T, B = pre.shape[:2]
         summed = F.avg_pool2d(pre.reshape(T * B, *self.in_shape), self.size) * self.size**2
-        return integrate(summed.reshape(T, B, -1), self.threshold, self.tau_m, self.tau_s, self.refractory)
+        return self.fire(summed.reshape(T, B, -1))
 
     def unfold(self, x: torch.Tensor) -> torch.Tensor:
         """``[..., C·H·W]`` → ``[..., C, size², L]``: each pooling neuron's window."""
