@@ -108,16 +108,38 @@ def test_native_cpu_kernels_equal_the_torch_ops_path(params, monkeypatch):
     if functional.native_kernels() is None:
         pytest.skip("no C++ toolchain: the torch-ops path is the only one")
     torch.manual_seed(1)
-    x = torch.randn(9, 4, 5000, dtype=torch.float32) * 1.5 + 0.8  # > one parallel block of neurons
+    # 150,000 neurons: more than one parallel block, and more than one 65,536-neuron chunk per block
+    x = torch.randn(6, 3, 50_000, dtype=torch.float32) * 1.5 + 0.8
     weights = torch.randn_like(x)
-    results = []
-    for native in (True, False):
-        if not native:
-            monkeypatch.setattr(functional, "_native_for", lambda x: None)
-        x_in = x.clone().requires_grad_()
-        spikes = lif_multistep(x_in, params)
-        (spikes * weights).sum().backward()
-        results.append((spikes, x_in.grad))
-    (native_spikes, native_grad), (torch_spikes, torch_grad) = results
-    assert torch.equal(native_spikes, torch_spikes) and native_spikes.sum() > 0
-    torch.testing.assert_close(native_grad, torch_grad, rtol=1e-5, atol=1e-6)
+    # ∂L/∂s: dense; the same at every step (stride 0 over T); one scalar everywhere (all strides 0)
+    losses = {
+        "weighted": lambda s: (s * weights).sum(),
+        "on counts": lambda s: (s.sum(0) * weights[0]).sum(),
+        "sum": lambda s: s.sum(),
+    }
+    for loss in losses.values():
+        results = []
+        for native in (True, False):
+            if not native:
+                monkeypatch.setattr(functional, "_native_for", lambda x: None)
+            x_in = x.clone().requires_grad_()
+            spikes = lif_multistep(x_in, params)
+            loss(spikes).backward()
+            results.append((spikes, x_in.grad))
+        monkeypatch.undo()
+        (native_spikes, native_grad), (torch_spikes, torch_grad) = results
+        assert torch.equal(native_spikes, torch_spikes) and native_spikes.sum() > 0
+        torch.testing.assert_close(native_grad, torch_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_native_backward_reuses_the_membrane_and_refuses_a_second_backward():
+    """The native backward writes ∂L/∂x over the saved membranes: a retained graph must fail loudly."""
+    from snnbench.neurons import functional
+
+    if functional.native_kernels() is None:
+        pytest.skip("no C++ toolchain: the torch-ops path is the only one")
+    x = (torch.randn(5, 3, 8) + 0.8).requires_grad_()
+    spikes = lif_multistep(x, LIFParams())
+    spikes.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        spikes.sum().backward()

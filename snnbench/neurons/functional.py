@@ -179,13 +179,10 @@ class _LIFMultiStep(torch.autograd.Function):
         p: LIFParams = ctx.p
         if ctx.native:
             alpha = SURROGATES[p.surrogate].default_alpha if p.alpha is None else p.alpha
-            # exp is the one transcendental: torch's vectorised sigmoid computes it, the kernel the rest
-            sigmoid = h_seq[:0]
-            if p.surrogate == "sigmoid":
-                sigmoid = (h_seq - p.v_threshold).mul_(alpha).sigmoid_()
+            # ∂L/∂x overwrites h_seq, which is not needed again (a second backward raises)
             grad_x = ctx.native.lif_backward(
-                grad_spikes, h_seq, sigmoid, p.tau, p.v_threshold, p.v_reset or 0.0, p.v_reset is None,
-                p.detach_reset, _SURROGATE_IDS[p.surrogate], alpha,
+                grad_spikes, h_seq, p.tau, p.v_threshold, p.v_reset or 0.0, p.v_reset is None, p.detach_reset,
+                _SURROGATE_IDS[p.surrogate], alpha, True,
             )  # fmt: skip
             return grad_x, None
         g = _surrogate_derivative_(h_seq - p.v_threshold, p)
@@ -211,18 +208,23 @@ def native_kernels() -> ModuleType | None:
     or None: ``SNNBENCH_NATIVE=0``, or no C++ toolchain (then the torch-ops path runs, with a warning)."""
     if os.environ.get("SNNBENCH_NATIVE", "1") == "0":
         return None
-    try:
-        from torch.utils.cpp_extension import load
+    from torch.utils.cpp_extension import load
 
-        source = Path(__file__).with_name("lif_cpu.cpp")
-        # -march=native: built on the machine that runs it; the name keys the build to this CPU model, so a
-        # home directory shared by different machines keeps one build per model
-        name = f"snnbench_lif_cpu_{_cpu_signature()}"
-        flags = ["-O3", "-march=native", "-ffp-contract=off"]
-        return load(name, [str(source)], extra_cflags=flags, verbose=False)
-    except Exception as exc:  # noqa: BLE001 - any build failure means "use the portable path"
-        warnings.warn(f"snnbench: fused CPU LIF kernels unavailable, using torch ops ({exc})", stacklevel=2)
-        return None
+    source = Path(__file__).with_name("lif_cpu.cpp")
+    # -march=native: built on the machine that runs it; the name keys the build to this CPU model, so a
+    # home directory shared by different machines keeps one build per model. -fno-trapping-math lets the
+    # compiler vectorise the clamps without AVX-512 masks; -fopenmp makes at::parallel_for multi-threaded
+    # (the OpenMP runtime is torch's own, already loaded); a compiler without OpenMP gets one thread.
+    name = f"snnbench_lif_cpu_{_cpu_signature()}"
+    flags = ["-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math"]
+    failure: Exception | None = None
+    for extra, suffix in ((["-fopenmp"], ""), ([], "_serial")):
+        try:
+            return load(name + suffix, [str(source)], extra_cflags=flags + extra, verbose=False)
+        except Exception as exc:  # noqa: BLE001 - any build failure means "try the next way"
+            failure = exc
+    warnings.warn(f"snnbench: fused CPU LIF kernels unavailable, using torch ops ({failure})", stacklevel=2)
+    return None
 
 
 def _cpu_signature() -> str:
