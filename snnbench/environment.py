@@ -1,7 +1,9 @@
-"""Where a run ran: package versions, device and processor names, git revision and dirty flag."""
+"""Where a run ran (package versions, device and processor names, git revision and dirty flag), and the
+process-level settings a run starts with."""
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import platform
 import subprocess
@@ -83,3 +85,23 @@ def environment(device: torch.device) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "git": git_revision(),
     }
+
+
+def reuse_freed_cpu_memory(limit_bytes: int = 1 << 30) -> bool:
+    """Let glibc keep freed CPU buffers up to ``limit_bytes`` in the heap for reuse; True if it applied.
+
+    By default glibc gives every allocation above its mmap threshold (32 MiB at most) fresh pages from the
+    kernel and unmaps them on free, so a ``[T, B, C, H, W]`` activation above that size page-faults on every
+    training step. On the project's 2-core VM that costs about 10 ms per 33 MB tensor, more than the LIF
+    kernel that fills it (benchmarks/README.md). Raising the mmap and trim thresholds serves such buffers
+    from the heap and keeps them there after free, as jemalloc/tcmalloc do (PyTorch's CPU performance guide
+    recommends those). The price: the heap can hold more than is in use (blocks kept for reuse; peak
+    resident memory of three training steps measured in benchmarks/README.md). A no-op on other C
+    libraries. Process-wide: the runner calls it in each worker.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(mallopt(m_mmap_threshold, limit_bytes)) and bool(mallopt(m_trim_threshold, limit_bytes))

@@ -85,8 +85,10 @@ def run_task(
     threads: int | None = None,
 ) -> list[RunRecord]:
     """Run a task's specs in order (in any process); runs claimed elsewhere are left out."""
+    from snnbench.environment import reuse_freed_cpu_memory
     from snnbench.runner import run_one
 
+    reuse_freed_cpu_memory()
     if threads:
         import torch
 

@@ -1,0 +1,38 @@
+"""Process settings a run starts with."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+
+import pytest
+
+STEPS = """
+import resource, sys, torch
+from snnbench.environment import reuse_freed_cpu_memory
+applied = reuse_freed_cpu_memory() if sys.argv[1] == "reuse" else False
+def page_faults_of_a_step():  # three 40 MiB activations, freed at the end, like a training step's
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    x = torch.empty(10 * 2**20).fill_(1.0)
+    y = x * 2
+    z = y + x
+    del x, y, z
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+faults = [page_faults_of_a_step() for _ in range(12)]
+print(applied, sum(faults[5:]))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc's")
+def test_freed_cpu_buffers_are_reused_instead_of_page_faulted_in_again():
+    def steady_state_faults(mode: str) -> tuple[str, int]:
+        out = subprocess.run([sys.executable, "-c", STEPS, mode], capture_output=True, text=True, check=True)
+        applied, faults = out.stdout.split()
+        return applied, int(faults)
+
+    applied, reused = steady_state_faults("reuse")
+    _, default = steady_state_faults("default")
+    assert applied == "True"
+    assert default > 7 * 3 * 10 * 2**20 * 4 // 4096 * 0.9  # glibc maps fresh pages at every step
+    assert reused < default / 4
