@@ -61,20 +61,18 @@ class LeakyReadout(nn.Module):
 
 
 class TimeDistributed(nn.Module):
-    """Apply a stateless module to every time step of ``[T, B, ...]``.
+    """Apply a stateless module to every time step of ``[T, B, ...]``, as one batch of T·B rows.
 
-    Matrix products run on all T·B rows at once; convolutions on CPU run step by step, which is faster
-    there (the working set of one step stays in cache: measured in ``benchmarks/step_time.py``).
+    One batch is the faster schedule for matrix products and, with the runner's allocator setting
+    (:func:`snnbench.environment.reuse_freed_cpu_memory`), for CPU convolutions too: compare the two
+    forms of the floor in ``benchmarks/README.md``.
     """
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module
-        self.has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in module.modules())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.has_conv and x.device.type == "cpu":
-            return torch.stack([self.module(x_t) for x_t in x])
         T, B = x.shape[:2]
         y = self.module(x.reshape(T * B, *x.shape[2:]))
         return y.reshape(T, B, *y.shape[1:])
