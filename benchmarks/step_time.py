@@ -1,7 +1,7 @@
 """Training step time and peak memory: snnbench's LIF kernel vs snnTorch and SpikingJelly vs the ANN floor.
 
-Same networks, same data, same threads, one process for the timings (median of ``--iters`` steps after
-``--warmup``); peak memory of each configuration is measured in a fresh subprocess (CPU: resident-set
+Same networks, same data, same threads, one process for the timings (median of ``--iters`` steps taken in
+interleaved rounds, after ``--warmup``); peak memory of each configuration is measured in a fresh subprocess (CPU: resident-set
 growth over the model's baseline; CUDA: max allocated). Before timing, the forward spikes and the input
 gradients of the three SNN implementations are compared for the same neuron settings
 (decay-input LIF, τ = 2, ϑ = 1, hard reset to 0, sigmoid surrogate α = 4).
@@ -12,6 +12,10 @@ gradients of the three SNN implementations are compared for the same neuron sett
 
 The floor is the same layers with ReLU and no neuron dynamics, in the faster of two forms measured in the
 same run: one batch of T×B rows, or T passes over B rows.
+
+Every implementation runs with the CPU allocator setting that snnbench's runner applies to its workers
+(:func:`snnbench.environment.reuse_freed_cpu_memory`: freed buffers stay in the heap instead of being
+unmapped and page-faulted back in at every step); ``--system-allocator`` measures glibc's defaults instead.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from snnbench.environment import reuse_freed_cpu_memory
 from snnbench.neurons.functional import LIFParams
 from snnbench.neurons.layers import LIF, TimeDistributed
 
@@ -176,25 +181,36 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def median_ms(step: Callable[[], None], device: str, warmup: int, iters: int) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(iters):
-        sync(device)
-        tick = time.perf_counter()
-        step()
-        sync(device)
-        times.append((time.perf_counter() - tick) * 1000)
-    return statistics.median(times)
+def median_ms(
+    steps: dict[str, Callable[[], None]], device: str, warmup: int, iters: int, rounds: int
+) -> dict[str, float]:
+    """Median step time of each implementation over ``iters`` steps, taken in ``rounds`` interleaved rounds
+    (each round times every implementation in turn), so that a drift of the machine's speed during the
+    measurement hits all implementations alike instead of whichever ran at the time."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    per_round = max(1, iters // rounds)
+    for _ in range(rounds):
+        for name, step in steps.items():
+            for _ in range(per_round):
+                sync(device)
+                tick = time.perf_counter()
+                step()
+                sync(device)
+                times[name].append((time.perf_counter() - tick) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
-def peak_memory_mib(name: str, shape: str, T: int, n: int, device: str) -> float:
+def peak_memory_mib(name: str, shape: str, T: int, n: int, device: str, tuned_allocator: bool) -> float:
     """Peak memory of three training steps in a fresh process: CUDA max allocated, or CPU resident-set
     growth over the process with the model and data built (sampled every 2 ms)."""
     code = (
         "import sys, json, torch, psutil, threading\n"
         "sys.argv=['x']\n"
+        "from snnbench.environment import reuse_freed_cpu_memory\n"
+        f"if {tuned_allocator}: reuse_freed_cpu_memory()\n"
         f"import importlib.util; spec=importlib.util.spec_from_file_location('b', {__file__!r}); "
         "b=importlib.util.module_from_spec(spec); spec.loader.exec_module(b)\n"
         f"step=b.step_fn({name!r}, {shape!r}, {T}, {n}, {device!r})\n"
@@ -243,10 +259,15 @@ def main() -> None:
     parser.add_argument("--only", choices=["mlp", "conv", "on"], action="append")
     parser.add_argument("--T", type=int, action="append")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--iters", type=int, default=15, help="timed steps per implementation")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds the steps are split into")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument(
+        "--system-allocator", action="store_true", help="glibc's default mmap/trim thresholds for everyone"
+    )
     args = parser.parse_args()
+    tuned = not args.system_allocator and reuse_freed_cpu_memory()
     grid = [
         ("mlp", 4, 0),
         ("mlp", 16, 0),
@@ -256,21 +277,22 @@ def main() -> None:
         ("on", 500, 1024),
     ]
     grid = [g for g in grid if (not args.only or g[0] in args.only) and (not args.T or g[1] in args.T)]
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, "
+        f"allocator {'snnbench runner setting' if tuned else 'system default'}"
+    )
     rows = []
     for shape, T, n in grid:
         print(f"\n## {shape} T={T}" + (f" n={n}" if n else ""))
         print("agreement: " + check_agreement(shape, T, n if n else 0, args.device))
-        times = {}
-        for name in IMPLEMENTATIONS:
-            times[name] = median_ms(
-                step_fn(name, shape, T, n, args.device), args.device, args.warmup, args.iters
-            )
+        steps = {name: step_fn(name, shape, T, n, args.device) for name in IMPLEMENTATIONS}
+        times = median_ms(steps, args.device, args.warmup, args.iters, args.rounds)
+        del steps
         floor = min(times["floor (T×B rows)"], times["floor (T passes)"])
         fastest_peer = min(times["snntorch"], times["spikingjelly"])
         print("| implementation | step ms | × floor | × fastest peer | peak MiB |\n|---|---|---|---|---|")
         for name, ms in times.items():
-            memory = "" if args.no_memory else f"{peak_memory_mib(name, shape, T, n, args.device):.0f}"
+            memory = "" if args.no_memory else f"{peak_memory_mib(name, shape, T, n, args.device, tuned):.0f}"
             print(f"| {name} | {ms:.1f} | {ms / floor:.2f} | {ms / fastest_peer:.2f} | {memory} |")
             rows.append(
                 {"shape": shape, "T": T, "impl": name, "ms": ms, "x_floor": ms / floor, "peak_mib": memory}
