@@ -3,7 +3,7 @@ where there are none; bad plugin files are named."""
 
 from __future__ import annotations
 
-import hashlib
+import inspect
 import json
 import os
 import subprocess
@@ -145,7 +145,12 @@ def test_plugin_file_runs_on_the_unchanged_suite_and_is_recorded(tmp_path):
     assert (
         record["status"] == "ok" and record["algorithm"] == "bptt-arctan" and record["algorithm_version"] == 1
     )
-    assert record["algorithm_source_sha256"] == hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()
+    from snnbench.algorithms import algorithms
+    from snnbench.runner import code_files, source_sha256
+
+    plugin = algorithms.get("bptt-arctan")  # registered in this process by --plugin
+    assert record["algorithm_source_sha256"] == source_sha256(plugin)
+    assert "my_method.py" in code_files(inspect.getmodule(plugin))  # the plugin file, keyed by its name
     assert record["spec"]["hparams"]["surrogate"] == "arctan"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -155,3 +156,41 @@ def test_unknown_device_fails_before_training(write_suite, tmp_path):
     with pytest.raises(SnnbenchError, match="unknown device 'tpu'"):
         run_suite(load_suite(write_suite()), out_dir=tmp_path, device="tpu")
     assert not (tmp_path / "tiny").exists()
+
+
+def test_the_source_hash_covers_shared_code_and_not_the_checkout_location(tmp_path, monkeypatch):
+    """A record goes stale when code the method uses changes, not only its own file; the hash is the same
+    wherever the package lies."""
+    import importlib
+    import shutil
+
+    from snnbench.algorithms import algorithms
+    from snnbench.runner import code_files, source_sha256
+
+    assert "snnbench/neurons/lif_cpu.cpp" in code_files(inspect.getmodule(algorithms.get("bptt")))
+
+    def write_package(root: Path, helper_body: str) -> None:
+        (root / "methodpkg").mkdir(parents=True, exist_ok=True)
+        (root / "methodpkg" / "__init__.py").write_text("")
+        (root / "methodpkg" / "helper.py").write_text(f"def helper():\n    return {helper_body}\n")
+        (root / "methodpkg" / "method.py").write_text(
+            "from methodpkg.helper import helper\n\nclass Method:\n    pass\n"
+        )
+
+    def hash_from(root: Path) -> str:
+        monkeypatch.syspath_prepend(str(root))
+        for name in ("methodpkg.method", "methodpkg.helper", "methodpkg"):
+            sys.modules.pop(name, None)
+        importlib.invalidate_caches()
+        method = importlib.import_module("methodpkg.method")
+        monkeypatch.undo()
+        return source_sha256(method.Method)
+
+    write_package(tmp_path / "a", "1")
+    original = hash_from(tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    assert hash_from(tmp_path / "b") == original  # another location, same code
+    write_package(tmp_path / "b", "2")  # only the helper the method imports changes
+    assert hash_from(tmp_path / "b") != original
+    for name in ("methodpkg.method", "methodpkg.helper", "methodpkg"):
+        sys.modules.pop(name, None)
