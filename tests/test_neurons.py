@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -79,7 +81,9 @@ def reference_lif(x: torch.Tensor, p: LIFParams) -> torch.Tensor:
     [LIFParams(), LIFParams(v_reset=None), LIFParams(detach_reset=True),
      LIFParams(v_reset=None, detach_reset=True, surrogate="arctan"),
      LIFParams(tau=1.5, v_reset=0.2, surrogate="fast-sigmoid", alpha=10.0),
-     LIFParams(v_reset=None, surrogate="triangle")],
+     LIFParams(v_reset=None, surrogate="triangle"),
+     LIFParams(tau=20.0, v_reset=None, surrogate="triangle", alpha=0.3, detach_reset=True, input_scale=1.0),
+     LIFParams(tau=math.inf, v_threshold=2.0, input_scale=1.0)],
 )  # fmt: skip
 def test_fused_lif_equals_the_step_by_step_reference(params):
     torch.manual_seed(0)
@@ -100,7 +104,9 @@ def test_fused_lif_equals_the_step_by_step_reference(params):
     "params",
     [LIFParams(), LIFParams(v_reset=None), LIFParams(detach_reset=True), LIFParams(surrogate="arctan"),
      LIFParams(tau=1.5, v_reset=0.2, surrogate="fast-sigmoid", alpha=10.0),
-     LIFParams(v_reset=None, surrogate="triangle", detach_reset=True)],
+     LIFParams(v_reset=None, surrogate="triangle", detach_reset=True),
+     LIFParams(tau=20.0, v_reset=None, surrogate="triangle", alpha=0.3, detach_reset=True, input_scale=1.0),
+     LIFParams(tau=math.inf, v_threshold=2.0, input_scale=1.0)],
 )  # fmt: skip
 def test_native_cpu_kernels_equal_the_torch_ops_path(params, monkeypatch):
     from snnbench.neurons import functional
@@ -129,7 +135,10 @@ def test_native_cpu_kernels_equal_the_torch_ops_path(params, monkeypatch):
         monkeypatch.undo()
         (native_spikes, native_grad), (torch_spikes, torch_grad) = results
         assert torch.equal(native_spikes, torch_spikes) and native_spikes.sum() > 0
-        torch.testing.assert_close(native_grad, torch_grad, rtol=1e-5, atol=1e-6)
+        # float rounding relative to the gradient's scale: where (1 − s) − h·g cancels (hard reset, no leak),
+        # the surrogates' last-bit differences are amplified in single elements
+        scale = torch_grad.abs().max()
+        torch.testing.assert_close(native_grad / scale, torch_grad / scale, rtol=0, atol=1e-5)
 
 
 def test_native_backward_reuses_the_membrane_and_refuses_a_second_backward():

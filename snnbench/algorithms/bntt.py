@@ -21,6 +21,7 @@ through the λ path (autograd). Optimiser: SGD lr 0.3, momentum 0.9, weight deca
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -40,7 +41,7 @@ from snnbench.algorithms import (
 )
 from snnbench.data import Split
 from snnbench.networks import build_feedforward
-from snnbench.neurons.functional import spike
+from snnbench.neurons.functional import LIFParams, lif_multistep
 from snnbench.neurons.layers import SpikingLayer, TimeDistributed
 
 
@@ -81,21 +82,24 @@ class TimeBatchNorm(nn.Module):
 
 
 class LeakySoftResetNeuron(SpikingLayer):
-    """u(t) = λ u(t−1) + I(t); spike at u > ϑ (triangle surrogate); soft reset, reset not differentiated."""
+    """u(t) = λ u(t−1) + I(t); spike at u ≥ ϑ (triangle surrogate of u/ϑ − 1); soft reset, reset not
+    differentiated. Runs in the fused LIF kernel in units of ϑ (u/ϑ: decay λ, input scale 1/ϑ, threshold 1):
+    the same equations, and the same arithmetic when ϑ = 1."""
 
     def __init__(self, leak: float, threshold: float) -> None:
         super().__init__()
         self.leak, self.threshold = leak, threshold
+        self.params = LIFParams(
+            tau=math.inf if leak == 1.0 else 1.0 / (1.0 - leak),
+            v_threshold=1.0,
+            v_reset=None,  # eq. (3): u − ϑ·s
+            surrogate="triangle",  # eq. (2)
+            detach_reset=True,
+            input_scale=1.0 / threshold,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = torch.zeros_like(x[0])
-        out = []
-        for x_t in x:
-            u = self.leak * u + x_t  # eq. (1)
-            s = spike(u / self.threshold - 1.0, "triangle")  # eq. (2)
-            u = u - self.threshold * s.detach()  # eq. (3)
-            out.append(s)
-        return torch.stack(out)
+        return lif_multistep(x, self.params)
 
 
 class BNTTNet(nn.Module):

@@ -89,7 +89,11 @@ def spike(x: torch.Tensor, surrogate: str = "sigmoid", alpha: float | None = Non
 
 
 class LIFParams(NamedTuple):
-    """Decay-input LIF (SpikingJelly ``LIFNode`` defaults): τ = 2, ϑ = 1, hard reset to 0."""
+    """Decay-input LIF (SpikingJelly ``LIFNode`` defaults): τ = 2, ϑ = 1, hard reset to 0.
+
+    ``input_scale`` replaces the input's 1/τ: ``input_scale=1`` gives u = λu + x with λ = 1 − 1/τ (BNTT's
+    neuron), and with ``tau=math.inf`` the integrate-and-fire neuron u = u + x.
+    """
 
     tau: float = 2.0
     v_threshold: float = 1.0
@@ -97,17 +101,22 @@ class LIFParams(NamedTuple):
     surrogate: str = "sigmoid"
     alpha: float | None = None
     detach_reset: bool = False
+    input_scale: float | None = None  # None: 1/τ
 
 
 def lif_step(x: torch.Tensor, v: torch.Tensor, p: LIFParams) -> tuple[torch.Tensor, torch.Tensor]:
     """One step of the decay-input LIF neuron; returns ``(spike, v_next)``.
 
     Charge:  h = v + (x − (v − v_reset)) / τ      (v_reset = 0 for soft reset)
+             h = v − (v − v_reset) / τ + input_scale · x   (with ``input_scale``)
     Fire:    s = Θ(h − ϑ)
     Reset:   v' = h (1 − s) + v_reset s   (hard)   or   v' = h − ϑ s   (soft)
     """
     v_rest = 0.0 if p.v_reset is None else p.v_reset
-    h = v + (x - (v - v_rest)) / p.tau
+    if p.input_scale is None:
+        h = v + (x - (v - v_rest)) / p.tau
+    else:
+        h = v - (v - v_rest) / p.tau + p.input_scale * x
     s = spike(h - p.v_threshold, p.surrogate, p.alpha)
     s_reset = s.detach() if p.detach_reset else s
     if p.v_reset is None:
@@ -120,6 +129,11 @@ def lif_step(x: torch.Tensor, v: torch.Tensor, p: LIFParams) -> tuple[torch.Tens
 def leaky_integrate_step(x: torch.Tensor, v: torch.Tensor, tau: float) -> torch.Tensor:
     """Non-firing decay-input leaky integrator (a readout layer): v' = v + (x − v)/τ."""
     return v + (x - v) / tau
+
+
+def _decay_and_gain(p: LIFParams) -> tuple[float, float]:
+    """h = decay·(v − v_reset) + v_reset + gain·x."""
+    return 1.0 - 1.0 / p.tau, 1.0 / p.tau if p.input_scale is None else p.input_scale
 
 
 def _surrogate_derivative_(x: torch.Tensor, p: LIFParams) -> torch.Tensor:
@@ -139,7 +153,7 @@ def _surrogate_derivative_(x: torch.Tensor, p: LIFParams) -> torch.Tensor:
 
 def _lif_forward(x: torch.Tensor, p: LIFParams) -> tuple[torch.Tensor, torch.Tensor]:
     """Spikes of all steps and the pre-reset membranes ``h``; in place where the tensors are fresh."""
-    decay, gain = 1.0 - 1.0 / p.tau, 1.0 / p.tau
+    decay, gain = _decay_and_gain(p)
     h_seq = torch.empty_like(x)
     v = torch.zeros_like(x[0])
     rest = p.v_reset or 0.0
@@ -161,7 +175,8 @@ class _LIFMultiStep(torch.autograd.Function):
     ``g = surrogate'(h − ϑ)`` and ``δv`` the gradient carried from step t+1:
       ∂L/∂h_t = ∂L/∂s_t · g + δv · ∂v_t/∂h_t,   ∂v_t/∂h_t = (1 − s) + (v_reset − h) g   (hard reset)
                                                             = 1 − ϑ g                      (soft reset)
-      (the g-terms vanish with ``detach_reset``);  ∂L/∂x_t = ∂L/∂h_t / τ;  δv_{t−1} = ∂L/∂h_t (1 − 1/τ).
+      (the g-terms vanish with ``detach_reset``);  ∂L/∂x_t = ∂L/∂h_t · gain (1/τ or ``input_scale``);
+      δv_{t−1} = ∂L/∂h_t (1 − 1/τ).
     Everything but the two-op recursion over δv is computed for all steps at once.
     """
 
@@ -181,8 +196,8 @@ class _LIFMultiStep(torch.autograd.Function):
             alpha = SURROGATES[p.surrogate].default_alpha if p.alpha is None else p.alpha
             # ∂L/∂x overwrites h_seq, which is not needed again (a second backward raises)
             grad_x = ctx.native.lif_backward(
-                grad_spikes, h_seq, p.tau, p.v_threshold, p.v_reset or 0.0, p.v_reset is None, p.detach_reset,
-                _SURROGATE_IDS[p.surrogate], alpha, True,
+                grad_spikes, h_seq, *_decay_and_gain(p), p.v_threshold, p.v_reset or 0.0, p.v_reset is None,
+                p.detach_reset, _SURROGATE_IDS[p.surrogate], alpha, True,
             )  # fmt: skip
             return grad_x, None
         g = _surrogate_derivative_(h_seq - p.v_threshold, p)
@@ -193,10 +208,10 @@ class _LIFMultiStep(torch.autograd.Function):
         else:  # (1 − s) + (v_reset − h) g, with two allocations
             dv_dh = (h_seq - p.v_reset).mul_(g).neg_().add_(h_seq < p.v_threshold)
         grad_h = grad_spikes * g  # the direct term of every step; the carried term is added below
-        decay = 1.0 - 1.0 / p.tau
+        decay, gain = _decay_and_gain(p)
         for t in range(h_seq.shape[0] - 2, -1, -1):
             grad_h[t].addcmul_(grad_h[t + 1], dv_dh[t], value=decay)
-        return grad_h.mul_(1.0 / p.tau), None
+        return grad_h.mul_(gain), None
 
 
 _SURROGATE_IDS = {"sigmoid": 0, "arctan": 1, "fast-sigmoid": 2, "triangle": 3}  # lif_cpu.cpp's order
@@ -244,7 +259,8 @@ def _native_for(x: torch.Tensor) -> ModuleType | None:
 
 
 def _native_forward(native: ModuleType, x: torch.Tensor, p: LIFParams) -> tuple[torch.Tensor, torch.Tensor]:
-    spikes, h_seq = native.lif_forward(x, p.tau, p.v_threshold, p.v_reset or 0.0, p.v_reset is None)
+    decay, gain = _decay_and_gain(p)
+    spikes, h_seq = native.lif_forward(x, decay, gain, p.v_threshold, p.v_reset or 0.0, p.v_reset is None)
     return spikes, h_seq
 
 

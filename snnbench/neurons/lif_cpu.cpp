@@ -120,8 +120,10 @@ void lif_forward_block(const scalar_t* xp, scalar_t* sp, scalar_t* hp, int64_t s
 }
 
 // Returns (spikes, h): spikes s_t = [h_t >= v_threshold], h_t the membrane before reset.
-std::vector<torch::Tensor> lif_forward(torch::Tensor x, double tau, double v_threshold, double v_reset,
-                                       bool soft_reset) {
+// h_t = decay·(v − rest) + rest + gain·x_t (decay = 1 − 1/τ; gain = 1/τ for the decay-input LIF, 1 for
+// u = λu + x, and decay = gain = 1 for integrate-and-fire).
+std::vector<torch::Tensor> lif_forward(torch::Tensor x, double decay_, double gain_, double v_threshold,
+                                       double v_reset, bool soft_reset) {
   TORCH_CHECK(x.device().is_cpu() && x.dim() >= 1, "lif_forward: a CPU tensor [T, ...] is expected");
   const auto input = x.contiguous();
   const int64_t steps = input.size(0);
@@ -132,8 +134,8 @@ std::vector<torch::Tensor> lif_forward(torch::Tensor x, double tau, double v_thr
     const scalar_t* xp = input.data_ptr<scalar_t>();
     scalar_t* sp = spikes.data_ptr<scalar_t>();
     scalar_t* hp = membrane.data_ptr<scalar_t>();
-    const scalar_t decay = scalar_t(1) - scalar_t(1) / scalar_t(tau);
-    const scalar_t gain = scalar_t(1) / scalar_t(tau);
+    const scalar_t decay = scalar_t(decay_);
+    const scalar_t gain = scalar_t(gain_);
     const scalar_t threshold = scalar_t(v_threshold);
     const scalar_t rest = soft_reset ? scalar_t(0) : scalar_t(v_reset);
     at::parallel_for(0, neurons, kGrain, [&](int64_t begin, int64_t end) {
@@ -156,7 +158,7 @@ struct BackwardArgs {
   const scalar_t* membrane;
   scalar_t* out;
   int64_t steps, neurons, grad_row_stride;
-  scalar_t decay, inv_tau, threshold, rest, alpha;
+  scalar_t decay, gain, threshold, rest, alpha;
 };
 
 template <typename scalar_t, int64_t kSurrogate, bool kSoft, bool kDetach>
@@ -182,7 +184,7 @@ void lif_backward_block(const BackwardArgs<scalar_t>& a, int64_t begin, int64_t 
           dv_dh = kDetach ? below : below - (h - a.rest) * g;
         }
         const scalar_t grad_h = g_t[i] * g + carried[i] * dv_dh;
-        out_t[i] = grad_h * a.inv_tau;
+        out_t[i] = grad_h * a.gain;
         carried[i] = grad_h * a.decay;
       }
     }
@@ -206,7 +208,7 @@ void lif_backward_dispatch(bool soft, bool detach, const BackwardArgs<scalar_t>&
 // With ``into_membrane`` the result overwrites ``membrane`` (no new [T, N] buffer) and the tensor's version
 // is bumped, so a second backward through the same graph fails loudly instead of reading gradients as h.
 // A ∂L/∂s that is the same at every step (a loss on spike counts or sums) is read without copying it T times.
-torch::Tensor lif_backward(torch::Tensor grad_spikes, torch::Tensor membrane, double tau, double v_threshold,
+torch::Tensor lif_backward(torch::Tensor grad_spikes, torch::Tensor membrane, double decay, double gain, double v_threshold,
                            double v_reset, bool soft_reset, bool detach_reset, int64_t surrogate, double alpha,
                            bool into_membrane) {
   TORCH_CHECK(membrane.device().is_cpu() && membrane.dim() >= 1, "lif_backward: a CPU tensor [T, ...] is expected");
@@ -222,7 +224,7 @@ torch::Tensor lif_backward(torch::Tensor grad_spikes, torch::Tensor membrane, do
   AT_DISPATCH_FLOATING_TYPES(h_all.scalar_type(), "lif_backward", [&] {
     const BackwardArgs<scalar_t> args{
         grad.data_ptr<scalar_t>(), h_all.data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(), steps, neurons,
-        same_every_step ? 0 : neurons, scalar_t(1) - scalar_t(1) / scalar_t(tau), scalar_t(1) / scalar_t(tau),
+        same_every_step ? 0 : neurons, scalar_t(decay), scalar_t(gain),
         scalar_t(v_threshold), scalar_t(v_reset), scalar_t(alpha)};
     at::parallel_for(0, neurons, kGrain, [&](int64_t begin, int64_t end) {
       switch (surrogate) {

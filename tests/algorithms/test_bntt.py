@@ -3,6 +3,8 @@ hand, gradcheck of the time-indexed BN, early exit on a crafted model, the signe
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from snnbench.algorithms.bntt import BNTT, BNTTConfig, LeakySoftResetNeuron, TimeBatchNorm
@@ -49,6 +51,38 @@ def test_neuron_trajectory_and_surrogate_gradient_by_hand():
     torch.testing.assert_close(
         x.grad.flatten(), torch.tensor([g1 + 0.5 * (g2 + 0.5 * g3), g2 + 0.5 * g3, g3])
     )
+
+
+def test_fused_neuron_equals_the_step_by_step_equations():
+    """The kernel form (units of ϑ) against eqs. (1)–(3) written step by step: bit-equal when ϑ = 1."""
+    from snnbench.neurons.functional import spike
+
+    def step_by_step(x: torch.Tensor, leak: float, threshold: float) -> torch.Tensor:
+        u, out = torch.zeros_like(x[0]), []
+        for x_t in x:
+            u = leak * u + x_t  # eq. (1)
+            s = spike(u / threshold - 1.0, "triangle")  # eq. (2)
+            u = u - threshold * s.detach()  # eq. (3)
+            out.append(s)
+        return torch.stack(out)
+
+    torch.manual_seed(3)
+    x = torch.randn(6, 64, 300) * 0.6 + 0.3
+    weights = torch.randn_like(x)
+    for threshold, exact in ((1.0, True), (2.0, False)):
+        results = []
+        reference = functools.partial(step_by_step, leak=0.95, threshold=threshold)
+        for forward in (LeakySoftResetNeuron(0.95, threshold), reference):
+            x_in = x.clone().requires_grad_()
+            spikes = forward(x_in)
+            (spikes * weights).sum().backward()
+            results.append((spikes, x_in.grad))
+        (spikes, grad), (expected_spikes, expected_grad) = results
+        assert torch.equal(spikes, expected_spikes) and 0 < spikes.mean() < 0.5
+        if exact:
+            assert torch.equal(grad, expected_grad)
+        else:
+            torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-6)
 
 
 def test_early_exit_stops_where_the_rule_says():
