@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from snnbench.algorithms import Algorithm, algorithms
+from snnbench.algorithms import Algorithm, EpochTally, algorithms
 from snnbench.architectures import architectures, resolve_architecture
 from snnbench.data import datasets
 from snnbench.data.encoding import encodings
@@ -83,3 +83,10 @@ def test_encodings_are_time_major(name):
         x = torch.rand(3, 5, 1, 4, 4)
     out = encodings.get(name)(x, 5, torch.Generator().manual_seed(0))
     assert out.shape[:2] == (5, 3)
+
+
+def test_epoch_tally_means_over_samples_not_batches():
+    tally = EpochTally()
+    tally.add(3.0, torch.tensor([[0.0, 1.0], [2.0, 0.0], [0.0, 5.0]]), torch.tensor([1, 1, 1]))  # 2 of 3
+    tally.add(1.0, torch.tensor([[1.0, 0.0]]), torch.tensor([0]))  # 1 of 1 right
+    assert tally.summary() == {"loss": 1.0, "train_top1": 75.0}  # (3 + 1)/4 samples, 3 of 4 correct

@@ -3,6 +3,7 @@
 from snnbench.algorithms._base import (
     Algorithm,
     AlgorithmConfig,
+    EpochTally,
     Evaluation,
     Paper,
     RunContext,
@@ -18,6 +19,7 @@ algorithms: Registry[type[Algorithm]] = Registry(
 __all__ = [
     "Algorithm",
     "AlgorithmConfig",
+    "EpochTally",
     "Evaluation",
     "Paper",
     "RunContext",

@@ -105,6 +105,25 @@ class TrainState:
         self.extra = state["extra"]
 
 
+@dataclass
+class EpochTally:
+    """Mean loss and training top-1 of one epoch, accumulated batch by batch (every method's epoch result)."""
+
+    loss_total: float = 0.0
+    correct: int = 0
+    seen: int = 0
+
+    def add(self, loss_total: float, scores: torch.Tensor, y: torch.Tensor) -> None:
+        """``loss_total``: the batch's loss summed over its samples; ``scores`` ``[B, classes]``: the
+        prediction is their argmax."""
+        self.loss_total += loss_total
+        self.correct += int((scores.argmax(1) == y).sum())
+        self.seen += len(y)
+
+    def summary(self) -> dict[str, float]:
+        return {"loss": self.loss_total / self.seen, "train_top1": 100.0 * self.correct / self.seen}
+
+
 def supervised_epoch(
     state: TrainState,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -113,19 +132,17 @@ def supervised_epoch(
     """One pass of minibatch descent on ``cross_entropy(scores(x), y)`` with ``state``'s optimiser, then one
     scheduler step (if any): the epoch of every method whose loss is cross-entropy on the class scores."""
     assert state.optimizer is not None
-    total, correct, seen = 0.0, 0, 0
+    tally = EpochTally()
     for x, y in batches:
         logits = scores(x)
         loss = F.cross_entropy(logits, y)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()
-        total += loss.item() * len(y)
-        correct += int((logits.argmax(1) == y).sum())
-        seen += len(y)
+        tally.add(loss.item() * len(y), logits, y)
     if state.scheduler is not None:
         state.scheduler.step()
-    return {"loss": total / seen, "train_top1": 100.0 * correct / seen}
+    return tally.summary()
 
 
 @dataclass

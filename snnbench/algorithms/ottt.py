@@ -36,7 +36,15 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from snnbench.algorithms import Algorithm, AlgorithmConfig, Paper, RunContext, TrainState, algorithms
+from snnbench.algorithms import (
+    Algorithm,
+    AlgorithmConfig,
+    EpochTally,
+    Paper,
+    RunContext,
+    TrainState,
+    algorithms,
+)
 from snnbench.architectures import Conv, Dense, Dropout, Pool
 from snnbench.errors import SnnbenchError
 from snnbench.neurons.functional import spike
@@ -305,7 +313,7 @@ class OTTT(Algorithm):
         cfg: OTTTConfig = self.config  # type: ignore[assignment]
         assert isinstance(net, OTTTNet) and state.optimizer is not None
         net.train()
-        total, correct, seen = 0.0, 0, 0
+        tally = EpochTally()
         for x, y in batches:
             x_seq = ctx.encode(x)
             net.reset()
@@ -323,12 +331,10 @@ class OTTT(Algorithm):
                 loss_sum += loss.item()
             if not cfg.online_update:
                 state.optimizer.step()
-            total += loss_sum * len(y)
-            correct += int((summed.argmax(1) == y).sum())
-            seen += len(y)
+            tally.add(loss_sum * len(y), summed, y)
         assert state.scheduler is not None
         state.scheduler.step()
-        return {"loss": total / seen, "train_top1": 100.0 * correct / seen}
+        return tally.summary()
 
     def predict(self, net: nn.Module, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         return net(ctx.encode(x))

@@ -30,7 +30,15 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from snnbench.algorithms import Algorithm, AlgorithmConfig, Paper, RunContext, TrainState, algorithms
+from snnbench.algorithms import (
+    Algorithm,
+    AlgorithmConfig,
+    EpochTally,
+    Paper,
+    RunContext,
+    TrainState,
+    algorithms,
+)
 from snnbench.networks import build_feedforward
 from snnbench.neurons.functional import LIFParams, lif_multistep
 from snnbench.neurons.layers import SpikingLayer, TimeDistributed
@@ -181,7 +189,7 @@ class Proxy(Algorithm):
             for module in net.modules():
                 if isinstance(module, DualBatchNorm):
                     module.eval()
-        total, correct, seen = 0.0, 0, 0
+        tally = EpochTally()
         for x, y in batches:
             with torch.no_grad():
                 counts = net.snn(x, ctx.T)
@@ -190,12 +198,10 @@ class Proxy(Algorithm):
             state.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             state.optimizer.step()
-            total += loss.item() * len(y)
-            correct += int((counts.argmax(1) == y).sum())
-            seen += len(y)
+            tally.add(loss.item() * len(y), counts, y)
         if state.scheduler is not None:
             state.scheduler.step()
-        return {"loss": total / seen, "train_top1": 100.0 * correct / seen}
+        return tally.summary()
 
     def predict(self, net: nn.Module, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         assert isinstance(net, ProxyNet)

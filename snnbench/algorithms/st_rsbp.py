@@ -47,7 +47,15 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from snnbench.algorithms import Algorithm, AlgorithmConfig, Paper, RunContext, TrainState, algorithms
+from snnbench.algorithms import (
+    Algorithm,
+    AlgorithmConfig,
+    EpochTally,
+    Paper,
+    RunContext,
+    TrainState,
+    algorithms,
+)
 from snnbench.architectures import Conv, Dense, Pool
 from snnbench.errors import SnnbenchError
 from snnbench.neurons.layers import SpikingLayer
@@ -697,7 +705,7 @@ class STRSBP(Algorithm):
         cfg: STRSBPConfig = self.config  # type: ignore[assignment]
         assert isinstance(net, STRSBPNet) and state.optimizer is not None
         net.train()
-        total, correct, seen = 0.0, 0, 0
+        tally = EpochTally()
         for x, y in batches:
             with torch.no_grad():
                 trains = net.trains(ctx.encode(x))
@@ -706,12 +714,10 @@ class STRSBP(Algorithm):
             for weight, grad in grads.items():
                 weight.grad = grad
             state.optimizer.step()
-            total += loss.sum().item()
-            correct += int((trains[-1].sum(0).argmax(1) == y).sum())
-            seen += len(y)
+            tally.add(loss.sum().item(), trains[-1].sum(0), y)
         if state.scheduler is not None:
             state.scheduler.step()
-        return {"loss": total / seen, "train_top1": 100.0 * correct / seen}
+        return tally.summary()
 
     def predict(self, net: nn.Module, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         return net(ctx.encode(x)).sum(0)  # output spike counts

@@ -40,6 +40,7 @@ from torch import nn
 from snnbench.algorithms import (
     Algorithm,
     AlgorithmConfig,
+    EpochTally,
     Evaluation,
     Paper,
     RunContext,
@@ -246,7 +247,7 @@ class STDBP(Algorithm):
         cfg: STDBPConfig = self.config  # type: ignore[assignment]
         net.train()
         assert state.optimizer is not None
-        total, correct, seen = 0.0, 0, 0
+        tally = EpochTally()
         for x, y in batches:
             scores = self._scores(net(latency_times(x, cfg.t_max)))
             loss = F.cross_entropy(scores, y)  # eq. (5)
@@ -256,12 +257,10 @@ class STDBP(Algorithm):
             state.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             state.optimizer.step()
-            total += loss.item() * len(y)
-            correct += int((scores.argmax(1) == y).sum())
-            seen += len(y)
+            tally.add(loss.item() * len(y), scores, y)
         if state.scheduler is not None:
             state.scheduler.step()
-        return {"loss": total / seen, "train_top1": 100.0 * correct / seen}
+        return tally.summary()
 
     def predict(self, net: nn.Module, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         cfg: STDBPConfig = self.config  # type: ignore[assignment]

@@ -40,7 +40,15 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from snnbench.algorithms import Algorithm, AlgorithmConfig, Paper, RunContext, TrainState, algorithms
+from snnbench.algorithms import (
+    Algorithm,
+    AlgorithmConfig,
+    EpochTally,
+    Paper,
+    RunContext,
+    TrainState,
+    algorithms,
+)
 from snnbench.architectures import Conv, Dense, Dropout, Pool
 from snnbench.errors import SnnbenchError
 from snnbench.metrics import effective_operations, standard_operations
@@ -299,7 +307,7 @@ class TSSLBP(Algorithm):
         cfg: TSSLBPConfig = self.config  # type: ignore[assignment]
         assert state.optimizer is not None
         net.train()
-        total, correct, seen = 0.0, 0, 0
+        tally = EpochTally()
         for x, y in batches:
             out = net(ctx.encode(self.data.normalize(x)))
             loss = self.loss(out, y)
@@ -310,10 +318,8 @@ class TSSLBP(Algorithm):
             with torch.no_grad():
                 for p in net.parameters():
                     p.clamp_(-cfg.weight_clip, cfg.weight_clip)
-            total += loss.item()
-            correct += int((out.detach().sum(0).argmax(1) == y).sum())
-            seen += len(y)
-        return {"loss": total / seen, "train_top1": 100.0 * correct / seen}
+            tally.add(loss.item(), out.detach().sum(0), y)
+        return tally.summary()
 
     def predict(self, net: nn.Module, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         return net(ctx.encode(self.data.normalize(x))).sum(0)  # eq. (11)
