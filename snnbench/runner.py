@@ -135,7 +135,9 @@ def code_files(module: ModuleType | None) -> dict[str, Path]:
         seen.add(current.__name__)
         path = Path(current.__file__)
         top = sys.modules.get(current.__name__.split(".")[0])
-        root = Path(top.__file__).parent.parent if top and top.__name__ != current.__name__ else path.parent
+        # keys relative to the directory holding the top-level package (or a single-file module)
+        package_file = getattr(top, "__file__", None) if hasattr(top, "__path__") else None
+        root = Path(package_file).parent.parent if package_file else path.parent
         for source in [path, *sorted(path.parent.glob("*.cpp"))]:
             files[source.relative_to(root).as_posix()] = source
         for value in list(vars(current).values()):

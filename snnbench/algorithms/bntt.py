@@ -88,7 +88,6 @@ class LeakySoftResetNeuron(SpikingLayer):
 
     def __init__(self, leak: float, threshold: float) -> None:
         super().__init__()
-        self.leak, self.threshold = leak, threshold
         self.params = LIFParams(
             tau=math.inf if leak == 1.0 else 1.0 / (1.0 - leak),
             v_threshold=1.0,

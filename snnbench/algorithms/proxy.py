@@ -62,7 +62,6 @@ class ProxyNeuron(SpikingLayer):
 
     def __init__(self, threshold: float) -> None:
         super().__init__()
-        self.threshold = threshold
         self.spiking = True
         # eq. (2): v = v + x, spike at v ≥ ϑ, reset to 0; the fused LIF kernel with no leak and gain 1
         self.params = LIFParams(tau=math.inf, v_threshold=threshold, v_reset=0.0, input_scale=1.0)

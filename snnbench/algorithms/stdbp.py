@@ -172,9 +172,8 @@ class STDBPNet(nn.Module):
             if isinstance(layer, SpikeTimeLayer):
                 layer.steps = None if dt is None else round(self.t_max / dt)
             t = layer(t)
-            if dt is not None and isinstance(
-                layer, SpikeTimeLayer
-            ):  # clock-driven: fire at the next step boundary
+            # clock-driven: fire at the next step boundary
+            if dt is not None and isinstance(layer, SpikeTimeLayer):
                 t = torch.ceil(t / dt - 1e-6) * dt
         return t
 

@@ -136,11 +136,16 @@ def _decay_and_gain(p: LIFParams) -> tuple[float, float]:
     return 1.0 - 1.0 / p.tau, 1.0 / p.tau if p.input_scale is None else p.input_scale
 
 
+def _alpha(p: LIFParams) -> float:
+    """The surrogate's α: ``p.alpha`` or the surrogate's default."""
+    return SURROGATES[p.surrogate].default_alpha if p.alpha is None else p.alpha
+
+
 def _surrogate_derivative_(x: torch.Tensor, p: LIFParams) -> torch.Tensor:
     """``surrogate'(x)``, overwriting ``x`` where it can (fewer passes over large activations).
 
     Same values as ``SURROGATES[name].derivative`` (tested)."""
-    alpha = SURROGATES[p.surrogate].default_alpha if p.alpha is None else p.alpha
+    alpha = _alpha(p)
     if p.surrogate == "sigmoid":
         s = x.mul_(alpha).sigmoid_()
         return torch.addcmul(s, s, s, value=-1.0).mul_(alpha)  # α s (1 − s)
@@ -193,11 +198,10 @@ class _LIFMultiStep(torch.autograd.Function):
         (h_seq,) = ctx.saved_tensors
         p: LIFParams = ctx.p
         if ctx.native:
-            alpha = SURROGATES[p.surrogate].default_alpha if p.alpha is None else p.alpha
             # ∂L/∂x overwrites h_seq, which is not needed again (a second backward raises)
             grad_x = ctx.native.lif_backward(
                 grad_spikes, h_seq, *_decay_and_gain(p), p.v_threshold, p.v_reset or 0.0, p.v_reset is None,
-                p.detach_reset, _SURROGATE_IDS[p.surrogate], alpha, True,
+                p.detach_reset, _SURROGATE_IDS[p.surrogate], _alpha(p), True,
             )  # fmt: skip
             return grad_x, None
         g = _surrogate_derivative_(h_seq - p.v_threshold, p)

@@ -5,8 +5,8 @@
 // it in chunks whose membranes (forward) or carried gradients (backward) stay in L2 while the T steps are
 // walked, each step's row of the chunk being long enough for the hardware prefetchers. Built with -fopenmp
 // so that at::parallel_for spreads the blocks over torch's threads (without it, its OpenMP pragma is
-// ignored and the kernels run on one thread). The sigmoid surrogate's exp is a branch-free polynomial for float32 (the
-// compiler vectorises it; built with -fno-trapping-math so that AVX2 can too) and std::exp for float64.
+// ignored and the kernels run on one thread). The sigmoid surrogate's exp is a branch-free polynomial for
+// float32 (the compiler vectorises it; -fno-trapping-math lets AVX2 do so too) and std::exp for float64.
 #include <torch/extension.h>
 #include <torch/csrc/autograd/variable.h>
 
