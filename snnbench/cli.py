@@ -270,15 +270,17 @@ def leaderboard(
             files = write_reports(loaded, out / loaded.name, budget)
             text = (files[0] if format is Format.md else files[1]).read_text()
         else:  # a custom view: printed, the committed files stay as generated
-            from snnbench.leaderboard import build, select_records, to_markdown
+            import pandas as pd
+
+            from snnbench.leaderboard import by_track, select_records, to_markdown
             from snnbench.records import load_records
 
             df = select_records(load_records(out / loaded.name), loaded, budget)
-            table = build(df, _names(columns))
+            tables = by_track(df, _names(columns))
             text = (
-                to_markdown(table, loaded, len(df), [], budget or loaded.default_budget)
+                to_markdown(tables, loaded, len(df), [], budget or loaded.default_budget)
                 if format is Format.md
-                else table.to_csv(index=False, float_format="%.4f")
+                else pd.concat(list(tables.values())).to_csv(index=False, float_format="%.4f")
             )
     except SnnbenchError as exc:
         raise _fail(exc) from None
@@ -304,7 +306,7 @@ def plot(
     from snnbench.errors import SnnbenchError
 
     try:
-        from snnbench.leaderboard import build, select_records
+        from snnbench.leaderboard import by_track, select_records
         from snnbench.plots import pareto
         from snnbench.records import load_records
         from snnbench.suite import load_suite
@@ -313,11 +315,13 @@ def plot(
         suite_dir = out / loaded.name
         if not (suite_dir / "runs").is_dir():
             raise SnnbenchError(f"no records for suite {loaded.name} under {suite_dir}")
-        table = build(select_records(load_records(suite_dir), loaded, budget))
-        if table.empty:
+        tables = by_track(select_records(load_records(suite_dir), loaded, budget))
+        if not tables:
             raise SnnbenchError(f"no records of budget {budget or loaded.default_budget!r} under {suite_dir}")
         stem = "pareto" if x is Axis.T else f"pareto-{x.value}"
-        paths = pareto(table, loaded, suite_dir / stem, x=x.value)
+        paths = []
+        for track, table in tables.items():  # one plot per track: tracks are never drawn together
+            paths += pareto(table, loaded, suite_dir / f"{stem}-{track}", x=x.value, track=track)
     except SnnbenchError as exc:
         raise _fail(exc) from None
     for path in paths:

@@ -81,3 +81,70 @@ def test_preprocess_reaches_the_method_and_needs_one_value_per_channel(write_sui
 @pytest.mark.parametrize("name", suite_names())
 def test_every_shipped_suite_card_is_consistent(name):
     assert card_problems(load_suite(name)) == []
+
+
+class CountingSplit:
+    """Wraps the test split and counts the passes over it."""
+
+    def __init__(self, split) -> None:
+        self.split, self.passes = split, 0
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def take(self, n, seed=0):
+        assert n is None
+        return self
+
+    def batches(self, *args, **kwargs):
+        self.passes += 1
+        return self.split.batches(*args, **kwargs)
+
+
+@pytest.mark.parametrize("select", [False, True])
+def test_the_test_split_is_touched_only_by_the_final_evaluation(write_suite, tmp_path, monkeypatch, select):
+    import dataclasses
+
+    from snnbench import runner
+
+    budgets = {"smoke": {"epochs": 3, "batch_size": 32, "train_subset": 256}}
+    path = write_suite({"budgets": budgets, "validation": {"fraction": 0.2, "seed": 3, "select": select}})
+    counters = []
+    original = runner.load_data
+
+    def counted(spec, root):
+        data = original(spec, root)
+        counters.append(CountingSplit(data.test))
+        return dataclasses.replace(data, test=counters[-1])
+
+    monkeypatch.setattr(runner, "load_data", counted)
+    record = runner.run_suite(path, out_dir=tmp_path / "out", device="cpu").records[0]
+    assert record.status == "ok" and len(counters) == 1
+    assert counters[0].passes == (2 if select else 1)  # final model (+ the validation-selected epoch)
+    assert all("val_top1" in row and "test_top1" not in row for row in record.history)
+    validation = record.dataset_provenance["validation"]
+    assert validation["validation_size"] + validation["train_size"] == 256
+    assert (
+        validation["validation_size"] == record.metrics["val_size"] and len(validation["index_sha256"]) == 64
+    )
+    assert record.metrics["val_top1"] == record.history[-1]["val_top1"]
+    assert ("top1_val_selected" in record.metrics) is select
+    if select:
+        best = max(range(3), key=lambda i: (record.history[i]["val_top1"], -i))
+        assert record.metrics["val_selected_epoch"] == best + 1
+
+
+def test_the_validation_split_is_stratified_seeded_and_disjoint():
+    import torch
+
+    from snnbench.data import Split
+
+    y = torch.arange(10).repeat_interleave(torch.tensor([30, 10, 20, 10, 10, 10, 10, 10, 10, 20]))
+    split = Split(torch.arange(len(y)).float()[:, None], y)
+    train, val, provenance = split.carve_validation(0.1, seed=5)
+    assert torch.bincount(val.y).tolist() == [3, 1, 2, 1, 1, 1, 1, 1, 1, 2]
+    assert set(train.x.flatten().tolist()).isdisjoint(val.x.flatten().tolist())
+    assert len(train) + len(val) == len(split)
+    again = split.carve_validation(0.1, seed=5)[2]
+    other = split.carve_validation(0.1, seed=6)[2]
+    assert again["index_sha256"] == provenance["index_sha256"] != other["index_sha256"]
