@@ -176,9 +176,11 @@ def run_one(
     on_event: ev.EventSink = ev.ignore,
     index: int = 1,
     total: int = 1,
+    final_test: bool = True,
 ) -> RunRecord:
     """Train and evaluate one spec and save its record; a crash inside the method gives a ``failed``
-    record."""
+    record. ``final_test=False`` (tuning trials) never reads the test set: the record then holds validation
+    figures only."""
     started = _now()
     torch_device = resolve_device(device)
     algorithm_cls = algorithms.get(spec.algorithm)
@@ -201,7 +203,7 @@ def run_one(
     }
     try:
         outcome = _train_and_evaluate(
-            spec, store, algorithm_cls, torch_device, data_dir, on_event, index, total
+            spec, store, algorithm_cls, torch_device, data_dir, on_event, index, total, final_test
         )
     except KeyboardInterrupt:
         raise
@@ -229,6 +231,7 @@ def _train_and_evaluate(
     on_event: ev.EventSink,
     index: int,
     total: int,
+    final_test: bool = True,
 ) -> dict[str, Any]:
     data = load_data(spec, data_root(data_dir))
     validation = Validation.model_validate(spec.validation)
@@ -365,16 +368,16 @@ def _train_and_evaluate(
         "val_size": len(val),
         "test_size": len(test),
     }
-    if status == "ok":
+    if status == "ok" and final_test:
         tick = time.perf_counter()
         evaluation = algorithm.evaluate(net, test, evaluation_context(-1))
         metrics["inference_ms_per_sample"] = 1000.0 * (time.perf_counter() - tick) / len(test)
         metrics["top1"] = evaluation.top1
         metrics.update(evaluation.extra)
-        validated = [h["val_top1"] for h in history if h.get("val_top1") is not None]
-        if validated:
-            metrics["val_top1"] = validated[-1]
-        if best is not None:
+    if status == "ok":
+        # the final network at this T (after finalize: the converted SNN, not the ANN of the history)
+        metrics["val_top1"] = algorithm.evaluate(net, val, evaluation_context(-3)).top1
+        if best is not None and final_test:
             selected = copy.deepcopy(net)
             selected.load_state_dict(best["net"])
             algorithm.finalize(selected, train, ctx)

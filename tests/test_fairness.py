@@ -127,7 +127,7 @@ def test_the_test_split_is_touched_only_by_the_final_evaluation(write_suite, tmp
     assert (
         validation["validation_size"] == record.metrics["val_size"] and len(validation["index_sha256"]) == 64
     )
-    assert record.metrics["val_top1"] == record.history[-1]["val_top1"]
+    assert record.metrics["val_top1"] == record.history[-1]["val_top1"]  # direct encoding: deterministic
     assert ("top1_val_selected" in record.metrics) is select
     if select:
         best = max(range(3), key=lambda i: (record.history[i]["val_top1"], -i))
@@ -148,3 +148,86 @@ def test_the_validation_split_is_stratified_seeded_and_disjoint():
     again = split.carve_validation(0.1, seed=5)[2]
     other = split.carve_validation(0.1, seed=6)[2]
     assert again["index_sha256"] == provenance["index_sha256"] != other["index_sha256"]
+
+
+def test_tune_searches_on_validation_only_with_the_same_trials_and_run_applies_it(
+    write_suite, tmp_path, monkeypatch
+):
+    import dataclasses
+    import json
+
+    from typer.testing import CliRunner
+
+    from snnbench import runner
+    from snnbench.cli import app
+
+    budgets = {"smoke": {"epochs": 2, "batch_size": 32, "train_subset": 200}}
+    algorithms = {
+        "bptt": {"arch": "mlp", "track": "controlled", "lr": 0.01},
+        "proxy": {"arch": "mlp", "track": "controlled"},
+        "bptt-conv": {"algorithm": "bptt", "arch": "convnet", "track": "extra"},
+    }
+    tuning = {"trials": 3, "T": 2, "seed": 1}
+    path = write_suite({"budgets": budgets, "algorithms": algorithms, "tuning": tuning})
+    counters = []
+    original = runner.load_data
+
+    def counted(spec, root):
+        data = original(spec, root)
+        counters.append(CountingSplit(data.test))
+        return dataclasses.replace(data, test=counters[-1])
+
+    monkeypatch.setattr(runner, "load_data", counted)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["tune", "--suite", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sum(c.passes for c in counters) == 0  # nothing tunes on test
+    records = {p.stem: json.loads(p.read_text()) for p in (out / "tiny" / "tuning").glob("*.json")}
+    assert set(records) == {"bptt", "proxy"}  # only the tuned (controlled) track
+    for record in records.values():
+        assert len(record["trials"]) == 3 and record["budget"] == {
+            "trials": 3,
+            "T": 2,
+            "seed": 1,
+            "budget": "smoke",
+        }
+        assert all(t["status"] == "ok" and t["val_top1"] is not None for t in record["trials"])
+        best = max(record["trials"], key=lambda t: (t["val_top1"], -t["number"]))
+        assert record["chosen"]["values"] == best["values"]
+    assert records["bptt"]["trials"][0]["values"] == {"lr": 0.01}  # trial 0: the entry's own value
+    assert records["bptt"]["space"]["lr"] == {"low": 0.001, "high": 0.1, "log": True, "integer": False}
+    assert records["proxy"]["trials"][0]["values"] == {"lr": 1e-4}  # the paper's default
+    assert "tuned:" in result.output and "values:" in result.output
+
+    monkeypatch.setattr(runner, "load_data", original)
+    run = CliRunner().invoke(
+        app, ["run", "--suite", str(path), "--out", str(out), "--tuned", "--algorithms", "bptt", "--quiet"]
+    )
+    assert run.exit_code == 0, run.output
+    record = json.loads(next((out / "tiny" / "runs").glob("bptt_*.json")).read_text())
+    assert record["spec"]["hparams"]["lr"] == records["bptt"]["chosen"]["values"]["lr"]
+    assert record["spec"]["tuned_fields"] == ["lr"] and record["spec"]["tuning_trials"] == 3
+    missing = CliRunner().invoke(
+        app, ["run", "--suite", str(path), "--out", str(tmp_path / "new"), "--tuned"]
+    )
+    assert (
+        missing.exit_code == 1 and "no tuning record" in missing.output and "snnbench tune" in missing.output
+    )
+
+
+def test_show_prints_the_card_and_the_resolved_config(write_suite, monkeypatch):
+    from typer.testing import CliRunner
+
+    from snnbench.cli import app
+
+    deviation = {"field": "lr", "ours": 0.01, "official": 0.1, "reason": "digits is smaller"}
+    card = {"source": "official/main.py", "mirrors": {"lr": 0.1, "batch_size": 32}, "deviations": [deviation]}
+    path = write_suite({"algorithms": {"bptt": {"arch": "mlp", "lr": 0.01, "fidelity": card}}})
+    monkeypatch.setenv("SNNBENCH_SUITES", str(path.parent.resolve()))
+    result = CliRunner().invoke(app, ["show", "tiny/bptt"])
+    assert result.exit_code == 0, result.output
+    assert "official values from official/main.py" in result.output
+    assert "lr: 0.01  official 0.1  [deviates (declared)]" in result.output
+    assert "batch_size: 32  official 32  [mirrored]" in result.output
+    assert "- lr: ours 0.01, official 0.1: digits is smaller" in result.output
+    assert "lr = 0.01  (suite)" in result.output and "epochs = 3  (budget)" in result.output
