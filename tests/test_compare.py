@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from snnbench.cli import app
 from snnbench.compare import compare, compare_groups
+from snnbench.errors import SnnbenchError
 from snnbench.suite import ReferenceRow, load_suite
 
 runner = CliRunner()
@@ -204,3 +205,18 @@ def test_entry_point_plugin_is_discovered_and_runs(tmp_path):
     assert done.returncode == 0, done.stderr
     (path,) = (tmp_path / "out" / "digits-lowT" / "runs").glob("lab-bptt_*.json")
     assert json.loads(path.read_text())["status"] == "ok"
+
+
+def test_only_like_runs_are_compared():
+    suite = load_suite("digits-lowT")
+    records = synthetic({"new": (95.0, 0.3), "same": (94.0, 0.3), "other": (99.0, 0.3)}, seeds=[0, 1, 2])
+    records["track"] = records["entry"].map({"new": "controlled", "same": "controlled", "other": "extra"})
+    records["tuning"] = "8 trials on val"
+    assert [r.baseline for r in compare(records, suite, "new")] == [
+        "same"
+    ]  # the extra-track entry is left out
+    with pytest.raises(SnnbenchError, match="new .track controlled.*other .track extra.*not run alike"):
+        compare(records, suite, "new", ["other"])
+    records.loc[records["entry"] == "same", "tuning"] = "defaults"
+    with pytest.raises(SnnbenchError, match="tuning: defaults.*not run alike"):
+        compare(records, suite, "new", ["same"])
