@@ -147,7 +147,7 @@ def test_plugin_file_runs_on_the_unchanged_suite_and_is_recorded(tmp_path):
         record["status"] == "ok" and record["algorithm"] == "bptt-arctan" and record["algorithm_version"] == 1
     )
     from snnbench.algorithms import algorithms
-    from snnbench.runner import code_files, source_sha256
+    from snnbench.provenance import code_files, source_sha256
 
     plugin = algorithms.get("bptt-arctan")  # registered in this process by --plugin
     assert record["algorithm_source_sha256"] == source_sha256(plugin)

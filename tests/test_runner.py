@@ -165,7 +165,7 @@ def test_the_source_hash_covers_shared_code_and_not_the_checkout_location(tmp_pa
     import shutil
 
     from snnbench.algorithms import algorithms
-    from snnbench.runner import code_files, source_sha256
+    from snnbench.provenance import code_files, source_sha256
 
     assert "snnbench/neurons/lif_cpu.cpp" in code_files(inspect.getmodule(algorithms.get("bptt")))
 
