@@ -10,10 +10,10 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from snnbench.errors import SnnbenchError, SuiteError, UnknownNameError
 
@@ -48,6 +48,16 @@ class BudgetOverride(BaseModel):
     num_gpus: float | None = Field(None, ge=0)
 
 
+def _positive_timesteps(value: list[int]) -> list[int]:
+    """A list of time steps, wherever given (suite, algorithm entry, command line): non-empty, each T ≥ 1."""
+    if not value or any(t <= 0 for t in value):
+        raise ValueError("expected a non-empty list of positive integers")
+    return value
+
+
+Timesteps = Annotated[list[int], AfterValidator(_positive_timesteps)]
+
+
 class AlgorithmEntry(BaseModel):
     """One row of the suite's ``algorithms`` block; keys other than these are the method's hyperparameters."""
 
@@ -56,15 +66,8 @@ class AlgorithmEntry(BaseModel):
     algorithm: str | None = None  # registered method; default: the entry's key
     arch: str
     encoding: str | None = None
-    timesteps: list[int] | None = None
+    timesteps: Timesteps | None = None
     budgets: dict[str, BudgetOverride] = Field(default_factory=dict)
-
-    @field_validator("timesteps")
-    @classmethod
-    def _positive(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and (not value or any(t <= 0 for t in value)):
-            raise ValueError("expected a non-empty list of positive integers")
-        return value
 
     @property
     def hparams(self) -> dict[str, Any]:
@@ -106,7 +109,7 @@ class Suite(BaseModel):
     dataset: str
     dataset_options: dict[str, Any] = Field(default_factory=dict)
     encoding: str | None = None
-    timesteps: list[int]
+    timesteps: Timesteps
     seeds: list[int]
     default_budget: str = "full"
     budgets: dict[str, Budget]
@@ -114,7 +117,7 @@ class Suite(BaseModel):
     reference: list[ReferenceRow] = Field(default_factory=list)
     energy: Energy = Field(default_factory=Energy)
 
-    @field_validator("timesteps", "seeds")
+    @field_validator("seeds")
     @classmethod
     def _non_empty(cls, value: list[int]) -> list[int]:
         if not value:
@@ -387,7 +390,7 @@ class Overrides(BaseModel):
 
     budget: str | None = None
     algorithms: list[str] | None = None
-    timesteps: list[int] | None = None
+    timesteps: Timesteps | None = None
     seeds: list[int] | None = None
 
 
