@@ -51,15 +51,18 @@ def say(text: str) -> None:
     console.print(text, soft_wrap=True, highlight=False, markup=False)
 
 
-def _ints(value: str | None, option: str) -> list[int] | None:
+def _ints(value: str | None, option: str, positive: bool = False) -> list[int] | None:
     if value is None:
         return None
     try:
-        return [int(v) for v in value.split(",") if v.strip()]
+        numbers = [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
         raise typer.BadParameter(
             f"expected comma-separated integers, got {value!r}", param_hint=option
         ) from None
+    if positive and any(n <= 0 for n in numbers):
+        raise typer.BadParameter(f"expected positive integers, got {value!r}", param_hint=option)
+    return numbers
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -142,7 +145,7 @@ def run(
         overrides = Overrides(
             budget=budget,
             algorithms=_names(algorithms),
-            timesteps=_ints(timesteps, "--timesteps"),
+            timesteps=_ints(timesteps, "--timesteps", positive=True),
             seeds=_ints(seeds, "--seeds"),
         )
         from snnbench.ui import ProgressRenderer, summary_table

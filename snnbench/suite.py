@@ -11,10 +11,10 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from snnbench.errors import SnnbenchError, SuiteError, UnknownNameError
 
@@ -47,6 +47,16 @@ class BudgetOverride(BaseModel):
     test_subset: int | None = Field(None, gt=0)
     num_cpus: float | None = Field(None, gt=0)
     num_gpus: float | None = Field(None, ge=0)
+
+
+def _positive_timesteps(value: list[int]) -> list[int]:
+    """A list of time steps, wherever given (suite, algorithm entry, command line): non-empty, each T ≥ 1."""
+    if not value or any(t <= 0 for t in value):
+        raise ValueError("expected a non-empty list of positive integers")
+    return value
+
+
+Timesteps = Annotated[list[int], AfterValidator(_positive_timesteps)]
 
 
 Track = Literal["controlled", "official", "extra"]
@@ -110,19 +120,12 @@ class AlgorithmEntry(BaseModel):
     algorithm: str | None = None  # registered method; default: the entry's key
     arch: str
     encoding: str | None = None
-    timesteps: list[int] | None = None
+    timesteps: Timesteps | None = None
     budgets: dict[str, BudgetOverride] = Field(default_factory=dict)
     track: Track = "official"
     preprocess: Preprocess | None = None
     fidelity: FidelityCard | None = None
     tuned: Tuned | None = None
-
-    @field_validator("timesteps")
-    @classmethod
-    def _positive(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and (not value or any(t <= 0 for t in value)):
-            raise ValueError("expected a non-empty list of positive integers")
-        return value
 
     @property
     def hparams(self) -> dict[str, Any]:
@@ -200,7 +203,7 @@ class Suite(BaseModel):
     dataset: str
     dataset_options: dict[str, Any] = Field(default_factory=dict)
     encoding: str | None = None
-    timesteps: list[int]
+    timesteps: Timesteps
     seeds: list[int]
     default_budget: str = "full"
     budgets: dict[str, Budget]
@@ -210,7 +213,7 @@ class Suite(BaseModel):
     validation: Validation = Field(default_factory=Validation)
     tuning: Tuning | None = None
 
-    @field_validator("timesteps", "seeds")
+    @field_validator("seeds")
     @classmethod
     def _non_empty(cls, value: list[int]) -> list[int]:
         if not value:
@@ -595,7 +598,7 @@ class Overrides(BaseModel):
 
     budget: str | None = None
     algorithms: list[str] | None = None
-    timesteps: list[int] | None = None
+    timesteps: Timesteps | None = None
     seeds: list[int] | None = None
 
 

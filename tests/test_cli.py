@@ -30,6 +30,9 @@ def test_bad_suite_exits_2_with_one_error_line(write_suite):
 def test_bad_option_value(write_suite):
     result = runner.invoke(app, ["run", "--suite", str(write_suite()), "--timesteps", "1,x"])
     assert result.exit_code == 2 and "expected comma-separated integers, got '1,x'" in result.output
+    result = runner.invoke(app, ["run", "--suite", str(write_suite()), "--timesteps", "-1"])
+    assert result.exit_code == 2 and "expected positive integers, got '-1'" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_run_twice_then_leaderboard(write_suite, tmp_path):

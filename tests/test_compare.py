@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from snnbench.cli import app
-from snnbench.compare import compare, compare_groups
+from snnbench.compare import compare, compare_groups, compare_published
 from snnbench.errors import SnnbenchError
 from snnbench.suite import ReferenceRow, load_suite
 
@@ -71,6 +71,31 @@ def test_identical_distributions_give_no_difference_and_a_seed_estimate():
     assert found <= 3  # α = 5 %: a false "better/worse" is rare
     same = compare_groups({0: 97.0, 1: 97.5}, {0: 97.0, 1: 97.5}, 4, "b")
     assert same.verdict == "no difference at 2 seeds" and same.difference == 0
+
+
+def test_seeds_pair_by_seed_not_by_order():
+    """Each seed of the new method is 1 point above the same seed of the baseline; listed in another order,
+    pairing by position would give differences 21, 1, −19 and no verdict."""
+    row = compare_groups({0: 90.0, 1: 80.0, 2: 70.0}, {2: 69.0, 1: 79.0, 0: 89.0}, 4, "b")
+    assert row.test == "paired t" and (row.ci_low, row.ci_high) == (1.0, 1.0) and row.verdict == "better"
+
+
+def test_the_bootstrap_interval_is_95_percent():
+    """With 40 seeds the bootstrap mean is close to normal: the interval is the mean ± 1.96 standard errors
+    (± 1.64 would be a 90 % interval)."""
+    rng = np.random.default_rng(1)
+    a, b = 95.0 + rng.standard_normal(40), 94.0 + 2.0 * rng.standard_normal(40)
+    new, base = dict(enumerate(a)), {s + 100: v for s, v in enumerate(b)}
+    paired = compare_groups(new, dict(enumerate(b)), 4, "b")
+    welch = compare_groups(new, base, 4, "b")
+    published = compare_published(new, 94.0, 4, "paper")
+    for row, center, error in [
+        (paired, (a - b).mean(), (a - b).std() / 40**0.5),
+        (welch, a.mean() - b.mean(), (a.var() / 40 + b.var() / 40) ** 0.5),
+        (published, a.mean() - 94.0, a.std() / 40**0.5),
+    ]:
+        assert (row.ci_high - row.ci_low) / 2 == pytest.approx(1.96 * error, rel=0.05)
+        assert (row.ci_high + row.ci_low) / 2 == pytest.approx(center, abs=0.1 * error)
 
 
 def test_unpaired_seeds_use_welch_and_published_rows_are_marked():
