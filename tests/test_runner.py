@@ -113,6 +113,17 @@ def test_records_are_written_atomically(write_suite, tmp_path, monkeypatch):
     assert [p.name for p in store.runs.iterdir()] == [f"{good.run_id}.json"]  # no temp file left
 
 
+def test_records_and_reports_get_the_umask_permissions(write_suite, tmp_path):
+    """Not mkstemp's 0600: a group that shares the results folder can read them."""
+    old = os.umask(0o022)
+    try:
+        result = run_suite(write_suite(), out_dir=tmp_path, device="cpu")
+    finally:
+        os.umask(old)
+    files = [*result.files, *RecordStore(tmp_path, "tiny").runs.iterdir()]
+    assert len(files) >= 3 and {oct(f.stat().st_mode & 0o777) for f in files} == {"0o644"}
+
+
 def test_a_killed_run_resumes_with_the_same_final_record(write_suite, tmp_path):
     suite_changes = {
         "timesteps": [8],
