@@ -14,6 +14,7 @@ import math
 import random
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -64,9 +65,11 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """Every generator's state in types ``torch.load(weights_only=True)`` reads (NumPy's key as a list)."""
+    kind, key, position, has_gauss, gauss = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": (kind, key.tolist(), position, has_gauss, gauss),
         "torch": torch.get_rng_state(),
         "generator": generator.get_state(),
     }
@@ -77,7 +80,8 @@ def _rng_state(generator: torch.Generator) -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, key, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(key, dtype=np.uint32), position, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     generator.set_state(state["generator"])
     if "cuda" in state and torch.cuda.is_available():
@@ -119,6 +123,19 @@ def _now() -> str:
 
 def _finite(net: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in net.parameters())
+
+
+def _load_saved(path: Path, device: torch.device) -> dict[str, Any] | None:
+    """A checkpoint or shared training under the output folder, loaded without running code from it
+    (``weights_only``); None when absent, or unreadable (then ignored with a warning: the run trains)."""
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - corrupt or foreign: whatever torch.load raises
+        warnings.warn(f"{path}: ignored, not a loadable snnbench checkpoint ({exc})", stacklevel=2)
+        return None
+    return saved if isinstance(saved, dict) else None
 
 
 def run_one(
@@ -227,11 +244,7 @@ def _train_and_evaluate(
     shared_with: str | None = None
     trained_path = store.trained_path(spec.training_key)
     source = source_sha256(algorithm_cls)
-    shared = (
-        torch.load(trained_path, map_location=device, weights_only=False)
-        if not algorithm_cls.training_depends_on_T and trained_path.is_file()
-        else None
-    )
+    shared = _load_saved(trained_path, device) if not algorithm_cls.training_depends_on_T else None
     if shared is not None and shared.get("source_sha256") != source:
         shared = None  # trained by another version of the method's code: train again
 
@@ -243,11 +256,7 @@ def _train_and_evaluate(
     else:
         state: TrainState = algorithm.configure(net, ctx)
         checkpoint_path = store.checkpoint_path(spec.run_id)
-        checkpoint = (
-            torch.load(checkpoint_path, map_location=device, weights_only=False)
-            if checkpoint_path.is_file()
-            else None
-        )
+        checkpoint = _load_saved(checkpoint_path, device)
         if checkpoint is not None and checkpoint.get("source_sha256") == source:
             net.load_state_dict(checkpoint["net"])
             state.load_state_dict(checkpoint["state"])
