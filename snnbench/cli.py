@@ -51,18 +51,21 @@ def say(text: str) -> None:
     console.print(text, soft_wrap=True, highlight=False, markup=False)
 
 
-def _ints(value: str | None, option: str, positive: bool = False) -> list[int] | None:
+def _ints(value: str | None, option: str, bounds: tuple[int, int] | None = None) -> list[int] | None:
     if value is None:
         return None
     try:
-        numbers = [int(v) for v in value.split(",") if v.strip()]
+        values = [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
         raise typer.BadParameter(
             f"expected comma-separated integers, got {value!r}", param_hint=option
         ) from None
-    if positive and any(n <= 0 for n in numbers):
-        raise typer.BadParameter(f"expected positive integers, got {value!r}", param_hint=option)
-    return numbers
+    if bounds is not None and not (values and all(bounds[0] <= v <= bounds[1] for v in values)):
+        raise typer.BadParameter(
+            f"expected comma-separated integers from {bounds[0]} to {bounds[1]}, got {value!r}",
+            param_hint=option,
+        )
+    return values
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -135,7 +138,7 @@ def run(
     try:
         _load_plugins(plugin)
         from snnbench.runner import run_suite
-        from snnbench.suite import Overrides, load_suite
+        from snnbench.suite import MAX_TIMESTEPS, Overrides, load_suite
         from snnbench.tuning import with_tuning_records
 
         loaded = load_suite(suite)
@@ -145,7 +148,7 @@ def run(
         overrides = Overrides(
             budget=budget,
             algorithms=_names(algorithms),
-            timesteps=_ints(timesteps, "--timesteps", positive=True),
+            timesteps=_ints(timesteps, "--timesteps", (1, MAX_TIMESTEPS)),
             seeds=_ints(seeds, "--seeds"),
         )
         from snnbench.ui import ProgressRenderer, summary_table
