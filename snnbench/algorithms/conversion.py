@@ -11,9 +11,10 @@ putshua/ANN_SNN_QCFS.
 Both train an ANN once per seed (T does not enter training) and simulate the converted SNN at every T:
   (1) ANN      a_l = f(BN_l(W_l a_{l−1} + b_l)),  f = ReLU (rate) or QCFS (2); linear output layer
   (2) QCFS     h(z) = λ_l clip(⌊z L / λ_l + 1/2⌋ / L, 0, 1), λ_l a trainable threshold per layer, L levels;
-               the paper's straight-through rule (arXiv version, as recalled; the two official codes differ
-               in the edge bins, see docs/algorithms/conversion.md): with s = z L/λ + 1/2, inside 0 < s < L
-               ∂h/∂z = 1, ∂h/∂λ = ⌊s⌋/L − z/λ; below (s ≤ 0) both 0; above (s ≥ L) ∂h/∂z = 0, ∂h/∂λ = 1
+               gradients are autograd's through the official ``MyFloor`` (SNN_conversion_QCFS
+               ``modules.py``: z/λ, ⌊·⌋ with an identity gradient, clamp to [0, 1], × λ). With
+               s = z L/λ + 1/2 that is: for 0 ≤ s < L + 1 (the clamp's closed range) ∂h/∂z = 1,
+               ∂h/∂λ = ⌊s⌋/L − z/λ; below (s < 0) both 0; above (s ≥ L + 1) ∂h/∂z = 0, ∂h/∂λ = 1
   (3) fold BN  W_l ← W_l γ/σ,  b_l ← (b_l − μ) γ/σ + β  (BN becomes the identity)
   (4) scale    λ_l = p-th percentile of layer l's non-zero ANN activations on training data (rate, p = 99.9,
                as SNN Toolbox; p = 100 is Diehl's max), or the trained λ_l (QCFS);
@@ -93,11 +94,10 @@ class ConversionConfig(AlgorithmConfig):
 
 
 def qcfs(z: torch.Tensor, lam: torch.Tensor, levels: int) -> torch.Tensor:
-    """Eq. (2): the QCFS activation with the paper's straight-through gradients (module docstring)."""
-    s = z * levels / lam + 0.5
-    floored = s + (torch.floor(s) - s).detach()  # ⌊s⌋ forward, identity backward
-    inside = torch.where(s > 0, lam * floored / levels, torch.zeros_like(z))
-    return torch.where(s < levels, inside, lam.expand_as(z))
+    """Eq. (2) in the official ``MyFloor``'s order, so that autograd gives its gradients (docstring)."""
+    s = z / lam * levels + 0.5
+    floored = s + (torch.floor(s) - s).detach()  # GradFloor: ⌊s⌋ forward, identity backward
+    return lam * torch.clamp(floored / levels, 0.0, 1.0)
 
 
 def if_step(x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -272,11 +272,12 @@ class Conversion(Algorithm):
         url="https://arxiv.org/abs/2303.04347",
         equations="IF with reset by subtraction, p-percentile weight normalisation, QCFS h(z), v(0) = ϑ/2",
     )
-    version = 2
+    version = 3
     changelog = (
         "1: first version",
         "2: QCFS gradient as the paper's straight-through rule; BN after convolutions only; official VGG "
         "initialisation; histogram percentiles; spiking max-pooling for rate",
+        "3: QCFS gradient as autograd through the official MyFloor (∂h/∂z = 1 also in the top bin)",
     )
     description = "ANN-SNN conversion: rate (99.9th-percentile normalisation) or QCFS (low latency)"
     Config = ConversionConfig

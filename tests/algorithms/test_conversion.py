@@ -1,5 +1,5 @@
-"""Conversion: IF dynamics and QCFS against float64 references, the QCFS T = L invariant, the paper's
-straight-through gradients, exact BN folding and normalisation, histogram percentiles, spiking max-pooling,
+"""Conversion: IF dynamics and QCFS against float64 references, the QCFS T = L invariant, the official
+QCFS gradients, exact BN folding and normalisation, histogram percentiles, spiking max-pooling,
 agreement with SpikingJelly's ann2snn, and learning on digits."""
 
 from __future__ import annotations
@@ -88,21 +88,22 @@ def test_converted_qcfs_network_at_T_equal_L_reproduces_the_ann(levels):
         assert not torch.allclose(net.snn(x.expand(levels, -1, -1)), ann)
 
 
-def test_qcfs_gradients_are_the_papers_straight_through_rule():
-    """Bu et al. 2022: ∂h/∂z = 1 on (−λ/2L, λ − λ/2L), else 0; ∂h/∂λ = ⌊zL/λ + ½⌋/L − z/λ on
-    [−λ/2L, λ − λ/2L), 0 below, 1 above. The points in the lowest and highest bins tell this rule from
-    autograd through either official implementation (floor-then-clamp, clamp-then-floor)."""
+def test_qcfs_gradients_are_autograd_through_the_official_floor_then_clamp():
+    """SNN_conversion_QCFS ``MyFloor``: h = λ clamp(GradFloor(zL/λ + ½)/L, 0, 1), with GradFloor's identity
+    backward and clamp's closed range [0, 1]. Worked out by hand with s = zL/λ + ½ and q = ⌊s⌋/L:
+    0 ≤ q ≤ 1 gives ∂h/∂z = 1 and ∂h/∂λ = q − z/λ; q < 0 gives 0 and 0; q > 1 gives 0 and 1. The top-bin
+    points 1.8, 1.95, 2.1 (q = 1) tell this from the paper's rule (∂h/∂z = 0 there, ∂h/∂λ = 1)."""
     lam_value, levels = 2.0, 4
-    z_np = np.array([-0.7, -0.2, -0.1, 0.1, 0.3, 0.9, 1.6, 1.8, 1.95, 2.1, 3.0])
+    z_np = np.array([-0.7, -0.3, -0.2, -0.1, 0.1, 0.3, 0.9, 1.6, 1.8, 1.95, 2.1, 2.3, 3.0])
     upstream = np.random.default_rng(1).normal(size=z_np.shape)
     lam = torch.tensor(lam_value, dtype=torch.float64, requires_grad=True)
     z = torch.tensor(z_np, requires_grad=True)
     (qcfs(z, lam, levels) * torch.from_numpy(upstream)).sum().backward()
 
-    low, high = -lam_value / (2 * levels), lam_value - lam_value / (2 * levels)
-    dz = ((z_np > low) & (z_np < high)).astype(float)
-    inside = np.floor(z_np * levels / lam_value + 0.5) / levels - z_np / lam_value
-    dlam = np.where(z_np < low, 0.0, np.where(z_np >= high, 1.0, inside))
+    q = np.floor(z_np * levels / lam_value + 0.5) / levels
+    passes = (q >= 0) & (q <= 1)
+    dz = passes.astype(float)
+    dlam = np.where(passes, q - z_np / lam_value, np.where(q > 1, 1.0, 0.0))
     np.testing.assert_allclose(z.grad.numpy(), upstream * dz)
     np.testing.assert_allclose(lam.grad.item(), (upstream * dlam).sum())
 
