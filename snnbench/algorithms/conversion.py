@@ -23,7 +23,9 @@ Both train an ANN once per seed (T does not enter training) and simulate the con
                v_l[t] ← v_l[t] − s_l[t] (reset by subtraction; threshold 1 after scaling); v_l[0] = 0 (rate)
                or 1/2 (QCFS: ϑ/2, the shift φ = 1/2 that makes the expected SNN output equal h; exact at
                T = L for constant input)
-  (6) output   logits = (1/T) Σ_t (W_L s_{L−1}[t] + b_L); the input is the analog image at every step.
+  (6) output   logits = (1/T) Σ_t (W_L s_{L−1}[t] + b_L); the input is the analog image at every step,
+               normalised with the dataset's (or the suite entry's ``preprocess``) statistics, as the
+               official data loaders do (ANN training, calibration and simulation alike).
   (7) max pool (rate) Rueckauer's spiking max-pooling: each window passes the spikes of the unit with the
                highest spike count so far (an online rate estimate); QCFS uses average pooling instead.
 After (3)–(4) the same network in ANN mode computes exactly the original ANN (ReLU, max pooling and the
@@ -277,7 +279,8 @@ class Conversion(Algorithm):
         "1: first version",
         "2: QCFS gradient as the paper's straight-through rule; BN after convolutions only; official VGG "
         "initialisation; histogram percentiles; spiking max-pooling for rate",
-        "3: QCFS gradient as autograd through the official MyFloor (∂h/∂z = 1 also in the top bin)",
+        "3: QCFS gradient as autograd through the official MyFloor (∂h/∂z = 1 also in the top bin); input "
+        "normalised with the dataset's or the entry's statistics (official data loaders)",
     )
     description = "ANN-SNN conversion: rate (99.9th-percentile normalisation) or QCFS (low latency)"
     Config = ConversionConfig
@@ -330,7 +333,7 @@ class Conversion(Algorithm):
     ) -> dict[str, float]:
         assert isinstance(net, ConversionNet)
         net.train()
-        return supervised_epoch(state, batches, net.ann)
+        return supervised_epoch(state, batches, lambda x: net.ann(self.data.normalize(x)))
 
     def finalize(self, net: nn.Module, train: Split, ctx: RunContext) -> None:
         cfg: ConversionConfig = self.config  # type: ignore[assignment]
@@ -346,14 +349,15 @@ class Conversion(Algorithm):
         else:
             calibration = train.take(cfg.calibration_samples)
             batches = [
-                x for x, _ in calibration.batches(ctx.eval_batch_size, shuffle=False, device=ctx.device)
+                self.data.normalize(x)
+                for x, _ in calibration.batches(ctx.eval_batch_size, shuffle=False, device=ctx.device)
             ]
             scales = activation_percentiles(net, batches, cfg.percentile)
         normalize(net, scales)
 
     def predict(self, net: nn.Module, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         assert isinstance(net, ConversionNet)
-        return net.snn(ctx.encode(x))
+        return net.snn(ctx.encode(self.data.normalize(x)))
 
     def evaluate(self, net: nn.Module, test: Split, ctx: RunContext) -> Evaluation:
         """The SNN at T (primary) and the ANN it came from (``ann_top1``); before conversion only the ANN."""
@@ -362,7 +366,7 @@ class Conversion(Algorithm):
         snn_scores, ann_scores, labels = [], [], []
         with torch.no_grad():
             for x, y in test.batches(ctx.eval_batch_size, shuffle=False, device=ctx.device):
-                ann_scores.append(net.ann(x).float().cpu())
+                ann_scores.append(net.ann(self.data.normalize(x)).float().cpu())
                 if bool(net.converted):
                     snn_scores.append(self.predict(net, x, ctx).float().cpu())
                 labels.append(y.cpu())

@@ -256,3 +256,23 @@ def test_learns_digits_and_reports_the_ann(write_suite, tmp_path, method, T, flo
     assert 0 < record.metrics["spike_rate"] < 1
     assert record.metrics["macs_per_sample"] > 0  # the analog input layer
     assert record.metrics["acs_per_sample"] > 0
+
+
+@pytest.mark.parametrize("method", ["rate", "qcfs"])
+def test_input_is_normalised_with_the_data_statistics(method):
+    """The official loaders normalise (x − mean)/std before the ANN and the SNN: the ANN scores of
+    ``evaluate`` and the SNN's ``predict`` see the normalised image."""
+    from snnbench.algorithms import RunContext
+    from snnbench.data import Split
+    from snnbench.data.encoding import direct
+
+    info = DatasetInfo("x", (6,), 3, mean=(0.5,), std=(0.25,))
+    algorithm = Conversion(ConversionConfig(method=method, lambda_init=2.0), resolve_architecture("8"), info)
+    net = algorithm.build(4).double()
+    x = torch.rand(5, 6, dtype=torch.float64)
+    ctx = RunContext(4, torch.device("cpu"), 1, 5, 5, "direct", torch.Generator(), direct)
+    with torch.no_grad():
+        scores = algorithm.evaluate(net, Split(x, torch.zeros(5, dtype=torch.long)), ctx).logits
+        torch.testing.assert_close(scores, net.ann((x - 0.5) / 0.25).float())
+        normalize(net, [1.0])
+        torch.testing.assert_close(algorithm.predict(net, x, ctx), net.snn(direct((x - 0.5) / 0.25, 4)))
