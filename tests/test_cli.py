@@ -12,7 +12,19 @@ runner = CliRunner()
 
 @pytest.mark.parametrize(
     "command",
-    ["run", "list", "leaderboard", "plot", "merge", "datasets list", "datasets download", "datasets verify"],
+    [
+        "run",
+        "list",
+        "leaderboard",
+        "plot",
+        "merge",
+        "report",
+        "show",
+        "status",
+        "datasets list",
+        "datasets download",
+        "datasets verify",
+    ],  # fmt: skip
 )
 def test_every_command_has_help_with_an_example(command):
     result = runner.invoke(app, [*command.split(), "--help"])
