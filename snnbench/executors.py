@@ -48,6 +48,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def holder(store: RecordStore, run_id: str) -> str | None:
+    """``host:pid`` of the live process (or other host) holding the run's lock file; None when free."""
+    lock = store.checkpoints / f"{run_id}.lock"
+    try:
+        text = lock.read_text()
+        host, pid = text.rsplit(":", 1)
+        alive = host != socket.gethostname() or _pid_alive(int(pid))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return "unreadable lock"
+    return text if alive else None
+
+
 def claim(store: RecordStore, run_id: str) -> bool:
     """Take the run's lock file; False when a live process (or another host) holds it."""
     lock = store.checkpoints / f"{run_id}.lock"
@@ -57,11 +71,7 @@ def claim(store: RecordStore, run_id: str) -> bool:
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            try:
-                host, pid = lock.read_text().rsplit(":", 1)
-            except (OSError, ValueError):
-                return False
-            if host != socket.gethostname() or _pid_alive(int(pid)):
+            if holder(store, run_id) is not None:
                 return False
             lock.unlink(missing_ok=True)  # its owner died (killed run): take it over
             continue
