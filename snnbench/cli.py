@@ -133,12 +133,22 @@ def run(
         typer.Option("--tuned", help="use the tuning records under OUT/SUITE/tuning (from `snnbench tune`)"),
     ] = False,
     plugin: Plugins = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="list the grid with a time estimate per run; train nothing")
+    ] = False,
+    save_models: Annotated[
+        bool,
+        typer.Option(
+            "--save-models", help="keep each run's final network (<out>/<suite>/models/, for export)"
+        ),
+    ] = False,
 ) -> None:
     """Train and evaluate a suite's grid (algorithms × T × seeds); write records, leaderboard and plots."""
     from snnbench.errors import SnnbenchError
 
     try:
         _load_plugins(plugin)
+        from snnbench.estimate import PRINT_BEFORE_RUN_S, describe, estimate_suite
         from snnbench.runner import run_suite
         from snnbench.suite import MAX_TIMESTEPS, Overrides, load_suite
         from snnbench.tuning import with_tuning_records
@@ -153,6 +163,16 @@ def run(
             timesteps=_ints(timesteps, "--timesteps", (1, MAX_TIMESTEPS)),
             seeds=_ints(seeds, "--seeds"),
         )
+        if dry_run or not quiet:
+            grid = estimate_suite(
+                suite, overrides, out_dir=out, device=device.value, resume=resume, data_dir=data_dir,
+                timed_batches=2 if dry_run else 1,
+            )  # fmt: skip
+            if dry_run or grid.total_s > PRINT_BEFORE_RUN_S:
+                for line in describe(grid):
+                    say(line)
+            if dry_run:
+                return
         from snnbench.ui import ProgressRenderer, summary_table
 
         with ProgressRenderer(console, quiet=quiet) as renderer:
@@ -167,6 +187,7 @@ def run(
                 executor=Executor(executor).value,
                 jobs=jobs,
                 address=address,
+                save_models=save_models,
             )
     except SnnbenchError as exc:
         raise _fail(exc) from None
@@ -570,6 +591,38 @@ def merge(
     say(merge_summary(report))
     if report.conflicts:
         raise typer.Exit(1)
+
+
+class ExportFormat(str, Enum):
+    nir = "nir"
+
+
+@app.command(
+    epilog="Example: snnbench run --suite digits-lowT --algorithms bptt --save-models; "
+    "snnbench export bptt_T4_s0_full_1a2b3c4d --to bptt.nir"
+)
+def export(
+    run_id: Annotated[str, typer.Argument(help="a run saved with `run --save-models`")],
+    to: Annotated[
+        Path | None, typer.Option(help="file to write (default: <out>/<suite>/models/RUN_ID.nir)")
+    ] = None,
+    format: Annotated[ExportFormat, typer.Option(help="graph format")] = ExportFormat.nir,
+    out: Annotated[Path, typer.Option(help="output directory holding <suite>/runs")] = Path("results"),
+) -> None:
+    """Write a saved network as a NIR graph (Neuromorphic Intermediate Representation); see docs/export.md."""
+    from snnbench.errors import SnnbenchError
+
+    try:
+        from snnbench.export import export_run
+
+        found = sorted(out.glob(f"*/runs/{run_id}.json"))
+        if not found:
+            raise SnnbenchError(f"no record {run_id}.json under {out}/*/runs")
+        suite = found[0].parent.parent.name
+        path = export_run(out, suite, run_id, to or out / suite / "models" / f"{run_id}.{format.value}")
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    say(f"Wrote {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover
