@@ -149,7 +149,7 @@ def run(
     try:
         _load_plugins(plugin)
         from snnbench.estimate import PRINT_BEFORE_RUN_S, describe, estimate_suite
-        from snnbench.runner import run_suite
+        from snnbench.grid import run_suite
         from snnbench.suite import MAX_TIMESTEPS, Overrides, load_suite
         from snnbench.tuning import with_tuning_records
 

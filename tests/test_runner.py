@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from snnbench.algorithms import algorithms
+from snnbench.grid import run_suite
 from snnbench.records import RecordStore, read_record
-from snnbench.runner import run_suite
 from snnbench.suite import load_suite
 
 PLUGIN = Path(__file__).parent / "fixtures" / "plugins" / "testing_methods.py"
