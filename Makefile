@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all lint leaderboards clean
+.PHONY: demo test test-all lint faults leaderboards clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(STAMP)
 ## test-all: including the slow learning tests
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q -m ""
+
+## faults: plant each fault of tools/faults.yaml in a copy of the tree and run its tests (catch rate ≥ 90 %)
+faults: $(STAMP)
+	$(BIN)/python tools/faults.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check snnbench tests
