@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # the digits grid: independent runs on both cores, one compute thread each (the committed records were made so)
 GRID   := --executor pool --jobs 2
 
-.PHONY: demo test test-all lint leaderboards report clean
+.PHONY: demo test test-all lint faults leaderboards report clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 ## test-all: including the slow learning tests
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q -m ""
+
+## faults: plant each fault of tools/faults.yaml in a copy of the tree and run its tests (catch rate ≥ 90 %)
+faults: $(STAMP)
+	$(BIN)/python tools/faults.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check snnbench tests
