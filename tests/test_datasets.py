@@ -175,6 +175,55 @@ def test_extracted_data_without_archives_is_accepted(mirror, tmp_path, monkeypat
         assert "extracted" in loaded.provenance["files_md5"]
 
 
+class _Planted:
+    """Pickles to a call of ``os.system``: a plain ``pickle.load`` runs the command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_planted_cifar_pickle_fails_its_checksum_and_runs_no_code(mirror, tmp_path, monkeypatch):
+    """Extracted CIFAR batches are checked against their published MD5s, and unpickled with only the
+    globals the format uses: a planted ``data_batch_1`` never runs code."""
+    import pickle
+    import tarfile
+
+    from snnbench.data.cifar import CIFAR10
+    from snnbench.data.download import md5sum
+
+    served, _ = mirror
+    publish(monkeypatch, served, "cifar10")
+    root = tmp_path / "data"
+    dataset = datasets.get("cifar10")()
+    (archive,) = dataset.download(root)
+    with tarfile.open(archive) as tar:
+        tar.extractall(archive.parent, filter="data")
+    archive.unlink()
+    extracted = archive.parent / "cifar-10-batches-py"
+    # the fixture's genuine batches stand in for the published ones
+    monkeypatch.setattr(CIFAR10, "members_md5", {m: md5sum(extracted / m) for m in CIFAR10.members_md5})
+    assert dataset.verify(root)["cifar-10-batches-py/test_batch"] == CIFAR10.members_md5["test_batch"]
+    marker = tmp_path / "ran"
+    planted = pickle.dumps(_Planted(marker), protocol=2)
+    (extracted / "data_batch_1").write_bytes(planted)
+
+    result = CliRunner().invoke(app, ["datasets", "verify", "cifar10", "--data-dir", str(root)])
+    assert result.exit_code != 0 and "data_batch_1: checksum mismatch" in result.stderr
+    assert (extracted / "data_batch_1.corrupt").exists() and not marker.exists()
+
+    # where no published checksum would catch it, the unpickler refuses it
+    (extracted / "data_batch_1").write_bytes(planted)
+    monkeypatch.setitem(CIFAR10.members_md5, "data_batch_1", md5sum(extracted / "data_batch_1"))
+    with pytest.raises(SnnbenchError, match=r"data_batch_1: not a CIFAR pickle \(posix.system is not part"):
+        dataset.load(dataset.Options(), root, T=1)
+    assert not marker.exists()
+
+
 def test_event_frames_are_cached_by_every_parameter(mirror, tmp_path, monkeypatch):
     served, _ = mirror
     publish(monkeypatch, served, "nmnist")

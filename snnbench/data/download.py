@@ -100,11 +100,12 @@ def set_aside(path: Path, expected: str, got: str) -> ChecksumError:
     return ChecksumError(path, expected, got, moved)
 
 
-def verify(path: Path, file: RemoteFile) -> str:
-    """The file's MD5 if it matches; otherwise the file is set aside and :class:`ChecksumError` raised."""
+def verify(path: Path, md5: str) -> str:
+    """The file's MD5 if it equals ``md5``; otherwise the file is set aside and :class:`ChecksumError`
+    raised."""
     digest = cached_md5(path)
-    if digest != file.md5:
-        raise set_aside(path, file.md5, digest)
+    if digest != md5:
+        raise set_aside(path, md5, digest)
     return digest
 
 
@@ -149,7 +150,7 @@ def download(dataset: str, file: RemoteFile, folder: Path, progress: object | No
     target = folder / file.name
     if target.exists():
         try:
-            verify(target, file)
+            verify(target, file.md5)
             return target
         except ChecksumError:
             pass  # set aside: download a fresh copy
