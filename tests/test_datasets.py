@@ -115,6 +115,23 @@ def test_interrupted_download_resumes_with_range(mirror, tmp_path, monkeypatch):
     assert ranges == [None, f"bytes={len(data) // 3}-"]
 
 
+def test_a_failed_download_says_what_each_source_answered(mirror, tmp_path):
+    """The mirror's answer is not hidden behind the canonical hosts' (only the last three attempts were)."""
+    import os
+
+    from snnbench.data.download import DownloadError, RemoteFile
+
+    dead = ("http://127.0.0.1:9/a/f.bin", "http://127.0.0.1:9/b/f.bin")  # port 9: connection refused
+    with pytest.raises(DownloadError) as raised:
+        download("ds", RemoteFile("f.bin", dead, "0" * 32), tmp_path / "data")
+    lines = str(raised.value).splitlines()
+    assert lines[0] == "could not download f.bin; what each source answered:"
+    mirror_url = os.environ["SNNBENCH_MIRROR"]
+    assert lines[1] == f"  {mirror_url}/ds/f.bin: HTTP Error 404: Not Found (3 attempts)"
+    assert [line.split(": ")[0].strip() for line in lines[2:]] == list(dead)
+    assert all("refused" in line for line in lines[2:])
+
+
 def test_corrupted_file_is_named_set_aside_and_never_used(mirror, tmp_path, monkeypatch):
     served, _ = mirror
     files = publish(monkeypatch, served, "mnist")

@@ -60,7 +60,7 @@ class ChecksumError(SnnbenchError):
 
 
 class DownloadError(SnnbenchError):
-    """No URL delivered the file."""
+    """No URL delivered the file: names each URL tried and what it answered."""
 
 
 def md5sum(path: Path) -> str:
@@ -155,14 +155,14 @@ def download(dataset: str, file: RemoteFile, folder: Path, progress: object | No
         except ChecksumError:
             pass  # set aside: download a fresh copy
     part = folder / (file.name + ".part")
-    failures: list[str] = []
+    failures: dict[str, list[str]] = {}
     for url in candidate_urls(dataset, file):
         for attempt in range(ATTEMPTS_PER_URL):
             try:
                 _fetch(url, part, file.name, progress)
                 break
             except (OSError, urllib.error.URLError) as exc:
-                failures.append(f"{url}: {exc}")
+                failures.setdefault(url, []).append(str(exc))
                 time.sleep(0.2 * attempt)
         else:
             continue
@@ -172,4 +172,8 @@ def download(dataset: str, file: RemoteFile, folder: Path, progress: object | No
         part.replace(target)
         cached_md5(target)
         return target
-    raise DownloadError(f"could not download {file.name}: " + "; ".join(failures[-3:]))
+    answers = [
+        f"  {url}: {'; '.join(dict.fromkeys(errors))} ({len(errors)} attempts)"
+        for url, errors in failures.items()
+    ]
+    raise DownloadError(f"could not download {file.name}; what each source answered:\n" + "\n".join(answers))
