@@ -51,6 +51,13 @@ def test_same_seed_gives_identical_numbers_and_full_record(write_suite, tmp_path
     assert [row["epoch"] for row in first.history] == [1, 2, 3]
 
 
+def test_each_seed_and_epoch_shuffles_the_data_its_own_way(plugins, write_suite, tmp_path):
+    path = write_suite({"seeds": [0, 1, 2], "algorithms": {"order-probe": {"arch": "mlp"}}})
+    records = run_suite(path, out_dir=tmp_path, device="cpu").records
+    orders = [tuple(row["loss"] for row in record.history) for record in records]
+    assert len(set(orders)) == 3 and all(len(set(epochs)) == 3 for epochs in orders)
+
+
 def test_second_run_trains_nothing(write_suite, tmp_path):
     path = write_suite({"seeds": [0, 1]})
     first = run_suite(path, out_dir=tmp_path, device="cpu")
@@ -234,7 +241,7 @@ def test_the_source_hash_covers_shared_code_and_not_the_checkout_location(tmp_pa
     import shutil
 
     from snnbench.algorithms import algorithms
-    from snnbench.runner import code_files, source_sha256
+    from snnbench.provenance import code_files, source_sha256
 
     assert "snnbench/neurons/lif_cpu.cpp" in code_files(inspect.getmodule(algorithms.get("bptt")))
 
