@@ -193,6 +193,21 @@ def _pool(
     return records
 
 
+def _check_ray_resources(tasks: list[list[RunSpec]], cluster: dict[str, float]) -> None:
+    """Fail before submitting when a run asks for more CPUs or GPUs than the whole cluster has (Ray would
+    keep such a task pending forever, silently)."""
+    for task in tasks:
+        spec = task[0]
+        for resource, asked in (("CPU", spec.num_cpus), ("GPU", spec.num_gpus)):
+            field, total = f"num_{resource.lower()}s", cluster.get(resource, 0.0)
+            if asked > total:
+                raise SnnbenchError(
+                    f"budget {spec.budget!r} of suite {spec.suite!r} asks {field}: {asked:g} per run, but "
+                    f"the Ray cluster has {total:g} {resource}s in all: no run could start; lower {field} in "
+                    f"the budget or add nodes that have them"
+                )
+
+
 def _ray(
     tasks: list[list[RunSpec]], common: dict[str, Any], address: str | None, on_event: ev.EventSink
 ) -> list[RunRecord]:
@@ -202,6 +217,7 @@ def _ray(
         raise SnnbenchError("--executor ray needs Ray: pip install 'snnbench[ray]'") from None
     if not ray.is_initialized():
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    _check_ray_resources(tasks, ray.cluster_resources())
     remote: Callable[..., Any] = ray.remote(run_task)
     refs = {}
     for task in tasks:

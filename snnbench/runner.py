@@ -40,6 +40,10 @@ from snnbench.records import RecordStore, RunRecord, atomic_torch_save
 from snnbench.suite import RunSpec, Validation
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation noise (rate coding) never consumes the training generator
+# A mean epoch loss above this has exploded: cross-entropy starts near ln C and spike-count losses are
+# bounded by C·T²/2 (the largest in the committed records: ST-RSBP, 211). lr 1e6 gives 1e8 and more.
+EXPLODED_LOSS = 1e6
+LOSS_GROWTH = 1e3
 
 
 def seed_everything(seed: int) -> None:
@@ -107,8 +111,16 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _finite(net: torch.nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in net.parameters())
+def divergence(loss: float, earlier: list[float], net: torch.nn.Module) -> str | None:
+    """Why an epoch's training diverged, or None. Diverged: a non-finite loss or weight; a mean loss above
+    :data:`EXPLODED_LOSS`; or one :data:`LOSS_GROWTH` times the lowest of the earlier epochs."""
+    if not math.isfinite(loss) or not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+        return f"non-finite loss or weights (loss={loss})"
+    if loss > EXPLODED_LOSS:
+        return f"exploding loss {loss:.3g} > {EXPLODED_LOSS:g}"
+    if earlier and loss > LOSS_GROWTH * min(earlier):
+        return f"exploding loss {loss:.3g} > {LOSS_GROWTH:g} × the lowest earlier epoch's {min(earlier):.3g}"
+    return None
 
 
 def _load_saved(path: Path, device: torch.device) -> dict[str, Any] | None:
@@ -266,8 +278,9 @@ def _train_and_evaluate(
             train_seconds += seconds
             peak_mib = max(peak_mib, memory.mib)
             loss = float(stats["loss"])
-            if not math.isfinite(loss) or not _finite(net):
-                status, error = "diverged", f"non-finite loss or weights in epoch {epoch + 1} (loss={loss})"
+            diverged = divergence(loss, [h["loss"] for h in history], net)
+            if diverged:
+                status, error = "diverged", f"epoch {epoch + 1}: {diverged}"
                 history.append({"epoch": epoch + 1, "loss": None, "seconds": seconds})
                 break
             val_top1 = algorithm.evaluate(net, val, evaluation_context(epoch)).top1

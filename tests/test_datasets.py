@@ -115,6 +115,23 @@ def test_interrupted_download_resumes_with_range(mirror, tmp_path, monkeypatch):
     assert ranges == [None, f"bytes={len(data) // 3}-"]
 
 
+def test_a_failed_download_says_what_each_source_answered(mirror, tmp_path):
+    """The mirror's answer is not hidden behind the canonical hosts' (only the last three attempts were)."""
+    import os
+
+    from snnbench.data.download import DownloadError, RemoteFile
+
+    dead = ("http://127.0.0.1:9/a/f.bin", "http://127.0.0.1:9/b/f.bin")  # port 9: connection refused
+    with pytest.raises(DownloadError) as raised:
+        download("ds", RemoteFile("f.bin", dead, "0" * 32), tmp_path / "data")
+    lines = str(raised.value).splitlines()
+    assert lines[0] == "could not download f.bin; what each source answered:"
+    mirror_url = os.environ["SNNBENCH_MIRROR"]
+    assert lines[1] == f"  {mirror_url}/ds/f.bin: HTTP Error 404: Not Found (3 attempts)"
+    assert [line.split(": ")[0].strip() for line in lines[2:]] == list(dead)
+    assert all("refused" in line for line in lines[2:])
+
+
 def test_corrupted_file_is_named_set_aside_and_never_used(mirror, tmp_path, monkeypatch):
     served, _ = mirror
     files = publish(monkeypatch, served, "mnist")
@@ -173,6 +190,55 @@ def test_extracted_data_without_archives_is_accepted(mirror, tmp_path, monkeypat
         loaded = dataset.load(dataset.Options(), root, T=4)
         assert len(loaded.train) == EXPECTED[name][0]
         assert "extracted" in loaded.provenance["files_md5"]
+
+
+class _Planted:
+    """Pickles to a call of ``os.system``: a plain ``pickle.load`` runs the command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_planted_cifar_pickle_fails_its_checksum_and_runs_no_code(mirror, tmp_path, monkeypatch):
+    """Extracted CIFAR batches are checked against their published MD5s, and unpickled with only the
+    globals the format uses: a planted ``data_batch_1`` never runs code."""
+    import pickle
+    import tarfile
+
+    from snnbench.data.cifar import CIFAR10
+    from snnbench.data.download import md5sum
+
+    served, _ = mirror
+    publish(monkeypatch, served, "cifar10")
+    root = tmp_path / "data"
+    dataset = datasets.get("cifar10")()
+    (archive,) = dataset.download(root)
+    with tarfile.open(archive) as tar:
+        tar.extractall(archive.parent, filter="data")
+    archive.unlink()
+    extracted = archive.parent / "cifar-10-batches-py"
+    # the fixture's genuine batches stand in for the published ones
+    monkeypatch.setattr(CIFAR10, "members_md5", {m: md5sum(extracted / m) for m in CIFAR10.members_md5})
+    assert dataset.verify(root)["cifar-10-batches-py/test_batch"] == CIFAR10.members_md5["test_batch"]
+    marker = tmp_path / "ran"
+    planted = pickle.dumps(_Planted(marker), protocol=2)
+    (extracted / "data_batch_1").write_bytes(planted)
+
+    result = CliRunner().invoke(app, ["datasets", "verify", "cifar10", "--data-dir", str(root)])
+    assert result.exit_code != 0 and "data_batch_1: checksum mismatch" in result.stderr
+    assert (extracted / "data_batch_1.corrupt").exists() and not marker.exists()
+
+    # where no published checksum would catch it, the unpickler refuses it
+    (extracted / "data_batch_1").write_bytes(planted)
+    monkeypatch.setitem(CIFAR10.members_md5, "data_batch_1", md5sum(extracted / "data_batch_1"))
+    with pytest.raises(SnnbenchError, match=r"data_batch_1: not a CIFAR pickle \(posix.system is not part"):
+        dataset.load(dataset.Options(), root, T=1)
+    assert not marker.exists()
 
 
 def test_event_frames_are_cached_by_every_parameter(mirror, tmp_path, monkeypatch):

@@ -67,6 +67,21 @@ def test_ray_cluster_equals_local(write_suite, tmp_path):
     assert len(remote.trained) == 4 and numbers(remote.records) == numbers(local.records)
 
 
+def test_ray_fails_fast_when_a_budget_asks_for_gpus_the_cluster_lacks(write_suite, tmp_path):
+    ray = pytest.importorskip("ray")
+    from snnbench.errors import SnnbenchError
+
+    smoke = {"epochs": 1, "batch_size": 32, "num_gpus": 1}
+    path = write_suite({"budgets": {"smoke": smoke}})
+    ray.init(num_cpus=1, num_gpus=0, include_dashboard=False, log_to_driver=False)
+    try:
+        with pytest.raises(SnnbenchError, match="asks num_gpus: 1 per run, but the Ray cluster has 0 GPUs"):
+            run_suite(path, out_dir=tmp_path, device="cpu", executor="ray")
+    finally:
+        ray.shutdown()
+    assert not list(tmp_path.glob("tiny/runs/*.json"))
+
+
 def test_claimed_runs_are_not_trained_twice(write_suite, tmp_path):
     import os
     import socket

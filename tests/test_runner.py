@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -79,6 +80,29 @@ def test_nan_is_recorded_as_diverged_and_the_suite_goes_on(plugins, write_suite,
     assert status["bptt"].status == "ok"
     again = run_suite(path, out_dir=tmp_path, device="cpu")
     assert again.trained == [status["crashing"].run_id]  # failed runs are retried, diverged ones are results
+
+
+def test_an_exploding_loss_is_recorded_as_diverged(write_suite, tmp_path):
+    """lr 1e6 keeps the loss finite (1e8 and more) but no longer meaningful: ``diverged``, not a
+    leaderboard row."""
+    path = write_suite({"algorithms": {"bptt": {"arch": "mlp", "lr": 1e6}}})
+    (record,) = run_suite(path, out_dir=tmp_path, device="cpu").records
+    assert record.status == "diverged" and "exploding loss" in record.error, record.error
+    assert "top1" not in record.metrics
+
+
+def test_divergence_rule():
+    import torch
+
+    from snnbench.runner import divergence
+
+    net = torch.nn.Linear(2, 2)
+    assert divergence(2.3, [], net) is None and divergence(150.0, [210.0, 120.0], net) is None
+    assert "1000 × the lowest earlier epoch's 0.1" in divergence(101.0, [2.3, 0.1], net)
+    assert "exploding loss 2e+06 > 1e+06" in divergence(2e6, [], net)
+    with torch.no_grad():
+        net.weight[0, 0] = float("inf")
+    assert "non-finite" in divergence(2.3, [], net)
 
 
 def test_training_that_ignores_T_runs_once_per_seed(plugins, write_suite, tmp_path):

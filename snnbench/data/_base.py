@@ -201,4 +201,4 @@ class Dataset(ABC):
             for path in sorted(extracted):
                 listing.update(f"{path.relative_to(folder)}:{path.stat().st_size}\n".encode())
             return {"extracted": f"{len(extracted)} files, sha256 of names and sizes {listing.hexdigest()}"}
-        return {f.name: verify(folder / f.name, f) for f in self.remote_files()}
+        return {f.name: verify(folder / f.name, f.md5) for f in self.remote_files()}

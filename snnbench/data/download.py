@@ -60,7 +60,7 @@ class ChecksumError(SnnbenchError):
 
 
 class DownloadError(SnnbenchError):
-    """No URL delivered the file."""
+    """No URL delivered the file: names each URL tried and what it answered."""
 
 
 def md5sum(path: Path) -> str:
@@ -100,11 +100,12 @@ def set_aside(path: Path, expected: str, got: str) -> ChecksumError:
     return ChecksumError(path, expected, got, moved)
 
 
-def verify(path: Path, file: RemoteFile) -> str:
-    """The file's MD5 if it matches; otherwise the file is set aside and :class:`ChecksumError` raised."""
+def verify(path: Path, md5: str) -> str:
+    """The file's MD5 if it equals ``md5``; otherwise the file is set aside and :class:`ChecksumError`
+    raised."""
     digest = cached_md5(path)
-    if digest != file.md5:
-        raise set_aside(path, file.md5, digest)
+    if digest != md5:
+        raise set_aside(path, md5, digest)
     return digest
 
 
@@ -149,19 +150,19 @@ def download(dataset: str, file: RemoteFile, folder: Path, progress: object | No
     target = folder / file.name
     if target.exists():
         try:
-            verify(target, file)
+            verify(target, file.md5)
             return target
         except ChecksumError:
             pass  # set aside: download a fresh copy
     part = folder / (file.name + ".part")
-    failures: list[str] = []
+    failures: dict[str, list[str]] = {}
     for url in candidate_urls(dataset, file):
         for attempt in range(ATTEMPTS_PER_URL):
             try:
                 _fetch(url, part, file.name, progress)
                 break
             except (OSError, urllib.error.URLError) as exc:
-                failures.append(f"{url}: {exc}")
+                failures.setdefault(url, []).append(str(exc))
                 time.sleep(0.2 * attempt)
         else:
             continue
@@ -171,4 +172,8 @@ def download(dataset: str, file: RemoteFile, folder: Path, progress: object | No
         part.replace(target)
         cached_md5(target)
         return target
-    raise DownloadError(f"could not download {file.name}: " + "; ".join(failures[-3:]))
+    answers = [
+        f"  {url}: {'; '.join(dict.fromkeys(errors))} ({len(errors)} attempts)"
+        for url, errors in failures.items()
+    ]
+    raise DownloadError(f"could not download {file.name}; what each source answered:\n" + "\n".join(answers))
