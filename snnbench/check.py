@@ -4,7 +4,6 @@ several machines folded into one results directory)."""
 from __future__ import annotations
 
 import difflib
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,20 +14,20 @@ from snnbench.suite import Suite
 
 
 def check_reports(suite: Suite, suite_dir: Path, budget: str | None = None) -> list[str]:
-    """Differences between the committed reports of ``suite_dir`` and what its records produce.
+    """Differences between the committed reports of ``suite_dir`` (of ``budget``: see
+    :func:`~snnbench.leaderboard.report_dir`) and what its records produce.
 
     Returns one message per stale file (a unified diff for text files); empty when everything matches.
     """
-    from snnbench.leaderboard import write_reports
+    from snnbench.leaderboard import report_dir, write_reports
 
     if not (suite_dir / "runs").is_dir():
         raise SnnbenchError(f"no records for suite {suite.name} under {suite_dir}")
+    reports = report_dir(suite, suite_dir, budget)
     problems: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        fresh = Path(tmp) / suite_dir.name
-        shutil.copytree(suite_dir / "runs", fresh / "runs")
-        for regenerated in write_reports(suite, fresh, budget):
-            committed = suite_dir / regenerated.name
+        for regenerated in write_reports(suite, suite_dir, budget, into=Path(tmp)):
+            committed = reports / regenerated.name
             if not committed.is_file():
                 problems.append(f"{committed}: missing (the records produce it)")
             elif committed.read_bytes() != regenerated.read_bytes():

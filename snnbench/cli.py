@@ -310,7 +310,7 @@ def plot(
     from snnbench.errors import SnnbenchError
 
     try:
-        from snnbench.leaderboard import build, select_records
+        from snnbench.leaderboard import build, report_dir, select_records
         from snnbench.plots import pareto
         from snnbench.records import load_records
         from snnbench.suite import load_suite
@@ -323,7 +323,7 @@ def plot(
         if table.empty:
             raise SnnbenchError(f"no records of budget {budget or loaded.default_budget!r} under {suite_dir}")
         stem = "pareto" if x is Axis.T else f"pareto-{x.value}"
-        paths = pareto(table, loaded, suite_dir / stem, x=x.value)
+        paths = pareto(table, loaded, report_dir(loaded, suite_dir, budget) / stem, x=x.value)
     except SnnbenchError as exc:
         raise _fail(exc) from None
     for path in paths:

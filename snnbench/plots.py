@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pandas as pd
 
+from snnbench.records import atomic_write_bytes
 from snnbench.suite import Suite
 
 
@@ -88,8 +90,13 @@ def pareto(table: pd.DataFrame, suite: Suite, stem: Path, x: str = "T") -> list[
         ax.text(0.5, 0.5, f"no records carry {column}", transform=ax.transAxes, ha="center", color="grey")
     fig.tight_layout()
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    for path in paths:
-        fig.savefig(path, metadata={"Date": None} if path.suffix == ".svg" else None)
-    plt.close(fig)
+    try:
+        for path in paths:  # rendered in memory, then written atomically: never a torn plot
+            buffer = io.BytesIO()
+            fig.savefig(
+                buffer, format=path.suffix[1:], metadata={"Date": None} if path.suffix == ".svg" else None
+            )
+            atomic_write_bytes(path, buffer.getvalue())
+    finally:
+        plt.close(fig)
     return paths

@@ -31,6 +31,7 @@ from snnbench.architectures import resolve_architecture
 from snnbench.data import LoadedDataset, data_root, datasets
 from snnbench.data.encoding import encodings
 from snnbench.environment import environment, resolve_device
+from snnbench.errors import OutputError
 from snnbench.metrics import (
     OperationCounter,
     PeakMemory,
@@ -192,7 +193,7 @@ def run_one(
         outcome = _train_and_evaluate(
             spec, store, algorithm_cls, torch_device, data_dir, on_event, index, total
         )
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, OutputError):  # a full disk is not the method's failure
         raise
     except Exception as exc:  # the method crashed: record it, keep the suite going
         record = RunRecord(
@@ -402,7 +403,8 @@ def run_suite(
                 done[spec.run_id] = record
     result = SuiteResult(suite, store.root, specs, [])
     todo = [s for s in specs if s.run_id not in done]
-    if todo:  # missing or corrupt data fails here, before any training, naming files, URLs and the command
+    if todo:  # an unwritable --out, missing or corrupt data fail here, before any training
+        store.ensure_writable()
         datasets.get(suite.dataset)().verify(data_root(data_dir))
     on_event(ev.SuiteStarted(suite.name, len(specs), len(todo), store.root))
     for spec in specs:
