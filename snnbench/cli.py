@@ -258,8 +258,8 @@ def leaderboard(
             raise _fail(exc) from None
         if problems:
             err_console.print(
-                f"[red]Error:[/red] {len(problems)} stale file(s) in {out / loaded.name}; "
-                f"regenerate with `snnbench leaderboard --suite {suite}`",
+                f"[red]Error:[/red] {len(problems)} problem(s) in {out / loaded.name} (stale reports: "
+                f"regenerate with `snnbench leaderboard --suite {suite}`; edited or unhashed records)",
                 soft_wrap=True,
             )
             for problem in problems:

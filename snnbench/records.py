@@ -60,6 +60,14 @@ class RunRecord(BaseModel):
     training_shared_with: str | None = None  # run trained once for all T (method ignores T in training)
     started_at: str
     finished_at: str
+    content_sha256: str | None = None  # of everything above (record_sha256); set by RecordStore.save
+
+
+def record_sha256(data: dict[str, Any]) -> str:
+    """A record's content hash: :func:`~snnbench.suite.canonical_sha256` of its JSON without this field."""
+    from snnbench.suite import canonical_sha256
+
+    return canonical_sha256({key: value for key, value in data.items() if key != "content_sha256"})
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -134,9 +142,11 @@ class RecordStore:
         return self.runs / f"{run_id}.json"
 
     def save(self, record: RunRecord) -> Path:
-        """Write a record atomically."""
+        """Write a record atomically, with its content hash."""
         path = self.record_path(record.run_id)
-        text = json.dumps(record.model_dump(mode="json"), indent=2, sort_keys=False, allow_nan=False)
+        data = record.model_dump(mode="json")
+        data["content_sha256"] = record_sha256(data)
+        text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False)
         atomic_write_bytes(path, (text + "\n").encode())
         return path
 

@@ -25,9 +25,7 @@ def test_check_passes_then_fails_with_a_diff_after_tampering(write_suite, tmp_pa
     bad = runner.invoke(app, ["leaderboard", "--suite", path, "--out", str(out), "--check"])
     assert bad.exit_code == 1
     assert (
-        "Error: 1 stale file(s)" in bad.stderr
-        and "(committed)" in bad.stderr
-        and "(from records)" in bad.stderr
+        "Error: 1 problem(s)" in bad.stderr and "(committed)" in bad.stderr and "(from records)" in bad.stderr
     )
     assert "-| 1 | bptt | 2 | 99.99" in bad.stderr
 
@@ -115,3 +113,36 @@ def test_a_corrupt_record_is_named_by_leaderboard_and_check(write_suite, tmp_pat
         )
         assert result.exit_code == 1, result.output
         assert result.stderr.startswith(f"Error: {bad}: {reason}")
+
+
+def test_check_catches_an_edited_or_unhashed_record_even_after_reports_are_regenerated(write_suite, tmp_path):
+    import hashlib
+    import json
+
+    from test_leaderboard import record
+
+    from snnbench.leaderboard import write_reports
+    from snnbench.records import RecordStore
+    from snnbench.suite import load_suite
+
+    path = str(write_suite())
+    suite, out = load_suite(path), tmp_path / "results"
+    store = RecordStore(out, "tiny")
+    saved = store.save(record("bptt", 2, 0, 70.0))
+    data = json.loads(saved.read_text())
+    rest = {k: v for k, v in data.items() if k != "content_sha256"}
+    canonical = json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()
+    assert data["content_sha256"] == hashlib.sha256(canonical).hexdigest()
+    write_reports(suite, store.root)
+    ok = runner.invoke(app, ["leaderboard", "--suite", path, "--out", str(out), "--check"])
+    assert ok.exit_code == 0, ok.output
+
+    saved.write_text(saved.read_text().replace('"top1": 70.0', '"top1": 99.0'))  # hand-edited
+    write_reports(suite, store.root)  # ... and its leaderboard regenerated to match
+    bad = runner.invoke(app, ["leaderboard", "--suite", path, "--out", str(out), "--check"])
+    assert bad.exit_code == 1
+    assert f"{saved}: content hash mismatch: edited after it was written" in bad.stderr
+
+    saved.write_text(json.dumps({**json.loads(saved.read_text()), "content_sha256": None}))
+    unhashed = runner.invoke(app, ["leaderboard", "--suite", path, "--out", str(out), "--check"])
+    assert unhashed.exit_code == 1 and f"{saved}: unhashed record (no content_sha256" in unhashed.stderr
