@@ -4,31 +4,45 @@ several machines folded into one results directory)."""
 from __future__ import annotations
 
 import difflib
-import shutil
+import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from snnbench.errors import SnnbenchError
-from snnbench.records import atomic_write_bytes, read_record
+from snnbench.records import atomic_write_bytes, read_record, record_sha256
 from snnbench.suite import Suite
 
 
-def check_reports(suite: Suite, suite_dir: Path, budget: str | None = None) -> list[str]:
-    """Differences between the committed reports of ``suite_dir`` and what its records produce.
+def check_records(runs: Path) -> list[str]:
+    """Records whose content hash is missing (``unhashed``) or does not match their content (edited)."""
+    problems = []
+    for path in sorted(runs.glob("*.json")):
+        read_record(path)  # a corrupt record is an error naming it
+        data = json.loads(path.read_bytes())
+        stored = data.get("content_sha256")
+        if stored is None:
+            problems.append(f"{path}: unhashed record (no content_sha256; rerun it to rewrite it)")
+        elif stored != record_sha256(data):
+            problems.append(f"{path}: content hash mismatch: edited after it was written")
+    return problems
 
-    Returns one message per stale file (a unified diff for text files); empty when everything matches.
+
+def check_reports(suite: Suite, suite_dir: Path, budget: str | None = None) -> list[str]:
+    """Records that fail :func:`check_records`, then differences between the committed reports of
+    ``suite_dir`` (of ``budget``: see :func:`~snnbench.leaderboard.report_dir`) and what its records produce.
+
+    Returns one message per problem (a unified diff for text files); empty when everything matches.
     """
-    from snnbench.leaderboard import write_reports
+    from snnbench.leaderboard import report_dir, write_reports
 
     if not (suite_dir / "runs").is_dir():
         raise SnnbenchError(f"no records for suite {suite.name} under {suite_dir}")
-    problems: list[str] = []
+    reports = report_dir(suite, suite_dir, budget)
+    problems = check_records(suite_dir / "runs")
     with tempfile.TemporaryDirectory() as tmp:
-        fresh = Path(tmp) / suite_dir.name
-        shutil.copytree(suite_dir / "runs", fresh / "runs")
-        for regenerated in write_reports(suite, fresh, budget):
-            committed = suite_dir / regenerated.name
+        for regenerated in write_reports(suite, suite_dir, budget, into=Path(tmp)):
+            committed = reports / regenerated.name
             if not committed.is_file():
                 problems.append(f"{committed}: missing (the records produce it)")
             elif committed.read_bytes() != regenerated.read_bytes():
@@ -97,4 +111,4 @@ def merge_summary(report: MergeReport) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["MergeReport", "check_reports", "merge", "merge_summary"]
+__all__ = ["MergeReport", "check_records", "check_reports", "merge", "merge_summary"]

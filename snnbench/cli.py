@@ -358,8 +358,8 @@ def leaderboard(
             raise _fail(exc) from None
         if problems:
             err_console.print(
-                f"[red]Error:[/red] {len(problems)} stale file(s) in {out / loaded.name}; "
-                f"regenerate with `snnbench leaderboard --suite {suite}`",
+                f"[red]Error:[/red] {len(problems)} problem(s) in {out / loaded.name} (stale reports: "
+                f"regenerate with `snnbench leaderboard --suite {suite}`; edited or unhashed records)",
                 soft_wrap=True,
             )
             for problem in problems:
@@ -415,7 +415,7 @@ def plot(
     from snnbench.errors import SnnbenchError
 
     try:
-        from snnbench.leaderboard import by_track, select_records
+        from snnbench.leaderboard import by_track, report_dir, select_records
         from snnbench.plots import pareto
         from snnbench.records import load_records
         from snnbench.suite import load_suite
@@ -430,7 +430,8 @@ def plot(
         stem = "pareto" if x is Axis.T else f"pareto-{x.value}"
         paths = []
         for track, table in tables.items():  # one plot per track: tracks are never drawn together
-            paths += pareto(table, loaded, suite_dir / f"{stem}-{track}", x=x.value, track=track)
+            target = report_dir(loaded, suite_dir, budget) / f"{stem}-{track}"
+            paths += pareto(table, loaded, target, x=x.value, track=track)
     except SnnbenchError as exc:
         raise _fail(exc) from None
     for path in paths:

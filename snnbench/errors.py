@@ -57,6 +57,19 @@ class RecordError(SnnbenchError):
         super().__init__(f"{path}: {reason}")
 
 
+class OutputError(SnnbenchError):
+    """A result file cannot be written (read-only folder, full disk): names the file and the reason."""
+
+    exit_code = 2
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: cannot write ({reason}); choose another --out or free space")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # crosses process pools intact
+        return type(self), (self.path, self.reason)
+
+
 def suggest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """Near matches for a misspelt name (case-insensitive), best first."""
     candidates = list(candidates)

@@ -59,7 +59,8 @@ def run_suite(
                 done[spec.run_id] = record
     result = SuiteResult(suite, store.root, specs, [])
     todo = [s for s in specs if s.run_id not in done]
-    if todo:  # missing or corrupt data fails here, before any training, naming files, URLs and the command
+    if todo:  # an unwritable --out, missing or corrupt data fail here, before any training
+        store.ensure_writable()
         datasets.get(suite.dataset)().verify(data_root(data_dir))
     on_event(ev.SuiteStarted(suite.name, len(specs), len(todo), store.root))
     for spec in specs:

@@ -7,12 +7,14 @@ over seeds, the front marked, published points in their method's colour.
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from snnbench.records import atomic_write_bytes
 from snnbench.suite import ReferenceRow, Suite
 
 
@@ -243,8 +245,13 @@ def pareto(
         )
     fig.tight_layout()
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    for path in paths:
-        fig.savefig(path, metadata={"Date": None} if path.suffix == ".svg" else None)
-    plt.close(fig)
+    try:
+        for path in paths:  # rendered in memory, then written atomically: never a torn plot
+            buffer = io.BytesIO()
+            fig.savefig(
+                buffer, format=path.suffix[1:], metadata={"Date": None} if path.suffix == ".svg" else None
+            )
+            atomic_write_bytes(path, buffer.getvalue())
+    finally:
+        plt.close(fig)
     return paths

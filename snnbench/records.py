@@ -3,6 +3,8 @@
 Layout under an output directory ``OUT`` (``results`` by default)::
 
     OUT/<suite>/runs/<run_id>.json        the records (committed for the reference suites)
+    OUT/<suite>/leaderboard.md, .csv, pareto*.png/.svg   reports of the suite's default budget
+    OUT/<suite>/budgets/<budget>/…        reports of another budget (a smoke run never replaces the above)
     OUT/<suite>/checkpoints/<run_id>.pt   per-epoch checkpoint of an unfinished run (git-ignored)
     OUT/<suite>/cache/<training_key>.pt   trained networks shared across T (git-ignored)
 """
@@ -21,7 +23,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from snnbench.errors import RecordError
+from snnbench.errors import OutputError, RecordError
 
 SCHEMA_VERSION = 1
 Status = Literal["ok", "diverged", "failed"]
@@ -60,6 +62,14 @@ class RunRecord(BaseModel):
     model_sha256: str | None = None  # sha256 of models/<run_id>.pt (``run --save-models``), else None
     started_at: str
     finished_at: str
+    content_sha256: str | None = None  # of everything above (record_sha256); set by RecordStore.save
+
+
+def record_sha256(data: dict[str, Any]) -> str:
+    """A record's content hash: :func:`~snnbench.suite.canonical_sha256` of its JSON without this field."""
+    from snnbench.suite import canonical_sha256
+
+    return canonical_sha256({key: value for key, value in data.items() if key != "content_sha256"})
 
 
 def umask_mode(mode: int) -> int:
@@ -71,9 +81,14 @@ def umask_mode(mode: int) -> int:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same directory, fsync, then ``os.replace``: never half a file.
-    The file gets the permissions a plain ``open`` would give (the umask's)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    The file gets the permissions a plain ``open`` would give (the umask's). A file system error (read-only
+    folder, full disk) is an :class:`OutputError` naming ``path``; the old file, if any, stays whole.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(path, exc.strerror or str(exc)) from None
     try:
         os.fchmod(fd, umask_mode(0o666))
         with os.fdopen(fd, "wb") as handle:
@@ -81,8 +96,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputError(path, exc.strerror or str(exc)) from None
         raise
 
 
@@ -99,9 +116,11 @@ def atomic_torch_save(path: Path, obj: Any) -> str:
 def read_record(path: Path) -> RunRecord:
     """Load one record, upgrading older schemas and refusing newer ones by name."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RecordError(path, f"not a readable JSON record ({exc})") from None
+    if not isinstance(data, dict):
+        raise RecordError(path, f"expected a JSON object, got {type(data).__name__}")
     version = data.get("schema_version")
     if not isinstance(version, int):
         raise RecordError(path, "has no schema_version")
@@ -133,11 +152,22 @@ class RecordStore:
         return self.runs / f"{run_id}.json"
 
     def save(self, record: RunRecord) -> Path:
-        """Write a record atomically."""
+        """Write a record atomically, with its content hash."""
         path = self.record_path(record.run_id)
-        text = json.dumps(record.model_dump(mode="json"), indent=2, sort_keys=False, allow_nan=False)
+        data = record.model_dump(mode="json")
+        data["content_sha256"] = record_sha256(data)
+        text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False)
         atomic_write_bytes(path, (text + "\n").encode())
         return path
+
+    def ensure_writable(self) -> None:
+        """Fail before any training when the records cannot be written (read-only ``--out``, full disk)."""
+        probe = self.root / ".writable"
+        try:
+            atomic_write_bytes(probe, bytes(4096))  # one block: an empty file fits on a full disk
+        except OutputError as exc:
+            raise OutputError(self.root, exc.reason) from None
+        probe.unlink()
 
     def load(self, run_id: str) -> RunRecord | None:
         """The record of ``run_id``, or None."""
@@ -160,7 +190,7 @@ class RecordStore:
         """An exclusive lock around writing the suite's aggregated files (leaderboard, plots)."""
         import fcntl
 
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.ensure_writable()
         with open(self.root / ".reports.lock", "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:

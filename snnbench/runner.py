@@ -28,6 +28,7 @@ from snnbench.architectures import resolve_architecture
 from snnbench.data import DatasetInfo, LoadedDataset, data_root, datasets
 from snnbench.data.encoding import encodings
 from snnbench.environment import environment, resolve_device
+from snnbench.errors import OutputError
 from snnbench.metrics import (
     OperationCounter,
     PeakMemory,
@@ -176,7 +177,7 @@ def run_one(
         outcome = _train_and_evaluate(
             spec, store, algorithm_cls, torch_device, data_dir, on_event, index, total, final_test, save_model
         )
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, OutputError):  # a full disk is not the method's failure
         raise
     except Exception as exc:  # the method crashed: record it, keep the suite going
         record = RunRecord(

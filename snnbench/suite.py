@@ -271,12 +271,12 @@ class RunSpec(BaseModel):
     @property
     def spec_hash(self) -> str:
         """sha256 of the canonical JSON of :meth:`semantic`."""
-        return _hash(self.semantic())
+        return canonical_sha256(self.semantic())
 
     @property
     def training_key(self) -> str:
         """Hash without T: runs sharing it share training when the method's training ignores T."""
-        return _hash(self.semantic(without_T=True))
+        return canonical_sha256(self.semantic(without_T=True))
 
     @property
     def run_id(self) -> str:
@@ -284,7 +284,8 @@ class RunSpec(BaseModel):
         return f"{self.entry}_T{self.T}_s{self.seed}_{self.budget}_{self.spec_hash[:8]}"
 
 
-def _hash(data: dict[str, Any]) -> str:
+def canonical_sha256(data: dict[str, Any]) -> str:
+    """sha256 of ``data`` as canonical JSON (sorted keys, no whitespace): the same on every machine."""
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

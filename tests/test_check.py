@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 from typer.testing import CliRunner
 
 from snnbench.check import merge
@@ -24,9 +25,7 @@ def test_check_passes_then_fails_with_a_diff_after_tampering(write_suite, tmp_pa
     bad = runner.invoke(app, ["leaderboard", "--suite", path, "--out", str(out), "--check"])
     assert bad.exit_code == 1
     assert (
-        "Error: 1 stale file(s)" in bad.stderr
-        and "(committed)" in bad.stderr
-        and "(from records)" in bad.stderr
+        "Error: 1 problem(s)" in bad.stderr and "(committed)" in bad.stderr and "(from records)" in bad.stderr
     )
     assert "-| 1 | bptt | 2 | 99.99" in bad.stderr
 
@@ -57,3 +56,95 @@ def test_merge_copies_skips_duplicates_and_reports_conflicts(write_suite, tmp_pa
     third = runner.invoke(app, ["merge", str(b), "--out", str(target)])
     assert third.exit_code == 1 and "conflicts 1" in third.output and "conflict: tiny/" in third.output
     shutil.rmtree(target)
+
+
+def test_a_smoke_run_never_replaces_the_default_budgets_reports(write_suite, tmp_path):
+    from test_leaderboard import record
+
+    from snnbench.leaderboard import write_reports
+    from snnbench.records import RecordStore
+    from snnbench.suite import Overrides, load_suite
+
+    smoke = {"epochs": 1, "batch_size": 32, "train_subset": 64, "test_subset": 32}
+    suite = load_suite(write_suite({"default_budget": "full", "budgets": {"full": smoke, "smoke": smoke}}))
+    out = tmp_path / "results"
+    store = RecordStore(out, "tiny")
+    store.save(record("bptt", 2, 0, 90.0, budget="full"))
+    write_reports(suite, store.root)
+    committed = {p.name: p.read_bytes() for p in store.root.glob("*.*") if not p.name.startswith(".")}
+    result = run_suite(suite, Overrides(budget="smoke"), out_dir=out, device="cpu")
+    assert {p.parent for p in result.files} == {store.root / "budgets" / "smoke"}
+    assert {p.name: p.read_bytes() for p in store.root.glob("*.*") if not p.name.startswith(".")} == committed
+    smoke_board = (store.root / "budgets" / "smoke" / "leaderboard.md").read_text()
+    assert "`snnbench leaderboard --suite tiny --budget smoke` from 1 records" in smoke_board
+    assert (
+        "`snnbench leaderboard --suite tiny` from 1 records (budget `full`"
+        in committed["leaderboard.md"].decode()
+    )
+    path = str(write_suite({"default_budget": "full", "budgets": {"full": smoke, "smoke": smoke}}))
+    ok = runner.invoke(
+        app, ["leaderboard", "--suite", path, "--out", str(out), "--check", "--budget", "smoke"]
+    )
+    assert ok.exit_code == 0, ok.output  # a budget's reports are checked where they live
+    plot = runner.invoke(app, ["plot", "--suite", path, "--out", str(out), "--budget", "smoke"])
+    assert (
+        plot.exit_code == 0 and str(store.root / "budgets" / "smoke" / "pareto-official.png") in plot.output
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'{"schema_version": 1, "note": "caf\xe9"}', "not a readable JSON record"),
+        (b"[1, 2]", "expected a JSON object, got list"),
+    ],
+)
+def test_a_corrupt_record_is_named_by_leaderboard_and_check(write_suite, tmp_path, content, reason):
+    from test_leaderboard import record
+
+    from snnbench.records import RecordStore
+
+    path = str(write_suite())
+    store = RecordStore(tmp_path / "results", "tiny")
+    store.save(record("bptt", 2, 0, 90.0))
+    bad = store.runs / "bptt_T2_s1_smoke_0badf00d.json"
+    bad.write_bytes(content)
+    for check in ([], ["--check"]):
+        result = runner.invoke(
+            app, ["leaderboard", "--suite", path, "--out", str(tmp_path / "results"), *check]
+        )
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(f"Error: {bad}: {reason}")
+
+
+def test_check_catches_an_edited_or_unhashed_record_even_after_reports_are_regenerated(write_suite, tmp_path):
+    import hashlib
+    import json
+
+    from test_leaderboard import record
+
+    from snnbench.leaderboard import write_reports
+    from snnbench.records import RecordStore
+    from snnbench.suite import load_suite
+
+    path = str(write_suite())
+    suite, out = load_suite(path), tmp_path / "results"
+    store = RecordStore(out, "tiny")
+    saved = store.save(record("bptt", 2, 0, 70.0))
+    data = json.loads(saved.read_text())
+    rest = {k: v for k, v in data.items() if k != "content_sha256"}
+    canonical = json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()
+    assert data["content_sha256"] == hashlib.sha256(canonical).hexdigest()
+    write_reports(suite, store.root)
+    ok = runner.invoke(app, ["leaderboard", "--suite", path, "--out", str(out), "--check"])
+    assert ok.exit_code == 0, ok.output
+
+    saved.write_text(saved.read_text().replace('"top1": 70.0', '"top1": 99.0'))  # hand-edited
+    write_reports(suite, store.root)  # ... and its leaderboard regenerated to match
+    bad = runner.invoke(app, ["leaderboard", "--suite", path, "--out", str(out), "--check"])
+    assert bad.exit_code == 1
+    assert f"{saved}: content hash mismatch: edited after it was written" in bad.stderr
+
+    saved.write_text(json.dumps({**json.loads(saved.read_text()), "content_sha256": None}))
+    unhashed = runner.invoke(app, ["leaderboard", "--suite", path, "--out", str(out), "--check"])
+    assert unhashed.exit_code == 1 and f"{saved}: unhashed record (no content_sha256" in unhashed.stderr
