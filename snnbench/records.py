@@ -10,6 +10,7 @@ Layout under an output directory ``OUT`` (``results`` by default)::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -56,15 +57,25 @@ class RunRecord(BaseModel):
     environment: dict[str, Any] = Field(default_factory=dict)
     resumed_from_epoch: int = 0
     training_shared_with: str | None = None  # run trained once for all T (method ignores T in training)
+    model_sha256: str | None = None  # sha256 of models/<run_id>.pt (``run --save-models``), else None
     started_at: str
     finished_at: str
 
 
+def umask_mode(mode: int) -> int:
+    """``mode`` less the process's umask: what ``open``/``mkdir`` would create (``mkstemp`` ignores it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mode & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same directory, fsync, then ``os.replace``: never half a file."""
+    """Write via a temporary file in the same directory, fsync, then ``os.replace``: never half a file.
+    The file gets the permissions a plain ``open`` would give (the umask's)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, umask_mode(0o666))
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -75,13 +86,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def atomic_torch_save(path: Path, obj: Any) -> None:
-    """``torch.save`` with the same atomic guarantee."""
+def atomic_torch_save(path: Path, obj: Any) -> str:
+    """``torch.save`` with the same atomic guarantee; returns the file's sha256."""
     import io
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
 def read_record(path: Path) -> RunRecord:
@@ -155,6 +167,10 @@ class RecordStore:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def model_path(self, run_id: str) -> Path:
+        """The final network of a run saved with ``--save-models``: a plain state dict."""
+        return self.root / "models" / f"{run_id}.pt"
 
     def trained_path(self, training_key: str) -> Path:
         """Trained network shared by runs that differ only in T."""
