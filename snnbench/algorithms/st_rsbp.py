@@ -29,9 +29,9 @@ Loss and gradients (counts o_i over the window; δ is ∂L/∂(ϑ o), i.e. divid
   (7) S_i = 1 − (1/ϑ) Σ_j w_ij p′_{o_j}(o_i) (recurrent inputs included; a silent neuron has S_i = 1, a
       silent reservoir neuron is evaluated at o_i = 1 as the official reservoir clips), the correction:
       p_c(o) is a degree-4 polynomial fit of E[e_{i|j}] over random spike trains with c input and o output
-      spikes. The official tables (``Effect_Ratio_file``, from ``eij_function.m``) are not available here;
-      :func:`effect_polynomials` regenerates them the same way (Monte-Carlo, uniform spike times at least
-      T_ref + 1 apart) for the run's T, τ_m, τ_s.
+      spikes: the official table (``Effect_Ratio_file/p_Tau_64_400-100.txt``) where it applies (T = 400,
+      τ_m 64), else :func:`effect_polynomials` regenerates one the same way (Monte-Carlo, uniform spike
+      times at least T_ref + 1 apart; it disagrees with the official one, docs/algorithms/st-rsbp.md).
 Spiking CNN (``layers/ConvSpiking.cu``, ``layers/PoolingSpiking.cu``): conv layers are these neurons with a
 weight-shared convolution as synapse, e_{i|j} only inside each receptive field (unfold + one einsum over t),
 ∂L/∂W summed over positions, the error a fold of δ_i w_ij r_ij/S_i; pooling layers: these neurons with fixed
@@ -44,6 +44,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable
+from importlib import resources
 
 import torch
 from pydantic import Field
@@ -214,6 +215,30 @@ def effect_polynomials(T: int, tau_m: float, tau_s: float, refractory: int, samp
     coef = torch.linalg.lstsq(vander, mean).solution  # [5, c]: e ≈ Σ_k b_k (o/scale)^k
     derivative = torch.stack([(k + 1) * coef[k + 1] / scale ** (k + 1) for k in range(4)], 1)  # [c, 4]
     return derivative
+
+
+# The official table (stonezwr/ST-RSBP ``Effect_Ratio_file``; source and licence in its folder's SOURCE.md)
+# and the (T, τ_m, τ_s, T_ref) it was generated for: the official layers load p_Tau_{τ_m}_{T}-100.txt.
+OFFICIAL_TABLES = {(400, 64.0, 8.0, 2): "p_Tau_64_400-100.txt"}
+
+
+def effect_table(T: int, tau_m: float, tau_s: float, refractory: int, samples: int) -> torch.Tensor:
+    """p′ coefficients ``[C, 4]`` as :func:`effect_polynomials`: the official table where one ships for
+    (T, τ_m, τ_s, T_ref), else regenerated."""
+    name = OFFICIAL_TABLES.get((T, float(tau_m), float(tau_s), refractory))
+    if name is None:
+        return effect_polynomials(T, tau_m, tau_s, refractory, samples)
+    return official_effect_polynomials(name)
+
+
+@functools.lru_cache(maxsize=2)
+def official_effect_polynomials(name: str) -> torch.Tensor:
+    """The o-derivative ``[C, 4]`` (a_k of o^k) of an official table, whose row c holds MATLAB ``polyfit``'s
+    degree-4 coefficients, highest power first."""
+    text = (resources.files("snnbench") / "data" / "tables" / "st-rsbp" / name).read_text()
+    rows = [[float(v) for v in line.split()] for line in text.splitlines() if line.strip()]
+    fit = torch.tensor(rows, dtype=torch.float64)
+    return torch.stack([(k + 1) * fit[:, 3 - k] for k in range(4)], 1)  # a_k = (k + 1) p_{k+1}
 
 
 def self_consistency(
@@ -574,7 +599,7 @@ def st_rsbp_backward(
     grads: dict[nn.Parameter, torch.Tensor] = {}
     batch = len(labels)
     poly = (
-        effect_polynomials(T, cfg.tau_m, cfg.tau_s, cfg.refractory, cfg.effect_table_samples)
+        effect_table(T, cfg.tau_m, cfg.tau_s, cfg.refractory, cfg.effect_table_samples)
         if cfg.self_consistency
         else None
     )

@@ -18,6 +18,7 @@ from snnbench.algorithms.st_rsbp import (
     STRSBPPoolLayer,
     effect_polynomials,
     effect_ratios,
+    effect_table,
     inject_label_spikes,
     integrate,
     output_error,
@@ -128,6 +129,21 @@ def test_random_trains_and_the_effect_polynomials():
     for o in (2.0, 5.0, 8.0):
         ours = sum(table[c - 1, k].item() * o**k for k in range(4))
         assert ours == pytest.approx(np.polyval(expected, o), abs=0.01), o
+
+
+def test_official_table_is_used_where_it_ships():
+    """T = 400, τ_m 64, τ_s 8, T_ref 2 use the official p_Tau_64_400-100.txt: p′ equals numpy's derivative of
+    the file's rows (MATLAB polyfit order, highest power first); other settings regenerate."""
+    from importlib import resources
+
+    rows = np.loadtxt(resources.files("snnbench") / "data/tables/st-rsbp/p_Tau_64_400-100.txt")
+    table = effect_table(400, 64.0, 8.0, 2, 10).numpy()
+    assert table.shape == (100, 4)
+    for c, o in [(1, 1.0), (7, 20.0), (100, 35.0), (50, 100.0)]:
+        expected = np.polyval(np.polyder(rows[c - 1]), o)
+        assert sum(table[c - 1, k] * o**k for k in range(4)) == pytest.approx(expected, rel=1e-9)
+    assert np.polyval(np.polyder(rows[99]), 35.0) == pytest.approx(-0.3197, abs=1e-4)
+    assert torch.equal(effect_table(30, 64.0, 8.0, 2, 10), effect_polynomials(30, 64.0, 8.0, 2, 10))
 
 
 def test_output_error_dead_zone_and_injection():
@@ -261,7 +277,8 @@ def test_recurrent_solve_at_depth_matches_a_dense_reference():
         trains = net.trains(x)
         _, grads = st_rsbp_backward(net, trains, y, cfg)
     T, scale = len(x), len(x) / 400
-    poly = effect_polynomials(T, cfg.tau_m, cfg.tau_s, cfg.refractory, cfg.effect_table_samples).numpy()
+    poly = effect_table(T, cfg.tau_m, cfg.tau_s, cfg.refractory, cfg.effect_table_samples).numpy()
+    assert T == 400 and len(poly) == 100  # the official table
     dense, rec, out = net.layers
     w0, w1, wr, w2 = (
         m.weight.detach().numpy() for m in (dense.synapse, rec.synapse, rec.recurrent, out.synapse)
