@@ -51,15 +51,18 @@ def say(text: str) -> None:
     console.print(text, soft_wrap=True, highlight=False, markup=False)
 
 
-def _ints(value: str | None, option: str) -> list[int] | None:
+def _ints(value: str | None, option: str, positive: bool = False) -> list[int] | None:
     if value is None:
         return None
     try:
-        return [int(v) for v in value.split(",") if v.strip()]
+        numbers = [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
         raise typer.BadParameter(
             f"expected comma-separated integers, got {value!r}", param_hint=option
         ) from None
+    if positive and any(n <= 0 for n in numbers):
+        raise typer.BadParameter(f"expected positive integers, got {value!r}", param_hint=option)
+    return numbers
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -120,6 +123,10 @@ def run(
     ] = Executor.local,
     jobs: Annotated[int, typer.Option(help="workers of the process pool", min=1)] = 2,
     address: Annotated[str | None, typer.Option(help="Ray cluster address: auto or HOST:PORT")] = None,
+    tuned: Annotated[
+        bool,
+        typer.Option("--tuned", help="use the tuning records under OUT/SUITE/tuning (from `snnbench tune`)"),
+    ] = False,
     plugin: Plugins = None,
 ) -> None:
     """Train and evaluate a suite's grid (algorithms × T × seeds); write records, leaderboard and plots."""
@@ -128,19 +135,24 @@ def run(
     try:
         _load_plugins(plugin)
         from snnbench.runner import run_suite
-        from snnbench.suite import Overrides
+        from snnbench.suite import Overrides, load_suite
+        from snnbench.tuning import with_tuning_records
+
+        loaded = load_suite(suite)
+        if tuned:
+            loaded = with_tuning_records(loaded, out)
 
         overrides = Overrides(
             budget=budget,
             algorithms=_names(algorithms),
-            timesteps=_ints(timesteps, "--timesteps"),
+            timesteps=_ints(timesteps, "--timesteps", positive=True),
             seeds=_ints(seeds, "--seeds"),
         )
         from snnbench.ui import ProgressRenderer, summary_table
 
         with ProgressRenderer(console, quiet=quiet) as renderer:
             result = run_suite(
-                suite,
+                loaded,
                 overrides,
                 out_dir=out,
                 device=device.value,
@@ -165,6 +177,79 @@ def run(
         say(f"Records: {result.out_dir / 'runs'}")
         for path in result.files:
             say(f"Wrote {path}")
+
+
+@app.command(epilog="Example: snnbench tune --suite digits-lowT --algorithms bptt --trials 8")
+def tune(
+    suite: Annotated[str, typer.Option(help="suite name or path (it must have a `tuning:` block)")],
+    algorithms: Annotated[
+        str | None, typer.Option(help="comma-separated entries (default: every entry of the tuned tracks)")
+    ] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="trials per entry (default: the suite's tuning budget)", min=1)
+    ] = None,
+    out: Annotated[Path, typer.Option(help="output directory (writes OUT/SUITE/tuning/)")] = Path("results"),
+    jobs: Annotated[int, typer.Option(help="entries tuned in parallel processes", min=1)] = 1,
+    data_dir: Annotated[Path | None, typer.Option(help="dataset root")] = None,
+    plugin: Plugins = None,
+) -> None:
+    """Search each entry's declared hyperparameters on the validation split, the same trials for every
+    method (seeded TPE, trial 0 = the entry's values); write tuning records and print the `tuned:` blocks."""
+    from snnbench.errors import SnnbenchError
+
+    try:
+        _load_plugins(plugin)
+        import yaml
+
+        from snnbench.suite import load_suite
+        from snnbench.tuning import tune_suite, tuned_block
+
+        loaded = load_suite(suite)
+        records = tune_suite(
+            loaded, _names(algorithms), out_dir=out, trials=trials, jobs=jobs, data_dir=data_dir
+        )
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    for record in records:
+        path = out / loaded.name / "tuning" / f"{record['entry']}.json"
+        scored = [t for t in record["trials"] if t["val_top1"] is not None]
+        low = min(t["val_top1"] for t in scored)
+        say(
+            f"{record['entry']}: {len(record['trials'])} trials at T={record['budget']['T']}, "
+            f"validation top-1 {low:.2f}–{record['chosen']['val_top1']:.2f} %; "
+            f"chosen {record['chosen']['values']} (trial {record['chosen']['trial']}); record {path}"
+        )
+        block = tuned_block(record, path).model_dump()
+        console.print(yaml.safe_dump({record["entry"]: {"tuned": block}}, sort_keys=False), markup=False)
+
+
+@app.command(epilog="Example: snnbench show cifar10-lowT/ottt")
+def show(
+    entry: Annotated[str, typer.Argument(help="SUITE/ENTRY: a suite entry")],
+    budget: Annotated[str | None, typer.Option(help="budget whose epochs and batch are shown")] = None,
+    plugin: Plugins = None,
+) -> None:
+    """Print a suite entry's fidelity card (official configuration, deviations) and its resolved config."""
+    from snnbench.errors import SnnbenchError
+
+    try:
+        _load_plugins(plugin)
+        if "/" not in entry:
+            raise SnnbenchError(f"expected SUITE/ENTRY (e.g. digits-lowT/bptt), got {entry!r}")
+        suite_name, key = entry.rsplit("/", 1)
+        from snnbench.suite import load_suite, resolved_fields
+
+        loaded = load_suite(suite_name)
+        if key not in loaded.algorithms:
+            from snnbench.errors import UnknownNameError
+
+            raise UnknownNameError(f"entry of suite {loaded.name}", key, loaded.algorithms)
+        fields = resolved_fields(loaded, key, budget)
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    from snnbench.show import render_entry
+
+    console.print(render_entry(loaded, key, fields), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command(name="list", epilog="Example: snnbench list algorithms")
@@ -270,15 +355,17 @@ def leaderboard(
             files = write_reports(loaded, out / loaded.name, budget)
             text = (files[0] if format is Format.md else files[1]).read_text()
         else:  # a custom view: printed, the committed files stay as generated
-            from snnbench.leaderboard import build, select_records, to_markdown
+            import pandas as pd
+
+            from snnbench.leaderboard import by_track, select_records, to_markdown
             from snnbench.records import load_records
 
             df = select_records(load_records(out / loaded.name), loaded, budget)
-            table = build(df, _names(columns))
+            tables = by_track(df, _names(columns))
             text = (
-                to_markdown(table, loaded, len(df), [], budget or loaded.default_budget)
+                to_markdown(tables, loaded, len(df), [], budget or loaded.default_budget)
                 if format is Format.md
-                else table.to_csv(index=False, float_format="%.4f")
+                else pd.concat(list(tables.values())).to_csv(index=False, float_format="%.4f")
             )
     except SnnbenchError as exc:
         raise _fail(exc) from None
@@ -304,7 +391,7 @@ def plot(
     from snnbench.errors import SnnbenchError
 
     try:
-        from snnbench.leaderboard import build, select_records
+        from snnbench.leaderboard import by_track, select_records
         from snnbench.plots import pareto
         from snnbench.records import load_records
         from snnbench.suite import load_suite
@@ -313,11 +400,13 @@ def plot(
         suite_dir = out / loaded.name
         if not (suite_dir / "runs").is_dir():
             raise SnnbenchError(f"no records for suite {loaded.name} under {suite_dir}")
-        table = build(select_records(load_records(suite_dir), loaded, budget))
-        if table.empty:
+        tables = by_track(select_records(load_records(suite_dir), loaded, budget))
+        if not tables:
             raise SnnbenchError(f"no records of budget {budget or loaded.default_budget!r} under {suite_dir}")
         stem = "pareto" if x is Axis.T else f"pareto-{x.value}"
-        paths = pareto(table, loaded, suite_dir / stem, x=x.value)
+        paths = []
+        for track, table in tables.items():  # one plot per track: tracks are never drawn together
+            paths += pareto(table, loaded, suite_dir / f"{stem}-{track}", x=x.value, track=track)
     except SnnbenchError as exc:
         raise _fail(exc) from None
     for path in paths:

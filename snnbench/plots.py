@@ -27,8 +27,11 @@ AXES = {
 }
 
 
-def pareto(table: pd.DataFrame, suite: Suite, stem: Path, x: str = "T") -> list[Path]:
-    """Draw ``stem.png`` and ``stem.svg`` of accuracy against ``x`` (``T``, ``sops`` or ``energy``)."""
+def pareto(
+    table: pd.DataFrame, suite: Suite, stem: Path, x: str = "T", track: str | None = None
+) -> list[Path]:
+    """Draw ``stem.png`` and ``stem.svg`` of accuracy against ``x`` (``T``, ``sops`` or ``energy``) for the
+    rows of one track (published points only on the official track's plot)."""
     column, x_label = AXES[x]
     if column not in table:
         table = table.assign(**{column: float("nan")})
@@ -61,7 +64,7 @@ def pareto(table: pd.DataFrame, suite: Suite, stem: Path, x: str = "T") -> list[
             xs, ys, where="post", color="black", linestyle="--", linewidth=1, alpha=0.6, label="Pareto front"
         )
         ax.scatter(xs, ys, s=150, facecolors="none", edgecolors="black", linewidths=1.4, zorder=5)
-    refs = [r for r in suite.reference if r.T is not None] if x == "T" else []
+    refs = [r for r in suite.reference if r.T is not None] if x == "T" and track in (None, "official") else []
     if refs:
         ax.scatter(
             [r.T for r in refs],
@@ -80,7 +83,8 @@ def pareto(table: pd.DataFrame, suite: Suite, stem: Path, x: str = "T") -> list[
         ax.set_xscale("log")
     ax.set_xlabel(x_label)
     ax.set_ylabel("top-1 accuracy (%), final epoch, mean ± std")
-    ax.set_title(f"{suite.name}: accuracy vs {'latency' if x == 'T' else x_label.split(' per ')[0]}")
+    what = "latency" if x == "T" else x_label.split(" per ")[0]
+    ax.set_title(f"{suite.name}{f' ({track} track)' if track else ''}: accuracy vs {what}")
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="lower right")

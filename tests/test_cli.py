@@ -30,6 +30,9 @@ def test_bad_suite_exits_2_with_one_error_line(write_suite):
 def test_bad_option_value(write_suite):
     result = runner.invoke(app, ["run", "--suite", str(write_suite()), "--timesteps", "1,x"])
     assert result.exit_code == 2 and "expected comma-separated integers, got '1,x'" in result.output
+    result = runner.invoke(app, ["run", "--suite", str(write_suite()), "--timesteps", "-1"])
+    assert result.exit_code == 2 and "expected positive integers, got '-1'" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_run_twice_then_leaderboard(write_suite, tmp_path):
@@ -41,9 +44,10 @@ def test_run_twice_then_leaderboard(write_suite, tmp_path):
     second = runner.invoke(app, ["run", "--suite", path, "--out", out])
     assert second.exit_code == 0 and "Nothing to train: all 1 runs already have records" in second.output
     csv = runner.invoke(app, ["leaderboard", "--suite", path, "--out", out, "--format", "csv"])
-    assert csv.exit_code == 0 and csv.stdout.splitlines()[0].startswith("algorithm,T,top1_mean,top1_std,n,")
+    header = csv.stdout.splitlines()[0]
+    assert csv.exit_code == 0 and header.startswith("track,algorithm,T,top1_mean,top1_std,n,")
     plot = runner.invoke(app, ["plot", "--suite", path, "--out", out])
-    assert plot.exit_code == 0 and "pareto.png" in plot.output
+    assert plot.exit_code == 0 and "pareto-official.png" in plot.output
     for axis in ("sops", "energy"):
         plot = runner.invoke(app, ["plot", "--suite", path, "--out", out, "--x", axis])
         assert plot.exit_code == 0 and f"pareto-{axis}.png" in plot.output

@@ -85,7 +85,15 @@ def reference_lif(x: torch.Tensor, p: LIFParams) -> torch.Tensor:
      LIFParams(tau=20.0, v_reset=None, surrogate="triangle", alpha=0.3, detach_reset=True, input_scale=1.0),
      LIFParams(tau=math.inf, v_threshold=2.0, input_scale=1.0)],
 )  # fmt: skip
-def test_fused_lif_equals_the_step_by_step_reference(params):
+@pytest.mark.parametrize("path", ["native", "torch ops"])
+def test_fused_lif_equals_the_step_by_step_reference(params, path, monkeypatch):
+    """Both multi-step paths (the C++ kernels on CPU; torch ops on CUDA or without a compiler)."""
+    from snnbench.neurons import functional
+
+    if path == "torch ops":
+        monkeypatch.setattr(functional, "_native_for", lambda x: None)
+    elif functional.native_kernels() is None:
+        pytest.skip("no C++ toolchain: the torch-ops path is the only one")
     torch.manual_seed(0)
     x = (torch.randn(7, 3, 5, dtype=torch.float64) * 1.5 + 0.8).requires_grad_()
     weights = torch.randn(7, 3, 5, dtype=torch.float64)

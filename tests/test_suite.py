@@ -86,9 +86,25 @@ def test_bounds_and_empty_lists(write_suite):
     assert error_of(write_suite, {"budgets": budgets}) == (
         "tiny.yaml: budgets.smoke.epochs: expected greater than 0, got 0"
     )
-    assert (
-        error_of(write_suite, {"timesteps": []}) == "tiny.yaml: timesteps: expected a non-empty list, got []"
+    assert error_of(write_suite, {"timesteps": []}) == (
+        "tiny.yaml: timesteps: expected a non-empty list of positive integers, got []"
     )
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "got"),
+    [
+        ({"timesteps": [0, -2]}, "timesteps", [0, -2]),
+        (bptt(timesteps=[4, 0]), "algorithms.bptt.timesteps", [4, 0]),
+        (bptt(timesteps=[-1]), "algorithms.bptt.timesteps", [-1]),
+    ],
+)
+def test_time_steps_must_be_positive_everywhere(write_suite, changes, field, got):
+    assert error_of(write_suite, changes) == (
+        f"tiny.yaml: {field}: expected a non-empty list of positive integers, got {got}"
+    )
+    with pytest.raises(ValueError, match="positive integers"):
+        Overrides(timesteps=[0])
 
 
 def test_budget_override_must_name_a_suite_budget(write_suite):
@@ -153,6 +169,10 @@ def test_cli_overrides_take_precedence(write_suite):
     suite = load_suite(write_suite({"timesteps": [1, 2], "seeds": [0, 1]}))
     specs = expand(suite, Overrides(timesteps=[8], seeds=[5], algorithms=["bptt"]))
     assert [(s.T, s.seed) for s in specs] == [(8, 5)]
+    # an entry's own time steps replace the suite's, and the command line's replace both
+    own = load_suite(write_suite({"timesteps": [1, 2], **bptt(timesteps=[16])}))
+    assert [s.T for s in expand(own)] == [16]
+    assert [s.T for s in expand(own, Overrides(timesteps=[8]))] == [8]
     with pytest.raises(UnknownNameError, match="did you mean 'bptt'"):
         expand(suite, Overrides(algorithms=["bpt"]))
     with pytest.raises(UnknownNameError, match="unknown budget 'ful'"):
