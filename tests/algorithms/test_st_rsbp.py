@@ -327,6 +327,23 @@ def test_recurrent_solve_at_depth_matches_a_dense_reference():
         np.testing.assert_allclose(grads[weight.weight].numpy(), expected[k], rtol=1e-9, atol=1e-12)
 
 
+def test_regulariser_adds_the_official_weight_decay_term():
+    """With λ, β > 0 every weight gradient gains λβ (w/w_lim) exp(β (mean over the row of (w/w_lim)² − 1))
+    (official ``Spiking.cu`` regulariser), row by row, recurrent weights included."""
+    cfg, net, x, y = deep_recurrent_case(T=100, batch=2)
+    with torch.no_grad():
+        trains = net.trains(x)
+        _, plain = st_rsbp_backward(net, trains, y, cfg)
+        lam, beta, limit = 10.0, 0.04, 2.0
+        regular = cfg.model_copy(update={"reg_lambda": lam, "reg_beta": beta, "weight_limit": limit})
+        _, with_reg = st_rsbp_backward(net, trains, y, regular)
+    assert set(plain) == set(with_reg) and len(plain) == 4
+    for weight, grad in plain.items():
+        w = weight.detach().numpy() / limit
+        term = lam * beta * w * np.exp(beta * ((w**2).mean(1, keepdims=True) - 1.0))
+        np.testing.assert_allclose((with_reg[weight] - grad).numpy(), term, rtol=1e-9, atol=1e-12)
+
+
 def test_reservoir_connection_probabilities():
     """c·exp(−d²/4) per (pre, post) type on the 5 × 5 × 16 grid, measured at distance 0 (self-loops) and 1."""
     n, draws = 400, 20
