@@ -58,7 +58,17 @@ METRICS: dict[str, Metric] = {
         Metric("ann_top1", "%", True, "conversion: top-1 of the ANN the SNN was converted from"),
         Metric("top1_continuous", "%", True, "STDBP: top-1 in continuous time (no clock)"),
         Metric(
-            "decision_time_steps", "steps", False, "STDBP: mean earliest output spike time, in steps of T"
+            "decision_time_steps",
+            "steps",
+            False,
+            "STDBP: mean earliest output spike time in continuous time, in steps of t_max / T",
+        ),
+        Metric(
+            "no_decision_fraction",
+            "fraction",
+            False,
+            "STDBP: test samples with no output spike within the T steps (decided by the highest output "
+            "potential at the end of step T)",
         ),
         Metric("top1_early_exit", "%", True, "BNTT: top-1 with the early-exit rule"),
         Metric("early_exit_steps", "steps", False, "BNTT: time steps the early-exit rule uses"),

@@ -21,14 +21,17 @@ Loss and gradients (counts o_i over the window; δ is ∂L/∂(ϑ o), i.e. divid
       δ_k = (o_k − y_k)/ϑ_out inside the same mask; a silent label neuron gets evenly spaced spikes
       inserted (⌊T/y_desired⌋ apart) before the effects are computed
   (4) ∂L/∂w_ij = δ_i e_{i|j} / S_i  (feed-forward and recurrent weights alike; × the lateral factor
-      1/(1 − w_0² Σ_{l≠i} r_il r_li/ϑ²) at the output, r_il = e_{l|i}/o_i)
+      1/(1 − w_0² Σ_{l≠i} r_il r_li/ϑ²) at the output, r_il = e_{l|i}/o_i, from the trains before (3)'s
+      label spikes are inserted, as the official code orders it)
   (5) feed-forward: δ_j = (1/ϑ_prev) Σ_i δ_i w_ij r_ij / S_i,  r_ij = e_{i|j}/o_j (0.5 if o_i o_j = 0)
-  (6) recurrent layer: δ_prev = (1/ϑ_prev) δ (diag(S) − W^r ⊙ R^r/ϑ)^{-1} (W ⊙ R)   (batched solve)
-  (7) S_i = 1 − (1/ϑ) Σ_j w_ij p′_{o_j}(o_i) (recurrent inputs included), the self-consistency correction:
+  (6) recurrent layer: δ_prev = (1/ϑ_prev) δ (diag(S) − W^r ⊙ R^r/ϑ off the diagonal)^{-1} (W ⊙ R)
+      (batched solve; the official LHS has S_i alone on its diagonal, self-loops included in S_i only)
+  (7) S_i = 1 − (1/ϑ) Σ_j w_ij p′_{o_j}(o_i) (recurrent inputs included; a silent neuron has S_i = 1, a
+      silent reservoir neuron is evaluated at o_i = 1 as the official reservoir clips), the correction:
       p_c(o) is a degree-4 polynomial fit of E[e_{i|j}] over random spike trains with c input and o output
-      spikes. The official tables (``Effect_Ratio_file``, from ``eij_function.m``) are not available here;
-      :func:`effect_polynomials` regenerates them the same way (Monte-Carlo, uniform spike times at least
-      T_ref + 1 apart) for the run's T, τ_m, τ_s.
+      spikes: the official table (``Effect_Ratio_file/p_Tau_64_400-100.txt``) where it applies (T = 400,
+      τ_m 64), else :func:`effect_polynomials` regenerates one the same way (Monte-Carlo, uniform spike
+      times at least T_ref + 1 apart; it disagrees with the official one, docs/algorithms/st-rsbp.md).
 Spiking CNN (``layers/ConvSpiking.cu``, ``layers/PoolingSpiking.cu``): conv layers are these neurons with a
 weight-shared convolution as synapse, e_{i|j} only inside each receptive field (unfold + one einsum over t),
 ∂L/∂W summed over positions, the error a fold of δ_i w_ij r_ij/S_i; pooling layers: these neurons with fixed
@@ -41,6 +44,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable
+from importlib import resources
 
 import torch
 from pydantic import Field
@@ -213,15 +217,44 @@ def effect_polynomials(T: int, tau_m: float, tau_s: float, refractory: int, samp
     return derivative
 
 
+# The official table (stonezwr/ST-RSBP ``Effect_Ratio_file``; source and licence in its folder's SOURCE.md)
+# and the (T, τ_m, τ_s, T_ref) it was generated for: the official layers load p_Tau_{τ_m}_{T}-100.txt.
+OFFICIAL_TABLES = {(400, 64.0, 8.0, 2): "p_Tau_64_400-100.txt"}
+
+
+def effect_table(T: int, tau_m: float, tau_s: float, refractory: int, samples: int) -> torch.Tensor:
+    """p′ coefficients ``[C, 4]`` as :func:`effect_polynomials`: the official table where one ships for
+    (T, τ_m, τ_s, T_ref), else regenerated."""
+    name = OFFICIAL_TABLES.get((T, float(tau_m), float(tau_s), refractory))
+    if name is None:
+        return effect_polynomials(T, tau_m, tau_s, refractory, samples)
+    return official_effect_polynomials(name)
+
+
+@functools.lru_cache(maxsize=2)
+def official_effect_polynomials(name: str) -> torch.Tensor:
+    """The o-derivative ``[C, 4]`` (a_k of o^k) of an official table, whose row c holds MATLAB ``polyfit``'s
+    degree-4 coefficients, highest power first."""
+    text = (resources.files("snnbench") / "data" / "tables" / "st-rsbp" / name).read_text()
+    rows = [[float(v) for v in line.split()] for line in text.splitlines() if line.strip()]
+    fit = torch.tensor(rows, dtype=torch.float64)
+    return torch.stack([(k + 1) * fit[:, 3 - k] for k in range(4)], 1)  # a_k = (k + 1) p_{k+1}
+
+
 def self_consistency(
     weights: list[torch.Tensor],
     pre_counts: list[torch.Tensor],
     o_post: torch.Tensor,
     threshold: float,
     poly: torch.Tensor,
+    reservoir: bool = False,
 ) -> torch.Tensor:
-    """S_i = 1 − (1/ϑ) Σ_j w_ij p′_{c_j}(o_i), eq. (7), ``[B, N_out]`` (p′ = 0 where o_i = 0; c clipped to
-    the table's 1…C, as the official code clips to 100), kept ≥ 1e-4 in magnitude like the official solve."""
+    """S_i = 1 − (1/ϑ) Σ_j w_ij p′_{c_j}(o_i), eq. (7), ``[B, N_out]``, kept ≥ 1e-4 in magnitude like the
+    official solve; c is clipped to the table's 1…C as the official code clips to 100. Silent neurons
+    (o_i = 0): p′ = 0 (``layers/Spiking.cu``), or, in a recurrent layer (``reservoir``), o_i is clipped to
+    1…C like c (``layers/Reservoir.cu``)."""
+    if reservoir:
+        o_post = o_post.clamp(1, len(poly))
     powers = torch.stack([o_post**k for k in range(4)], -1)  # [B, N_out, 4]
     total = torch.zeros_like(o_post)
     for weight, counts in zip(weights, pre_counts, strict=True):
@@ -536,6 +569,18 @@ def inject_label_spikes(spikes: torch.Tensor, labels: torch.Tensor, desired: flo
     )
 
 
+def lateral_factor(layer: STRSBPLayer, post: torch.Tensor, silent: float) -> torch.Tensor:
+    """1 − w_0² Σ_{l≠i} r_il r_li / ϑ² of eq. (4) for the output trains ``post`` ``[T, B, N]`` → ``[B, N]``,
+    r_il = e_{i|l}/o_l (``silent`` where o_i o_l = 0); terms of silent neurons are 0."""
+    assert layer.lateral is not None
+    o_post = post.sum(0)
+    ratios = effect_ratios(layer.effects(post, post), o_post, o_post, silent)  # [B, i, l]
+    ratios = ratios * (1.0 - torch.eye(len(o_post[0]), device=ratios.device))
+    d = (o_post > 0).to(ratios.dtype) / layer.threshold
+    loop = (ratios * ratios.transpose(1, 2) * d.unsqueeze(1)).sum(2) * d  # Σ_l r_il r_li d_l d_i
+    return 1.0 - layer.lateral.weight[0, 1] ** 2 * loop
+
+
 def st_rsbp_backward(
     net: STRSBPNet, trains: list[torch.Tensor], labels: torch.Tensor, cfg: STRSBPConfig
 ) -> tuple[torch.Tensor, dict[nn.Parameter, torch.Tensor]]:
@@ -554,7 +599,7 @@ def st_rsbp_backward(
     grads: dict[nn.Parameter, torch.Tensor] = {}
     batch = len(labels)
     poly = (
-        effect_polynomials(T, cfg.tau_m, cfg.tau_s, cfg.refractory, cfg.effect_table_samples)
+        effect_table(T, cfg.tau_m, cfg.tau_s, cfg.refractory, cfg.effect_table_samples)
         if cfg.self_consistency
         else None
     )
@@ -574,21 +619,16 @@ def st_rsbp_backward(
         if layer.recurrent is not None:
             weights, pre_counts = [*weights, layer.recurrent.weight], [o_pre, o_post]
         s = (
-            self_consistency(weights, pre_counts, o_post, layer.threshold, poly)
+            self_consistency(
+                weights, pre_counts, o_post, layer.threshold, poly, reservoir=layer.recurrent is not None
+            )
             if poly is not None
             else torch.ones_like(o_post)
         )
         scaled = delta / s  # δ_i / S_i: weight gradients (4) and the feed-forward error (5)
         row_delta = scaled
-        if layer.lateral is not None:  # eq. (4): the output's lateral factor
-            lateral = layer.effects(post, post) / o_post.clamp(min=1.0).unsqueeze(1)  # [B, i, l]: e_{i|l}/o_l
-            active = o_post > 0
-            both = active.unsqueeze(2) & active.unsqueeze(1)
-            lateral = torch.where(both, lateral, torch.full_like(lateral, cfg.silent_ratio))
-            lateral = lateral * (1.0 - torch.eye(len(o_post[0]), device=lateral.device))
-            d = active.to(lateral.dtype) / layer.threshold
-            loop = (lateral * lateral.transpose(1, 2) * d.unsqueeze(1)).sum(2) * d  # Σ_l r_il r_li d_l d_i
-            row_delta = scaled / (1.0 - layer.lateral.weight[0, 1] ** 2 * loop)
+        if layer.lateral is not None:  # eq. (4): the output's lateral factor, from the trains before
+            row_delta = scaled / lateral_factor(layer, trains[index + 1], cfg.silent_ratio)  # injection
         grads[layer.synapse.weight] = torch.einsum("bi,bij->ij", row_delta, effects) / batch
         ratios = effect_ratios(effects, o_post, o_pre, cfg.silent_ratio)
         transfer = layer.synapse.weight.unsqueeze(0) * ratios  # W ⊙ R, [B, N_out, N_in]
@@ -599,8 +639,9 @@ def st_rsbp_backward(
                 torch.einsum("bi,bij->ij", scaled, rec_effects) / batch * layer.recurrent_mask
             )
             rec_ratios = effect_ratios(rec_effects, o_post, o_post, cfg.silent_ratio)
-            lhs = torch.diag_embed(s) - layer.recurrent.weight.unsqueeze(0) * rec_ratios / layer.threshold
-            transfer = torch.linalg.solve(lhs, transfer)  # eq. (6), S_i on the diagonal (official LHS)
+            coupling = layer.recurrent.weight * (1.0 - torch.eye(len(s[0]), device=s.device))
+            lhs = torch.diag_embed(s) - coupling.unsqueeze(0) * rec_ratios / layer.threshold
+            transfer = torch.linalg.solve(lhs, transfer)  # eq. (6), S_i alone on the diagonal (official LHS)
             carried = delta
         if index == 0:
             break
@@ -637,6 +678,12 @@ class STRSBP(Algorithm):
     description = "spike-train level backpropagation (S-PSP, firing counts) for recurrent SNNs; no BPTT"
     Config = STRSBPConfig
     default_encoding = "sparse-rate"
+    version = 2
+    changelog = (
+        "1: first version",
+        "2: official recurrent LHS (S_i alone on the diagonal), silent reservoir neurons' S_i at o = 1, "
+        "lateral factor from the output trains before label-spike injection",
+    )
 
     def build(self, T: int) -> nn.Module:
         cfg: STRSBPConfig = self.config  # type: ignore[assignment]

@@ -17,10 +17,13 @@ crossing of every prefix, and the first candidate inside its own inter-spike int
 Computing (3) with the causal set held fixed makes autograd return exactly (4).
 
 Input: latency coding in continuous time, t = t_max (1 − x) (x = 0 never fires). Training is in continuous
-time and does not see T; for each T of a suite the trained network is also evaluated clock-driven with
-T steps over the input window (step dt = t_max / T): input times fall on the step grid and every neuron
-fires at the first step boundary at which V ≥ ϑ. The record carries both accuracies and the decision
-time (earliest output spike) in steps of dt.
+time and does not see T; for each T of a suite the trained network is evaluated as a T-step network over
+the input window (dt = t_max / T, :meth:`STDBPNet.clocked`): an input spike falls in step ⌊t/dt⌋ (the
+``latency`` encoding's step), a neuron spikes in the first step at whose end V ≥ ϑ and the next layer sees
+the spike in that step (as in any discrete-time network), and nothing fires after step T. The earliest
+output spike decides; where no output has spiked by step T, the output with the highest potential at the
+end of step T decides (``no_decision_fraction`` in the record). The record also carries the continuous-time
+accuracy and decision time.
 
 Deviations (the paper's constants could not be checked, see docs/algorithms/stdbp.md): the regulariser
 (6) follows Mostafa (2017) in form; initialisation, learning rate (Adam 1e-3, cosine) and the softmax
@@ -106,7 +109,7 @@ class SpikeTimeLayer(SpikingLayer):
 
     def __init__(self, in_shape: tuple[int, ...], layer: Dense | Conv, cfg: STDBPConfig) -> None:
         super().__init__()
-        self.layer, self.threshold = layer, cfg.threshold
+        self.layer, self.threshold, self.t_max = layer, cfg.threshold, cfg.t_max
         fan_in = in_shape[0] if isinstance(layer, Dense) else in_shape[0] * layer.kernel**2
         units = layer.units if isinstance(layer, Dense) else layer.channels
         weight = torch.randn(units, fan_in) * cfg.init_std / math.sqrt(fan_in) + cfg.init_mean / fan_in
@@ -142,10 +145,11 @@ class SpikeTimeLayer(SpikingLayer):
         )
 
     def spike_statistics(self, output: torch.Tensor) -> tuple[int, int] | None:
-        """Spikes (finite times) over neurons × the clocked pass's steps; None for continuous-time passes."""
+        """Spikes within the clocked pass's steps over neurons × steps; None for continuous-time passes."""
         if self.steps is None:
             return None
-        return int(torch.isfinite(output).sum()), output.numel() * self.steps
+        fired = _spike_step(output, self.t_max / self.steps) < self.steps
+        return int(fired.sum()), output.numel() * self.steps
 
 
 class MinPool(nn.Module):
@@ -160,22 +164,53 @@ class MinPool(nn.Module):
 
 
 class STDBPNet(nn.Module):
-    """Spike-time layers; ``forward(t, dt)`` optionally snaps every spike to the step grid of width dt."""
+    """Spike-time layers: ``forward(t)`` runs in continuous time, ``clocked(t, steps)`` on a step clock."""
 
     def __init__(self, layers: list[SpikeTimeLayer | MinPool], t_max: float) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.t_max = t_max
 
-    def forward(self, t: torch.Tensor, dt: float | None = None) -> torch.Tensor:
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
             if isinstance(layer, SpikeTimeLayer):
-                layer.steps = None if dt is None else round(self.t_max / dt)
+                layer.steps = None
             t = layer(t)
-            # clock-driven: fire at the next step boundary
-            if dt is not None and isinstance(layer, SpikeTimeLayer):
-                t = torch.ceil(t / dt - 1e-6) * dt
         return t
+
+    def clocked(self, t: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Output spike times of a ``steps``-step simulation of the input window, and output potentials.
+
+        Step k covers [k dt, (k + 1) dt), dt = t_max / steps. An input spike falls in step
+        ⌊t / dt⌋ (the ``latency`` encoding's step; the last step takes t = t_max). A neuron spikes in the
+        first step at whose end V ≥ ϑ, and the layer above sees that spike from the start of the same step,
+        as in a discrete-time network; spikes after the last step do not happen. Returns the output
+        times (k dt, ``inf`` = silent within the budget) and V at the end of the last step ``[B, C]``.
+        """
+        dt = self.t_max / steps
+        first = torch.floor(t / dt)
+        t = _on_grid(torch.where(torch.isfinite(first), first.clamp(max=steps - 1), first), steps, dt)
+        for layer in self.layers:
+            if isinstance(layer, SpikeTimeLayer):
+                layer.steps = steps
+                last_input = t
+                t = _on_grid(_spike_step(layer(t), dt), steps, dt)
+            else:
+                t = layer(t)
+        out = self.layers[-1]
+        assert isinstance(out, SpikeTimeLayer) and isinstance(out.layer, Dense)
+        potential = (self.t_max - last_input.flatten(1)).clamp(min=0.0) @ out.weight.t()  # eq. (2)
+        return t, potential
+
+
+def _spike_step(t: torch.Tensor, dt: float) -> torch.Tensor:
+    """Step whose end is the first step boundary at or after the crossing time ``t`` (V ≥ ϑ there)."""
+    return torch.ceil(t / dt - 1e-6) - 1
+
+
+def _on_grid(step: torch.Tensor, steps: int, dt: float) -> torch.Tensor:
+    """Times ``step · dt`` of step indices; ``inf`` (no spike) past the last step."""
+    return torch.where(step < steps, step * dt, torch.full_like(step, INF))
 
 
 @algorithms.register("stdbp")
@@ -197,6 +232,12 @@ class STDBP(Algorithm):
     Config = STDBPConfig
     default_encoding = "latency"
     training_depends_on_T = False
+    version = 2
+    changelog = (
+        "1: first version",
+        "2: evaluation is a T-step network: inputs on the step grid, no spike after step T, a no-decision "
+        "rule (highest output potential at T), spike rates over the T steps",
+    )
 
     def build(self, T: int) -> nn.Module:
         cfg: STDBPConfig = self.config  # type: ignore[assignment]
@@ -261,28 +302,38 @@ class STDBP(Algorithm):
             state.scheduler.step()
         return tally.summary()
 
-    def predict(self, net: nn.Module, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
+    def _decide(self, net: STDBPNet, x: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class scores of a ``steps``-step run and its output times: the earliest output spike decides;
+        where no output spikes within the budget, the highest output potential at its end decides."""
         cfg: STDBPConfig = self.config  # type: ignore[assignment]
-        return self._scores(net(latency_times(x, cfg.t_max), dt=cfg.t_max / ctx.T))
+        t_out, potential = net.clocked(latency_times(x, cfg.t_max), steps)
+        decided = torch.isfinite(t_out).any(1, keepdim=True)
+        return torch.where(decided, self._scores(t_out), potential), t_out
+
+    def predict(self, net: nn.Module, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
+        assert isinstance(net, STDBPNet)
+        return self._decide(net, x, ctx.T)[0]
 
     def evaluate(self, net: nn.Module, test: Split, ctx: RunContext) -> Evaluation:
-        """Clock-driven accuracy at T (primary), plus continuous-time accuracy and decision times."""
+        """Accuracy of the T-step run (primary), continuous-time accuracy, and decision times."""
         cfg: STDBPConfig = self.config  # type: ignore[assignment]
-        dt = cfg.t_max / ctx.T
+        assert isinstance(net, STDBPNet)
         net.eval()
-        quantized, continuous, labels = [], [], []
+        scores, clocked, continuous, labels = [], [], [], []
         with torch.no_grad():
             for x, y in test.batches(ctx.eval_batch_size, shuffle=False, device=ctx.device):
-                t_in = latency_times(x, cfg.t_max)
-                quantized.append(net(t_in, dt=dt).cpu())
-                continuous.append(net(t_in).cpu())
+                score, t_out = self._decide(net, x, ctx.T)
+                scores.append(score.cpu())
+                clocked.append(t_out.cpu())
+                continuous.append(net(latency_times(x, cfg.t_max)).cpu())
                 labels.append(y.cpu())
-        t_q, t_c, y_all = torch.cat(quantized), torch.cat(continuous), torch.cat(labels)
+        t_q, t_c, y_all = torch.cat(clocked), torch.cat(continuous), torch.cat(labels)
         first_q, first_c = t_q.min(1).values, t_c.min(1).values
+        dt = cfg.t_max / ctx.T
         extra = {
             "top1_continuous": 100.0 * (self._scores(t_c).argmax(1) == y_all).double().mean().item(),
             "decision_time_steps": (first_c[torch.isfinite(first_c)] / dt).mean().item(),
-            "decision_steps_clocked": (first_q[torch.isfinite(first_q)] / dt).mean().item(),
-            "silent_output_fraction": (~torch.isfinite(first_q)).double().mean().item(),
+            "decision_steps_clocked": (first_q[torch.isfinite(first_q)] / dt + 1).mean().item(),
+            "no_decision_fraction": (~torch.isfinite(first_q)).double().mean().item(),
         }
-        return Evaluation(self._scores(t_q), y_all, extra)
+        return Evaluation(torch.cat(scores), y_all, extra)

@@ -16,8 +16,9 @@ Discrete time, per layer and step t (time-major, no bias):
                         a spike's time moves the reset, and so the next spike; a silent step leaks δ on
   (8) silent neurons    ``warmup``: the official head's per-neuron fallback δ(t) = S(t) σ'(u(t) − ϑ) where
                         a(t) < 1/(4τs) (σ' of a sigmoid with width 0.2, exponent clamped to ±8); the
-                        paper-era per-layer switch (the whole layer uses the fallback while its firing rate
-                        is ≤ 10 %); or none. The carried δ(t+1) is always the TSSL-BP value (7).
+                        paper-era per-layer switch rule (the whole layer uses the fallback while its firing
+                        rate is ≤ 10 %; with the head's clamp and fallback, not the paper-era code's ±10 clamp
+                        and reset terms); or none. The carried δ(t+1) is always the TSSL-BP value (7).
   (9) pooling           2×2 sum-pool of PSPs × 1.1 (``layers/pooling.py``: θ_pool is never set in the configs)
  (10) loss              ``kernel``: ½ Σ_{k,t} (a_k(t) − â_k(t))², â = ε ∗ (desired spike train of the label
                         neuron; none for the others); ``count`` (N-MNIST): e_k = (Σ_t a_k − c_k)/T with
@@ -66,7 +67,8 @@ class TSSLBPConfig(AlgorithmConfig):
     desired_count: float = Field(15.0, gt=0.0, description="count loss: label neuron's target (N-MNIST 15)")
     undesired_count: float = Field(3.0, ge=0.0, description="count loss: other neurons' target (N-MNIST 3)")
     warmup: Literal["per-neuron", "per-layer", "none"] = Field(
-        "per-neuron", description="silent-neuron remedy (8): official head per-neuron, paper-era per-layer"
+        "per-neuron",
+        description="silent-neuron remedy (8): official head per-neuron, or paper-era per-layer switch rule",
     )
     warmup_psp: float = Field(0.25, gt=0.0, description="per-neuron fallback where a(t) < warmup_psp / τs")
     warmup_rate: float = Field(0.1, ge=0.0, le=1.0, description="per-layer fallback while firing rate ≤ this")

@@ -18,6 +18,7 @@ from snnbench.algorithms.st_rsbp import (
     STRSBPPoolLayer,
     effect_polynomials,
     effect_ratios,
+    effect_table,
     inject_label_spikes,
     integrate,
     output_error,
@@ -130,6 +131,21 @@ def test_random_trains_and_the_effect_polynomials():
         assert ours == pytest.approx(np.polyval(expected, o), abs=0.01), o
 
 
+def test_official_table_is_used_where_it_ships():
+    """T = 400, τ_m 64, τ_s 8, T_ref 2 use the official p_Tau_64_400-100.txt: p′ equals numpy's derivative of
+    the file's rows (MATLAB polyfit order, highest power first); other settings regenerate."""
+    from importlib import resources
+
+    rows = np.loadtxt(resources.files("snnbench") / "data/tables/st-rsbp/p_Tau_64_400-100.txt")
+    table = effect_table(400, 64.0, 8.0, 2, 10).numpy()
+    assert table.shape == (100, 4)
+    for c, o in [(1, 1.0), (7, 20.0), (100, 35.0), (50, 100.0)]:
+        expected = np.polyval(np.polyder(rows[c - 1]), o)
+        assert sum(table[c - 1, k] * o**k for k in range(4)) == pytest.approx(expected, rel=1e-9)
+    assert np.polyval(np.polyder(rows[99]), 35.0) == pytest.approx(-0.3197, abs=1e-4)
+    assert torch.equal(effect_table(30, 64.0, 8.0, 2, 10), effect_polynomials(30, 64.0, 8.0, 2, 10))
+
+
 def test_output_error_dead_zone_and_injection():
     counts = torch.tensor([[30.0, 4.0, 11.0], [0.0, 0.0, 12.0]])
     loss, error = output_error(counts, torch.tensor([0, 1]), 35.0, 5.0, 5.0)
@@ -143,10 +159,10 @@ def test_output_error_dead_zone_and_injection():
     assert torch.equal(injected[:, 1, [0, 2]], spikes[:, 1, [0, 2]])
 
 
-def test_effect_ratios_use_half_for_silent_pairs():
+def test_effect_ratios_use_the_fill_value_for_silent_pairs():
     effects = torch.tensor([[[2.0, 0.0], [0.0, 0.0]]])
-    ratios = effect_ratios(effects, torch.tensor([[3.0, 0.0]]), torch.tensor([[4.0, 0.0]]), 0.5)
-    assert ratios.tolist() == [[[0.5, 0.5], [0.5, 0.5]]]
+    ratios = effect_ratios(effects, torch.tensor([[3.0, 0.0]]), torch.tensor([[4.0, 0.0]]), 0.25)
+    assert ratios.tolist() == [[[0.5, 0.25], [0.25, 0.25]]]  # e/o_pre = 2/4 where both fired
 
 
 def tiny_recurrent_net(cfg: STRSBPConfig) -> STRSBPNet:
@@ -159,25 +175,19 @@ def tiny_recurrent_net(cfg: STRSBPConfig) -> STRSBPNet:
 
 
 def recurrent_descent(sign: float) -> list[float]:
-    """Loss over 10 Adam steps on the recurrent weights alone (the rest fixed), along ``sign`` × gradient."""
-    cfg = STRSBPConfig(
-        threshold_recurrent=1.0, threshold_output=1.5, reg_lambda=0.0, reservoir_connectivity=False
-    )
-    net = tiny_recurrent_net(cfg)
-    torch.manual_seed(0)
-    x = (torch.rand(400, 8, 12, dtype=torch.float64) < 0.1).double()  # fixed input spikes
-    y = torch.arange(8) % 3
-    recurrent = net.layers[0].recurrent.weight
-    optimizer = torch.optim.Adam([recurrent], lr=0.01)
+    """Loss over 6 Adam steps along ``sign`` × gradient on the weights below a recurrent layer at depth 1
+    (their error comes only through the solve of eq. 6; self-loops present), the rest fixed."""
+    cfg, net, x, y = deep_recurrent_case(T=200)
+    weights = [net.layers[0].synapse.weight]
+    optimizer = torch.optim.Adam(weights, lr=0.02)
     losses = []
-    for _ in range(10):
-        loss, grads = st_rsbp_backward(net, net.trains(x), y, cfg)
-        assert (
-            grads[recurrent].abs().sum() > 0 and grads[recurrent].diagonal().abs().sum() == 0
-        )  # no self-loops
+    for _ in range(6):
+        with torch.no_grad():
+            loss, grads = st_rsbp_backward(net, net.trains(x), y, cfg)
         losses.append(loss.sum().item())
         optimizer.zero_grad()
-        recurrent.grad = sign * grads[recurrent]
+        for weight in weights:
+            weight.grad = sign * grads[weight]
         optimizer.step()
     return losses
 
@@ -207,6 +217,131 @@ def test_full_update_reduces_the_loss_and_reservoir_mask_is_kept():
         optimizer.step()
     assert min(losses[-3:]) < 0.8 * losses[0], losses
     assert (net.layers[0].recurrent.weight.detach()[mask == 0] == 0).all()
+
+
+def deep_recurrent_case(T: int = 400, batch: int = 8):
+    """Input → dense (10) → recurrent (16, official reservoir: self-loops) → output (3), float64, with a
+    silent recurrent neuron and a silent label neuron among the samples."""
+    cfg = STRSBPConfig(
+        threshold_hidden=1.0,
+        threshold_recurrent=1.0,
+        threshold_output=1.5,
+        reg_lambda=0.0,
+        effect_table_samples=50,
+    )
+    generator = torch.Generator().manual_seed(5)
+    layers = [
+        STRSBPLayer(12, 10, cfg.threshold_hidden, cfg, generator),
+        STRSBPLayer(10, 16, cfg.threshold_recurrent, cfg, generator, recurrent=True),
+        STRSBPLayer(16, 3, cfg.threshold_output, cfg, generator, lateral_inhibition=1.0),
+    ]
+    net = STRSBPNet(layers).double()
+    with torch.no_grad():
+        net.layers[1].synapse.weight[0] = -1.0  # recurrent neuron 0 never fires
+    torch.manual_seed(0)
+    x = (torch.rand(T, batch, 12, dtype=torch.float64) < 0.1).double()
+    return cfg, net, x, torch.arange(batch) % 3
+
+
+def reference_consistency(weights, pre_counts, o_post, threshold, poly, reservoir):
+    """S_i = 1 − (1/ϑ) Σ_j w_ij p′_{c_j}(o_i) for one sample, neuron by neuron (numpy), with the official
+    clips: c to 1…C; o_i = 0 → S_i = 1 in a feed-forward layer, o_i clipped to 1…C in a reservoir."""
+    C = len(poly)
+    s = np.ones(len(o_post))
+    for i, o in enumerate(o_post):
+        if o == 0 and not reservoir:
+            continue
+        o = min(max(o, 1.0), C) if reservoir else o
+        total = 0.0
+        for w, counts in zip(weights, pre_counts, strict=True):
+            for j, c in enumerate(counts):
+                total += w[i, j] * np.polyval(poly[int(min(max(c, 1), C)) - 1][::-1], o)
+        s[i] = 1.0 - total / threshold
+        s[i] = max(s[i], 1e-4) if s[i] >= 0 else min(s[i], -1e-4)
+    return s
+
+
+def reference_ratio(effects, o_post, o_pre, fill=0.5):
+    """r_ij = e_{i|j}/o_j where both fired, else the official 0.5."""
+    both = (o_post[:, None] > 0) & (o_pre[None, :] > 0)
+    return np.where(both, effects / np.maximum(o_pre[None, :], 1.0), fill)
+
+
+def test_recurrent_solve_at_depth_matches_a_dense_reference():
+    """Eq. (6) where its result is used: the error below a recurrent layer solves, per sample,
+    (diag(S) − W^r ⊙ R^r/ϑ off the diagonal) X = W ⊙ R (official ``g_Reservoir_effect_ratio_LHS``: S_i alone
+    on the diagonal, self-loops present), with S of silent reservoir neurons at o = 1; the output's lateral
+    factor comes from the trains before label-spike injection. All four weight gradients are compared."""
+    cfg, net, x, y = deep_recurrent_case()
+    with torch.no_grad():
+        trains = net.trains(x)
+        _, grads = st_rsbp_backward(net, trains, y, cfg)
+    T, scale = len(x), len(x) / 400
+    poly = effect_table(T, cfg.tau_m, cfg.tau_s, cfg.refractory, cfg.effect_table_samples).numpy()
+    assert T == 400 and len(poly) == 100  # the official table
+    dense, rec, out = net.layers
+    w0, w1, wr, w2 = (
+        m.weight.detach().numpy() for m in (dense.synapse, rec.synapse, rec.recurrent, out.synapse)
+    )
+    injected = inject_label_spikes(trains[3], y, cfg.desired_count * scale)
+
+    def effects(pre, post):
+        return spike_train_effects(pre, post, cfg.tau_m, cfg.tau_s, cfg.refractory).numpy()
+
+    e0, e1, er, e2 = (
+        effects(trains[0], trains[1]),
+        effects(trains[1], trains[2]),
+        effects(trains[2], trains[2]),
+        effects(trains[2], injected),
+    )
+    e_lat = effects(trains[3], trains[3])
+    counts = [t.sum(0).numpy() for t in trains]
+    o_out, o_raw = injected.sum(0).numpy(), counts[3]
+    expected = {k: np.zeros_like(w) for k, w in enumerate((w0, w1, wr, w2))}
+    silent_reservoir = self_loops = silent_label = 0
+    for b in range(len(y)):
+        target = np.full(3, cfg.undesired_count * scale)
+        target[y[b]] = cfg.desired_count * scale
+        err = o_raw[b] - target
+        err = np.where(np.abs(err) > cfg.margin * scale, err, 0.0)
+        d2 = err / out.threshold
+        s2 = reference_consistency([w2], [counts[2][b]], o_out[b], out.threshold, poly, False)
+        r_lat = reference_ratio(e_lat[b], o_raw[b], o_raw[b]) * (1 - np.eye(3))
+        fired = (o_raw[b] > 0) / out.threshold
+        lateral = 1.0 - (r_lat * r_lat.T * fired[None, :]).sum(1) * fired  # w_0 = 1
+        expected[3] += (d2 / s2 / lateral)[:, None] * e2[b] / len(y)
+        d1 = (d2 / s2) @ (w2 * reference_ratio(e2[b], o_out[b], counts[2][b])) / rec.threshold
+        o_rec = counts[2][b]
+        s1 = reference_consistency([w1, wr], [counts[1][b], o_rec], o_rec, rec.threshold, poly, True)
+        lhs = np.diag(s1) - (wr * reference_ratio(er[b], o_rec, o_rec) / rec.threshold) * (1 - np.eye(16))
+        d0 = d1 @ np.linalg.solve(lhs, w1 * reference_ratio(e1[b], o_rec, counts[1][b])) / dense.threshold
+        expected[1] += (d1 / s1)[:, None] * e1[b] / len(y)
+        expected[2] += (d1 / s1)[:, None] * er[b] * rec.recurrent_mask.numpy() / len(y)
+        s0 = reference_consistency([w0], [counts[0][b]], counts[1][b], dense.threshold, poly, False)
+        expected[0] += (d0 / s0)[:, None] * e0[b] / len(y)
+        silent_reservoir += int(((o_rec == 0) & (d1 != 0)).any())
+        self_loops += int((np.diag(wr) * np.diag(er[b]) != 0).any())
+        silent_label += int(o_raw[b, y[b]] == 0 and err.any())
+    assert silent_reservoir and self_loops and silent_label  # every case this test is about occurs
+    for k, weight in enumerate((dense.synapse, rec.synapse, rec.recurrent, out.synapse)):
+        np.testing.assert_allclose(grads[weight.weight].numpy(), expected[k], rtol=1e-9, atol=1e-12)
+
+
+def test_regulariser_adds_the_official_weight_decay_term():
+    """With λ, β > 0 every weight gradient gains λβ (w/w_lim) exp(β (mean over the row of (w/w_lim)² − 1))
+    (official ``Spiking.cu`` regulariser), row by row, recurrent weights included."""
+    cfg, net, x, y = deep_recurrent_case(T=100, batch=2)
+    with torch.no_grad():
+        trains = net.trains(x)
+        _, plain = st_rsbp_backward(net, trains, y, cfg)
+        lam, beta, limit = 10.0, 0.04, 2.0
+        regular = cfg.model_copy(update={"reg_lambda": lam, "reg_beta": beta, "weight_limit": limit})
+        _, with_reg = st_rsbp_backward(net, trains, y, regular)
+    assert set(plain) == set(with_reg) and len(plain) == 4
+    for weight, grad in plain.items():
+        w = weight.detach().numpy() / limit
+        term = lam * beta * w * np.exp(beta * ((w**2).mean(1, keepdims=True) - 1.0))
+        np.testing.assert_allclose((with_reg[weight] - grad).numpy(), term, rtol=1e-9, atol=1e-12)
 
 
 def test_reservoir_connection_probabilities():

@@ -97,8 +97,9 @@ def test_backward_equals_the_spike_time_formulation_in_float64():
 
 def test_gradient_differs_from_surrogate_bptt_as_the_paper_says():
     """Same dynamics, same upstream gradient: BPTT's surrogate passes gradient at every step near threshold;
-    TSSL-BP's is exactly zero at steps with no spike at or after them (no inter-neuron term without a spike),
-    and at a last spike it is S(t)/Δu(t), the spike-time sensitivity, not a surrogate slope."""
+    TSSL-BP's is exactly zero at steps with no spike at or after them (no inter-neuron term without a spike:
+    the paper's rule and the official head's ``partial_u = clamp(−1/Δu, −8, 0) * out``), and at a last spike
+    it is S(t)/Δu(t), the spike-time sensitivity, not a surrogate slope."""
     current = random_currents(seed=3)
     grad_a = torch.ones_like(current)
     a, s = TSSLBPFunction.apply(current, config(warmup="none"))
