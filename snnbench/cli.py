@@ -122,6 +122,10 @@ def run(
     ] = Executor.local,
     jobs: Annotated[int, typer.Option(help="workers of the process pool", min=1)] = 2,
     address: Annotated[str | None, typer.Option(help="Ray cluster address: auto or HOST:PORT")] = None,
+    tuned: Annotated[
+        bool,
+        typer.Option("--tuned", help="use the tuning records under OUT/SUITE/tuning (from `snnbench tune`)"),
+    ] = False,
     plugin: Plugins = None,
 ) -> None:
     """Train and evaluate a suite's grid (algorithms × T × seeds); write records, leaderboard and plots."""
@@ -130,7 +134,12 @@ def run(
     try:
         _load_plugins(plugin)
         from snnbench.runner import run_suite
-        from snnbench.suite import Overrides
+        from snnbench.suite import Overrides, load_suite
+        from snnbench.tuning import with_tuning_records
+
+        loaded = load_suite(suite)
+        if tuned:
+            loaded = with_tuning_records(loaded, out)
 
         overrides = Overrides(
             budget=budget,
@@ -142,7 +151,7 @@ def run(
 
         with ProgressRenderer(console, quiet=quiet) as renderer:
             result = run_suite(
-                suite,
+                loaded,
                 overrides,
                 out_dir=out,
                 device=device.value,
@@ -167,6 +176,120 @@ def run(
         say(f"Records: {result.out_dir / 'runs'}")
         for path in result.files:
             say(f"Wrote {path}")
+
+
+@app.command(epilog="Example: snnbench tune --suite digits-lowT --algorithms bptt --trials 8")
+def tune(
+    suite: Annotated[str, typer.Option(help="suite name or path (it must have a `tuning:` block)")],
+    algorithms: Annotated[
+        str | None, typer.Option(help="comma-separated entries (default: every entry of the tuned tracks)")
+    ] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="trials per entry (default: the suite's tuning budget)", min=1)
+    ] = None,
+    out: Annotated[Path, typer.Option(help="output directory (writes OUT/SUITE/tuning/)")] = Path("results"),
+    jobs: Annotated[int, typer.Option(help="entries tuned in parallel processes", min=1)] = 1,
+    data_dir: Annotated[Path | None, typer.Option(help="dataset root")] = None,
+    plugin: Plugins = None,
+) -> None:
+    """Search each entry's declared hyperparameters on the validation split, the same trials for every
+    method (seeded TPE, trial 0 = the entry's values); write tuning records and print the `tuned:` blocks."""
+    from snnbench.errors import SnnbenchError
+
+    try:
+        _load_plugins(plugin)
+        import yaml
+
+        from snnbench.suite import load_suite
+        from snnbench.tuning import tune_suite, tuned_block
+
+        loaded = load_suite(suite)
+        records = tune_suite(
+            loaded, _names(algorithms), out_dir=out, trials=trials, jobs=jobs, data_dir=data_dir
+        )
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    for record in records:
+        path = out / loaded.name / "tuning" / f"{record['entry']}.json"
+        scored = [t for t in record["trials"] if t["val_top1"] is not None]
+        low = min(t["val_top1"] for t in scored)
+        say(
+            f"{record['entry']}: {len(record['trials'])} trials at T={record['budget']['T']}, "
+            f"validation top-1 {low:.2f}–{record['chosen']['val_top1']:.2f} %; "
+            f"chosen {record['chosen']['values']} (trial {record['chosen']['trial']}); record {path}"
+        )
+        block = tuned_block(record, path).model_dump()
+        console.print(yaml.safe_dump({record["entry"]: {"tuned": block}}, sort_keys=False), markup=False)
+
+
+class ShowFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command(
+    epilog="Example: snnbench show cifar10-lowT/ottt (an entry), snnbench show bptt_T4_s0_full_<hash8> "
+    "--format json (a run; ids: results/<suite>/runs/*.json)"
+)
+def show(
+    target: Annotated[str, typer.Argument(help="SUITE/ENTRY (a suite entry) or RUN_ID (a run's record)")],
+    budget: Annotated[str | None, typer.Option(help="budget whose epochs and batch are shown")] = None,
+    out: Annotated[Path, typer.Option(help="directory holding <suite>/runs (for a RUN_ID)")] = Path(
+        "results"
+    ),
+    format: Annotated[
+        ShowFormat, typer.Option(help="text, or a run's whole record as JSON")
+    ] = ShowFormat.text,
+    plugin: Plugins = None,
+) -> None:
+    """A suite entry's fidelity card (official configuration, deviations) and resolved config; or one run's
+    record: configuration, metrics, fidelity card, provenance and the command that reproduces it."""
+    from snnbench.errors import SnnbenchError
+
+    try:
+        _load_plugins(plugin)
+        if "/" not in target:
+            _show_run(target, out, format)
+            return
+        suite_name, key = target.rsplit("/", 1)
+        from snnbench.suite import load_suite, resolved_fields
+
+        loaded = load_suite(suite_name)
+        if key not in loaded.algorithms:
+            from snnbench.errors import UnknownNameError
+
+            raise UnknownNameError(f"entry of suite {loaded.name}", key, loaded.algorithms)
+        fields = resolved_fields(loaded, key, budget)
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    from snnbench.show import render_entry
+
+    console.print(render_entry(loaded, key, fields), markup=False, highlight=False, soft_wrap=True)
+
+
+def _show_run(run_id: str, out: Path, format: ShowFormat) -> None:
+    from rich.table import Table
+
+    from snnbench.errors import SnnbenchError
+    from snnbench.report import find_record, record_sections
+    from snnbench.suite import load_suite
+
+    record = find_record(out, run_id)
+    if format is ShowFormat.json:
+        sys.stdout.write(json.dumps(record.model_dump(mode="json"), indent=2) + "\n")
+        return
+    try:
+        suite = load_suite(record.suite)
+    except SnnbenchError:  # a record of a suite file not at hand: shown without the suite's card
+        suite = None
+    for title, items in record_sections(record, suite):
+        table = Table(title=title, title_justify="left", show_header=False, box=None, title_style="bold")
+        table.add_column(style="dim", no_wrap=True)
+        table.add_column(overflow="fold")
+        for key, value in items:
+            table.add_row(str(key), str(value))
+        console.print(table)
+        console.print()
 
 
 @app.command(name="list", epilog="Example: snnbench list algorithms")
@@ -273,16 +396,18 @@ def leaderboard(
         if columns is None:
             files = write_reports(loaded, out / loaded.name, budget)
         if columns is not None or format is Format.json:  # a view printed; the written files stay as they are
-            from snnbench.leaderboard import build, select_records, to_json, to_markdown
+            import pandas as pd
+
+            from snnbench.leaderboard import by_track, select_records, to_json, to_markdown
             from snnbench.records import load_records
 
             chosen = budget or loaded.default_budget
             df = select_records(load_records(out / loaded.name), loaded, budget)
-            table = build(df, None if columns is None else _names(columns))
+            tables = by_track(df, None if columns is None else _names(columns))
             text = {
-                Format.md: lambda: to_markdown(table, loaded, len(df), [], chosen),
-                Format.csv: lambda: table.to_csv(index=False, float_format="%.4f"),
-                Format.json: lambda: to_json(table, df, loaded, chosen),
+                Format.md: lambda: to_markdown(tables, loaded, len(df), [], chosen),
+                Format.csv: lambda: pd.concat(list(tables.values())).to_csv(index=False, float_format="%.4f"),
+                Format.json: lambda: to_json(tables, df, loaded, chosen),
             }[format]()
         else:
             text = (files[0] if format is Format.md else files[1]).read_text()
@@ -310,7 +435,7 @@ def plot(
     from snnbench.errors import SnnbenchError
 
     try:
-        from snnbench.leaderboard import build, select_records
+        from snnbench.leaderboard import by_track, select_records
         from snnbench.plots import pareto
         from snnbench.records import load_records
         from snnbench.suite import load_suite
@@ -319,11 +444,13 @@ def plot(
         suite_dir = out / loaded.name
         if not (suite_dir / "runs").is_dir():
             raise SnnbenchError(f"no records for suite {loaded.name} under {suite_dir}")
-        table = build(select_records(load_records(suite_dir), loaded, budget))
-        if table.empty:
+        tables = by_track(select_records(load_records(suite_dir), loaded, budget))
+        if not tables:
             raise SnnbenchError(f"no records of budget {budget or loaded.default_budget!r} under {suite_dir}")
         stem = "pareto" if x is Axis.T else f"pareto-{x.value}"
-        paths = pareto(table, loaded, suite_dir / stem, x=x.value)
+        paths = []
+        for track, table in tables.items():  # one plot per track: tracks are never drawn together
+            paths += pareto(table, loaded, suite_dir / f"{stem}-{track}", x=x.value, track=track)
     except SnnbenchError as exc:
         raise _fail(exc) from None
     for path in paths:
@@ -366,50 +493,6 @@ def report(
     except SnnbenchError as exc:
         raise _fail(exc) from None
     say(f"Wrote {len(files)} files; open {site / 'index.html'}")
-
-
-class ShowFormat(str, Enum):
-    text = "text"
-    json = "json"
-
-
-@app.command(
-    epilog="Example: snnbench show bptt_T4_s0_full_<hash8> --format json  (ids: results/<suite>/runs/*.json)"
-)
-def show(
-    run_id: Annotated[str, typer.Argument(help="the run id (file name of its record without .json)")],
-    out: Annotated[Path, typer.Option(help="directory holding <suite>/runs")] = Path("results"),
-    format: Annotated[ShowFormat, typer.Option(help="text, or the whole record as JSON")] = ShowFormat.text,
-) -> None:
-    """One run's record: configuration, metrics, fidelity card, provenance and the command that reproduces
-    it."""
-    from snnbench.errors import SnnbenchError
-
-    try:
-        from snnbench.report import find_record, record_sections
-        from snnbench.suite import load_suite
-
-        record = find_record(out, run_id)
-        if format is ShowFormat.json:
-            sys.stdout.write(json.dumps(record.model_dump(mode="json"), indent=2) + "\n")
-            return
-        try:
-            suite = load_suite(record.suite)
-        except SnnbenchError:  # a record of a suite file not at hand: shown without the suite's card
-            suite = None
-        sections = record_sections(record, suite)
-    except SnnbenchError as exc:
-        raise _fail(exc) from None
-    from rich.table import Table
-
-    for title, items in sections:
-        table = Table(title=title, title_justify="left", show_header=False, box=None, title_style="bold")
-        table.add_column(style="dim", no_wrap=True)
-        table.add_column(overflow="fold")
-        for key, value in items:
-            table.add_row(str(key), str(value))
-        console.print(table)
-        console.print()
 
 
 @app.command(epilog="Example: snnbench status --suite digits-lowT --budget smoke")

@@ -49,7 +49,7 @@ class EpochEnd:
     epochs: int
     loss: float
     train_top1: float | None
-    test_top1: float | None
+    val_top1: float | None
     seconds: float
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from snnbench.errors import SnnbenchError
 from snnbench.metrics import METRICS
 from snnbench.records import load_records
-from snnbench.suite import Suite
+from snnbench.suite import TRACKS, Suite
 
 # metric columns shown by default after the accuracy columns, when present in the records
 DEFAULT_COLUMNS: list[str] = ["spike_rate", "synops_per_sample", "energy_nj", "train_time_s"]
@@ -43,8 +43,13 @@ def select_records(df: pd.DataFrame, suite: Suite, budget: str | None = None) ->
     return df[(df["budget"] == budget) & (df["suite_version"] == suite.version)]
 
 
+SETUP_COLUMNS = ["arch", "params", "epochs", "batch_size", "encoding", "preprocess", "tuning"]
+
+
 def build(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
-    """One row per method × T: top-1 mean ± std over ok runs, n, divergences, failures, stale, extras."""
+    """One row per method × T of ONE track: top-1 mean ± std over ok runs, n, the set-up columns (so that a
+    reader sees what was held equal), divergences, failures, stale, extras. Rows of different tracks are never
+    ranked together: records of several tracks are refused (rank each track with :func:`by_track`)."""
     columns = DEFAULT_COLUMNS if columns is None else columns
     unknown = [c for c in columns if c not in METRICS]
     if unknown:
@@ -52,7 +57,12 @@ def build(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
 
         raise UnknownNameError("metric column", unknown[0], METRICS)
     if df.empty:
-        return pd.DataFrame(columns=["algorithm", "T", "top1_mean", "top1_std", "n"])
+        return pd.DataFrame(columns=["track", "algorithm", "T", "top1_mean", "top1_std", "n"])
+    tracks = sorted(set(df["track"])) if "track" in df else ["official"]
+    if len(tracks) > 1:
+        raise SnnbenchError(
+            f"records of tracks {', '.join(tracks)} cannot be ranked in one table: rank each track apart"
+        )
     current = _current_sources()
     rows: list[dict[str, Any]] = []
     for (entry, T), group in df.groupby(["entry", "T"], sort=False):
@@ -65,6 +75,7 @@ def build(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
         )
         top1 = ok["top1"].astype(float) if "top1" in ok else pd.Series(dtype=float)
         row: dict[str, Any] = {
+            "track": tracks[0],
             "algorithm": entry,
             "T": int(T),
             "top1_mean": top1.mean() if len(top1) else math.nan,
@@ -73,9 +84,17 @@ def build(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
             "n_diverged": int((group["status"] == "diverged").sum()),
             "n_failed": int((group["status"] == "failed").sum()),
             "stale": int(stale),
-            "top1_best_epoch_mean": ok["top1_best_epoch"].astype(float).mean() if len(ok) else math.nan,
             "seeds": ",".join(str(s) for s in sorted(ok["seed"])),
         }
+        for column in SETUP_COLUMNS:
+            if column == "params":
+                values = sorted({int(v) for v in ok.get("params", pd.Series(dtype=float)).dropna()})
+                row["params"] = "/".join(str(v) for v in values) if values else "–"
+            else:
+                values = sorted({str(v) for v in group.get(column, pd.Series(dtype=object)).dropna()})
+                row[column] = "/".join(values) if values else "–"
+        if "top1_val_selected" in ok and ok["top1_val_selected"].notna().any():
+            row["top1_val_selected_mean"] = pd.to_numeric(ok["top1_val_selected"], errors="coerce").mean()
         for column in columns:
             if column in ok:
                 row[f"{column}_mean"] = pd.to_numeric(ok[column], errors="coerce").mean()
@@ -84,6 +103,14 @@ def build(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
     return table.sort_values(["top1_mean", "T"], ascending=[False, True], na_position="last").reset_index(
         drop=True
     )
+
+
+def by_track(df: pd.DataFrame, columns: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """One ranked table per track, in the order of :data:`snnbench.suite.TRACKS`."""
+    if df.empty:
+        return {}
+    tracks = df["track"] if "track" in df else pd.Series(["official"] * len(df), index=df.index)
+    return {track: build(df[tracks == track], columns) for track in TRACKS if (tracks == track).any()}
 
 
 def reference_table(suite: Suite) -> pd.DataFrame:
@@ -110,8 +137,11 @@ def _fmt_metric(value: Any) -> str:
     return _fmt(value, 3)
 
 
-def to_markdown(table: pd.DataFrame, suite: Suite, n_records: int, revisions: list[str], budget: str) -> str:
-    """The committed ``leaderboard.md``: header naming the command, records and revision, then tables."""
+def to_markdown(
+    tables: dict[str, pd.DataFrame], suite: Suite, n_records: int, revisions: list[str], budget: str
+) -> str:
+    """The committed ``leaderboard.md``: header naming the command, records and revision, one ranked table
+    per track, then the published figures with their selection rule."""
     lines = [
         f"# {suite.name} leaderboard",
         "",
@@ -119,46 +149,77 @@ def to_markdown(table: pd.DataFrame, suite: Suite, n_records: int, revisions: li
         "",
         f"Generated by `snnbench leaderboard --suite {suite.name}` from {n_records} records "
         f"(budget `{budget}`, suite version {suite.version}, revision {', '.join(revisions) or 'unknown'}).",
-        "Top-1 is the **final-epoch** accuracy on the whole test set, mean ± std over seeds (n runs). "
-        "*Best-epoch* picks the best epoch on the test set, as the methods' official codes report; it is "
-        "shown only for comparison with published figures.",
+        "Top-1 is the **final-epoch** accuracy on the whole test set, mean ± std over seeds (n runs); the "
+        "test set is evaluated once per run. Per-epoch curves and every model selection use a validation "
+        f"split carved from the training set ({suite.validation.fraction:g} per class, seed "
+        f"{suite.validation.seed})."
+        + (
+            " *val-selected* is the test top-1 of the epoch with the best validation top-1 (secondary)."
+            if suite.validation.select
+            else ""
+        ),
+        "Rows are ranked only within their track; tracks are never mixed.",
         "",
     ]
-    extra = [
-        c for c in table.columns if c.endswith("_mean") and c not in ("top1_mean", "top1_best_epoch_mean")
-    ]
-    header = ["#", "algorithm", "T", "top-1 (%)", "n", "best-epoch (%)"]
-    header += [f"{c[:-5]} ({METRICS[c[:-5]].unit})" for c in extra]
-    header += ["diverged", "failed", "stale"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for rank, row in enumerate(table.itertuples(index=False), start=1):
-        cells = [
-            str(rank),
-            row.algorithm,
-            str(row.T),
-            f"{_fmt(row.top1_mean)} ± {_fmt(row.top1_std)}",
-            str(row.n),
-            _fmt(row.top1_best_epoch_mean),
-        ]
-        cells += [_fmt_metric(getattr(row, c)) for c in extra]
-        cells += [str(row.n_diverged), str(row.n_failed), str(row.stale)]
-        lines.append("| " + " | ".join(cells) + " |")
+    for track, table in tables.items():
+        lines += [f"## Track `{track}`", "", TRACKS[track] + ".", ""]
+        lines += _markdown_table(table)
+        lines.append("")
     reference = reference_table(suite)
     if not reference.empty:
         lines += [
-            "",
             "## Published figures (not measured here)",
             "",
-            "| algorithm | T | top-1 (%) | architecture | source |",
+            "*best-epoch*: the best test accuracy over epochs (test-set selection, as most official codes "
+            "report); *final-epoch*: the last epoch's.",
+            "",
+            "| algorithm | T | top-1 (%) | selection | runs | architecture | source |",
+            "|---|---|---|---|---|---|---|",
         ]
-        lines.append("|---|---|---|---|---|")
         for row in reference.itertuples(index=False):
             top1 = _fmt(row.top1) + (f" ± {_fmt(row.top1_std)}" if row.top1_std is not None else "")
             note = f" ({row.note})" if row.note else ""
-            lines.append(
-                f"| {row.algorithm} | {_fmt(row.T)} | {top1} | {row.arch or '–'} | {row.source}{note} |"
+            read = f"; read from {row.read_from}" if row.read_from else ""
+            T = "–" if row.T is None or (isinstance(row.T, float) and math.isnan(row.T)) else str(int(row.T))
+            runs = (
+                "–"
+                if row.runs is None or (isinstance(row.runs, float) and math.isnan(row.runs))
+                else str(int(row.runs))
             )
-    return "\n".join(lines) + "\n"
+            arch = row.arch if isinstance(row.arch, str) else "–"
+            lines.append(
+                f"| {row.algorithm} | {T} | {top1} | {row.selection} | {runs} | {arch} | "
+                f"{row.source}{note}{read} |"
+            )
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _markdown_table(table: pd.DataFrame) -> list[str]:
+    selected = "top1_val_selected_mean" in table
+    extra = [
+        c for c in table.columns if c.endswith("_mean") and c not in ("top1_mean", "top1_val_selected_mean")
+    ]
+    header = ["#", "algorithm", "T", "top-1 (%)", "n"]
+    header += ["val-selected (%)"] if selected else []
+    header += ["arch", "params", "epochs", "batch", "encoding", "preprocess", "tuning"]
+    header += [f"{c[:-5]} ({METRICS[c[:-5]].unit})" for c in extra]
+    header += ["diverged", "failed", "stale"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for rank, row in enumerate(table.to_dict("records"), start=1):
+        cells = [
+            str(rank),
+            row["algorithm"],
+            str(row["T"]),
+            f"{_fmt(row['top1_mean'])} ± {_fmt(row['top1_std'])}",
+        ]
+        cells.append(str(row["n"]))
+        if selected:
+            cells.append(_fmt(row.get("top1_val_selected_mean")))
+        cells += [str(row[c]) for c in SETUP_COLUMNS]
+        cells += [_fmt_metric(row[c]) for c in extra]
+        cells += [str(row["n_diverged"]), str(row["n_failed"]), str(row["stale"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 # the table's own columns (metric columns are described by METRICS)
@@ -170,6 +231,14 @@ COLUMNS = {
     "n_failed": "runs that raised an error",
     "stale": "records made by another version or source of the method than the current one",
     "seeds": "seeds of the ok runs",
+    "track": "controlled (one set-up for every method), official (each paper's set-up) or extra",
+    "arch": "architecture(s) of the runs",
+    "params": "parameter count(s) of the runs",
+    "epochs": "training epochs",
+    "batch_size": "training batch size",
+    "encoding": "input encoding",
+    "preprocess": "input normalisation",
+    "tuning": "what was tuned, with what budget",
 }
 
 
@@ -186,34 +255,39 @@ def _column_meta(column: str) -> dict[str, Any]:
     }
 
 
-def to_json(table: pd.DataFrame, df: pd.DataFrame, suite: Suite, budget: str) -> str:
-    """The leaderboard for scripts: every column with its unit and direction, each row with the records it
-    was computed from (run ids, revisions, devices, method versions); published figures apart."""
+def to_json(tables: dict[str, pd.DataFrame], df: pd.DataFrame, suite: Suite, budget: str) -> str:
+    """The leaderboard for scripts: every track's rows (ranked within the track) with the records each was
+    computed from (run ids, revisions, devices, method versions), every column with its unit and
+    direction; published figures apart."""
 
     def plain(value: Any) -> Any:
         if isinstance(value, float) and math.isnan(value):
             return None
         return value.item() if hasattr(value, "item") else value
 
-    rows = []
-    for row in table.to_dict(orient="records"):
-        part = df[(df["entry"] == row["algorithm"]) & (df["T"] == row["T"])]
-        provenance = {
-            "run_ids": sorted(part["run_id"]),
-            "statuses": {str(k): int(v) for k, v in sorted(part["status"].value_counts().items())},
-            "git_revisions": sorted({str(r) for r in part["git_revision"].dropna()}),
-            "devices": sorted({str(d) for d in part["device"].dropna()}),
-            "algorithm_versions": sorted({int(v) for v in part["algorithm_version"]}),
-            "algorithm_source_sha256": sorted(set(part["algorithm_source_sha256"])),
-        }
-        rows.append({**{k: plain(v) for k, v in row.items()}, "provenance": provenance})
+    tracks = df["track"] if "track" in df else pd.Series(["official"] * len(df), index=df.index)
+    rows, columns = [], {}
+    for track, table in tables.items():
+        columns.update({c: _column_meta(c) for c in table.columns})
+        for rank, row in enumerate(table.to_dict(orient="records"), start=1):
+            part = df[(tracks == track) & (df["entry"] == row["algorithm"]) & (df["T"] == row["T"])]
+            provenance = {
+                "run_ids": sorted(part["run_id"]),
+                "statuses": {str(k): int(v) for k, v in sorted(part["status"].value_counts().items())},
+                "git_revisions": sorted({str(r) for r in part["git_revision"].dropna()}),
+                "devices": sorted({str(d) for d in part["device"].dropna()}),
+                "algorithm_versions": sorted({int(v) for v in part["algorithm_version"]}),
+                "algorithm_source_sha256": sorted(set(part["algorithm_source_sha256"])),
+            }
+            cells = {k: plain(v) for k, v in row.items()}
+            rows.append({**cells, "rank_in_track": rank, "provenance": provenance})
     document = {
         "suite": suite.name,
         "suite_version": suite.version,
         "budget": budget,
         "n_records": len(df),
         "generated_by": f"snnbench leaderboard --suite {suite.name} --budget {budget} --format json",
-        "columns": {c: _column_meta(c) for c in table.columns},
+        "columns": columns,
         "rows": rows,
         "published": [r.model_dump(mode="json") for r in suite.reference],
     }
@@ -223,7 +297,8 @@ def to_json(table: pd.DataFrame, df: pd.DataFrame, suite: Suite, budget: str) ->
 def write_reports(
     suite: Suite, suite_dir: Path, budget: str | None = None, columns: list[str] | None = None
 ) -> list[Path]:
-    """Write ``leaderboard.md``, ``leaderboard.csv`` and the Pareto plots; return the paths."""
+    """Write ``leaderboard.md``, ``leaderboard.csv`` (every track, a ``track`` column) and one set of Pareto
+    plots per track (``pareto-<track>.png`` ...); return the paths."""
     from snnbench.plots import pareto
     from snnbench.records import atomic_write_bytes
 
@@ -233,12 +308,14 @@ def write_reports(
     )
     if df.empty:
         raise SnnbenchError(f"no records of budget {budget!r} for suite {suite.name} under {suite_dir}")
-    table = build(df, columns)
+    tables = by_track(df, columns)
     revisions = sorted({str(r)[:10] for r in df["git_revision"].dropna()})
-    markdown = to_markdown(table, suite, len(df), revisions, budget)
+    markdown = to_markdown(tables, suite, len(df), revisions, budget)
     files = [suite_dir / "leaderboard.md", suite_dir / "leaderboard.csv"]
     atomic_write_bytes(files[0], markdown.encode())
-    atomic_write_bytes(files[1], table.to_csv(index=False, float_format="%.4f").encode())
-    for axis, stem in PLOT_AXES.items():
-        files += pareto(table, suite, suite_dir / stem, x=axis)
+    combined = pd.concat(list(tables.values()), ignore_index=True)
+    atomic_write_bytes(files[1], combined.to_csv(index=False, float_format="%.4f").encode())
+    for track, table in tables.items():
+        for axis, stem in PLOT_AXES.items():
+            files += pareto(table, suite, suite_dir / f"{stem}-{track}", x=axis, track=track)
     return files

@@ -33,12 +33,13 @@ METRICS: dict[str, Metric] = {
     for m in [
         Metric("top1", "%", True, "final-epoch top-1 accuracy on the whole test set (the primary number)"),
         Metric(
-            "top1_best_epoch",
+            "top1_val_selected",
             "%",
             True,
-            "best test top-1 over epochs (test-set model selection, as official codes report; "
-            "secondary only)",
+            "test top-1 of the epoch with the best validation top-1 (model selection on the validation "
+            "split, never on test; secondary, only where the suite asks for it)",
         ),
+        Metric("val_top1", "%", True, "final-epoch top-1 on the validation split carved from training"),
         Metric("params", "count", False, "number of parameters (NeuroBench ParameterCount)"),
         Metric("model_bytes", "B", False, "bytes of parameters and buffers (NeuroBench Footprint)"),
         Metric("train_time_s", "s", False, "wall time of all training epochs (excludes evaluation)"),

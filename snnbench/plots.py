@@ -116,12 +116,13 @@ def _y_range(front: list[float], points: list[tuple[float, float]]) -> tuple[flo
 
 
 def _published_label(row: ReferenceRow) -> str:
-    selection = getattr(row, "selection", None)  # the selection rule, where the suite states it
-    return f"{row.algorithm} (published{', ' + selection if selection else ''})"
+    rule = "selection not stated" if row.selection == "unknown" else row.selection
+    return f"{row.algorithm} (published, {rule})"
 
 
-def plot_data(table: pd.DataFrame, suite: Suite, x: str = "T") -> PlotData:
-    """What the Pareto plot of accuracy against ``x`` (``T``, ``sops`` or ``energy``) shows."""
+def plot_data(table: pd.DataFrame, suite: Suite, x: str = "T", track: str | None = None) -> PlotData:
+    """What the Pareto plot of accuracy against ``x`` (``T``, ``sops`` or ``energy``) shows for the rows of
+    one track (published points only on the official track's plot)."""
     column, x_label = AXES[x]
     if column not in table:
         table = table.assign(**{column: float("nan")})
@@ -151,7 +152,7 @@ def plot_data(table: pd.DataFrame, suite: Suite, x: str = "T") -> PlotData:
     published = [
         Published(r.algorithm, palette[r.algorithm], float(r.T), r.top1, r.top1_std, _published_label(r))
         for r in suite.reference
-        if x == "T" and r.T is not None
+        if x == "T" and r.T is not None and track in (None, "official")
     ]
     points = [(y, sd) for s in series for y, sd in zip(s.y, s.std, strict=True)]
     points += [(p.top1, p.std or 0.0) for p in published]
@@ -168,13 +169,17 @@ def plot_data(table: pd.DataFrame, suite: Suite, x: str = "T") -> PlotData:
             f"E = ACs × {suite.energy.e_ac_pj:g} pJ + MACs × {suite.energy.e_mac_pj:g} pJ "
             "(32-bit float add / multiply-add, 45 nm, Horowitz 2014)"
         )
-    title = f"{suite.name}: accuracy vs {'latency' if x == 'T' else x_label.split(' per ')[0]}"
+    what = "latency" if x == "T" else x_label.split(" per ")[0]
+    title = f"{suite.name}{f' ({track} track)' if track else ''}: accuracy vs {what}"
     return PlotData(column, x_label, title, subtitle, series, front, published, y_range, clipped)
 
 
-def pareto(table: pd.DataFrame, suite: Suite, stem: Path, x: str = "T") -> list[Path]:
-    """Draw ``stem.png`` and ``stem.svg`` of accuracy against ``x`` (``T``, ``sops`` or ``energy``)."""
-    data = plot_data(table, suite, x)
+def pareto(
+    table: pd.DataFrame, suite: Suite, stem: Path, x: str = "T", track: str | None = None
+) -> list[Path]:
+    """Draw ``stem.png`` and ``stem.svg`` of accuracy against ``x`` (``T``, ``sops`` or ``energy``) for the
+    rows of one track."""
+    data = plot_data(table, suite, x, track)
     import matplotlib
 
     matplotlib.use("Agg")

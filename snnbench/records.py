@@ -161,6 +161,21 @@ class RecordStore:
         return self.cache / f"{training_key[:16]}.pt"
 
 
+def setup_columns(spec: dict[str, Any]) -> dict[str, Any]:
+    """What a reader needs to judge whether two runs were set up alike: track, architecture, budget,
+    encoding, preprocessing and where the hyperparameters came from."""
+    trials = spec.get("tuning_trials")
+    return {
+        "track": spec.get("track", "official"),
+        "arch": spec.get("arch"),
+        "encoding": spec.get("encoding"),
+        "epochs": spec.get("epochs"),
+        "batch_size": spec.get("batch_size"),
+        "preprocess": "entry" if spec.get("preprocess") else "dataset",
+        "tuning": f"{trials} trials on val" if trials else "defaults",
+    }
+
+
 def load_records(path: str | Path) -> Any:
     """Records of a ``runs`` directory (or a suite directory) as a pandas DataFrame, one row per run.
 
@@ -179,6 +194,7 @@ def load_records(path: str | Path) -> Any:
             if not isinstance(value, (dict, list)) or key == "metrics"
         }
         row.update(row.pop("metrics"))
+        row.update(setup_columns(record.spec))
         row["git_revision"] = record.environment.get("git", {}).get("revision")
         row["device"] = record.environment.get("device")
         rows.append(row)

@@ -8,6 +8,7 @@ divergence detection, timing, memory and the atomic record.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import hashlib
 import inspect
@@ -28,7 +29,7 @@ import torch
 from snnbench import events as ev
 from snnbench.algorithms import Algorithm, RunContext, TrainState, algorithms
 from snnbench.architectures import resolve_architecture
-from snnbench.data import LoadedDataset, data_root, datasets
+from snnbench.data import DatasetInfo, LoadedDataset, data_root, datasets
 from snnbench.data.encoding import encodings
 from snnbench.environment import environment, resolve_device
 from snnbench.metrics import (
@@ -39,7 +40,7 @@ from snnbench.metrics import (
     parameter_count,
 )
 from snnbench.records import RecordStore, RunRecord, atomic_torch_save
-from snnbench.suite import Overrides, RunSpec, Suite, expand, load_suite
+from snnbench.suite import Overrides, RunSpec, Suite, Validation, expand, load_suite
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation noise (rate coding) never consumes the training generator
 
@@ -105,6 +106,16 @@ def load_data(spec: RunSpec, root: Path) -> LoadedDataset:
     return _load_dataset(spec.dataset, json.dumps(spec.dataset_options, sort_keys=True), str(root), T_key)
 
 
+def data_info(spec: RunSpec, data: LoadedDataset) -> DatasetInfo:
+    """The dataset's facts as the method sees them: the entry's own normalisation statistics replace the
+    dataset's published ones when the suite gives them (``preprocess``, as the official code fixes them)."""
+    if spec.preprocess is None:
+        return data.info
+    return dataclasses.replace(
+        data.info, mean=tuple(spec.preprocess["mean"]), std=tuple(spec.preprocess["std"])
+    )
+
+
 def source_sha256(cls: type) -> str:
     """sha256 of the code behind ``cls`` (recorded to flag stale results): the file that defines it and every
     module of its package or of snnbench that the file uses, transitively through module globals, with the
@@ -165,9 +176,11 @@ def run_one(
     on_event: ev.EventSink = ev.ignore,
     index: int = 1,
     total: int = 1,
+    final_test: bool = True,
 ) -> RunRecord:
     """Train and evaluate one spec and save its record; a crash inside the method gives a ``failed``
-    record."""
+    record. ``final_test=False`` (tuning trials) never reads the test set: the record then holds validation
+    figures only."""
     started = _now()
     torch_device = resolve_device(device)
     algorithm_cls = algorithms.get(spec.algorithm)
@@ -190,7 +203,7 @@ def run_one(
     }
     try:
         outcome = _train_and_evaluate(
-            spec, store, algorithm_cls, torch_device, data_dir, on_event, index, total
+            spec, store, algorithm_cls, torch_device, data_dir, on_event, index, total, final_test
         )
     except KeyboardInterrupt:
         raise
@@ -218,14 +231,21 @@ def _train_and_evaluate(
     on_event: ev.EventSink,
     index: int,
     total: int,
+    final_test: bool = True,
 ) -> dict[str, Any]:
     data = load_data(spec, data_root(data_dir))
-    train = data.train.take(spec.train_subset)
-    test = data.test.take(spec.test_subset)
+    validation = Validation.model_validate(spec.validation)
+    train, val, val_provenance = data.train.take(spec.train_subset).carve_validation(
+        validation.fraction, validation.seed
+    )
+    test = data.test.take(spec.test_subset)  # touched once, by the final evaluation(s) below
+    select = validation.select and algorithm_cls.training_depends_on_T
 
     seed_everything(spec.seed)
     algorithm = algorithm_cls(
-        algorithm_cls.Config.model_validate(spec.hparams), resolve_architecture(spec.arch), data.info
+        algorithm_cls.Config.model_validate(spec.hparams),
+        resolve_architecture(spec.arch),
+        data_info(spec, data),
     )
     net = algorithm.build(spec.T).to(device)
     generator = torch.Generator().manual_seed(spec.seed)
@@ -249,6 +269,7 @@ def _train_and_evaluate(
     history: list[dict[str, Any]] = []
     status, error = "ok", None
     start_epoch, train_seconds, peak_mib = 0, 0.0, 0.0
+    best: dict[str, Any] | None = None  # the validation-selected epoch: {"epoch", "val_top1", "net"}
     shared_with: str | None = None
     trained_path = store.trained_path(spec.training_key)
     source = source_sha256(algorithm_cls)
@@ -279,6 +300,7 @@ def _train_and_evaluate(
             _set_rng_state(checkpoint["rng"], generator)
             start_epoch, history = checkpoint["epoch"], checkpoint["history"]
             train_seconds, peak_mib = checkpoint["train_seconds"], checkpoint["peak_mib"]
+            best = checkpoint.get("best")
         on_event(ev.RunStarted(spec, index, total, resumed_from=start_epoch))
         for epoch in range(start_epoch, spec.epochs):
             ctx.epoch = epoch
@@ -296,12 +318,14 @@ def _train_and_evaluate(
                 status, error = "diverged", f"non-finite loss or weights in epoch {epoch + 1} (loss={loss})"
                 history.append({"epoch": epoch + 1, "loss": None, "seconds": seconds})
                 break
-            test_top1 = algorithm.evaluate(net, test, evaluation_context(epoch)).top1
-            row = {"epoch": epoch + 1, "loss": loss, "test_top1": test_top1, "seconds": seconds}
+            val_top1 = algorithm.evaluate(net, val, evaluation_context(epoch)).top1
+            row = {"epoch": epoch + 1, "loss": loss, "val_top1": val_top1, "seconds": seconds}
             row.update({k: float(v) for k, v in stats.items() if k != "loss"})
             history.append(row)
+            if select and (best is None or val_top1 > best["val_top1"]):
+                best = {"epoch": epoch + 1, "val_top1": val_top1, "net": copy.deepcopy(net.state_dict())}
             on_event(
-                ev.EpochEnd(spec, epoch + 1, spec.epochs, loss, stats.get("train_top1"), test_top1, seconds)
+                ev.EpochEnd(spec, epoch + 1, spec.epochs, loss, stats.get("train_top1"), val_top1, seconds)
             )
             if epoch + 1 < spec.epochs:
                 atomic_torch_save(
@@ -315,6 +339,7 @@ def _train_and_evaluate(
                         "train_seconds": train_seconds,
                         "peak_mib": peak_mib,
                         "source_sha256": source,
+                        "best": best,
                     },
                 )
         if status == "ok":
@@ -340,38 +365,47 @@ def _train_and_evaluate(
         "peak_train_memory_mb": peak_mib,
         "epochs_completed": len([h for h in history if h.get("loss") is not None]),
         "train_size": len(train),
+        "val_size": len(val),
         "test_size": len(test),
     }
-    if status == "ok":
+    if status == "ok" and final_test:
         tick = time.perf_counter()
         evaluation = algorithm.evaluate(net, test, evaluation_context(-1))
         metrics["inference_ms_per_sample"] = 1000.0 * (time.perf_counter() - tick) / len(test)
         metrics["top1"] = evaluation.top1
-        tested = [h["test_top1"] for h in history if h.get("test_top1") is not None]
-        metrics["top1_best_epoch"] = max(tested + [evaluation.top1])
         metrics.update(evaluation.extra)
-        metrics.update(count_operations(algorithm, net, test, evaluation_context(-2), spec))
+    if status == "ok":
+        # the final network at this T (after finalize: the converted SNN, not the ANN of the history)
+        metrics["val_top1"] = algorithm.evaluate(net, val, evaluation_context(-3)).top1
+        if best is not None and final_test:
+            selected = copy.deepcopy(net)
+            selected.load_state_dict(best["net"])
+            algorithm.finalize(selected, train, ctx)
+            metrics["top1_val_selected"] = algorithm.evaluate(selected, test, evaluation_context(-1)).top1
+            metrics["val_selected_epoch"] = best["epoch"]
+        metrics.update(count_operations(algorithm, net, val, evaluation_context(-2), spec))
         metrics["connection_sparsity"] = connection_sparsity(net)
     return {
         "status": status,
         "error": error,
         "metrics": metrics,
         "history": history,
-        "dataset_provenance": data.provenance,
+        "dataset_provenance": {**data.provenance, "validation": val_provenance},
         "resumed_from_epoch": start_epoch,
         "training_shared_with": shared_with,
     }
 
 
 def count_operations(
-    algorithm: Algorithm, net: torch.nn.Module, test: Any, ctx: RunContext, spec: RunSpec
+    algorithm: Algorithm, net: torch.nn.Module, split: Any, ctx: RunContext, spec: RunSpec
 ) -> dict[str, Any]:
-    """Spikes and synaptic operations of one inference pass over the test set (hooks only here)."""
+    """Spikes and synaptic operations of one inference pass over ``split`` (the validation split: the test
+    set is touched only by the final evaluation; hooks only here)."""
     net.eval()
     with OperationCounter(net) as counter, torch.no_grad():
-        for x, _ in test.batches(spec.eval_batch_size, shuffle=False, device=ctx.device):
+        for x, _ in split.batches(spec.eval_batch_size, shuffle=False, device=ctx.device):
             algorithm.predict(net, x, ctx)
-    return counter.summary(len(test), **spec.energy)  # the suite's constants (metrics' defaults if none)
+    return counter.summary(len(split), **spec.energy)  # the suite's constants (metrics' defaults if none)
 
 
 def run_suite(

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -48,6 +49,59 @@ class BudgetOverride(BaseModel):
     num_gpus: float | None = Field(None, ge=0)
 
 
+Track = Literal["controlled", "official", "extra"]
+TRACKS: dict[str, str] = {
+    "controlled": "every method trains the same architecture, epochs, batch, preprocessing and data; the "
+    "methods differ only in what the method itself defines (neuron, rule, declared encoding)",
+    "official": "each method in its own paper's configuration, set beside its published row",
+    "extra": "other configurations (method-specific networks, ablations)",
+}
+
+
+class Deviation(BaseModel):
+    """Where an entry knowingly differs from the official configuration, and why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # a key of :func:`resolved_fields` (``lr``, ``batch_size``, ``preprocess.std`` ...) or a prose label
+    field: str
+    ours: Any = None  # the value the entry resolves to (checked when ``field`` is a resolved field)
+    official: Any = None
+    reason: str
+
+
+class FidelityCard(BaseModel):
+    """What official configuration an entry mirrors (values and where they were read) and every deviation.
+
+    ``mirrors`` maps resolved fields to the official value; the card-consistency check
+    (:func:`card_problems`) fails when a resolved value differs from it without a declared deviation, and
+    when a deviation's ``ours`` is not what the entry resolves to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str  # file (and commit) or table the official values come from
+    mirrors: dict[str, Any] = Field(default_factory=dict)
+    deviations: list[Deviation] = Field(default_factory=list)
+    notes: str = ""
+
+
+class Preprocess(BaseModel):
+    """Per-entry input normalisation ``(x − mean) / std`` per channel, as the method's official code fixes it
+    (default: the dataset's published statistics, where a method normalises)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mean: list[float]
+    std: list[float]
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, value: list[float]) -> list[float]:
+        if not value or any(v <= 0 for v in value):
+            raise ValueError("expected a non-empty list of positive numbers")
+        return value
+
+
 class AlgorithmEntry(BaseModel):
     """One row of the suite's ``algorithms`` block; keys other than these are the method's hyperparameters."""
 
@@ -58,6 +112,10 @@ class AlgorithmEntry(BaseModel):
     encoding: str | None = None
     timesteps: list[int] | None = None
     budgets: dict[str, BudgetOverride] = Field(default_factory=dict)
+    track: Track = "official"
+    preprocess: Preprocess | None = None
+    fidelity: FidelityCard | None = None
+    tuned: Tuned | None = None
 
     @field_validator("timesteps")
     @classmethod
@@ -93,6 +151,42 @@ class ReferenceRow(BaseModel):
     arch: str | None = None
     source: str
     note: str | None = None
+    selection: Literal["best-epoch", "final-epoch", "unknown"] = "unknown"  # how the paper picked its figure
+    runs: int | None = Field(None, gt=0)  # mean of how many runs (None: one run or not said)
+    read_from: str | None = None  # where exactly the figure was read (table, log file, README line)
+
+
+class Validation(BaseModel):
+    """The validation split carved from the training set (per class, seeded): per-epoch history and every
+    model selection use it; the test set is evaluated once, at the end."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    seed: int = 0
+    select: bool = False  # also report the test accuracy of the validation-selected epoch (secondary column)
+
+
+class Tuning(BaseModel):
+    """The suite's tuning budget: every entry of a track gets the same number of trials on validation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trials: int = Field(gt=0)
+    T: int = Field(gt=0)  # the time step the trials train at (an entry whose grid lacks it uses its first T)
+    seed: int = 0  # the trials' training seed and the sampler's seed
+    budget: str | None = None  # default: the suite's default budget
+    tracks: list[Track] = Field(default_factory=lambda: ["controlled"])
+
+
+class Tuned(BaseModel):
+    """Hyperparameters chosen by ``snnbench tune`` (copied from its tuning record), used by ``run``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    values: dict[str, Any]
+    trials: int = Field(gt=0)
+    record: str = ""  # the tuning record the values come from (path or sha256)
 
 
 class Suite(BaseModel):
@@ -113,6 +207,8 @@ class Suite(BaseModel):
     algorithms: dict[str, AlgorithmEntry]
     reference: list[ReferenceRow] = Field(default_factory=list)
     energy: Energy = Field(default_factory=Energy)
+    validation: Validation = Field(default_factory=Validation)
+    tuning: Tuning | None = None
 
     @field_validator("timesteps", "seeds")
     @classmethod
@@ -146,6 +242,11 @@ class RunSpec(BaseModel):
     train_subset: int | None
     test_subset: int | None
     hparams: dict[str, Any]
+    track: str = "official"
+    preprocess: dict[str, list[float]] | None = None  # per-entry normalisation (None: the dataset's)
+    validation: dict[str, Any] = Field(default_factory=dict)  # fraction and seed of the validation split
+    tuned_fields: list[str] = Field(default_factory=list)  # hyperparameters whose values came from tuning
+    tuning_trials: int | None = None  # the tuning budget behind them
     num_cpus: float = 1.0  # scheduling only: not in the hash
     num_gpus: float = 0.0
     energy: dict[str, float] = Field(default_factory=dict)  # energy constants: not in the hash
@@ -370,6 +471,23 @@ def _cross_check(suite: Suite, shown: str) -> None:
                 raise SuiteError(
                     shown, f"{where}.budgets.{budget}", f"expected one of {sorted(suite.budgets)}"
                 )
+        if entry.tuned is not None:
+            try:
+                algorithm_cls.Config.model_validate({**entry.hparams, **entry.tuned.values})
+            except ValidationError as exc:
+                raise _suite_error(shown, exc, algorithm_cls.Config, where + ".tuned.values.") from None
+        if entry.preprocess is not None and not (
+            len(entry.preprocess.mean)
+            == len(entry.preprocess.std)
+            == dataset_cls().info(dataset_cls.Options.model_validate(suite.dataset_options)).input_shape[0]
+        ):
+            raise SuiteError(shown, where + ".preprocess", "expected one mean and one std per input channel")
+    if suite.tuning is not None and (suite.tuning.budget or suite.default_budget) not in suite.budgets:
+        raise SuiteError(
+            shown, "tuning.budget", f"expected one of {sorted(suite.budgets)}", suite.tuning.budget
+        )
+    for problem in controlled_track_problems(suite) + card_problems(suite):
+        raise SuiteError(shown, problem[0], problem[1])
     for i, row in enumerate(suite.reference):
         if row.algorithm not in suite.algorithms and row.algorithm not in algorithms:
             raise SuiteError(
@@ -377,6 +495,96 @@ def _cross_check(suite: Suite, shown: str) -> None:
                 f"reference.{i}.algorithm",
                 str(UnknownNameError("algorithm", row.algorithm, list(suite.algorithms))),
             )
+
+
+# tracks and fidelity cards ------------------------------------------------------------------------------
+def resolved_fields(suite: Suite, key: str, budget: str | None = None) -> dict[str, Any]:
+    """What entry ``key`` resolves to, flat, as a fidelity card names it: every hyperparameter (paper default,
+    suite value or tuned value), ``arch``, ``encoding``, ``timesteps``, ``epochs``, ``batch_size`` (of
+    ``budget``, default the suite's), ``preprocess.mean``/``preprocess.std`` and ``dataset.<option>``."""
+    specs = expand(suite, Overrides(budget=budget, algorithms=[key]))
+    spec = specs[0]
+    fields: dict[str, Any] = dict(spec.hparams)
+    fields.update(
+        arch=spec.arch,
+        encoding=spec.encoding,
+        timesteps=sorted({s.T for s in specs}),
+        epochs=spec.epochs,
+        batch_size=spec.batch_size,
+    )
+    if spec.preprocess is not None:
+        fields.update({f"preprocess.{k}": v for k, v in spec.preprocess.items()})
+    fields.update({f"dataset.{k}": v for k, v in spec.dataset_options.items()})
+    return fields
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def card_problems(suite: Suite) -> list[tuple[str, str]]:
+    """``(field, problem)`` for every fidelity-card claim that the entry's resolved configuration contradicts:
+    a mirrored value that differs without a declared deviation, or a deviation whose ``ours`` is not what the
+    entry resolves to."""
+    problems: list[tuple[str, str]] = []
+    for key, entry in suite.algorithms.items():
+        card = entry.fidelity
+        if card is None:
+            continue
+        fields = resolved_fields(suite, key)
+        where = f"algorithms.{key}.fidelity"
+        declared = {d.field for d in card.deviations}
+        for name, official in card.mirrors.items():
+            if name not in fields:
+                problems.append(
+                    (f"{where}.mirrors.{name}", f"not a resolved field; known: {', '.join(fields)}")
+                )
+            elif not _same(fields[name], official) and name not in declared:
+                problems.append(
+                    (
+                        f"{where}.mirrors.{name}",
+                        f"the entry resolves to {fields[name]!r}, the card says the official value "
+                        f"{official!r} is mirrored; fix the entry or declare a deviation",
+                    )
+                )
+        for i, deviation in enumerate(card.deviations):
+            if deviation.field in fields and not _same(fields[deviation.field], deviation.ours):
+                problems.append(
+                    (
+                        f"{where}.deviations.{i}.ours",
+                        f"the entry resolves {deviation.field} to {fields[deviation.field]!r}, "
+                        f"not {deviation.ours!r}",
+                    )
+                )
+    return problems
+
+
+def controlled_track_problems(suite: Suite) -> list[tuple[str, str]]:
+    """The controlled track's promise: every entry in it resolves to the same architecture, budget (epochs,
+    batch, subsets) and preprocessing; what may differ is only what the method defines."""
+    keys = [k for k, e in suite.algorithms.items() if e.track == "controlled"]
+    problems: list[tuple[str, str]] = []
+    for budget in suite.budgets:
+        shared: dict[str, tuple[str, Any]] = {}
+        for key in keys:
+            spec = expand(suite, Overrides(budget=budget, algorithms=[key]))[0]
+            for name in ("arch", "epochs", "batch_size", "train_subset", "test_subset", "preprocess"):
+                value = getattr(spec, name)
+                first = shared.setdefault(name, (key, value))
+                if value != first[1]:
+                    problems.append(
+                        (
+                            f"algorithms.{key}",
+                            f"controlled track: {name} (budget {budget}) is {value!r} but "
+                            f"{first[0]!r} has {first[1]!r}; every controlled entry must share it (move "
+                            "method-specific set-ups to the official or extra track)",
+                        )
+                    )
+    return problems
 
 
 # expansion ----------------------------------------------------------------------------------------------
@@ -410,7 +618,8 @@ def expand(suite: Suite, overrides: Overrides | None = None) -> list[RunSpec]:
     for key in selected:
         entry = suite.algorithms[key]
         algorithm_cls = algorithms.get(entry.algorithm or key)
-        config = algorithm_cls.Config.model_validate(entry.hparams)
+        tuned = entry.tuned.values if entry.tuned is not None else {}
+        config = algorithm_cls.Config.model_validate({**entry.hparams, **tuned})
         budget = suite.budgets[budget_name].model_dump()
         if budget_name in entry.budgets:
             budget.update(entry.budgets[budget_name].model_dump(exclude_none=True))
@@ -437,6 +646,11 @@ def expand(suite: Suite, overrides: Overrides | None = None) -> list[RunSpec]:
                         train_subset=budget["train_subset"],
                         test_subset=budget["test_subset"],
                         hparams=config.model_dump(mode="json"),
+                        track=entry.track,
+                        preprocess=entry.preprocess.model_dump() if entry.preprocess is not None else None,
+                        validation=suite.validation.model_dump(),
+                        tuned_fields=sorted(tuned),
+                        tuning_trials=entry.tuned.trials if entry.tuned is not None else None,
                         num_cpus=budget["num_cpus"],
                         num_gpus=budget["num_gpus"],
                         energy=suite.energy.model_dump(),

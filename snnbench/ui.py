@@ -65,8 +65,8 @@ class ProgressRenderer:
             )
         elif isinstance(event, ev.EpochEnd):
             info = f"loss {event.loss:.4f}"
-            if event.test_top1 is not None:
-                info += f"  test {event.test_top1:.2f}%"
+            if event.val_top1 is not None:
+                info += f"  val {event.val_top1:.2f}%"
             self.progress.update(self.run_task, completed=event.epoch, info=info)
         elif isinstance(event, ev.RunFinished):
             record = event.record

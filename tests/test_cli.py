@@ -53,9 +53,10 @@ def test_run_twice_then_leaderboard(write_suite, tmp_path):
     second = runner.invoke(app, ["run", "--suite", path, "--out", out])
     assert second.exit_code == 0 and "Nothing to train: all 1 runs already have records" in second.output
     csv = runner.invoke(app, ["leaderboard", "--suite", path, "--out", out, "--format", "csv"])
-    assert csv.exit_code == 0 and csv.stdout.splitlines()[0].startswith("algorithm,T,top1_mean,top1_std,n,")
+    header = csv.stdout.splitlines()[0]
+    assert csv.exit_code == 0 and header.startswith("track,algorithm,T,top1_mean,top1_std,n,")
     plot = runner.invoke(app, ["plot", "--suite", path, "--out", out])
-    assert plot.exit_code == 0 and "pareto.png" in plot.output
+    assert plot.exit_code == 0 and "pareto-official.png" in plot.output
     for axis in ("sops", "energy"):
         plot = runner.invoke(app, ["plot", "--suite", path, "--out", out, "--x", axis])
         assert plot.exit_code == 0 and f"pareto-{axis}.png" in plot.output

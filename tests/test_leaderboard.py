@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from snnbench.errors import SnnbenchError
 from snnbench.leaderboard import build, to_markdown, write_reports
 from snnbench.plots import pareto_front
 from snnbench.records import RecordStore, RunRecord
@@ -12,13 +13,19 @@ from snnbench.suite import load_suite
 
 
 def record(
-    entry: str, T: int, seed: int, top1: float | None, status: str = "ok", budget: str = "smoke"
+    entry: str,
+    T: int,
+    seed: int,
+    top1: float | None,
+    status: str = "ok",
+    budget: str = "smoke",
+    track: str = "official",
 ) -> RunRecord:
     from snnbench.algorithms import algorithms
     from snnbench.runner import source_sha256
 
     cls = algorithms.get("bptt")
-    metrics = {} if top1 is None else {"top1": top1, "top1_best_epoch": top1 + 1.0, "train_time_s": 2.0}
+    metrics = {} if top1 is None else {"top1": top1, "top1_val_selected": top1 + 1.0, "train_time_s": 2.0}
     return RunRecord(
         run_id=f"{entry}_T{T}_s{seed}_{budget}_deadbeef",
         suite="tiny",
@@ -31,7 +38,7 @@ def record(
         T=T,
         seed=seed,
         budget=budget,
-        spec={},
+        spec={"track": track, "arch": "256", "epochs": 3, "batch_size": 32, "encoding": "direct"},
         spec_hash="deadbeef",
         status=status,  # type: ignore[arg-type]
         metrics=metrics,
@@ -84,7 +91,8 @@ def test_mean_std_n_best_first_and_divergence_counted(suite_with_records):
     )
     assert rows[("bptt", 4)].n == 3  # the full-budget record is not mixed in
     assert rows[("bptt-arctan", 4)].n == 2 and rows[("bptt-arctan", 4)].n_diverged == 1
-    assert rows[("bptt", 1)].top1_best_epoch_mean == pytest.approx(83.0)
+    assert rows[("bptt", 1)].top1_val_selected_mean == pytest.approx(83.0)
+    assert rows[("bptt", 1)].arch == "256" and rows[("bptt", 1)].tuning == "defaults"
     assert rows[("bptt", 4)].stale == 0
 
 
@@ -92,18 +100,22 @@ def test_files_written_with_reference_rows_apart(suite_with_records):
     suite, store = suite_with_records
     files = write_reports(suite, store.root)
     names = sorted(p.name for p in files)
-    assert {"leaderboard.md", "leaderboard.csv", "pareto.png", "pareto.svg"} <= set(names)
+    assert {"leaderboard.md", "leaderboard.csv", "pareto-official.png", "pareto-official.svg"} <= set(names)
     csv = pd.read_csv(store.root / "leaderboard.csv")
     assert {"algorithm", "T", "top1_mean", "top1_std", "n"} <= set(csv.columns)
     assert csv.loc[0, "top1_mean"] == pytest.approx(92.0)
     markdown = (store.root / "leaderboard.md").read_text()
-    assert "| 1 | bptt | 4 | 92.00 ± 2.00 | 3 |" in markdown
+    assert (
+        "| 1 | bptt | 4 | 92.00 ± 2.00 | 3 | 93.00 | 256 | – | 3 | 32 | direct | dataset | defaults |"
+        in markdown
+    )
     measured, published = markdown.split("## Published figures")
-    assert "97.5" not in measured and "| bptt | 4 | 97.50 | – | Someone 2020, Table 1 |" in published
+    assert "97.5" not in measured
+    assert "| bptt | 4 | 97.50 | unknown | – | – | Someone 2020, Table 1 |" in published
     assert "from 9 records" in markdown and "abcdef1234" in markdown
-    png = (store.root / "pareto.png").read_bytes()
+    png = (store.root / "pareto-official.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    assert "Pareto front" in (store.root / "pareto.svg").read_text()
+    assert "Pareto front" in (store.root / "pareto-official.svg").read_text()
 
 
 def test_stale_rows_are_flagged(suite_with_records):
@@ -124,12 +136,10 @@ def test_pareto_front():
 
 def test_a_single_seed_has_zero_std_and_no_records_is_an_empty_table():
     assert build(pd.DataFrame()).empty
-    one = pd.DataFrame(
-        [{**record("bptt", 2, 0, 70.0).model_dump(), **{"top1": 70.0, "top1_best_epoch": 71.0}}]
-    )
+    one = pd.DataFrame([{**record("bptt", 2, 0, 70.0).model_dump(), **{"top1": 70.0, "track": "official"}}])
     table = build(one)
     assert table.loc[0, "top1_std"] == 0.0 and table.loc[0, "n"] == 1
-    text = to_markdown(table, load_suite("digits-lowT"), 1, [], "full")
+    text = to_markdown({"official": table}, load_suite("digits-lowT"), 1, [], "full")
     assert "| 1 | bptt | 2 | 70.00 ± 0.00 | 1 |" in text
 
 
@@ -160,6 +170,26 @@ def test_plot_shows_the_front_clips_outliers_colours_published_points_and_separa
     # the suite's published bptt point (T=4, 97.5) in bptt's colour, inside the range
     (published,) = data.published
     bptt = next(s for s in data.series if s.name == "bptt")
-    assert published.colour == bptt.colour and published.label == "bptt (published)"
+    assert published.colour == bptt.colour and published.label == "bptt (published, selection not stated)"
     energy = plot_data(table, suite, "energy")
     assert energy.published == [] and "0.9 pJ" in energy.subtitle and "4.6 pJ" in energy.subtitle
+
+
+def test_rows_of_different_tracks_are_never_ranked_together(suite_with_records):
+    suite, store = suite_with_records
+    from snnbench.leaderboard import by_track, select_records
+    from snnbench.records import load_records
+
+    store.save(record("bptt-arctan", 1, 0, 99.0, track="controlled").model_copy(update={"run_id": "ctl"}))
+    df = select_records(load_records(store.root), suite)
+    with pytest.raises(SnnbenchError, match="tracks controlled, official cannot be ranked in one table"):
+        build(df)
+    tables = by_track(df)
+    assert list(tables) == ["controlled", "official"]
+    assert list(tables["controlled"]["algorithm"]) == ["bptt-arctan"]  # 99 % ranks only in its own track
+    assert tables["official"].loc[0, "top1_mean"] == pytest.approx(92.0)
+    write_reports(suite, store.root)
+    markdown = (store.root / "leaderboard.md").read_text()
+    controlled, official = markdown.split("## Track `official`")
+    assert "99.00" in controlled and "99.00" not in official.split("## Published")[0]
+    assert (store.root / "pareto-controlled.png").is_file()

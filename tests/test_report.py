@@ -39,7 +39,18 @@ def results(write_suite, tmp_path):
             {
                 "timesteps": [1, 4],
                 "seeds": [0, 1],
-                "algorithms": {"bptt": {"arch": "mlp"}, "bptt-arctan": {"algorithm": "bptt", "arch": "mlp"}},
+                "algorithms": {
+                    "bptt": {
+                        "arch": "mlp",
+                        "fidelity": {
+                            "source": "someone/code@abc123",
+                            "deviations": [
+                                {"field": "dataset", "official": "MNIST", "reason": "runs offline"}
+                            ],
+                        },
+                    },
+                    "bptt-arctan": {"algorithm": "bptt", "arch": "mlp"},
+                },
                 "reference": [{"algorithm": "bptt", "T": 4, "top1": 97.5, "source": "Someone 2020, Table 1"}],
             }
         )
@@ -69,14 +80,15 @@ def test_site_pages_are_offline_sortable_and_link_every_run(results):
     bptt1 = next(r for r in rows if '<td>bptt</td><td class="num" data-v="1">' in r)
     assert 'data-v="82.0">82.00<' in bptt1 and 'href="runs/bptt_T1_s1_smoke_deadbeef.html"' in bptt1
     assert index.count('class="plot"') == 6  # three Pareto plots: a div and its figure each
-    figure = json.loads(re.search(r'data-target="pareto-all-T">(.*?)</script>', index).group(1))
+    figure = json.loads(re.search(r'data-target="pareto-official-T">(.*?)</script>', index).group(1))
     names = [trace["name"] for trace in figure["data"]]
-    assert names == ["bptt", "bptt-arctan", "Pareto front", "bptt (published)"]
+    assert names == ["bptt", "bptt-arctan", "Pareto front", "bptt (published, selection not stated)"]
     assert figure["data"][3]["marker"]["color"] == figure["data"][0]["marker"]["color"]
     assert "Someone 2020, Table 1" in index
     run = (site / "runs" / "bptt_T4_s0_smoke_deadbeef.html").read_text()
     assert "snnbench run --suite tiny --budget smoke --algorithms bptt --timesteps 4 --seeds 0" in run
     assert '"name":"val_top1 (%)"' in run and "abcdef1234567" in run and "hparams.lr" in run
+    assert "Fidelity card" in run and "ours None, official &#x27;MNIST&#x27;: runs offline" in run
 
 
 def test_site_is_deterministic_and_checked(results):

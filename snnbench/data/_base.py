@@ -68,6 +68,28 @@ class Split:
         chosen, _ = chosen.sort()
         return Split(self.x[chosen], self.y[chosen])
 
+    def carve_validation(self, fraction: float, seed: int) -> tuple[Split, Split, dict[str, object]]:
+        """``(train, validation, provenance)``: ``round(fraction · n_c)`` samples of every class ``c``, drawn
+        with a generator seeded by ``seed``, form the validation split (at least one per class); the
+        provenance holds the sizes and the sha256 of the validation indices (positions in this split)."""
+        generator = torch.Generator().manual_seed(seed)
+        chosen = []
+        for cls in self.y.unique(sorted=True):
+            members = (self.y == cls).nonzero().flatten()
+            take = max(1, round(fraction * len(members)))
+            chosen.append(members[torch.randperm(len(members), generator=generator)[:take]])
+        val_index = torch.cat(chosen).sort().values
+        keep = torch.ones(len(self), dtype=torch.bool)
+        keep[val_index] = False
+        provenance = {
+            "fraction": fraction,
+            "seed": seed,
+            "train_size": int(keep.sum()),
+            "validation_size": len(val_index),
+            "index_sha256": hashlib.sha256(val_index.numpy().astype("<i8").tobytes()).hexdigest(),
+        }
+        return Split(self.x[keep], self.y[keep]), Split(self.x[val_index], self.y[val_index]), provenance
+
     def batches(
         self,
         batch_size: int,

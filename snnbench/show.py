@@ -1,0 +1,51 @@
+"""Plain-text views of suite entries (``snnbench show SUITE/ENTRY``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from snnbench.suite import TRACKS, Suite
+
+
+def render_entry(suite: Suite, key: str, fields: dict[str, Any]) -> str:
+    """The entry's track, fidelity card (source, mirrored values marked equal or deviating, deviations with
+    reasons) and every resolved field, each marked with where its value comes from."""
+    entry = suite.algorithms[key]
+    card = entry.fidelity
+    tuned = set(entry.tuned.values) if entry.tuned is not None else set()
+    lines = [
+        f"{suite.name}/{key}: {entry.algorithm or key}, track {entry.track} ({TRACKS[entry.track]})",
+        "",
+    ]
+    if card is None:
+        lines += ["Fidelity card: none (no official configuration is claimed for this entry)", ""]
+    else:
+        lines += [f"Fidelity card (official values from {card.source}):"]
+        deviations = {d.field: d for d in card.deviations}
+        for name, official in card.mirrors.items():
+            mark = "deviates (declared)" if name in deviations else "mirrored"
+            lines.append(f"  {name}: {fields.get(name)!r}  official {official!r}  [{mark}]")
+        if card.deviations:
+            lines.append("Deviations:")
+            for d in card.deviations:
+                ours = "" if d.ours is None else f" ours {d.ours!r}"
+                official = "" if d.official is None else f", official {d.official!r}"
+                lines.append(f"  - {d.field}:{ours}{official}: {d.reason}")
+        if card.notes:
+            lines.append(f"Notes: {card.notes}")
+        lines.append("")
+    lines.append("Resolved configuration:")
+    given = set(entry.hparams) | {"arch", "encoding"} | ({"timesteps"} if entry.timesteps else set())
+    for name, value in fields.items():
+        if name in tuned:
+            origin = "tuned"
+        elif name in ("epochs", "batch_size"):
+            origin = "budget"
+        elif name in given or name.startswith(("dataset.", "preprocess.")):
+            origin = "suite"
+        else:
+            origin = "default"
+        lines.append(f"  {name} = {value!r}  ({origin})")
+    if entry.tuned is not None:
+        lines.append(f"Tuned: {entry.tuned.trials} trials on validation, record {entry.tuned.record}")
+    return "\n".join(lines)

@@ -1,0 +1,233 @@
+"""The fair protocol: fidelity cards that cannot lie, controlled tracks that share their set-up, per-entry
+preprocessing."""
+
+from __future__ import annotations
+
+import pytest
+
+from snnbench.errors import SuiteError
+from snnbench.suite import card_problems, expand, load_suite, resolved_fields, suite_names
+
+
+def error_of(write_suite, changes) -> str:
+    with pytest.raises(SuiteError) as info:
+        load_suite(write_suite(changes))
+    assert info.value.exit_code == 2
+    return str(info.value)
+
+
+CARD = {"source": "official/main.py", "mirrors": {"lr": 0.01, "batch_size": 32}}
+
+
+def test_a_card_mirroring_the_resolved_values_loads(write_suite):
+    suite = load_suite(write_suite({"algorithms": {"bptt": {"arch": "mlp", "lr": 0.01, "fidelity": CARD}}}))
+    assert card_problems(suite) == []
+    assert resolved_fields(suite, "bptt")["lr"] == 0.01
+
+
+def test_a_planted_card_mismatch_fails_naming_the_field(write_suite):
+    card = {**CARD, "mirrors": {"lr": 0.1}}
+    message = error_of(write_suite, {"algorithms": {"bptt": {"arch": "mlp", "lr": 0.01, "fidelity": card}}})
+    assert message.startswith("tiny.yaml: algorithms.bptt.fidelity.mirrors.lr: the entry resolves to 0.01")
+
+
+def test_a_declared_deviation_allows_the_difference_but_must_state_our_value(write_suite):
+    deviation = {"field": "lr", "ours": 0.01, "official": 0.1, "reason": "digits is smaller"}
+    card = {**CARD, "mirrors": {"lr": 0.1}, "deviations": [deviation]}
+    entry = {"arch": "mlp", "lr": 0.01, "fidelity": card}
+    assert card_problems(load_suite(write_suite({"algorithms": {"bptt": entry}}))) == []
+    wrong = {**card, "deviations": [{**deviation, "ours": 0.02}]}
+    message = error_of(write_suite, {"algorithms": {"bptt": {**entry, "fidelity": wrong}}})
+    assert "algorithms.bptt.fidelity.deviations.0.ours: the entry resolves lr to 0.01, not 0.02" in message
+
+
+def test_a_card_naming_an_unknown_field_fails(write_suite):
+    card = {**CARD, "mirrors": {"learning_rate": 0.01}}
+    message = error_of(write_suite, {"algorithms": {"bptt": {"arch": "mlp", "fidelity": card}}})
+    assert "fidelity.mirrors.learning_rate: not a resolved field" in message
+
+
+def test_controlled_entries_must_share_architecture_and_budget(write_suite):
+    algorithms = {
+        "bptt": {"arch": "mlp", "track": "controlled"},
+        "tssl-bp": {"arch": "mlp", "track": "controlled"},
+    }
+    assert expand(load_suite(write_suite({"algorithms": algorithms})))[0].track == "controlled"
+    other_arch = {**algorithms, "tssl-bp": {"arch": "128", "track": "controlled"}}
+    assert "controlled track: arch" in error_of(write_suite, {"algorithms": other_arch})
+    other_epochs = {
+        **algorithms,
+        "tssl-bp": {"arch": "mlp", "track": "controlled", "budgets": {"smoke": {"epochs": 9}}},
+    }
+    assert "controlled track: epochs (budget smoke)" in error_of(write_suite, {"algorithms": other_epochs})
+    # the same difference is fine across tracks
+    mixed = {**other_arch, "tssl-bp": {"arch": "128", "track": "official"}}
+    assert len(expand(load_suite(write_suite({"algorithms": mixed})))) == 2
+
+
+def test_preprocess_reaches_the_method_and_needs_one_value_per_channel(write_suite):
+    from snnbench.runner import data_info, load_data
+
+    entry = {"arch": "mlp", "preprocess": {"mean": [0.5], "std": [0.25]}}
+    spec = expand(load_suite(write_suite({"algorithms": {"bptt": entry}})))[0]
+    info = data_info(spec, load_data(spec, __import__("pathlib").Path(".")))
+    assert info.mean == (0.5,) and info.std == (0.25,)
+    bad = {"arch": "mlp", "preprocess": {"mean": [0.5, 0.5], "std": [0.25, 0.25]}}
+    assert "algorithms.bptt.preprocess: expected one mean and one std" in error_of(
+        write_suite, {"algorithms": {"bptt": bad}}
+    )
+
+
+@pytest.mark.parametrize("name", suite_names())
+def test_every_shipped_suite_card_is_consistent(name):
+    assert card_problems(load_suite(name)) == []
+
+
+class CountingSplit:
+    """Wraps the test split and counts the passes over it."""
+
+    def __init__(self, split) -> None:
+        self.split, self.passes = split, 0
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def take(self, n, seed=0):
+        assert n is None
+        return self
+
+    def batches(self, *args, **kwargs):
+        self.passes += 1
+        return self.split.batches(*args, **kwargs)
+
+
+@pytest.mark.parametrize("select", [False, True])
+def test_the_test_split_is_touched_only_by_the_final_evaluation(write_suite, tmp_path, monkeypatch, select):
+    import dataclasses
+
+    from snnbench import runner
+
+    budgets = {"smoke": {"epochs": 3, "batch_size": 32, "train_subset": 256}}
+    path = write_suite({"budgets": budgets, "validation": {"fraction": 0.2, "seed": 3, "select": select}})
+    counters = []
+    original = runner.load_data
+
+    def counted(spec, root):
+        data = original(spec, root)
+        counters.append(CountingSplit(data.test))
+        return dataclasses.replace(data, test=counters[-1])
+
+    monkeypatch.setattr(runner, "load_data", counted)
+    record = runner.run_suite(path, out_dir=tmp_path / "out", device="cpu").records[0]
+    assert record.status == "ok" and len(counters) == 1
+    assert counters[0].passes == (2 if select else 1)  # final model (+ the validation-selected epoch)
+    assert all("val_top1" in row and "test_top1" not in row for row in record.history)
+    validation = record.dataset_provenance["validation"]
+    assert validation["validation_size"] + validation["train_size"] == 256
+    assert (
+        validation["validation_size"] == record.metrics["val_size"] and len(validation["index_sha256"]) == 64
+    )
+    assert record.metrics["val_top1"] == record.history[-1]["val_top1"]  # direct encoding: deterministic
+    assert ("top1_val_selected" in record.metrics) is select
+    if select:
+        best = max(range(3), key=lambda i: (record.history[i]["val_top1"], -i))
+        assert record.metrics["val_selected_epoch"] == best + 1
+
+
+def test_the_validation_split_is_stratified_seeded_and_disjoint():
+    import torch
+
+    from snnbench.data import Split
+
+    y = torch.arange(10).repeat_interleave(torch.tensor([30, 10, 20, 10, 10, 10, 10, 10, 10, 20]))
+    split = Split(torch.arange(len(y)).float()[:, None], y)
+    train, val, provenance = split.carve_validation(0.1, seed=5)
+    assert torch.bincount(val.y).tolist() == [3, 1, 2, 1, 1, 1, 1, 1, 1, 2]
+    assert set(train.x.flatten().tolist()).isdisjoint(val.x.flatten().tolist())
+    assert len(train) + len(val) == len(split)
+    again = split.carve_validation(0.1, seed=5)[2]
+    other = split.carve_validation(0.1, seed=6)[2]
+    assert again["index_sha256"] == provenance["index_sha256"] != other["index_sha256"]
+
+
+def test_tune_searches_on_validation_only_with_the_same_trials_and_run_applies_it(
+    write_suite, tmp_path, monkeypatch
+):
+    import dataclasses
+    import json
+
+    from typer.testing import CliRunner
+
+    from snnbench import runner
+    from snnbench.cli import app
+
+    budgets = {"smoke": {"epochs": 2, "batch_size": 32, "train_subset": 200}}
+    algorithms = {
+        "bptt": {"arch": "mlp", "track": "controlled", "lr": 0.01},
+        "proxy": {"arch": "mlp", "track": "controlled"},
+        "bptt-conv": {"algorithm": "bptt", "arch": "convnet", "track": "extra"},
+    }
+    tuning = {"trials": 3, "T": 2, "seed": 1}
+    path = write_suite({"budgets": budgets, "algorithms": algorithms, "tuning": tuning})
+    counters = []
+    original = runner.load_data
+
+    def counted(spec, root):
+        data = original(spec, root)
+        counters.append(CountingSplit(data.test))
+        return dataclasses.replace(data, test=counters[-1])
+
+    monkeypatch.setattr(runner, "load_data", counted)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["tune", "--suite", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sum(c.passes for c in counters) == 0  # nothing tunes on test
+    records = {p.stem: json.loads(p.read_text()) for p in (out / "tiny" / "tuning").glob("*.json")}
+    assert set(records) == {"bptt", "proxy"}  # only the tuned (controlled) track
+    for record in records.values():
+        assert len(record["trials"]) == 3 and record["budget"] == {
+            "trials": 3,
+            "T": 2,
+            "seed": 1,
+            "budget": "smoke",
+        }
+        assert all(t["status"] == "ok" and t["val_top1"] is not None for t in record["trials"])
+        best = max(record["trials"], key=lambda t: (t["val_top1"], -t["number"]))
+        assert record["chosen"]["values"] == best["values"]
+    assert records["bptt"]["trials"][0]["values"] == {"lr": 0.01}  # trial 0: the entry's own value
+    assert records["bptt"]["space"]["lr"] == {"low": 0.001, "high": 0.1, "log": True, "integer": False}
+    assert records["proxy"]["trials"][0]["values"] == {"lr": 1e-4}  # the paper's default
+    assert "tuned:" in result.output and "values:" in result.output
+
+    monkeypatch.setattr(runner, "load_data", original)
+    run = CliRunner().invoke(
+        app, ["run", "--suite", str(path), "--out", str(out), "--tuned", "--algorithms", "bptt", "--quiet"]
+    )
+    assert run.exit_code == 0, run.output
+    record = json.loads(next((out / "tiny" / "runs").glob("bptt_*.json")).read_text())
+    assert record["spec"]["hparams"]["lr"] == records["bptt"]["chosen"]["values"]["lr"]
+    assert record["spec"]["tuned_fields"] == ["lr"] and record["spec"]["tuning_trials"] == 3
+    missing = CliRunner().invoke(
+        app, ["run", "--suite", str(path), "--out", str(tmp_path / "new"), "--tuned"]
+    )
+    assert (
+        missing.exit_code == 1 and "no tuning record" in missing.output and "snnbench tune" in missing.output
+    )
+
+
+def test_show_prints_the_card_and_the_resolved_config(write_suite, monkeypatch):
+    from typer.testing import CliRunner
+
+    from snnbench.cli import app
+
+    deviation = {"field": "lr", "ours": 0.01, "official": 0.1, "reason": "digits is smaller"}
+    card = {"source": "official/main.py", "mirrors": {"lr": 0.1, "batch_size": 32}, "deviations": [deviation]}
+    path = write_suite({"algorithms": {"bptt": {"arch": "mlp", "lr": 0.01, "fidelity": card}}})
+    monkeypatch.setenv("SNNBENCH_SUITES", str(path.parent.resolve()))
+    result = CliRunner().invoke(app, ["show", "tiny/bptt"])
+    assert result.exit_code == 0, result.output
+    assert "official values from official/main.py" in result.output
+    assert "lr: 0.01  official 0.1  [deviates (declared)]" in result.output
+    assert "batch_size: 32  official 32  [mirrored]" in result.output
+    assert "- lr: ours 0.01, official 0.1: digits is smaller" in result.output
+    assert "lr = 0.01  (suite)" in result.output and "epochs = 3  (budget)" in result.output
