@@ -111,6 +111,9 @@ def _parse_token(token: str, notation: str) -> Layer:
         if not match:
             continue
         groups = match.groups()
+        sizes = (groups[0], groups[1], groups[3]) if kind == "conv" else groups[-1:]  # padding may be 0
+        if kind != "dropout" and any(size is not None and int(size) == 0 for size in sizes):
+            break  # a layer of size 0
         if kind == "dense":
             return Dense(int(groups[0]))
         if kind == "recurrent":
@@ -134,7 +137,7 @@ class NotationError(SnnbenchError):
         self.token = token
         super().__init__(
             f"architecture {notation!r}: cannot read token {token!r} "
-            "(expected e.g. 400, R400, 64C3, 64C3p0s2, P2, AP2, MP2, GAP, D0.2)"
+            "(expected e.g. 400, R400, 64C3, 64C3p0s2, P2, AP2, MP2, GAP, D0.2; sizes at least 1)"
         )
 
 

@@ -52,15 +52,21 @@ def say(text: str) -> None:
     console.print(text, soft_wrap=True, highlight=False, markup=False)
 
 
-def _ints(value: str | None, option: str) -> list[int] | None:
+def _ints(value: str | None, option: str, bounds: tuple[int, int] | None = None) -> list[int] | None:
     if value is None:
         return None
     try:
-        return [int(v) for v in value.split(",") if v.strip()]
+        values = [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
         raise typer.BadParameter(
             f"expected comma-separated integers, got {value!r}", param_hint=option
         ) from None
+    if bounds is not None and not (values and all(bounds[0] <= v <= bounds[1] for v in values)):
+        raise typer.BadParameter(
+            f"expected comma-separated integers from {bounds[0]} to {bounds[1]}, got {value!r}",
+            param_hint=option,
+        )
+    return values
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -134,7 +140,7 @@ def run(
     try:
         _load_plugins(plugin)
         from snnbench.runner import run_suite
-        from snnbench.suite import Overrides, load_suite
+        from snnbench.suite import MAX_TIMESTEPS, Overrides, load_suite
         from snnbench.tuning import with_tuning_records
 
         loaded = load_suite(suite)
@@ -144,7 +150,7 @@ def run(
         overrides = Overrides(
             budget=budget,
             algorithms=_names(algorithms),
-            timesteps=_ints(timesteps, "--timesteps"),
+            timesteps=_ints(timesteps, "--timesteps", (1, MAX_TIMESTEPS)),
             seeds=_ints(seeds, "--seeds"),
         )
         from snnbench.ui import ProgressRenderer, summary_table

@@ -166,12 +166,19 @@ def compare(
         from snnbench.errors import UnknownNameError
 
         raise UnknownNameError("method with records", method, entries)
-    baselines = baselines or [e for e in entries if e != method]
+    setup = _setups(ok)
+    if baselines is None:  # every other entry run alike (same track and tuning budget)
+        baselines = [e for e in entries if e != method and setup[e] == setup[method]]
     for name in baselines:
         if name not in entries:
             from snnbench.errors import UnknownNameError
 
             raise UnknownNameError("baseline with records", name, entries)
+        if setup[name] != setup[method]:
+            raise SnnbenchError(
+                f"{method} ({_describe(setup[method])}) and {name} ({_describe(setup[name])}) were not run "
+                "alike: compare only runs of the same track, T, budget and tuning budget"
+            )
 
     def by_seed(entry: str, T: int) -> dict[int, float]:
         rows = ok[(ok["entry"] == entry) & (ok["T"] == T)]
@@ -193,6 +200,20 @@ def compare(
     if not rows:
         raise SnnbenchError(f"no T at which {method} and the baselines both have records")
     return rows
+
+
+def _setups(records: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """Entry → (track, tuning budget): what must match for two entries' runs to be compared."""
+    track = records["track"] if "track" in records else pd.Series("official", index=records.index)
+    tuning = records["tuning"] if "tuning" in records else pd.Series("defaults", index=records.index)
+    return {
+        entry: (str(track[records["entry"] == entry].iloc[0]), str(tuning[records["entry"] == entry].iloc[0]))
+        for entry in set(records["entry"])
+    }
+
+
+def _describe(setup: tuple[str, str]) -> str:
+    return f"track {setup[0]}, tuning: {setup[1]}"
 
 
 def to_frame(rows: list[Comparison]) -> pd.DataFrame:

@@ -73,7 +73,10 @@ def git_revision(path: Path | None = None) -> dict[str, Any]:
 
 
 def environment(device: torch.device) -> dict[str, Any]:
-    """Everything a record needs to say where its numbers came from."""
+    """Everything a record needs to say where its numbers came from. Builds the fused LIF kernels if they
+    are not built yet (``lif_kernel`` says which path runs), so that no build lands in a timed region."""
+    from snnbench.neurons.functional import kernel_path
+
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     return {
         "packages": package_versions(),
@@ -83,6 +86,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "cpu": _cpu_model(),
         "gpu": gpu,
         "torch_threads": torch.get_num_threads(),
+        "lif_kernel": kernel_path(device),
         "git": git_revision(),
     }
 

@@ -27,7 +27,7 @@ PLOT_AXES = {"T": "pareto", "energy": "pareto-energy"}
 
 def _current_sources() -> dict[str, tuple[int, str]]:
     from snnbench.algorithms import algorithms
-    from snnbench.runner import source_sha256
+    from snnbench.provenance import source_sha256
 
     return {
         name: (algorithms.get(name).version, source_sha256(algorithms.get(name)))

@@ -60,11 +60,20 @@ class RunRecord(BaseModel):
     finished_at: str
 
 
+def umask_mode(mode: int) -> int:
+    """``mode`` less the process's umask: what ``open``/``mkdir`` would create (``mkstemp`` ignores it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mode & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same directory, fsync, then ``os.replace``: never half a file."""
+    """Write via a temporary file in the same directory, fsync, then ``os.replace``: never half a file.
+    The file gets the permissions a plain ``open`` would give (the umask's)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, umask_mode(0o666))
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

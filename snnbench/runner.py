@@ -10,17 +10,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import hashlib
-import inspect
 import math
 import random
-import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -39,6 +36,7 @@ from snnbench.metrics import (
     footprint_bytes,
     parameter_count,
 )
+from snnbench.provenance import source_sha256
 from snnbench.records import RecordStore, RunRecord, atomic_torch_save
 from snnbench.suite import Overrides, RunSpec, Suite, Validation, expand, load_suite
 
@@ -67,9 +65,11 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """Every generator's state in types ``torch.load(weights_only=True)`` reads (NumPy's key as a list)."""
+    kind, key, position, has_gauss, gauss = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": (kind, key.tolist(), position, has_gauss, gauss),
         "torch": torch.get_rng_state(),
         "generator": generator.get_state(),
     }
@@ -80,7 +80,8 @@ def _rng_state(generator: torch.Generator) -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, key, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(key, dtype=np.uint32), position, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     generator.set_state(state["generator"])
     if "cuda" in state and torch.cuda.is_available():
@@ -116,55 +117,25 @@ def data_info(spec: RunSpec, data: LoadedDataset) -> DatasetInfo:
     )
 
 
-def source_sha256(cls: type) -> str:
-    """sha256 of the code behind ``cls`` (recorded to flag stale results): the file that defines it and every
-    module of its package or of snnbench that the file uses, transitively through module globals, with the
-    C++ sources beside them. A change in shared code (the neuron kernels, the network builder) thus makes
-    the method's records stale too. Files are keyed by their path inside their package: the same hash on
-    every machine. Imports made inside functions are not followed."""
-    files = code_files(inspect.getmodule(cls))
-    if not files:
-        return ""
-    digest = hashlib.sha256()
-    for key in sorted(files):
-        digest.update(key.encode() + b"\0" + files[key].read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-def code_files(module: ModuleType | None) -> dict[str, Path]:
-    """Source files of ``module`` and of the snnbench (or same-package) modules it uses, transitively."""
-    if module is None:
-        return {}
-    packages = {"snnbench", module.__name__.split(".")[0]}
-    files: dict[str, Path] = {}
-    seen: set[str] = set()
-    queue = [module]
-    while queue:
-        current = queue.pop()
-        if current.__name__ in seen or not getattr(current, "__file__", None):
-            continue
-        seen.add(current.__name__)
-        path = Path(current.__file__)
-        top = sys.modules.get(current.__name__.split(".")[0])
-        # keys relative to the directory holding the top-level package (or a single-file module)
-        package_file = getattr(top, "__file__", None) if hasattr(top, "__path__") else None
-        root = Path(package_file).parent.parent if package_file else path.parent
-        for source in [path, *sorted(path.parent.glob("*.cpp"))]:
-            files[source.relative_to(root).as_posix()] = source
-        for value in list(vars(current).values()):
-            owner = getattr(value, "__module__", None)
-            used = value if isinstance(value, ModuleType) else sys.modules.get(str(owner))
-            if used is not None and used.__name__.split(".")[0] in packages:
-                queue.append(used)
-    return files
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _finite(net: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in net.parameters())
+
+
+def _load_saved(path: Path, device: torch.device) -> dict[str, Any] | None:
+    """A checkpoint or shared training under the output folder, loaded without running code from it
+    (``weights_only``); None when absent, or unreadable (then ignored with a warning: the run trains)."""
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - corrupt or foreign: whatever torch.load raises
+        warnings.warn(f"{path}: ignored, not a loadable snnbench checkpoint ({exc})", stacklevel=2)
+        return None
+    return saved if isinstance(saved, dict) else None
 
 
 def run_one(
@@ -273,11 +244,7 @@ def _train_and_evaluate(
     shared_with: str | None = None
     trained_path = store.trained_path(spec.training_key)
     source = source_sha256(algorithm_cls)
-    shared = (
-        torch.load(trained_path, map_location=device, weights_only=False)
-        if not algorithm_cls.training_depends_on_T and trained_path.is_file()
-        else None
-    )
+    shared = _load_saved(trained_path, device) if not algorithm_cls.training_depends_on_T else None
     if shared is not None and shared.get("source_sha256") != source:
         shared = None  # trained by another version of the method's code: train again
 
@@ -289,11 +256,7 @@ def _train_and_evaluate(
     else:
         state: TrainState = algorithm.configure(net, ctx)
         checkpoint_path = store.checkpoint_path(spec.run_id)
-        checkpoint = (
-            torch.load(checkpoint_path, map_location=device, weights_only=False)
-            if checkpoint_path.is_file()
-            else None
-        )
+        checkpoint = _load_saved(checkpoint_path, device)
         if checkpoint is not None and checkpoint.get("source_sha256") == source:
             net.load_state_dict(checkpoint["net"])
             state.load_state_dict(checkpoint["state"])

@@ -10,15 +10,32 @@ import hashlib
 import json
 import math
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from snnbench.errors import SnnbenchError, SuiteError, UnknownNameError
 
 SUITE_DIRS_ENV = "SNNBENCH_SUITES"
+MAX_TIMESTEPS = 100_000  # beyond any published SNN latency; larger values are typos that would only fail
+SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def _slug(value: str) -> str:
+    """Names that become file and folder names (suite, entry, budget) stay inside ``--out``."""
+    if not SLUG.fullmatch(value):
+        raise ValueError(
+            "expected a name of at most 100 letters, digits, '.', '_' or '-', starting with a letter or "
+            "digit (it names files under --out)"
+        )
+    return value
+
+
+Slug = Annotated[str, AfterValidator(_slug)]
+Timestep = Annotated[int, Field(gt=0, le=MAX_TIMESTEPS)]
 
 
 class Budget(BaseModel):
@@ -110,19 +127,12 @@ class AlgorithmEntry(BaseModel):
     algorithm: str | None = None  # registered method; default: the entry's key
     arch: str
     encoding: str | None = None
-    timesteps: list[int] | None = None
-    budgets: dict[str, BudgetOverride] = Field(default_factory=dict)
+    timesteps: list[Timestep] | None = Field(None, min_length=1)
+    budgets: dict[Slug, BudgetOverride] = Field(default_factory=dict)
     track: Track = "official"
     preprocess: Preprocess | None = None
     fidelity: FidelityCard | None = None
     tuned: Tuned | None = None
-
-    @field_validator("timesteps")
-    @classmethod
-    def _positive(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and (not value or any(t <= 0 for t in value)):
-            raise ValueError("expected a non-empty list of positive integers")
-        return value
 
     @property
     def hparams(self) -> dict[str, Any]:
@@ -194,17 +204,17 @@ class Suite(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
+    name: Slug
     version: int = Field(ge=1)
     description: str = ""
     dataset: str
     dataset_options: dict[str, Any] = Field(default_factory=dict)
     encoding: str | None = None
-    timesteps: list[int]
+    timesteps: list[Timestep]
     seeds: list[int]
     default_budget: str = "full"
-    budgets: dict[str, Budget]
-    algorithms: dict[str, AlgorithmEntry]
+    budgets: dict[Slug, Budget]
+    algorithms: dict[Slug, AlgorithmEntry] = Field(min_length=1)
     reference: list[ReferenceRow] = Field(default_factory=list)
     energy: Energy = Field(default_factory=Energy)
     validation: Validation = Field(default_factory=Validation)
@@ -316,12 +326,35 @@ def _display(path: Path) -> str:
         return str(path)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (plain YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_suite(ref: str | Path) -> Suite:
     """Read, validate and cross-check a suite; every error names the file and the field."""
     path = find_suite(ref)
     shown = _display(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_bytes().decode("utf-8"), Loader=_UniqueKeyLoader)
+    except OSError as exc:
+        raise SuiteError(shown, "(file)", f"cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise SuiteError(
+            shown,
+            "(file)",
+            f"expected UTF-8 text, found byte 0x{exc.object[exc.start]:02x} at offset {exc.start}",
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -363,7 +396,10 @@ def _with_plugin_entries(suite: Suite, shown: str) -> Suite:
 def _suite_error(shown: str, exc: ValidationError, model: type[BaseModel], prefix: str = "") -> SuiteError:
     errors = exc.errors()
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])  # a typo explains the rest
-    field = prefix + ".".join(str(p) for p in first["loc"])
+    loc = first["loc"]
+    if loc and loc[-1] == "[key]":  # a bad mapping key: name the mapping, the key is shown as what was got
+        loc = loc[:-2]
+    field = prefix + ".".join(str(p) for p in loc)
     expected, got = _describe(first, model)
     return SuiteError(shown, field or "(file)", expected, got)
 
@@ -381,6 +417,7 @@ _EXPECTED = {
     "dict_type": "expected a mapping",
     "model_type": "expected a mapping",
     "missing": "required field is missing",
+    "too_short": "expected at least one item",
 }
 
 
@@ -595,7 +632,7 @@ class Overrides(BaseModel):
 
     budget: str | None = None
     algorithms: list[str] | None = None
-    timesteps: list[int] | None = None
+    timesteps: list[Timestep] | None = None
     seeds: list[int] | None = None
 
 
@@ -607,7 +644,8 @@ def expand(suite: Suite, overrides: Overrides | None = None) -> list[RunSpec]:
     overrides = overrides or Overrides()
     budget_name = overrides.budget or suite.default_budget
     if budget_name not in suite.budgets:
-        raise UnknownNameError("budget", budget_name, suite.budgets)
+        shown = _display(Path(suite.path)) if suite.path else suite.name
+        raise SuiteError(shown, "budgets", str(UnknownNameError("budget", budget_name, suite.budgets)))
     selected = list(suite.algorithms)
     if overrides.algorithms is not None:
         for name in overrides.algorithms:

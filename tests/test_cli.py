@@ -42,6 +42,9 @@ def test_bad_suite_exits_2_with_one_error_line(write_suite):
 def test_bad_option_value(write_suite):
     result = runner.invoke(app, ["run", "--suite", str(write_suite()), "--timesteps", "1,x"])
     assert result.exit_code == 2 and "expected comma-separated integers, got '1,x'" in result.output
+    result = runner.invoke(app, ["run", "--suite", str(write_suite()), "--timesteps", "-1"])
+    assert result.exit_code == 2 and "expected comma-separated integers from 1 to" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_run_twice_then_leaderboard(write_suite, tmp_path):
@@ -116,3 +119,15 @@ def test_list_algorithms_shows_citation_and_origin(monkeypatch):
 def test_unknown_listing_is_rejected():
     result = runner.invoke(app, ["list", "algorithmz"])
     assert result.exit_code == 2
+
+
+def test_bad_input_writes_nothing(write_suite, tmp_path):
+    """A traversal name, T = 0 on the command line: exit 2, one error line, nothing under --out or above."""
+    before = sorted(p for p in tmp_path.parent.rglob("*") if "x" == p.name)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", "--suite", str(write_suite({"name": "../../x"})), "--out", str(out)])
+    assert result.exit_code == 2 and result.stderr.startswith("Error: tiny.yaml: name: expected a name of")
+    result = runner.invoke(app, ["run", "--suite", str(write_suite()), "--timesteps", "0", "--out", str(out)])
+    flat = " ".join(result.output.replace("│", " ").split())  # rich wraps the message in a box
+    assert result.exit_code == 2 and "expected comma-separated integers from 1 to 100000, got '0'" in flat
+    assert not out.exists() and sorted(p for p in tmp_path.parent.rglob("*") if "x" == p.name) == before

@@ -17,7 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from snnbench.cli import app
-from snnbench.compare import compare, compare_groups
+from snnbench.compare import compare, compare_groups, compare_published
+from snnbench.errors import SnnbenchError
 from snnbench.suite import ReferenceRow, load_suite
 
 runner = CliRunner()
@@ -70,6 +71,31 @@ def test_identical_distributions_give_no_difference_and_a_seed_estimate():
     assert found <= 3  # α = 5 %: a false "better/worse" is rare
     same = compare_groups({0: 97.0, 1: 97.5}, {0: 97.0, 1: 97.5}, 4, "b")
     assert same.verdict == "no difference at 2 seeds" and same.difference == 0
+
+
+def test_seeds_pair_by_seed_not_by_order():
+    """Each seed of the new method is 1 point above the same seed of the baseline; listed in another order,
+    pairing by position would give differences 21, 1, −19 and no verdict."""
+    row = compare_groups({0: 90.0, 1: 80.0, 2: 70.0}, {2: 69.0, 1: 79.0, 0: 89.0}, 4, "b")
+    assert row.test == "paired t" and (row.ci_low, row.ci_high) == (1.0, 1.0) and row.verdict == "better"
+
+
+def test_the_bootstrap_interval_is_95_percent():
+    """With 40 seeds the bootstrap mean is close to normal: the interval is the mean ± 1.96 standard errors
+    (± 1.64 would be a 90 % interval)."""
+    rng = np.random.default_rng(1)
+    a, b = 95.0 + rng.standard_normal(40), 94.0 + 2.0 * rng.standard_normal(40)
+    new, base = dict(enumerate(a)), {s + 100: v for s, v in enumerate(b)}
+    paired = compare_groups(new, dict(enumerate(b)), 4, "b")
+    welch = compare_groups(new, base, 4, "b")
+    published = compare_published(new, 94.0, 4, "paper")
+    for row, center, error in [
+        (paired, (a - b).mean(), (a - b).std() / 40**0.5),
+        (welch, a.mean() - b.mean(), (a.var() / 40 + b.var() / 40) ** 0.5),
+        (published, a.mean() - 94.0, a.std() / 40**0.5),
+    ]:
+        assert (row.ci_high - row.ci_low) / 2 == pytest.approx(1.96 * error, rel=0.05)
+        assert (row.ci_high + row.ci_low) / 2 == pytest.approx(center, abs=0.1 * error)
 
 
 def test_unpaired_seeds_use_welch_and_published_rows_are_marked():
@@ -146,7 +172,7 @@ def test_plugin_file_runs_on_the_unchanged_suite_and_is_recorded(tmp_path):
         record["status"] == "ok" and record["algorithm"] == "bptt-arctan" and record["algorithm_version"] == 1
     )
     from snnbench.algorithms import algorithms
-    from snnbench.runner import code_files, source_sha256
+    from snnbench.provenance import code_files, source_sha256
 
     plugin = algorithms.get("bptt-arctan")  # registered in this process by --plugin
     assert record["algorithm_source_sha256"] == source_sha256(plugin)
@@ -204,3 +230,18 @@ def test_entry_point_plugin_is_discovered_and_runs(tmp_path):
     assert done.returncode == 0, done.stderr
     (path,) = (tmp_path / "out" / "digits-lowT" / "runs").glob("lab-bptt_*.json")
     assert json.loads(path.read_text())["status"] == "ok"
+
+
+def test_only_like_runs_are_compared():
+    suite = load_suite("digits-lowT")
+    records = synthetic({"new": (95.0, 0.3), "same": (94.0, 0.3), "other": (99.0, 0.3)}, seeds=[0, 1, 2])
+    records["track"] = records["entry"].map({"new": "controlled", "same": "controlled", "other": "extra"})
+    records["tuning"] = "8 trials on val"
+    assert [r.baseline for r in compare(records, suite, "new")] == [
+        "same"
+    ]  # the extra-track entry is left out
+    with pytest.raises(SnnbenchError, match="new .track controlled.*other .track extra.*not run alike"):
+        compare(records, suite, "new", ["other"])
+    records.loc[records["entry"] == "same", "tuning"] = "defaults"
+    with pytest.raises(SnnbenchError, match="tuning: defaults.*not run alike"):
+        compare(records, suite, "new", ["same"])

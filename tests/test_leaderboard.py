@@ -22,7 +22,7 @@ def record(
     track: str = "official",
 ) -> RunRecord:
     from snnbench.algorithms import algorithms
-    from snnbench.runner import source_sha256
+    from snnbench.provenance import source_sha256
 
     cls = algorithms.get("bptt")
     metrics = {} if top1 is None else {"top1": top1, "top1_val_selected": top1 + 1.0, "train_time_s": 2.0}

@@ -6,7 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from snnbench.metrics import OperationCounter, connection_sparsity, footprint_bytes, parameter_count
+from snnbench.metrics import (
+    E_AC_PJ,
+    E_MAC_PJ,
+    OperationCounter,
+    connection_sparsity,
+    footprint_bytes,
+    parameter_count,
+)
 from snnbench.neurons.layers import SpikingLayer
 
 
@@ -31,6 +38,29 @@ def test_two_layer_mlp_counts_by_hand():
     assert summary["acs_per_sample"] == 5 and summary["macs_per_sample"] == 5
     assert summary["energy_nj"] == pytest.approx((5 * 1.0 + 5 * 2.0) / 1000)
     assert summary["ann_energy_nj"] == pytest.approx(18 * 2.0 / 1000)
+
+
+def test_energy_weighs_acs_and_macs_by_their_own_constants():
+    """Unequal AC and MAC counts, so that swapped constants show; the defaults are Horowitz's 45 nm figures,
+    the same in the metrics module and in a suite without an ``energy`` block."""
+    from snnbench.suite import Energy
+
+    net = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    with torch.no_grad():
+        net[0].weight.fill_(0.5)
+        net[0].weight[0, 2] = 0.0
+        net[0].bias.zero_()
+    with OperationCounter(net) as counter:
+        net(torch.tensor([[1.0, 0.0, 1.0, 1.0]]))
+    # layer 1: 3 active inputs × 3 outputs − the zero weight = 8 ACs; layer 2: 3 analog inputs × 2 = 6 MACs
+    assert (counter.acs["0"], counter.macs["1"]) == (8, 6)
+    assert counter.summary(samples=1, e_ac_pj=1.0, e_mac_pj=2.0)["energy_nj"] == pytest.approx(
+        (8 + 12) / 1000
+    )
+    defaults = counter.summary(samples=1)
+    assert defaults["energy_constants_pj"] == {"ac": 0.9, "mac": 4.6} == {"ac": E_AC_PJ, "mac": E_MAC_PJ}
+    assert defaults["energy_nj"] == pytest.approx((8 * 0.9 + 6 * 4.6) / 1000)
+    assert Energy().model_dump() == {"e_ac_pj": 0.9, "e_mac_pj": 4.6}
 
 
 def test_conv_with_padding_and_stride_by_hand():

@@ -46,20 +46,32 @@ def test_surrogate_backward_is_the_derivative_of_its_smooth_function(name):
     torch.testing.assert_close(ours, y.grad)
 
 
-def test_membrane_recursion_with_spikes_fixed_passes_gradcheck():
-    # with the spike pattern held fixed, the LIF recursion is linear in the input and differentiable
-    def membrane(x):
-        v = torch.zeros(3, dtype=torch.float64)
-        out = []
-        for x_t in x:
-            h = v + (x_t - v) / 2.0
-            s = (h >= 1.0).to(h.dtype).detach()
-            v = h * (1 - s)
-            out.append(v)
-        return torch.stack(out)
+@pytest.mark.parametrize("v_reset", [0.0, None])
+def test_lif_step_membrane_with_a_detached_reset_passes_gradcheck(v_reset):
+    """With ``detach_reset`` the membrane trace of :func:`lif_step` is differentiable away from the threshold
+    (the spikes are locally constant), so autograd must equal finite differences; a reset that kept the
+    surrogate term would not. Inputs stay ≥ 0.01 away from every threshold crossing."""
+    p = LIFParams(v_reset=v_reset, detach_reset=True)
 
-    x = torch.rand(5, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(membrane, (x,))
+    def membrane(x):
+        v = torch.zeros_like(x[0])
+        trace = []
+        for x_t in x:
+            s, v = lif_step(x_t, v, p)
+            trace.append(v)
+        return torch.stack(trace)
+
+    x = torch.tensor(
+        [[1.5, 0.4, 2.6], [1.5, 2.9, 0.3], [0.2, 1.7, 2.2], [3.0, 0.9, 1.1]], dtype=torch.float64
+    )
+    with torch.no_grad():  # the pre-reset membranes h = v + (x − v)/2 stay away from ϑ = 1
+        v, margins = torch.zeros(3, dtype=torch.float64), []
+        for x_t in x:
+            h = v + (x_t - v) / 2
+            margins.append((h - 1).abs().min())
+            v = h * (h < 1) if v_reset == 0.0 else h - (h >= 1).double()
+    assert min(margins) > 0.01
+    assert torch.autograd.gradcheck(membrane, (x.requires_grad_(),))
 
 
 def test_leaky_readout_integrates():
@@ -85,7 +97,15 @@ def reference_lif(x: torch.Tensor, p: LIFParams) -> torch.Tensor:
      LIFParams(tau=20.0, v_reset=None, surrogate="triangle", alpha=0.3, detach_reset=True, input_scale=1.0),
      LIFParams(tau=math.inf, v_threshold=2.0, input_scale=1.0)],
 )  # fmt: skip
-def test_fused_lif_equals_the_step_by_step_reference(params):
+@pytest.mark.parametrize("path", ["native", "torch ops"])
+def test_fused_lif_equals_the_step_by_step_reference(params, path, monkeypatch):
+    """Both multi-step paths (the C++ kernels on CPU; torch ops on CUDA or without a compiler)."""
+    from snnbench.neurons import functional
+
+    if path == "torch ops":
+        monkeypatch.setattr(functional, "_native_for", lambda x: None)
+    elif functional.native_kernels() is None:
+        pytest.skip("no C++ toolchain: the torch-ops path is the only one")
     torch.manual_seed(0)
     x = (torch.randn(7, 3, 5, dtype=torch.float64) * 1.5 + 0.8).requires_grad_()
     weights = torch.randn(7, 3, 5, dtype=torch.float64)
@@ -152,3 +172,39 @@ def test_native_backward_reuses_the_membrane_and_refuses_a_second_backward():
     spikes.sum().backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         spikes.sum().backward()
+
+
+# every neuron setting the algorithms run in the fused kernel: bptt (default and the other surrogate and
+# reset choices), bntt (leak 0.95 and 0.99: τ = 20 and 100, units of ϑ), proxy (IF, ϑ = 2, hard reset)
+IN_USE = [
+    LIFParams(), LIFParams(surrogate="arctan"), LIFParams(surrogate="fast-sigmoid"),
+    LIFParams(detach_reset=True),
+    LIFParams(tau=20.0, v_reset=None, surrogate="triangle", detach_reset=True, input_scale=1.0),
+    LIFParams(tau=100.0, v_reset=None, surrogate="triangle", detach_reset=True, input_scale=1.0),
+    LIFParams(tau=math.inf, v_threshold=2.0, v_reset=0.0, input_scale=1.0),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("params", IN_USE)
+def test_float32_kernels_match_float64_autograd_of_lif_step(params, native, monkeypatch):
+    """The float32 path the runs take (native kernel, or torch ops) against float64 autograd through
+    :func:`lif_step`: the same spikes, and gradients within float32 rounding of the reference."""
+    from snnbench.neurons import functional
+
+    if native and functional.native_kernels() is None:
+        pytest.skip("no C++ toolchain: the torch-ops path is the only one")
+    if not native:
+        monkeypatch.setattr(functional, "_native_for", lambda x: None)
+    torch.manual_seed(2)
+    x = torch.randn(8, 4, 500) * 1.5 + 0.8 * params.v_threshold
+    weights = torch.randn_like(x)
+    reference_x = x.double().requires_grad_()
+    expected = reference_lif(reference_x, params)
+    (expected * weights.double()).sum().backward()
+    x.requires_grad_()
+    spikes = lif_multistep(x, params)
+    (spikes * weights).sum().backward()
+    assert spikes.dtype == torch.float32 and torch.equal(spikes.double(), expected) and expected.sum() > 0
+    error = (x.grad.double() - reference_x.grad).norm() / reference_x.grad.norm()
+    assert error < 1e-5, error

@@ -51,6 +51,13 @@ def test_same_seed_gives_identical_numbers_and_full_record(write_suite, tmp_path
     assert [row["epoch"] for row in first.history] == [1, 2, 3]
 
 
+def test_each_seed_and_epoch_shuffles_the_data_its_own_way(plugins, write_suite, tmp_path):
+    path = write_suite({"seeds": [0, 1, 2], "algorithms": {"order-probe": {"arch": "mlp"}}})
+    records = run_suite(path, out_dir=tmp_path, device="cpu").records
+    orders = [tuple(row["loss"] for row in record.history) for record in records]
+    assert len(set(orders)) == 3 and all(len(set(epochs)) == 3 for epochs in orders)
+
+
 def test_second_run_trains_nothing(write_suite, tmp_path):
     path = write_suite({"seeds": [0, 1]})
     first = run_suite(path, out_dir=tmp_path, device="cpu")
@@ -90,11 +97,46 @@ def test_shared_training_from_other_code_is_not_reused(plugins, write_suite, tmp
     path = write_suite({"timesteps": [1], "algorithms": {"t-free": {"arch": "mlp"}}})
     run_suite(path, out_dir=tmp_path, device="cpu")
     (cached,) = RecordStore(tmp_path, "tiny").root.glob("cache/*.pt")
-    saved = torch.load(cached, weights_only=False)
+    saved = torch.load(cached, weights_only=True)
     torch.save({**saved, "source_sha256": "0" * 64}, cached)
     path = write_suite({"timesteps": [2], "algorithms": {"t-free": {"arch": "mlp"}}})
     (record,) = run_suite(path, out_dir=tmp_path, device="cpu").records
     assert record.status == "ok" and record.training_shared_with is None
+
+
+class _Planted:
+    """Pickles to a call of ``os.system``: loading it with ``weights_only=False`` runs the command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_planted_checkpoints_and_caches_run_no_code(plugins, write_suite, tmp_path):
+    """A checkpoint or shared training under --out is loaded with ``weights_only``: a pickle that would run
+    a command is ignored with a warning, and the run trains from scratch."""
+    import torch
+
+    from snnbench.suite import expand
+
+    path = write_suite({"timesteps": [1], "algorithms": {"bptt": {"arch": "mlp"}, "t-free": {"arch": "mlp"}}})
+    specs = {s.entry: s for s in expand(load_suite(path))}
+    store = RecordStore(tmp_path, "tiny")
+    planted = {
+        store.checkpoint_path(specs["bptt"].run_id): tmp_path / "from-checkpoint",
+        store.trained_path(specs["t-free"].training_key): tmp_path / "from-cache",
+    }
+    for file, marker in planted.items():
+        file.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"epoch": 2, "net": _Planted(marker)}, file)
+    with pytest.warns(UserWarning, match="ignored, not a loadable snnbench checkpoint"):
+        records = run_suite(path, out_dir=tmp_path, device="cpu").records
+    assert not any(marker.exists() for marker in planted.values())
+    assert [(r.status, r.resumed_from_epoch, r.training_shared_with) for r in records] == [
+        ("ok", 0, None)
+    ] * 2
 
 
 def test_records_are_written_atomically(write_suite, tmp_path, monkeypatch):
@@ -111,6 +153,17 @@ def test_records_are_written_atomically(write_suite, tmp_path, monkeypatch):
         store.save(good.model_copy(update={"status": "failed"}))
     assert store.record_path(good.run_id).read_bytes() == before  # the old record is intact
     assert [p.name for p in store.runs.iterdir()] == [f"{good.run_id}.json"]  # no temp file left
+
+
+def test_records_and_reports_get_the_umask_permissions(write_suite, tmp_path):
+    """Not mkstemp's 0600: a group that shares the results folder can read them."""
+    old = os.umask(0o022)
+    try:
+        result = run_suite(write_suite(), out_dir=tmp_path, device="cpu")
+    finally:
+        os.umask(old)
+    files = [*result.files, *RecordStore(tmp_path, "tiny").runs.iterdir()]
+    assert len(files) >= 3 and {oct(f.stat().st_mode & 0o777) for f in files} == {"0o644"}
 
 
 def test_a_killed_run_resumes_with_the_same_final_record(write_suite, tmp_path):
@@ -165,7 +218,7 @@ def test_the_source_hash_covers_shared_code_and_not_the_checkout_location(tmp_pa
     import shutil
 
     from snnbench.algorithms import algorithms
-    from snnbench.runner import code_files, source_sha256
+    from snnbench.provenance import code_files, source_sha256
 
     assert "snnbench/neurons/lif_cpu.cpp" in code_files(inspect.getmodule(algorithms.get("bptt")))
 

@@ -77,7 +77,7 @@ def test_literal_lists_allowed_values(write_suite):
 
 def test_missing_field(write_suite, tmp_path):
     path = write_suite()
-    text = "\n".join(line for line in path.read_text().splitlines() if not line.startswith("seeds"))
+    text = path.read_text().replace("seeds:\n- 0\n", "")
     assert error_of(write_suite, text=text) == "tiny.yaml: seeds: required field is missing"
 
 
@@ -86,9 +86,23 @@ def test_bounds_and_empty_lists(write_suite):
     assert error_of(write_suite, {"budgets": budgets}) == (
         "tiny.yaml: budgets.smoke.epochs: expected greater than 0, got 0"
     )
-    assert (
-        error_of(write_suite, {"timesteps": []}) == "tiny.yaml: timesteps: expected a non-empty list, got []"
+    assert error_of(write_suite, {"timesteps": []}) == (
+        "tiny.yaml: timesteps: expected a non-empty list, got []"
     )
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "got"),
+    [
+        ({"timesteps": [0, -2]}, "timesteps.0", 0),
+        (bptt(timesteps=[4, 0]), "algorithms.bptt.timesteps.1", 0),
+        (bptt(timesteps=[-1]), "algorithms.bptt.timesteps.0", -1),
+    ],
+)
+def test_time_steps_must_be_positive_everywhere(write_suite, changes, field, got):
+    assert error_of(write_suite, changes) == f"tiny.yaml: {field}: expected greater than 0, got {got}"
+    with pytest.raises(ValueError, match="greater than 0"):
+        Overrides(timesteps=[0])
 
 
 def test_budget_override_must_name_a_suite_budget(write_suite):
@@ -153,9 +167,13 @@ def test_cli_overrides_take_precedence(write_suite):
     suite = load_suite(write_suite({"timesteps": [1, 2], "seeds": [0, 1]}))
     specs = expand(suite, Overrides(timesteps=[8], seeds=[5], algorithms=["bptt"]))
     assert [(s.T, s.seed) for s in specs] == [(8, 5)]
+    # an entry's own time steps replace the suite's, and the command line's replace both
+    own = load_suite(write_suite({"timesteps": [1, 2], **bptt(timesteps=[16])}))
+    assert [s.T for s in expand(own)] == [16]
+    assert [s.T for s in expand(own, Overrides(timesteps=[8]))] == [8]
     with pytest.raises(UnknownNameError, match="did you mean 'bptt'"):
         expand(suite, Overrides(algorithms=["bpt"]))
-    with pytest.raises(UnknownNameError, match="unknown budget 'ful'"):
+    with pytest.raises(SuiteError, match="tiny.yaml: budgets: unknown budget .ful."):
         expand(suite, Overrides(budget="ful"))
 
 
@@ -171,3 +189,80 @@ def test_hash_changes_with_semantics_only(write_suite):
     c = expand(load_suite(write_suite(bptt(lr=0.01))))[0]
     assert a.spec_hash != b.spec_hash and a.spec_hash == c.spec_hash
     assert a.training_key == a.model_copy(update={"T": 99}).training_key
+
+
+# hostile or broken input: exit 2, file and field named ------------------------------------------------------
+SLUG_ERROR = (
+    "expected a name of at most 100 letters, digits, '.', '_' or '-', starting with a letter or digit "
+    "(it names files under --out)"
+)
+
+
+@pytest.mark.parametrize("name", ["../../x", "/tmp/abs", "", "a/b", ".hidden"])
+def test_suite_name_must_be_a_slug(write_suite, name):
+    assert error_of(write_suite, {"name": name}) == f"tiny.yaml: name: {SLUG_ERROR}, got {name!r}"
+
+
+def test_entry_and_budget_names_must_be_slugs(write_suite):
+    entry = {"algorithms": {"../x": {"algorithm": "bptt", "arch": "mlp"}}}
+    assert error_of(write_suite, entry) == f"tiny.yaml: algorithms: {SLUG_ERROR}, got '../x'"
+    budgets = {"budgets": {"/b": {"epochs": 1, "batch_size": 8}}, "default_budget": "/b"}
+    assert error_of(write_suite, budgets) == f"tiny.yaml: budgets: {SLUG_ERROR}, got '/b'"
+
+
+def test_timesteps_positive_and_bounded_at_suite_and_entry_level(write_suite):
+    assert (
+        error_of(write_suite, {"timesteps": [0]}) == "tiny.yaml: timesteps.0: expected greater than 0, got 0"
+    )
+    assert error_of(write_suite, {"timesteps": [2, 10**9]}) == (
+        "tiny.yaml: timesteps.1: expected less than or equal to 100000, got 1000000000"
+    )
+    assert error_of(write_suite, bptt(timesteps=[-1])) == (
+        "tiny.yaml: algorithms.bptt.timesteps.0: expected greater than 0, got -1"
+    )
+    assert error_of(write_suite, bptt(timesteps=[])) == (
+        "tiny.yaml: algorithms.bptt.timesteps: expected at least one item, got []"
+    )
+
+
+def test_no_algorithms_is_an_error(write_suite):
+    assert (
+        error_of(write_suite, {"algorithms": {}})
+        == "tiny.yaml: algorithms: expected at least one item, got {}"
+    )
+
+
+def test_duplicate_keys_are_refused(write_suite):
+    text = write_suite().read_text().replace("    lr: 0.01\n", "    lr: 0.01\n    lr: 0.5\n")
+    assert error_of(write_suite, text=text) == (
+        "tiny.yaml: (file): not valid YAML at line 20, column 5: duplicate key 'lr'"
+    )
+
+
+def test_non_utf8_and_unreadable_files(write_suite, monkeypatch):
+    path = write_suite()
+    path.write_bytes(path.read_bytes() + b"# 8\xd78 digits\n")  # latin-1 '×'
+    with pytest.raises(SuiteError, match=r"^tiny\.yaml: \(file\): expected UTF-8 text, found byte 0xd7 at"):
+        load_suite(path)
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(type(path), "read_bytes", denied)
+    with pytest.raises(SuiteError) as info:
+        load_suite(path)
+    assert str(info.value) == "tiny.yaml: (file): cannot be read (Permission denied)"
+
+
+def test_unknown_budget_names_the_suite_file(write_suite):
+    with pytest.raises(SuiteError) as info:
+        expand(load_suite(write_suite()), Overrides(budget="ful"))
+    assert str(info.value) == "tiny.yaml: budgets: unknown budget 'ful'. Available: smoke"
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("arch", ["0", "400-0", "0C3", "16C3s0", "P0", "R0"])
+def test_layers_of_size_zero_are_refused(write_suite, arch):
+    message = error_of(write_suite, bptt(arch=arch))
+    assert message.startswith("tiny.yaml: algorithms.bptt.arch: unknown architecture")
+    assert message.endswith(f"(cannot read {arch.split('-')[-1]!r})")

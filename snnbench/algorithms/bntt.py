@@ -15,8 +15,9 @@ Per layer l and time step t (conv/linear without bias):
       channel) falls below ``exit_threshold``; logits = u_out(t)/t (the paper's temporal early exit; its
       exact threshold rule is not in the code, see docs/algorithms/bntt.md)
 Input: the official ternary Poisson coding ``signed-rate`` (direct coding selectable). Gradients by BPTT
-through the λ path (autograd). Optimiser: SGD lr 0.3, momentum 0.9, weight decay 1e-4, LR ÷10 at 50 %,
-70 % and 90 % of the epochs; Xavier-uniform init with gain 2.
+through the λ path (autograd). Optimiser: SGD lr 0.3, momentum 0.9, weight decay 1e-4, LR ÷10 after the
+epoch e (0-based) with e = 0.5 N, 0.7 N or 0.9 N (``utills.adjust_learning_rate``, called after each epoch;
+no drop where f·N is not a whole number, as there); Xavier-uniform init with gain 2.
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ class BNTTConfig(AlgorithmConfig):
     lr: float = Field(0.3, gt=0.0, description="SGD, CIFAR-10 command")
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(1e-4, ge=0.0)
-    lr_milestones: tuple[float, ...] = Field((0.5, 0.7, 0.9), description="÷10 at these fractions of epochs")
+    lr_milestones: tuple[float, ...] = Field(
+        (0.5, 0.7, 0.9), description="÷10 after epoch e (0-based) when e = f·epochs (utills.py)"
+    )
     init_gain: float = Field(2.0, gt=0.0, description="Xavier-uniform gain")
     exit_threshold: float = Field(0.1, ge=0.0, description="early exit when mean γ_t < this, eq. (5)")
 
@@ -131,6 +134,8 @@ class BNTT(Algorithm):
         url="https://arxiv.org/abs/2010.01729",
         equations="per-step BN (γ_t only), leaky soft-reset neuron, accumulated output, temporal early exit",
     )
+    version = 2
+    changelog = ("1: first version", "2: LR drops one epoch later, after epoch 0.5N/0.7N/0.9N as utills.py")
     description = "BN through time: per-step BN scale and statistics, leaky soft-reset LIF, early exit"
     Config = BNTTConfig
     default_encoding = "signed-rate"
@@ -155,7 +160,8 @@ class BNTT(Algorithm):
         optimizer = torch.optim.SGD(
             net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
-        milestones = sorted({max(1, int(f * ctx.epochs)) for f in cfg.lr_milestones})
+        # utills.adjust_learning_rate after epoch e: e == N·f (a float comparison, as there)
+        milestones = [e + 1 for e in range(ctx.epochs) if any(e == ctx.epochs * f for f in cfg.lr_milestones)]
         return TrainState(optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1))
 
     def train_epoch(

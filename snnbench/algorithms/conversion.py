@@ -11,9 +11,10 @@ putshua/ANN_SNN_QCFS.
 Both train an ANN once per seed (T does not enter training) and simulate the converted SNN at every T:
   (1) ANN      a_l = f(BN_l(W_l a_{l−1} + b_l)),  f = ReLU (rate) or QCFS (2); linear output layer
   (2) QCFS     h(z) = λ_l clip(⌊z L / λ_l + 1/2⌋ / L, 0, 1), λ_l a trainable threshold per layer, L levels;
-               the paper's straight-through rule (arXiv version, as recalled; the two official codes differ
-               in the edge bins, see docs/algorithms/conversion.md): with s = z L/λ + 1/2, inside 0 < s < L
-               ∂h/∂z = 1, ∂h/∂λ = ⌊s⌋/L − z/λ; below (s ≤ 0) both 0; above (s ≥ L) ∂h/∂z = 0, ∂h/∂λ = 1
+               gradients are autograd's through the official ``MyFloor`` (SNN_conversion_QCFS
+               ``modules.py``: z/λ, ⌊·⌋ with an identity gradient, clamp to [0, 1], × λ). With
+               s = z L/λ + 1/2 that is: for 0 ≤ s < L + 1 (the clamp's closed range) ∂h/∂z = 1,
+               ∂h/∂λ = ⌊s⌋/L − z/λ; below (s < 0) both 0; above (s ≥ L + 1) ∂h/∂z = 0, ∂h/∂λ = 1
   (3) fold BN  W_l ← W_l γ/σ,  b_l ← (b_l − μ) γ/σ + β  (BN becomes the identity)
   (4) scale    λ_l = p-th percentile of layer l's non-zero ANN activations on training data (rate, p = 99.9,
                as SNN Toolbox; p = 100 is Diehl's max), or the trained λ_l (QCFS);
@@ -22,7 +23,9 @@ Both train an ANN once per seed (T does not enter training) and simulate the con
                v_l[t] ← v_l[t] − s_l[t] (reset by subtraction; threshold 1 after scaling); v_l[0] = 0 (rate)
                or 1/2 (QCFS: ϑ/2, the shift φ = 1/2 that makes the expected SNN output equal h; exact at
                T = L for constant input)
-  (6) output   logits = (1/T) Σ_t (W_L s_{L−1}[t] + b_L); the input is the analog image at every step.
+  (6) output   logits = (1/T) Σ_t (W_L s_{L−1}[t] + b_L); the input is the analog image at every step,
+               normalised with the dataset's (or the suite entry's ``preprocess``) statistics, as the
+               official data loaders do (ANN training, calibration and simulation alike).
   (7) max pool (rate) Rueckauer's spiking max-pooling: each window passes the spikes of the unit with the
                highest spike count so far (an online rate estimate); QCFS uses average pooling instead.
 After (3)–(4) the same network in ANN mode computes exactly the original ANN (ReLU, max pooling and the
@@ -93,11 +96,10 @@ class ConversionConfig(AlgorithmConfig):
 
 
 def qcfs(z: torch.Tensor, lam: torch.Tensor, levels: int) -> torch.Tensor:
-    """Eq. (2): the QCFS activation with the paper's straight-through gradients (module docstring)."""
-    s = z * levels / lam + 0.5
-    floored = s + (torch.floor(s) - s).detach()  # ⌊s⌋ forward, identity backward
-    inside = torch.where(s > 0, lam * floored / levels, torch.zeros_like(z))
-    return torch.where(s < levels, inside, lam.expand_as(z))
+    """Eq. (2) in the official ``MyFloor``'s order, so that autograd gives its gradients (docstring)."""
+    s = z / lam * levels + 0.5
+    floored = s + (torch.floor(s) - s).detach()  # GradFloor: ⌊s⌋ forward, identity backward
+    return lam * torch.clamp(floored / levels, 0.0, 1.0)
 
 
 def if_step(x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -272,11 +274,13 @@ class Conversion(Algorithm):
         url="https://arxiv.org/abs/2303.04347",
         equations="IF with reset by subtraction, p-percentile weight normalisation, QCFS h(z), v(0) = ϑ/2",
     )
-    version = 2
+    version = 3
     changelog = (
         "1: first version",
         "2: QCFS gradient as the paper's straight-through rule; BN after convolutions only; official VGG "
         "initialisation; histogram percentiles; spiking max-pooling for rate",
+        "3: QCFS gradient as autograd through the official MyFloor (∂h/∂z = 1 also in the top bin); input "
+        "normalised with the dataset's or the entry's statistics (official data loaders)",
     )
     description = "ANN-SNN conversion: rate (99.9th-percentile normalisation) or QCFS (low latency)"
     Config = ConversionConfig
@@ -329,7 +333,7 @@ class Conversion(Algorithm):
     ) -> dict[str, float]:
         assert isinstance(net, ConversionNet)
         net.train()
-        return supervised_epoch(state, batches, net.ann)
+        return supervised_epoch(state, batches, lambda x: net.ann(self.data.normalize(x)))
 
     def finalize(self, net: nn.Module, train: Split, ctx: RunContext) -> None:
         cfg: ConversionConfig = self.config  # type: ignore[assignment]
@@ -345,14 +349,15 @@ class Conversion(Algorithm):
         else:
             calibration = train.take(cfg.calibration_samples)
             batches = [
-                x for x, _ in calibration.batches(ctx.eval_batch_size, shuffle=False, device=ctx.device)
+                self.data.normalize(x)
+                for x, _ in calibration.batches(ctx.eval_batch_size, shuffle=False, device=ctx.device)
             ]
             scales = activation_percentiles(net, batches, cfg.percentile)
         normalize(net, scales)
 
     def predict(self, net: nn.Module, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         assert isinstance(net, ConversionNet)
-        return net.snn(ctx.encode(x))
+        return net.snn(ctx.encode(self.data.normalize(x)))
 
     def evaluate(self, net: nn.Module, test: Split, ctx: RunContext) -> Evaluation:
         """The SNN at T (primary) and the ANN it came from (``ann_top1``); before conversion only the ANN."""
@@ -361,7 +366,7 @@ class Conversion(Algorithm):
         snn_scores, ann_scores, labels = [], [], []
         with torch.no_grad():
             for x, y in test.batches(ctx.eval_batch_size, shuffle=False, device=ctx.device):
-                ann_scores.append(net.ann(x).float().cpu())
+                ann_scores.append(net.ann(self.data.normalize(x)).float().cpu())
                 if bool(net.converted):
                     snn_scores.append(self.predict(net, x, ctx).float().cpu())
                 labels.append(y.cpu())

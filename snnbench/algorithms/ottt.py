@@ -20,7 +20,8 @@ Per layer l and step t (forward in time, no unrolled graph):
                plain linear layer on the 2.74-scaled spikes (official ``light_classifier``)
   (5b) VGG-F   (``feedback``) I_1[t] += C_fb ∗ up(2.74 s_last[t−1]): a zero-initialised 3×3 convolution of the
                last conv layer's previous spikes, nearest-upsampled to the first layer's resolution
-  (6) decode   prediction = argmax Σ_t o[t]; input: the (normalised) image at every step (direct coding)
+  (6) decode   prediction = argmax Σ_t o[t]; input: the image normalised with the dataset's (or the suite
+               entry's ``preprocess``) statistics, as ``train_cifar.py``, at every step (direct coding)
 With ``online=False`` the same network runs full BPTT (no detach, no traces): the reference for the
 descent-direction check and the memory benchmark.
 """
@@ -232,10 +233,11 @@ class OTTT(Algorithm):
     description = "OTTT: online per-step gradients from eligibility traces, memory constant in T (sWS VGG)"
     Config = OTTTConfig
     default_encoding = "direct"
-    version = 2
+    version = 3
     changelog = (
         "1: first version",
         "2: official initialisation, unbiased WS variance, plain linear classifier, VGG-F feedback option",
+        "3: input normalised with the dataset's or the entry's statistics (official train_cifar.py)",
     )
 
     def build(self, T: int) -> nn.Module:
@@ -315,7 +317,7 @@ class OTTT(Algorithm):
         net.train()
         tally = EpochTally()
         for x, y in batches:
-            x_seq = ctx.encode(x)
+            x_seq = ctx.encode(self.data.normalize(x))
             net.reset()
             state.optimizer.zero_grad(set_to_none=True)
             summed = torch.zeros(len(y), net.head.layer.out_features, device=x.device)
@@ -337,4 +339,4 @@ class OTTT(Algorithm):
         return tally.summary()
 
     def predict(self, net: nn.Module, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
-        return net(ctx.encode(x))
+        return net(ctx.encode(self.data.normalize(x)))

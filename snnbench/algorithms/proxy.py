@@ -12,8 +12,12 @@ One parameter set θ (synaptic weights, BN affine parameters), two forward rules
   (3) loss  L = MSE(o, onehot(y)) evaluated at o = o_snn, with the gradient taken through the ANN:
             o = o_ann + stopgrad(o_snn − o_ann)  ⇒  L = L(o_snn),  ∂L/∂θ = (∂o_ann/∂θ)ᵀ ∂L/∂o |_{o = o_snn}
             (the notebook's ``outputs.data.copy_(snn_counts)``); the SNN runs without a graph.
-BN running statistics are kept separately per network (the affine parameters are shared), both in
-training mode during the first epoch and frozen (evaluation mode) afterwards, as the notebook does.
+BN follows the convolutions only (the notebook's dense layers have none). Its running statistics are kept
+separately per network (the affine parameters are shared), both in training mode during the first epoch
+and frozen (evaluation mode) afterwards, as the notebook does; the SNN normalises each time step on its
+own. Deviation: with direct input the first convolution's output is the same at every step, which the
+notebook normalises once per batch (its ``static_conv``) and we T times (same values; that BN's SNN
+running statistics take T momentum steps per batch instead of one).
 Optimiser: Adam, lr 1e-4, betas (0.8, 0.99), eps 1e-8, weight decay 1e-6; no biases; T = 15 (notebook).
 Decisions are the argmax of the SNN's spike counts (ties go to the lowest index and are not credited;
 the notebook's final evaluation credits ties, a flaw not carried over).
@@ -48,7 +52,7 @@ class ProxyConfig(AlgorithmConfig):
     """Defaults from the official notebook (Fashion-MNIST)."""
 
     v_threshold: float = Field(2.0, gt=0.0, description="IF threshold ϑ (notebook: 2.0)")
-    batch_norm: bool = Field(True, description="BN after each synaptic layer (notebook: every conv)")
+    batch_norm: bool = Field(True, description="BN after each convolution (notebook), none on dense layers")
     freeze_bn_after_epoch: int = Field(1, ge=0, description="BN statistics frozen from this epoch on")
     lr: float = Field(1e-4, gt=0.0, description="Adam (notebook)")
     beta1: float = Field(0.8, ge=0.0, lt=1.0, description="Adam β1 (notebook)")
@@ -76,7 +80,9 @@ class ProxyNeuron(SpikingLayer):
 
 
 class DualBatchNorm(nn.Module):
-    """Batch norm over ``[T·B, C, ...]`` with one shared affine (γ, β) and running statistics per network."""
+    """BatchNorm2d with one shared affine (γ, β) and running statistics per network. The ANN pass normalises
+    its one step; the SNN pass normalises each time step on its own (the notebook calls the SNN's conv stack
+    once per step, so in training mode its statistics move T times per batch)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -89,18 +95,9 @@ class DualBatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         net = "snn" if self.spiking else "ann"
-        T, B = x.shape[:2]
-        y = F.batch_norm(
-            x.reshape(T * B, *x.shape[2:]),
-            getattr(self, f"mean_{net}"),
-            getattr(self, f"var_{net}"),
-            self.weight,
-            self.bias,
-            self.training,
-            0.1,
-            1e-5,
-        )
-        return y.reshape(x.shape)
+        mean, var = getattr(self, f"mean_{net}"), getattr(self, f"var_{net}")
+        steps = [F.batch_norm(x_t, mean, var, self.weight, self.bias, self.training, 0.1, 1e-5) for x_t in x]
+        return torch.stack(steps)
 
 
 class ProxyNet(nn.Module):
@@ -146,6 +143,8 @@ class Proxy(Algorithm):
         url="https://arxiv.org/abs/2109.13208",
         equations="IF with hard reset (ϑ = 2), spike-count output, MSE at the SNN output through the ANN",
     )
+    version = 2
+    changelog = ("1: first version", "2: BN on convolutions only; the SNN's BN normalises each time step")
     description = "proxy learning: IF SNN trained through its shared-weight ReLU ANN (output replacement)"
     Config = ProxyConfig
     default_encoding = "direct"
@@ -158,7 +157,9 @@ class Proxy(Algorithm):
             lambda shape: ProxyNeuron(cfg.v_threshold),
             default_pool="max",
             bias=False,
-            make_norm=(lambda shape: DualBatchNorm(shape[0])) if cfg.batch_norm else None,
+            make_norm=(lambda shape: DualBatchNorm(shape[0]) if len(shape) == 3 else nn.Identity())
+            if cfg.batch_norm
+            else None,
         )
         return ProxyNet(body, nn.Linear(features, self.data.num_classes, bias=False), cfg.v_threshold)
 

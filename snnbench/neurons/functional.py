@@ -14,10 +14,8 @@ Each surrogate's ``backward`` is tested against autograd of its ``smooth`` funct
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import os
-import platform
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -222,37 +220,43 @@ _SURROGATE_IDS = {"sigmoid": 0, "arctan": 1, "fast-sigmoid": 2, "triangle": 3}  
 
 
 @functools.cache
-def native_kernels() -> ModuleType | None:
-    """The fused CPU kernels of ``lif_cpu.cpp``, compiled on first use (cached by torch across processes),
-    or None: ``SNNBENCH_NATIVE=0``, or no C++ toolchain (then the torch-ops path runs, with a warning)."""
+def _kernels() -> tuple[ModuleType | None, str]:
+    """The fused CPU kernels of ``lif_cpu.cpp`` and which path they are: ``native``, ``native-serial``
+    (a compiler without OpenMP) or ``torch-ops`` (``SNNBENCH_NATIVE=0``, no C++ toolchain, or another
+    process's build outlasted the wait; with a warning). Built once per machine and toolchain
+    (:mod:`snnbench.neurons.build`)."""
     if os.environ.get("SNNBENCH_NATIVE", "1") == "0":
-        return None
-    from torch.utils.cpp_extension import load
+        return None, "torch-ops"
+    from snnbench.neurons.build import BuildWaitTimeout, build_extension
 
     source = Path(__file__).with_name("lif_cpu.cpp")
-    # -march=native: built on the machine that runs it; the name keys the build to this CPU model, so a
-    # home directory shared by different machines keeps one build per model. -fno-trapping-math lets the
-    # compiler vectorise the clamps without AVX-512 masks; -fopenmp makes at::parallel_for multi-threaded
-    # (the OpenMP runtime is torch's own, already loaded); a compiler without OpenMP gets one thread.
-    name = f"snnbench_lif_cpu_{_cpu_signature()}"
+    # -march=native: built on the machine that runs it (the build key holds the CPU's model and flags).
+    # -fno-trapping-math lets the compiler vectorise the clamps without AVX-512 masks; -fopenmp makes
+    # at::parallel_for multi-threaded (the OpenMP runtime is torch's own, already loaded); a compiler
+    # without OpenMP gets one thread.
     flags = ["-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math"]
     failure: Exception | None = None
-    for extra, suffix in ((["-fopenmp"], ""), ([], "_serial")):
+    for extra, path in ((["-fopenmp"], "native"), ([], "native-serial")):
         try:
-            return load(name + suffix, [str(source)], extra_cflags=flags + extra, verbose=False)
+            return build_extension("snnbench_lif_cpu", source, flags + extra), path
+        except BuildWaitTimeout as exc:
+            failure = exc
+            break
         except Exception as exc:  # noqa: BLE001 - any build failure means "try the next way"
             failure = exc
     warnings.warn(f"snnbench: fused CPU LIF kernels unavailable, using torch ops ({failure})", stacklevel=2)
-    return None
+    return None, "torch-ops"
 
 
-def _cpu_signature() -> str:
-    """A short hash of this CPU's model and instruction-set flags."""
-    cpuinfo = Path("/proc/cpuinfo")
-    text = cpuinfo.read_text() if cpuinfo.exists() else ""
-    lines = [line for line in text.splitlines() if line.startswith(("model name", "flags", "Features"))][:2]
-    described = "\n".join(lines) or f"{platform.machine()} {platform.processor()}"
-    return hashlib.sha256(described.encode()).hexdigest()[:10]
+def native_kernels() -> ModuleType | None:
+    """The fused CPU kernels, or None where the torch-ops path runs (see :func:`_kernels`)."""
+    return _kernels()[0]
+
+
+def kernel_path(device: torch.device) -> str:
+    """Which LIF path runs on ``device``: ``native``, ``native-serial`` or ``torch-ops``; builds the
+    kernels if needed (the runner calls it before any timed region)."""
+    return _kernels()[1] if device.type == "cpu" else "torch-ops"
 
 
 def _native_for(x: torch.Tensor) -> ModuleType | None:

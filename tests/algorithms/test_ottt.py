@@ -206,3 +206,22 @@ def test_last_spiking_layer_gradient_equals_bptt_for_any_T():
     for name in ("blocks.1.synapse.layer.weight", "blocks.1.synapse.gain"):
         torch.testing.assert_close(ours[name], bptt[name], msg=name)
     assert not torch.allclose(ours["blocks.0.synapse.layer.weight"], bptt["blocks.0.synapse.layer.weight"])
+
+
+def test_input_is_normalised_with_the_data_statistics():
+    """Official train_cifar.py normalises (x − mean)/std before the network (direct coding)."""
+    from snnbench.algorithms import RunContext
+    from snnbench.algorithms.ottt import OTTT
+    from snnbench.architectures import resolve_architecture
+    from snnbench.data import DatasetInfo
+    from snnbench.data.encoding import direct
+
+    info = DatasetInfo("x", (6,), 3, mean=(0.5,), std=(0.25,))
+    algorithm = OTTT(OTTTConfig(), resolve_architecture("12"), info)
+    net = algorithm.build(3)
+    x = torch.rand(5, 6)
+    ctx = RunContext(3, torch.device("cpu"), 1, 5, 5, "direct", torch.Generator(), direct)
+    with torch.no_grad():
+        expected = net(direct((x - 0.5) / 0.25, 3))
+        assert not torch.allclose(expected, net(direct(x, 3)))
+        torch.testing.assert_close(algorithm.predict(net, x, ctx), expected)

@@ -117,3 +117,41 @@ def test_learns_digits(write_suite, tmp_path):
     record = run_suite(path, out_dir=tmp_path, device="cpu").records[0]
     assert record.status == "ok" and record.metrics["top1"] > 80.0  # chance 10 %
     assert 0 < record.metrics["spike_rate"] < 1 and record.metrics["acs_per_sample"] > 0
+
+
+def test_snn_batch_norm_normalises_each_step_and_updates_its_statistics_per_step():
+    """The notebook runs the SNN's conv stack once per step in training mode: step t is normalised with its
+    own batch statistics, and the running statistics take one momentum-0.1 step per time step."""
+    bn = DualBatchNorm(2).double()
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([1.5, 0.5])), bn.bias.copy_(torch.tensor([0.1, -0.2]))
+    scale = torch.tensor([1.0, 3.0, 0.2], dtype=torch.float64).view(3, 1, 1, 1, 1)
+    x = torch.randn(3, 4, 2, 3, 3, dtype=torch.float64) * scale + scale  # steps differ in mean and spread
+    out = bn.train()(x)
+    mean, var = x.mean((1, 3, 4), keepdim=True), x.var((1, 3, 4), unbiased=False, keepdim=True)
+    gamma, beta = bn.weight.view(1, 1, 2, 1, 1), bn.bias.view(1, 1, 2, 1, 1)
+    torch.testing.assert_close(out, (x - mean) / torch.sqrt(var + 1e-5) * gamma + beta)
+    running_mean, running_var = torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64)
+    for x_t in x:
+        running_mean = 0.9 * running_mean + 0.1 * x_t.mean((0, 2, 3))
+        running_var = 0.9 * running_var + 0.1 * x_t.var((0, 2, 3), unbiased=True)
+    torch.testing.assert_close(bn.mean_snn, running_mean)
+    torch.testing.assert_close(bn.var_snn, running_var)
+
+
+def test_batch_norm_follows_convolutions_only():
+    from snnbench.algorithms.proxy import Proxy, ProxyConfig
+    from snnbench.data import DatasetInfo
+
+    net = Proxy(ProxyConfig(), resolve_architecture("4C3-MP2-6"), DatasetInfo("x", (1, 6, 6), 3)).build(2)
+    layers = [type(getattr(m, "module", m)).__name__ for m in net.body]
+    assert layers == [
+        "Conv2d",
+        "DualBatchNorm",
+        "ProxyNeuron",
+        "MaxPool2d",
+        "Flatten",
+        "Linear",
+        "Identity",
+        "ProxyNeuron",
+    ]
