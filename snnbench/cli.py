@@ -133,12 +133,22 @@ def run(
         typer.Option("--tuned", help="use the tuning records under OUT/SUITE/tuning (from `snnbench tune`)"),
     ] = False,
     plugin: Plugins = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="list the grid with a time estimate per run; train nothing")
+    ] = False,
+    save_models: Annotated[
+        bool,
+        typer.Option(
+            "--save-models", help="keep each run's final network (<out>/<suite>/models/, for export)"
+        ),
+    ] = False,
 ) -> None:
     """Train and evaluate a suite's grid (algorithms × T × seeds); write records, leaderboard and plots."""
     from snnbench.errors import SnnbenchError
 
     try:
         _load_plugins(plugin)
+        from snnbench.estimate import PRINT_BEFORE_RUN_S, describe, estimate_suite
         from snnbench.runner import run_suite
         from snnbench.suite import MAX_TIMESTEPS, Overrides, load_suite
         from snnbench.tuning import with_tuning_records
@@ -153,6 +163,16 @@ def run(
             timesteps=_ints(timesteps, "--timesteps", (1, MAX_TIMESTEPS)),
             seeds=_ints(seeds, "--seeds"),
         )
+        if dry_run or not quiet:
+            grid = estimate_suite(
+                suite, overrides, out_dir=out, device=device.value, resume=resume, data_dir=data_dir,
+                timed_batches=2 if dry_run else 1,
+            )  # fmt: skip
+            if dry_run or grid.total_s > PRINT_BEFORE_RUN_S:
+                for line in describe(grid):
+                    say(line)
+            if dry_run:
+                return
         from snnbench.ui import ProgressRenderer, summary_table
 
         with ProgressRenderer(console, quiet=quiet) as renderer:
@@ -167,6 +187,7 @@ def run(
                 executor=Executor(executor).value,
                 jobs=jobs,
                 address=address,
+                save_models=save_models,
             )
     except SnnbenchError as exc:
         raise _fail(exc) from None
@@ -228,36 +249,13 @@ def tune(
         console.print(yaml.safe_dump({record["entry"]: {"tuned": block}}, sort_keys=False), markup=False)
 
 
-class ShowFormat(str, Enum):
-    text = "text"
-    json = "json"
-
-
-@app.command(
-    epilog="Example: snnbench show cifar10-lowT/ottt (an entry), snnbench show bptt_T4_s0_full_<hash8> "
-    "--format json (a run; ids: results/<suite>/runs/*.json)"
-)
-def show(
-    target: Annotated[str, typer.Argument(help="SUITE/ENTRY (a suite entry) or RUN_ID (a run's record)")],
-    budget: Annotated[str | None, typer.Option(help="budget whose epochs and batch are shown")] = None,
-    out: Annotated[Path, typer.Option(help="directory holding <suite>/runs (for a RUN_ID)")] = Path(
-        "results"
-    ),
-    format: Annotated[
-        ShowFormat, typer.Option(help="text, or a run's whole record as JSON")
-    ] = ShowFormat.text,
-    plugin: Plugins = None,
-) -> None:
-    """A suite entry's fidelity card (official configuration, deviations) and resolved config; or one run's
-    record: configuration, metrics, fidelity card, provenance and the command that reproduces it."""
+def _show_entry(entry: str, budget: str | None, plugin: list[Path] | None) -> None:
+    """Print a suite entry's fidelity card (official configuration, deviations) and its resolved config."""
     from snnbench.errors import SnnbenchError
 
     try:
         _load_plugins(plugin)
-        if "/" not in target:
-            _show_run(target, out, format)
-            return
-        suite_name, key = target.rsplit("/", 1)
+        suite_name, key = entry.rsplit("/", 1)
         from snnbench.suite import load_suite, resolved_fields
 
         loaded = load_suite(suite_name)
@@ -271,31 +269,6 @@ def show(
     from snnbench.show import render_entry
 
     console.print(render_entry(loaded, key, fields), markup=False, highlight=False, soft_wrap=True)
-
-
-def _show_run(run_id: str, out: Path, format: ShowFormat) -> None:
-    from rich.table import Table
-
-    from snnbench.errors import SnnbenchError
-    from snnbench.report import find_record, record_sections
-    from snnbench.suite import load_suite
-
-    record = find_record(out, run_id)
-    if format is ShowFormat.json:
-        sys.stdout.write(json.dumps(record.model_dump(mode="json"), indent=2) + "\n")
-        return
-    try:
-        suite = load_suite(record.suite)
-    except SnnbenchError:  # a record of a suite file not at hand: shown without the suite's card
-        suite = None
-    for title, items in record_sections(record, suite):
-        table = Table(title=title, title_justify="left", show_header=False, box=None, title_style="bold")
-        table.add_column(style="dim", no_wrap=True)
-        table.add_column(overflow="fold")
-        for key, value in items:
-            table.add_row(str(key), str(value))
-        console.print(table)
-        console.print()
 
 
 @app.command(name="list", epilog="Example: snnbench list algorithms")
@@ -410,10 +383,11 @@ def leaderboard(
             chosen = budget or loaded.default_budget
             df = select_records(load_records(out / loaded.name), loaded, budget)
             tables = by_track(df, None if columns is None else _names(columns))
+            combined = pd.concat(list(tables.values()), ignore_index=True)
             text = {
                 Format.md: lambda: to_markdown(tables, loaded, len(df), [], chosen),
-                Format.csv: lambda: pd.concat(list(tables.values())).to_csv(index=False, float_format="%.4f"),
-                Format.json: lambda: to_json(tables, df, loaded, chosen),
+                Format.csv: lambda: combined.to_csv(index=False, float_format="%.4f"),
+                Format.json: lambda: to_json(combined, df, loaded, chosen),
             }[format]()
         else:
             text = (files[0] if format is Format.md else files[1]).read_text()
@@ -501,6 +475,63 @@ def report(
     say(f"Wrote {len(files)} files; open {site / 'index.html'}")
 
 
+class ShowFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command(
+    epilog="Example: snnbench show cifar10-lowT/ottt;  snnbench show bptt_T4_s0_full_<hash8> --format json"
+    "  (run ids: results/<suite>/runs/*.json)"
+)
+def show(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="SUITE/ENTRY: a suite entry's fidelity card and resolved configuration; "
+            "RUN_ID: one run's record"
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="directory holding <suite>/runs")] = Path("results"),
+    format: Annotated[ShowFormat, typer.Option(help="text, or the whole record as JSON")] = ShowFormat.text,
+    budget: Annotated[str | None, typer.Option(help="SUITE/ENTRY: the budget whose epochs are shown")] = None,
+    plugin: Plugins = None,
+) -> None:
+    """A suite entry (fidelity card, resolved configuration) or one run's record (configuration, metrics,
+    fidelity card, provenance and the command that reproduces it)."""
+    from snnbench.errors import SnnbenchError
+
+    if "/" in target:
+        _show_entry(target, budget, plugin)
+        return
+    run_id = target
+    try:
+        from snnbench.report import find_record, record_sections
+        from snnbench.suite import load_suite
+
+        record = find_record(out, run_id)
+        if format is ShowFormat.json:
+            sys.stdout.write(json.dumps(record.model_dump(mode="json"), indent=2) + "\n")
+            return
+        try:
+            suite = load_suite(record.suite)
+        except SnnbenchError:  # a record of a suite file not at hand: shown without the suite's card
+            suite = None
+        sections = record_sections(record, suite)
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    from rich.table import Table
+
+    for title, items in sections:
+        table = Table(title=title, title_justify="left", show_header=False, box=None, title_style="bold")
+        table.add_column(style="dim", no_wrap=True)
+        table.add_column(overflow="fold")
+        for key, value in items:
+            table.add_row(str(key), str(value))
+        console.print(table)
+        console.print()
+
+
 @app.command(epilog="Example: snnbench status --suite digits-lowT --budget smoke")
 def status(
     suite: Annotated[str, typer.Option(help="suite name or path")],
@@ -560,6 +591,38 @@ def merge(
     say(merge_summary(report))
     if report.conflicts:
         raise typer.Exit(1)
+
+
+class ExportFormat(str, Enum):
+    nir = "nir"
+
+
+@app.command(
+    epilog="Example: snnbench run --suite digits-lowT --algorithms bptt --save-models; "
+    "snnbench export bptt_T4_s0_full_1a2b3c4d --to bptt.nir"
+)
+def export(
+    run_id: Annotated[str, typer.Argument(help="a run saved with `run --save-models`")],
+    to: Annotated[
+        Path | None, typer.Option(help="file to write (default: <out>/<suite>/models/RUN_ID.nir)")
+    ] = None,
+    format: Annotated[ExportFormat, typer.Option(help="graph format")] = ExportFormat.nir,
+    out: Annotated[Path, typer.Option(help="output directory holding <suite>/runs")] = Path("results"),
+) -> None:
+    """Write a saved network as a NIR graph (Neuromorphic Intermediate Representation); see docs/export.md."""
+    from snnbench.errors import SnnbenchError
+
+    try:
+        from snnbench.export import export_run
+
+        found = sorted(out.glob(f"*/runs/{run_id}.json"))
+        if not found:
+            raise SnnbenchError(f"no record {run_id}.json under {out}/*/runs")
+        suite = found[0].parent.parent.name
+        path = export_run(out, suite, run_id, to or out / suite / "models" / f"{run_id}.{format.value}")
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    say(f"Wrote {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

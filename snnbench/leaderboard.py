@@ -237,8 +237,8 @@ COLUMNS = {
     "epochs": "training epochs",
     "batch_size": "training batch size",
     "encoding": "input encoding",
-    "preprocess": "input normalisation",
-    "tuning": "what was tuned, with what budget",
+    "preprocess": "input normalisation: the dataset's statistics or the entry's own",
+    "tuning": "where the hyperparameters came from (defaults, or trials on the validation split)",
 }
 
 
@@ -255,39 +255,34 @@ def _column_meta(column: str) -> dict[str, Any]:
     }
 
 
-def to_json(tables: dict[str, pd.DataFrame], df: pd.DataFrame, suite: Suite, budget: str) -> str:
-    """The leaderboard for scripts: every track's rows (ranked within the track) with the records each was
-    computed from (run ids, revisions, devices, method versions), every column with its unit and
-    direction; published figures apart."""
+def to_json(table: pd.DataFrame, df: pd.DataFrame, suite: Suite, budget: str) -> str:
+    """The leaderboard for scripts: every column with its unit and direction, each row with the records it
+    was computed from (run ids, revisions, devices, method versions); published figures apart."""
 
     def plain(value: Any) -> Any:
         if isinstance(value, float) and math.isnan(value):
             return None
         return value.item() if hasattr(value, "item") else value
 
-    tracks = df["track"] if "track" in df else pd.Series(["official"] * len(df), index=df.index)
-    rows, columns = [], {}
-    for track, table in tables.items():
-        columns.update({c: _column_meta(c) for c in table.columns})
-        for rank, row in enumerate(table.to_dict(orient="records"), start=1):
-            part = df[(tracks == track) & (df["entry"] == row["algorithm"]) & (df["T"] == row["T"])]
-            provenance = {
-                "run_ids": sorted(part["run_id"]),
-                "statuses": {str(k): int(v) for k, v in sorted(part["status"].value_counts().items())},
-                "git_revisions": sorted({str(r) for r in part["git_revision"].dropna()}),
-                "devices": sorted({str(d) for d in part["device"].dropna()}),
-                "algorithm_versions": sorted({int(v) for v in part["algorithm_version"]}),
-                "algorithm_source_sha256": sorted(set(part["algorithm_source_sha256"])),
-            }
-            cells = {k: plain(v) for k, v in row.items()}
-            rows.append({**cells, "rank_in_track": rank, "provenance": provenance})
+    rows = []
+    for row in table.to_dict(orient="records"):
+        part = df[(df["entry"] == row["algorithm"]) & (df["T"] == row["T"])]
+        provenance = {
+            "run_ids": sorted(part["run_id"]),
+            "statuses": {str(k): int(v) for k, v in sorted(part["status"].value_counts().items())},
+            "git_revisions": sorted({str(r) for r in part["git_revision"].dropna()}),
+            "devices": sorted({str(d) for d in part["device"].dropna()}),
+            "algorithm_versions": sorted({int(v) for v in part["algorithm_version"]}),
+            "algorithm_source_sha256": sorted(set(part["algorithm_source_sha256"])),
+        }
+        rows.append({**{k: plain(v) for k, v in row.items()}, "provenance": provenance})
     document = {
         "suite": suite.name,
         "suite_version": suite.version,
         "budget": budget,
         "n_records": len(df),
         "generated_by": f"snnbench leaderboard --suite {suite.name} --budget {budget} --format json",
-        "columns": columns,
+        "columns": {c: _column_meta(c) for c in table.columns},
         "rows": rows,
         "published": [r.model_dump(mode="json") for r in suite.reference],
     }

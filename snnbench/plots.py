@@ -122,7 +122,7 @@ def _published_label(row: ReferenceRow) -> str:
 
 def plot_data(table: pd.DataFrame, suite: Suite, x: str = "T", track: str | None = None) -> PlotData:
     """What the Pareto plot of accuracy against ``x`` (``T``, ``sops`` or ``energy``) shows for the rows of
-    one track (published points only on the official track's plot)."""
+    one ``track`` (published points only beside the official track, whose set-ups they report)."""
     column, x_label = AXES[x]
     if column not in table:
         table = table.assign(**{column: float("nan")})
@@ -177,8 +177,8 @@ def plot_data(table: pd.DataFrame, suite: Suite, x: str = "T", track: str | None
 def pareto(
     table: pd.DataFrame, suite: Suite, stem: Path, x: str = "T", track: str | None = None
 ) -> list[Path]:
-    """Draw ``stem.png`` and ``stem.svg`` of accuracy against ``x`` (``T``, ``sops`` or ``energy``) for the
-    rows of one track."""
+    """Draw ``stem.png`` and ``stem.svg`` of accuracy against ``x`` (``T``, ``sops`` or ``energy``) for one
+    track's rows."""
     data = plot_data(table, suite, x, track)
     import matplotlib
 

@@ -148,10 +148,12 @@ def run_one(
     index: int = 1,
     total: int = 1,
     final_test: bool = True,
+    save_model: bool = False,
 ) -> RunRecord:
     """Train and evaluate one spec and save its record; a crash inside the method gives a ``failed``
     record. ``final_test=False`` (tuning trials) never reads the test set: the record then holds validation
-    figures only."""
+    figures only. ``save_model``: also keep the final network's state dict (see
+    :meth:`RecordStore.model_path`)."""
     started = _now()
     torch_device = resolve_device(device)
     algorithm_cls = algorithms.get(spec.algorithm)
@@ -174,7 +176,7 @@ def run_one(
     }
     try:
         outcome = _train_and_evaluate(
-            spec, store, algorithm_cls, torch_device, data_dir, on_event, index, total, final_test
+            spec, store, algorithm_cls, torch_device, data_dir, on_event, index, total, final_test, save_model
         )
     except KeyboardInterrupt:
         raise
@@ -202,7 +204,8 @@ def _train_and_evaluate(
     on_event: ev.EventSink,
     index: int,
     total: int,
-    final_test: bool = True,
+    final_test: bool,
+    save_model: bool,
 ) -> dict[str, Any]:
     data = load_data(spec, data_root(data_dir))
     validation = Validation.model_validate(spec.validation)
@@ -348,6 +351,9 @@ def _train_and_evaluate(
             metrics["val_selected_epoch"] = best["epoch"]
         metrics.update(count_operations(algorithm, net, val, evaluation_context(-2), spec))
         metrics["connection_sparsity"] = connection_sparsity(net)
+    model_sha256 = None
+    if save_model and status == "ok":  # tensors only: loadable with torch.load(..., weights_only=True)
+        model_sha256 = atomic_torch_save(store.model_path(spec.run_id), net.state_dict())
     return {
         "status": status,
         "error": error,
@@ -356,6 +362,7 @@ def _train_and_evaluate(
         "dataset_provenance": {**data.provenance, "validation": val_provenance},
         "resumed_from_epoch": start_epoch,
         "training_shared_with": shared_with,
+        "model_sha256": model_sha256,
     }
 
 
@@ -384,9 +391,11 @@ def run_suite(
     executor: str = "local",
     jobs: int = 2,
     address: str | None = None,
+    save_models: bool = False,
 ) -> SuiteResult:
     """Expand a suite, run what has no record (or everything with ``resume=False``) with the chosen
-    executor (see :mod:`snnbench.executors`), and write the reports."""
+    executor (see :mod:`snnbench.executors`), and write the reports; ``save_models`` keeps each trained
+    run's final network."""
     suite = ref if isinstance(ref, Suite) else load_suite(ref)
     specs = expand(suite, overrides)
     resolve_device(device)  # fail before training on a bad device
@@ -419,6 +428,7 @@ def run_suite(
             jobs=jobs,
             address=address,
             on_event=on_event,
+            save_models=save_models,
         )
     result.records += records
     result.trained += [r.run_id for r in records]

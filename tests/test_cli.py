@@ -20,6 +20,7 @@ runner = CliRunner()
         "merge",
         "report",
         "show",
+        "tune",
         "status",
         "datasets list",
         "datasets download",
@@ -62,7 +63,7 @@ def test_run_twice_then_leaderboard(write_suite, tmp_path):
     assert plot.exit_code == 0 and "pareto-official.png" in plot.output
     for axis in ("sops", "energy"):
         plot = runner.invoke(app, ["plot", "--suite", path, "--out", out, "--x", axis])
-        assert plot.exit_code == 0 and f"pareto-{axis}.png" in plot.output
+        assert plot.exit_code == 0 and f"pareto-{axis}-official.png" in plot.output
     picked = runner.invoke(
         app,
         [

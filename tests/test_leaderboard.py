@@ -143,6 +143,26 @@ def test_a_single_seed_has_zero_std_and_no_records_is_an_empty_table():
     assert "| 1 | bptt | 2 | 70.00 ± 0.00 | 1 |" in text
 
 
+def test_rows_of_different_tracks_are_never_ranked_together(suite_with_records):
+    suite, store = suite_with_records
+    from snnbench.leaderboard import by_track, select_records
+    from snnbench.records import load_records
+
+    store.save(record("bptt-arctan", 1, 0, 99.0, track="controlled").model_copy(update={"run_id": "ctl"}))
+    df = select_records(load_records(store.root), suite)
+    with pytest.raises(SnnbenchError, match="tracks controlled, official cannot be ranked in one table"):
+        build(df)
+    tables = by_track(df)
+    assert list(tables) == ["controlled", "official"]
+    assert list(tables["controlled"]["algorithm"]) == ["bptt-arctan"]  # 99 % ranks only in its own track
+    assert tables["official"].loc[0, "top1_mean"] == pytest.approx(92.0)
+    write_reports(suite, store.root)
+    markdown = (store.root / "leaderboard.md").read_text()
+    controlled, official = markdown.split("## Track `official`")
+    assert "99.00" in controlled and "99.00" not in official.split("## Published")[0]
+    assert (store.root / "pareto-controlled.png").is_file()
+
+
 def test_plot_shows_the_front_clips_outliers_colours_published_points_and_separates_stacked_ones(
     suite_with_records,
 ):
@@ -173,23 +193,3 @@ def test_plot_shows_the_front_clips_outliers_colours_published_points_and_separa
     assert published.colour == bptt.colour and published.label == "bptt (published, selection not stated)"
     energy = plot_data(table, suite, "energy")
     assert energy.published == [] and "0.9 pJ" in energy.subtitle and "4.6 pJ" in energy.subtitle
-
-
-def test_rows_of_different_tracks_are_never_ranked_together(suite_with_records):
-    suite, store = suite_with_records
-    from snnbench.leaderboard import by_track, select_records
-    from snnbench.records import load_records
-
-    store.save(record("bptt-arctan", 1, 0, 99.0, track="controlled").model_copy(update={"run_id": "ctl"}))
-    df = select_records(load_records(store.root), suite)
-    with pytest.raises(SnnbenchError, match="tracks controlled, official cannot be ranked in one table"):
-        build(df)
-    tables = by_track(df)
-    assert list(tables) == ["controlled", "official"]
-    assert list(tables["controlled"]["algorithm"]) == ["bptt-arctan"]  # 99 % ranks only in its own track
-    assert tables["official"].loc[0, "top1_mean"] == pytest.approx(92.0)
-    write_reports(suite, store.root)
-    markdown = (store.root / "leaderboard.md").read_text()
-    controlled, official = markdown.split("## Track `official`")
-    assert "99.00" in controlled and "99.00" not in official.split("## Published")[0]
-    assert (store.root / "pareto-controlled.png").is_file()
