@@ -18,13 +18,15 @@ from snnbench.suite import load_suite
 runner = CliRunner()
 
 
-def record(entry: str, T: int, seed: int, top1: float, status: str = "ok", seconds: int = 10) -> RunRecord:
+def record(
+    entry: str, T: int, seed: int, top1: float, status: str = "ok", seconds: int = 10, track: str = "official"
+) -> RunRecord:
     """test_leaderboard's record with a history, cost metrics, a configuration and a duration."""
-    base = leaderboard_record(entry, T, seed, top1, status=status)
+    base = leaderboard_record(entry, T, seed, top1, status=status, track=track)
     history = [{"epoch": e, "loss": 1.0 / e, "val_top1": top1 - 3 + e, "train_top1": top1} for e in (1, 2, 3)]
     return base.model_copy(
         update={
-            "spec": {"arch": "mlp", "hparams": {"lr": 0.01}},
+            "spec": {**base.spec, "hparams": {"lr": 0.01}},
             "metrics": {**base.metrics, "energy_nj": 10.0 * T, "synops_per_sample": 9.0 * T},
             "history": history,
             "finished_at": f"2026-01-01T00:00:{seconds:02d}+00:00",
@@ -89,6 +91,21 @@ def test_site_pages_are_offline_sortable_and_link_every_run(results):
     assert "snnbench run --suite tiny --budget smoke --algorithms bptt --timesteps 4 --seeds 0" in run
     assert '"name":"val_top1 (%)"' in run and "abcdef1234567" in run and "hparams.lr" in run
     assert "Fidelity card" in run and "ours None, official &#x27;MNIST&#x27;: runs offline" in run
+
+
+def test_site_ranks_each_track_apart_with_published_points_beside_the_official_one(results):
+    from snnbench.report import write_site
+
+    suite, store = results
+    store.save(record("bptt-arctan", 1, 0, 99.0, track="controlled").model_copy(update={"run_id": "ctl"}))
+    write_site(suite, store.root)
+    index = (store.root / "site" / "index.html").read_text()
+    assert re.findall(r'id="leaderboard-([^"]+)"', index) == ["controlled", "official"]
+    controlled, official = index.split('id="leaderboard-official"')
+    assert "99.00" in controlled.split('id="leaderboard-controlled"')[1] and "99.00" not in official
+    for track, published in (("controlled", []), ("official", ["bptt (published, selection not stated)"])):
+        figure = json.loads(re.search(rf'data-target="pareto-{track}-T">(.*?)</script>', index).group(1))
+        assert [t["name"] for t in figure["data"] if "published" in t["name"]] == published
 
 
 def test_site_is_deterministic_and_checked(results):
