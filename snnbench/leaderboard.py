@@ -232,6 +232,14 @@ COLUMNS = {
     "n_failed": "runs that raised an error",
     "stale": "records made by another version or source of the method than the current one",
     "seeds": "seeds of the ok runs",
+    "track": "controlled (one set-up for every method), official (each paper's set-up) or extra",
+    "arch": "architecture(s) of the runs",
+    "params": "parameter count(s) of the runs",
+    "epochs": "training epochs",
+    "batch_size": "training batch size",
+    "encoding": "input encoding",
+    "preprocess": "input normalisation: the dataset's statistics or the entry's own",
+    "tuning": "where the hyperparameters came from (defaults, or trials on the validation split)",
 }
 
 

@@ -118,8 +118,8 @@ def _y_range(front: list[float], points: list[tuple[float, float]]) -> tuple[flo
 
 
 def _published_label(row: ReferenceRow) -> str:
-    selection = getattr(row, "selection", None)  # the selection rule, where the suite states it
-    return f"{row.algorithm} (published{', ' + selection if selection else ''})"
+    rule = "selection not stated" if row.selection == "unknown" else row.selection
+    return f"{row.algorithm} (published, {rule})"
 
 
 def plot_data(table: pd.DataFrame, suite: Suite, x: str = "T", track: str | None = None) -> PlotData:

@@ -190,6 +190,6 @@ def test_plot_shows_the_front_clips_outliers_colours_published_points_and_separa
     # the suite's published bptt point (T=4, 97.5) in bptt's colour, inside the range
     (published,) = data.published
     bptt = next(s for s in data.series if s.name == "bptt")
-    assert published.colour == bptt.colour and published.label == "bptt (published, unknown)"
+    assert published.colour == bptt.colour and published.label == "bptt (published, selection not stated)"
     energy = plot_data(table, suite, "energy")
     assert energy.published == [] and "0.9 pJ" in energy.subtitle and "4.6 pJ" in energy.subtitle

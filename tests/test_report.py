@@ -18,13 +18,15 @@ from snnbench.suite import load_suite
 runner = CliRunner()
 
 
-def record(entry: str, T: int, seed: int, top1: float, status: str = "ok", seconds: int = 10) -> RunRecord:
+def record(
+    entry: str, T: int, seed: int, top1: float, status: str = "ok", seconds: int = 10, track: str = "official"
+) -> RunRecord:
     """test_leaderboard's record with a history, cost metrics, a configuration and a duration."""
-    base = leaderboard_record(entry, T, seed, top1, status=status)
+    base = leaderboard_record(entry, T, seed, top1, status=status, track=track)
     history = [{"epoch": e, "loss": 1.0 / e, "val_top1": top1 - 3 + e, "train_top1": top1} for e in (1, 2, 3)]
     return base.model_copy(
         update={
-            "spec": {"arch": "mlp", "hparams": {"lr": 0.01}},
+            "spec": {**base.spec, "hparams": {"lr": 0.01}},
             "metrics": {**base.metrics, "energy_nj": 10.0 * T, "synops_per_sample": 9.0 * T},
             "history": history,
             "finished_at": f"2026-01-01T00:00:{seconds:02d}+00:00",
@@ -39,7 +41,18 @@ def results(write_suite, tmp_path):
             {
                 "timesteps": [1, 4],
                 "seeds": [0, 1],
-                "algorithms": {"bptt": {"arch": "mlp"}, "bptt-arctan": {"algorithm": "bptt", "arch": "mlp"}},
+                "algorithms": {
+                    "bptt": {
+                        "arch": "mlp",
+                        "fidelity": {
+                            "source": "someone/code@abc123",
+                            "deviations": [
+                                {"field": "dataset", "official": "MNIST", "reason": "runs offline"}
+                            ],
+                        },
+                    },
+                    "bptt-arctan": {"algorithm": "bptt", "arch": "mlp"},
+                },
                 "reference": [{"algorithm": "bptt", "T": 4, "top1": 97.5, "source": "Someone 2020, Table 1"}],
             }
         )
@@ -69,14 +82,30 @@ def test_site_pages_are_offline_sortable_and_link_every_run(results):
     bptt1 = next(r for r in rows if '<td>bptt</td><td class="num" data-v="1">' in r)
     assert 'data-v="82.0">82.00<' in bptt1 and 'href="runs/bptt_T1_s1_smoke_deadbeef.html"' in bptt1
     assert index.count('class="plot"') == 6  # three Pareto plots: a div and its figure each
-    figure = json.loads(re.search(r'data-target="pareto-all-T">(.*?)</script>', index).group(1))
+    figure = json.loads(re.search(r'data-target="pareto-official-T">(.*?)</script>', index).group(1))
     names = [trace["name"] for trace in figure["data"]]
-    assert names == ["bptt", "bptt-arctan", "Pareto front", "bptt (published)"]
+    assert names == ["bptt", "bptt-arctan", "Pareto front", "bptt (published, selection not stated)"]
     assert figure["data"][3]["marker"]["color"] == figure["data"][0]["marker"]["color"]
     assert "Someone 2020, Table 1" in index
     run = (site / "runs" / "bptt_T4_s0_smoke_deadbeef.html").read_text()
     assert "snnbench run --suite tiny --budget smoke --algorithms bptt --timesteps 4 --seeds 0" in run
     assert '"name":"val_top1 (%)"' in run and "abcdef1234567" in run and "hparams.lr" in run
+    assert "Fidelity card" in run and "ours None, official &#x27;MNIST&#x27;: runs offline" in run
+
+
+def test_site_ranks_each_track_apart_with_published_points_beside_the_official_one(results):
+    from snnbench.report import write_site
+
+    suite, store = results
+    store.save(record("bptt-arctan", 1, 0, 99.0, track="controlled").model_copy(update={"run_id": "ctl"}))
+    write_site(suite, store.root)
+    index = (store.root / "site" / "index.html").read_text()
+    assert re.findall(r'id="leaderboard-([^"]+)"', index) == ["controlled", "official"]
+    controlled, official = index.split('id="leaderboard-official"')
+    assert "99.00" in controlled.split('id="leaderboard-controlled"')[1] and "99.00" not in official
+    for track, published in (("controlled", []), ("official", ["bptt (published, selection not stated)"])):
+        figure = json.loads(re.search(rf'data-target="pareto-{track}-T">(.*?)</script>', index).group(1))
+        assert [t["name"] for t in figure["data"] if "published" in t["name"]] == published
 
 
 def test_site_is_deterministic_and_checked(results):

@@ -35,20 +35,23 @@ def body(dom: str) -> str:
 
 
 def test_committed_site_renders_sorts_and_filters_offline(tmp_path):
-    dom, log = rendered(f"{(SITE / 'index.html').as_uri()}?sort=top1&filter=bptt", tmp_path)
-    assert 'data-plots="3"' in body(dom) and "data-errors" not in body(dom)
+    page = SITE / "index.html"
+    tracks = re.findall(r'<table class="sortable" id="leaderboard-([^"]+)"', page.read_text())
+    dom, log = rendered(f"{page.as_uri()}?sort=top1&filter=bptt", tmp_path)
+    assert tracks and f'data-plots="{3 * len(tracks)}"' in body(dom) and "data-errors" not in body(dom)
     assert "Uncaught" not in log and "Failed to load resource" not in log
-    for axis in ("T", "sops", "energy"):  # each Pareto plot drawn by Plotly, one trace per method at least
-        plot = dom.split(f'id="pareto-all-{axis}"')[1].split('<script type="application/json"')[0]
-        assert 'class="main-svg"' in plot and plot.count('class="trace scatter') >= 10
-    table = dom.split('id="leaderboard-all"')[1].split("</table>")[0]
-    assert 'data-sorted="top1 asc"' in dom.split('id="leaderboard-all"')[1][:300]
-    rows = re.findall(r"<tr( hidden=\"\")?[^>]*>(.*?)</tr>", table)[1:]  # the header row first
-    shown = [cells for hidden, cells in rows if not hidden]
-    assert len(shown) == 8 and all(re.search(r"<td>bptt(-convnet)?</td>", cells) for cells in shown)
-    top1 = [float(re.findall(r'data-v="([^"]*)"', cells)[2]) for cells in shown]
-    assert top1 == sorted(top1) and len(set(top1)) > 1
-    assert len(rows) > len(shown)  # the other methods' rows are hidden, not removed
+    for track in tracks:
+        for axis in ("T", "sops", "energy"):  # each Pareto plot drawn by Plotly, a trace per method at least
+            plot = dom.split(f'id="pareto-{track}-{axis}"')[1].split('<script type="application/json"')[0]
+            assert 'class="main-svg"' in plot and plot.count('class="trace scatter') >= 2
+        table = dom.split(f'id="leaderboard-{track}"')[1].split("</table>")[0]
+        assert table.startswith(' data-filter="filter-') and 'data-sorted="top1 asc"' in table.split(">")[0]
+        rows = re.findall(r"<tr([^>]*)>(.*?)</tr>", table)[1:]  # the header row first
+        shown = [cells for attributes, cells in rows if "hidden" not in attributes]
+        assert all(re.search(r"<td>[^<]*bptt[^<]*</td>", cells) for cells in shown)
+        assert len(rows) > len(shown)  # the other methods' rows are hidden, not removed
+        top1 = [float(re.findall(r'data-v="([^"]*)"', cells)[2]) for cells in shown]
+        assert shown and top1 == sorted(top1) and len(set(top1)) > 1
 
 
 def test_a_run_page_draws_its_curves(tmp_path):
