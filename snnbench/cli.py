@@ -148,8 +148,7 @@ def run(
         )
         if dry_run or not quiet:
             grid = estimate_suite(
-                suite, overrides, out_dir=out, device=device.value, resume=resume, data_dir=data_dir,
-                timed_batches=2 if dry_run else 1,
+                suite, overrides, out_dir=out, device=device.value, resume=resume, data_dir=data_dir
             )  # fmt: skip
             if dry_run or grid.total_s > PRINT_BEFORE_RUN_S:
                 for line in describe(grid):
