@@ -10,7 +10,7 @@ GRID   := --executor pool --jobs 2
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e ".[dev,peers,ray]"
+	$(BIN)/pip install --quiet -e ".[dev,peers,ray,export]"
 	$(BIN)/pip install --quiet --no-deps spikingjelly==2.0.0 neurobench==2.3.0
 	touch $(STAMP)
 

@@ -1,8 +1,9 @@
-"""A worked snnbench plugin: surrogate-gradient BPTT with the arctan surrogate and a learnable threshold.
+"""A worked snnbench plugin: surrogate-gradient BPTT with the arctan surrogate (and nothing else changed).
 
 Fang, Yu, Chen, Huang, Masquelier & Tian, "Incorporating Learnable Membrane Time Constant to Enhance
 Learning of Spiking Neural Networks", ICCV 2021 (arctan surrogate g'(x) = α / (2 (1 + (π α x / 2)²)), α = 2,
-SpikingJelly's ATan default). Everything else is the built-in BPTT baseline (snnbench/algorithms/bptt.py).
+SpikingJelly's ATan default); the paper's learnable time constant is left out. Everything else is the
+built-in BPTT baseline (snnbench/algorithms/bptt.py).
 
 Run it beside the baselines and compare (see docs/adding-a-method.md):
 

@@ -34,6 +34,23 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(getattr(exc, "exit_code", 1))
 
 
+def _version(value: bool) -> None:
+    if value:
+        from snnbench import __version__
+
+        say(f"snnbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    pass  # options of the whole program only; the commands do the work
+
+
 Plugins = Annotated[
     list[Path] | None,
     typer.Option("--plugin", help="a method file to load (one-file plugin; repeatable)"),
@@ -165,8 +182,7 @@ def run(
         )
         if dry_run or not quiet:
             grid = estimate_suite(
-                suite, overrides, out_dir=out, device=device.value, resume=resume, data_dir=data_dir,
-                timed_batches=2 if dry_run else 1,
+                suite, overrides, out_dir=out, device=device.value, resume=resume, data_dir=data_dir
             )  # fmt: skip
             if dry_run or grid.total_s > PRINT_BEFORE_RUN_S:
                 for line in describe(grid):
@@ -193,13 +209,14 @@ def run(
         raise _fail(exc) from None
     if not quiet:
         console.print(summary_table(result))
-        if not result.trained:
-            say(
-                f"Nothing to train: all {len(result.skipped)} runs already have records "
-                "(use --no-resume to rerun)."
-            )
-        else:
-            say(f"Trained {len(result.trained)} runs, skipped {len(result.skipped)} with records.")
+    if not result.trained:  # the one line --quiet keeps (errors are printed either way)
+        say(
+            f"Nothing to train: all {len(result.skipped)} runs already have records "
+            "(use --no-resume to rerun)."
+        )
+    else:
+        say(f"Trained {len(result.trained)} runs, skipped {len(result.skipped)} with records.")
+    if not quiet:
         say(f"Records: {result.out_dir / 'runs'}")
         for path in result.files:
             say(f"Wrote {path}")
@@ -725,8 +742,8 @@ class CompareFormat(str, Enum):
 
 
 @app.command(
-    epilog="Example: snnbench compare --suite digits-lowT --method bptt-arctan --baselines bptt "
-    "--plugin examples/my_method.py"
+    epilog="Example: snnbench compare --suite digits-lowT --method ottt --baselines bptt --timesteps 4  "
+    "(entries with committed records; a plugin's entry: add --plugin FILE after running it)"
 )
 def compare(
     suite: Annotated[str, typer.Option(help="suite name or path")],

@@ -30,7 +30,7 @@ from snnbench.records import RecordStore, RunRecord
 from snnbench.suite import Overrides, RunSpec, Suite, expand, load_suite
 
 PRINT_BEFORE_RUN_S = 180.0  # ``run`` prints the estimate when the grid needs longer than this
-PROBE_SAMPLES = 8  # large batches are timed on this many samples and scaled linearly
+PROBE_SAMPLES = 2  # large batches are timed on this many samples and scaled linearly
 QUICK_PROBE_S = 0.05  # a probe quicker than this is repeated on the whole batch
 
 
@@ -78,7 +78,7 @@ def estimate_suite(
     device: str = "auto",
     resume: bool = True,
     data_dir: str | Path | None = None,
-    timed_batches: int = 2,
+    timed_batches: int = 1,
 ) -> GridEstimate:
     """Estimate every run of the grid ``run_suite`` would expand, without writing anything."""
     suite = ref if isinstance(ref, Suite) else load_suite(ref)

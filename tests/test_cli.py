@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+import snnbench
 from snnbench.cli import app
 
 runner = CliRunner()
@@ -22,6 +23,7 @@ runner = CliRunner()
         "show",
         "tune",
         "status",
+        "export",
         "datasets list",
         "datasets download",
         "datasets verify",
@@ -38,6 +40,16 @@ def test_bad_suite_exits_2_with_one_error_line(write_suite):
     result = runner.invoke(app, ["run", "--suite", str(path), "--quiet"])
     assert result.exit_code == 2
     assert result.stderr == "Error: tiny.yaml: algorithms.bptt.lr: expected a number, got 'fast'\n"
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert (result.exit_code, result.output) == (0, f"snnbench {snnbench.__version__}\n")
+
+
+def test_quiet_keeps_the_summary_line(write_suite, tmp_path):
+    result = runner.invoke(app, ["run", "--suite", str(write_suite()), "--out", str(tmp_path), "--quiet"])
+    assert (result.exit_code, result.output) == (0, "Trained 1 runs, skipped 0 with records.\n")
 
 
 def test_bad_option_value(write_suite):

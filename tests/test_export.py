@@ -1,4 +1,4 @@
-"""NIR export: the graph read back by snnTorch's NIR import (through nirtorch) gives our outputs, step by step."""
+"""NIR export: the graph read back by snnTorch's NIR import (via nirtorch) gives our outputs, step by step."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class NirLI(torch.nn.Module):
 
 
 class NirIF(torch.nn.Module):
-    """NIR's IF, v̇ = R x, fire at v > ϑ, v ← v_reset (snnTorch's import maps IF to a leaky neuron, β = 0.9)."""
+    """NIR's IF, v̇ = R x, fire at v > ϑ, v ← v_reset (snnTorch's import makes IF a leaky neuron, β = 0.9)."""
 
     def __init__(self, node: nir.IF) -> None:
         super().__init__()
@@ -147,21 +147,18 @@ def test_round_trip_gives_our_outputs(case: str, tmp_path) -> None:
 
 def test_hidden_layers_fire_in_the_round_trip_networks() -> None:
     """Otherwise the comparison above could not see a wrong threshold or reset."""
+    neurons = ("LIF", "ProxyNeuron", "TSSLNeuron")
     for entry, hparams in CASES.values():
         data = spec(entry, **hparams)
         net = spiking_network(data)
-        x = torch.rand(6, 3, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-        rates = []
-        hooks = [
-            m.register_forward_hook(
-                lambda m, i, o: rates.append(
-                    float((m.last_spikes if hasattr(m, "last_spikes") else o).float().mean())
-                )
-            )
-            for m in net.modules()
-            if type(m).__name__ in ("LIF", "ProxyNeuron", "TSSLNeuron")
-        ]
-        ours(net, data["algorithm"], x)
+        rates: list[float] = []
+
+        def record(module: torch.nn.Module, inputs: object, output: torch.Tensor, rates=rates) -> None:
+            spikes = module.last_spikes if type(module).__name__ == "TSSLNeuron" else output
+            rates.append(float(spikes.float().mean()))
+
+        hooks = [m.register_forward_hook(record) for m in net.modules() if type(m).__name__ in neurons]
+        ours(net, data["algorithm"], torch.rand(6, 3, 1, 8, 8, generator=torch.Generator().manual_seed(1)))
         for hook in hooks:
             hook.remove()
         assert rates and all(0 < r < 1 for r in rates), (entry, rates)
