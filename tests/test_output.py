@@ -16,7 +16,7 @@ from snnbench.cli import app
 from snnbench.errors import OutputError
 from snnbench.leaderboard import write_reports
 from snnbench.records import RecordStore, atomic_write_bytes
-from snnbench.runner import run_suite
+from snnbench.grid import run_suite
 from snnbench.suite import load_suite
 
 runner = CliRunner()
