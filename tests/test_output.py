@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from snnbench.cli import app
 from snnbench.errors import OutputError
+from snnbench.grid import run_suite
 from snnbench.leaderboard import write_reports
 from snnbench.records import RecordStore, atomic_write_bytes
-from snnbench.grid import run_suite
 from snnbench.suite import load_suite
 
 runner = CliRunner()
