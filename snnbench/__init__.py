@@ -20,15 +20,15 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from snnbench.grid import run_suite
     from snnbench.records import load_records
-    from snnbench.runner import run_suite
     from snnbench.suite import load_suite
 
 
 def __getattr__(name: str) -> Any:
     # lazy: importing snnbench (and its CLI) must not import torch
     if name == "run_suite":
-        from snnbench.runner import run_suite
+        from snnbench.grid import run_suite
 
         return run_suite
     if name == "load_suite":

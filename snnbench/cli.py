@@ -6,6 +6,7 @@ other exception is a bug and keeps its traceback. Heavy imports (torch) happen i
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from enum import Enum
@@ -87,6 +88,7 @@ class Executor(str, Enum):
 class Format(str, Enum):
     md = "md"
     csv = "csv"
+    json = "json"
 
 
 class Listing(str, Enum):
@@ -131,13 +133,23 @@ def run(
         typer.Option("--tuned", help="use the tuning records under OUT/SUITE/tuning (from `snnbench tune`)"),
     ] = False,
     plugin: Plugins = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="list the grid with a time estimate per run; train nothing")
+    ] = False,
+    save_models: Annotated[
+        bool,
+        typer.Option(
+            "--save-models", help="keep each run's final network (<out>/<suite>/models/, for export)"
+        ),
+    ] = False,
 ) -> None:
     """Train and evaluate a suite's grid (algorithms × T × seeds); write records, leaderboard and plots."""
     from snnbench.errors import SnnbenchError
 
     try:
         _load_plugins(plugin)
-        from snnbench.runner import run_suite
+        from snnbench.estimate import PRINT_BEFORE_RUN_S, describe, estimate_suite
+        from snnbench.grid import run_suite
         from snnbench.suite import MAX_TIMESTEPS, Overrides, load_suite
         from snnbench.tuning import with_tuning_records
 
@@ -151,6 +163,16 @@ def run(
             timesteps=_ints(timesteps, "--timesteps", (1, MAX_TIMESTEPS)),
             seeds=_ints(seeds, "--seeds"),
         )
+        if dry_run or not quiet:
+            grid = estimate_suite(
+                suite, overrides, out_dir=out, device=device.value, resume=resume, data_dir=data_dir,
+                timed_batches=2 if dry_run else 1,
+            )  # fmt: skip
+            if dry_run or grid.total_s > PRINT_BEFORE_RUN_S:
+                for line in describe(grid):
+                    say(line)
+            if dry_run:
+                return
         from snnbench.ui import ProgressRenderer, summary_table
 
         with ProgressRenderer(console, quiet=quiet) as renderer:
@@ -165,6 +187,7 @@ def run(
                 executor=Executor(executor).value,
                 jobs=jobs,
                 address=address,
+                save_models=save_models,
             )
     except SnnbenchError as exc:
         raise _fail(exc) from None
@@ -226,19 +249,12 @@ def tune(
         console.print(yaml.safe_dump({record["entry"]: {"tuned": block}}, sort_keys=False), markup=False)
 
 
-@app.command(epilog="Example: snnbench show cifar10-lowT/ottt")
-def show(
-    entry: Annotated[str, typer.Argument(help="SUITE/ENTRY: a suite entry")],
-    budget: Annotated[str | None, typer.Option(help="budget whose epochs and batch are shown")] = None,
-    plugin: Plugins = None,
-) -> None:
+def _show_entry(entry: str, budget: str | None, plugin: list[Path] | None) -> None:
     """Print a suite entry's fidelity card (official configuration, deviations) and its resolved config."""
     from snnbench.errors import SnnbenchError
 
     try:
         _load_plugins(plugin)
-        if "/" not in entry:
-            raise SnnbenchError(f"expected SUITE/ENTRY (e.g. digits-lowT/bptt), got {entry!r}")
         suite_name, key = entry.rsplit("/", 1)
         from snnbench.suite import load_suite, resolved_fields
 
@@ -310,7 +326,9 @@ def list_(what: Annotated[Listing, typer.Argument(help="what to list")], plugin:
 @app.command(epilog="Example: snnbench leaderboard --suite digits-lowT --format csv")
 def leaderboard(
     suite: Annotated[str, typer.Option(help="suite name or path")],
-    format: Annotated[Format, typer.Option(help="print as markdown or CSV")] = Format.md,
+    format: Annotated[
+        Format, typer.Option(help="print as markdown, CSV or JSON (rows with units and provenance)")
+    ] = Format.md,
     out: Annotated[Path, typer.Option(help="output directory holding <suite>/runs")] = Path("results"),
     budget: Annotated[str | None, typer.Option(help="budget to rank (default: the suite's)")] = None,
     check: Annotated[
@@ -356,20 +374,23 @@ def leaderboard(
         loaded = load_suite(suite)
         if columns is None:
             files = write_reports(loaded, out / loaded.name, budget)
-            text = (files[0] if format is Format.md else files[1]).read_text()
-        else:  # a custom view: printed, the committed files stay as generated
+        if columns is not None or format is Format.json:  # a view printed; the written files stay as they are
             import pandas as pd
 
-            from snnbench.leaderboard import by_track, select_records, to_markdown
+            from snnbench.leaderboard import by_track, select_records, to_json, to_markdown
             from snnbench.records import load_records
 
+            chosen = budget or loaded.default_budget
             df = select_records(load_records(out / loaded.name), loaded, budget)
-            tables = by_track(df, _names(columns))
-            text = (
-                to_markdown(tables, loaded, len(df), [], budget or loaded.default_budget)
-                if format is Format.md
-                else pd.concat(list(tables.values())).to_csv(index=False, float_format="%.4f")
-            )
+            tables = by_track(df, None if columns is None else _names(columns))
+            combined = pd.concat(list(tables.values()), ignore_index=True)
+            text = {
+                Format.md: lambda: to_markdown(tables, loaded, len(df), [], chosen),
+                Format.csv: lambda: combined.to_csv(index=False, float_format="%.4f"),
+                Format.json: lambda: to_json(combined, df, loaded, chosen),
+            }[format]()
+        else:
+            text = (files[0] if format is Format.md else files[1]).read_text()
     except SnnbenchError as exc:
         raise _fail(exc) from None
     sys.stdout.write(text)
@@ -416,6 +437,142 @@ def plot(
         say(f"Wrote {path}")
 
 
+@app.command(
+    epilog="Example: snnbench report --suite digits-lowT  (then open results/digits-lowT/site/index.html)"
+)
+def report(
+    suite: Annotated[str, typer.Option(help="suite name or path")],
+    out: Annotated[Path | None, typer.Option(help="site directory (default: RESULTS/<suite>/site)")] = None,
+    results: Annotated[Path, typer.Option(help="directory holding <suite>/runs")] = Path("results"),
+    budget: Annotated[str | None, typer.Option(help="budget to report (default: the suite's)")] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="only verify the site equals what the records produce")
+    ] = False,
+) -> None:
+    """Write a static HTML site (opens offline from disk): leaderboards, interactive Pareto plots, a page
+    per run."""
+    from snnbench.errors import SnnbenchError
+
+    try:
+        from snnbench.report import check_site, write_site
+        from snnbench.suite import load_suite
+
+        loaded = load_suite(suite)
+        suite_dir = results / loaded.name
+        site = out or suite_dir / "site"
+        if check:
+            problems = check_site(loaded, suite_dir, site, budget)
+            if problems:
+                raise SnnbenchError(
+                    f"{len(problems)} stale file(s) in {site}; regenerate with "
+                    f"`snnbench report --suite {suite}`\n" + "\n".join(problems)
+                )
+            say(f"{site}: the report matches the records")
+            return
+        files = write_site(loaded, suite_dir, site, budget)
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    say(f"Wrote {len(files)} files; open {site / 'index.html'}")
+
+
+class ShowFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command(
+    epilog="Example: snnbench show cifar10-lowT/ottt;  snnbench show bptt_T4_s0_full_<hash8> --format json"
+    "  (run ids: results/<suite>/runs/*.json)"
+)
+def show(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="SUITE/ENTRY: a suite entry's fidelity card and resolved configuration; "
+            "RUN_ID: one run's record"
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="directory holding <suite>/runs")] = Path("results"),
+    format: Annotated[ShowFormat, typer.Option(help="text, or the whole record as JSON")] = ShowFormat.text,
+    budget: Annotated[str | None, typer.Option(help="SUITE/ENTRY: the budget whose epochs are shown")] = None,
+    plugin: Plugins = None,
+) -> None:
+    """A suite entry (fidelity card, resolved configuration) or one run's record (configuration, metrics,
+    fidelity card, provenance and the command that reproduces it)."""
+    from snnbench.errors import SnnbenchError
+
+    if "/" in target:
+        _show_entry(target, budget, plugin)
+        return
+    run_id = target
+    try:
+        from snnbench.report import find_record, record_sections
+        from snnbench.suite import load_suite
+
+        record = find_record(out, run_id)
+        if format is ShowFormat.json:
+            sys.stdout.write(json.dumps(record.model_dump(mode="json"), indent=2) + "\n")
+            return
+        try:
+            suite = load_suite(record.suite)
+        except SnnbenchError:  # a record of a suite file not at hand: shown without the suite's card
+            suite = None
+        sections = record_sections(record, suite)
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    from rich.table import Table
+
+    for title, items in sections:
+        table = Table(title=title, title_justify="left", show_header=False, box=None, title_style="bold")
+        table.add_column(style="dim", no_wrap=True)
+        table.add_column(overflow="fold")
+        for key, value in items:
+            table.add_row(str(key), str(value))
+        console.print(table)
+        console.print()
+
+
+@app.command(epilog="Example: snnbench status --suite digits-lowT --budget smoke")
+def status(
+    suite: Annotated[str, typer.Option(help="suite name or path")],
+    out: Annotated[Path, typer.Option(help="directory holding <suite>/runs")] = Path("results"),
+    budget: Annotated[str | None, typer.Option(help="budget (default: the suite's)")] = None,
+) -> None:
+    """What of a suite's grid is done, stale, failed, running (claimed), resumable or pending, with the
+    time left estimated from the records."""
+    from snnbench.errors import SnnbenchError
+
+    try:
+        from snnbench.status import STATES, format_duration, suite_status, summary_line
+        from snnbench.suite import load_suite
+
+        loaded = load_suite(suite)
+        statuses = suite_status(loaded, out, budget)
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    from rich import box
+    from rich.table import Table
+
+    table = Table(
+        title=f"{loaded.name} ({budget or loaded.default_budget}) under {out}",
+        header_style="bold",
+        box=box.SIMPLE,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("entry", no_wrap=True)
+    for state in [*STATES, "time left"]:
+        table.add_column(state, justify="right", min_width=len(state))
+    for s in statuses:
+        cells = [str(s.counts[state] or "·") for state in STATES]
+        table.add_row(s.entry, *cells, format_duration(s.eta_s))
+    console.print(table)
+    for s in statuses:
+        for line in s.running:
+            say(f"running: {line}")
+    say(summary_line(statuses))
+
+
 @app.command(epilog="Example: snnbench merge machine-a/results machine-b/results --out results")
 def merge(
     sources: Annotated[list[Path], typer.Argument(help="results directories to fold in")],
@@ -434,6 +591,38 @@ def merge(
     say(merge_summary(report))
     if report.conflicts:
         raise typer.Exit(1)
+
+
+class ExportFormat(str, Enum):
+    nir = "nir"
+
+
+@app.command(
+    epilog="Example: snnbench run --suite digits-lowT --algorithms bptt --save-models; "
+    "snnbench export bptt_T4_s0_full_1a2b3c4d --to bptt.nir"
+)
+def export(
+    run_id: Annotated[str, typer.Argument(help="a run saved with `run --save-models`")],
+    to: Annotated[
+        Path | None, typer.Option(help="file to write (default: <out>/<suite>/models/RUN_ID.nir)")
+    ] = None,
+    format: Annotated[ExportFormat, typer.Option(help="graph format")] = ExportFormat.nir,
+    out: Annotated[Path, typer.Option(help="output directory holding <suite>/runs")] = Path("results"),
+) -> None:
+    """Write a saved network as a NIR graph (Neuromorphic Intermediate Representation); see docs/export.md."""
+    from snnbench.errors import SnnbenchError
+
+    try:
+        from snnbench.export import export_run
+
+        found = sorted(out.glob(f"*/runs/{run_id}.json"))
+        if not found:
+            raise SnnbenchError(f"no record {run_id}.json under {out}/*/runs")
+        suite = found[0].parent.parent.name
+        path = export_run(out, suite, run_id, to or out / suite / "models" / f"{run_id}.{format.value}")
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    say(f"Wrote {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

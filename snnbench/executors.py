@@ -48,6 +48,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def holder(store: RecordStore, run_id: str) -> str | None:
+    """``host:pid`` of the live process (or other host) holding the run's lock file; None when free."""
+    lock = store.checkpoints / f"{run_id}.lock"
+    try:
+        text = lock.read_text()
+        host, pid = text.rsplit(":", 1)
+        alive = host != socket.gethostname() or _pid_alive(int(pid))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return "unreadable lock"
+    return text if alive else None
+
+
 def claim(store: RecordStore, run_id: str) -> bool:
     """Take the run's lock file; False when a live process (or another host) holds it."""
     lock = store.checkpoints / f"{run_id}.lock"
@@ -57,11 +71,7 @@ def claim(store: RecordStore, run_id: str) -> bool:
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            try:
-                host, pid = lock.read_text().rsplit(":", 1)
-            except (OSError, ValueError):
-                return False
-            if host != socket.gethostname() or _pid_alive(int(pid)):
+            if holder(store, run_id) is not None:
                 return False
             lock.unlink(missing_ok=True)  # its owner died (killed run): take it over
             continue
@@ -83,6 +93,7 @@ def run_task(
     data_dir: str | None,
     on_event: ev.EventSink = ev.ignore,
     threads: int | None = None,
+    save_models: bool = False,
 ) -> list[RunRecord]:
     """Run a task's specs in order (in any process); runs claimed elsewhere are left out."""
     from snnbench.environment import reuse_freed_cpu_memory
@@ -99,9 +110,15 @@ def run_task(
         if not claim(store, spec.run_id):
             continue
         try:
-            record = run_one(spec, store, device=device, data_dir=data_dir, on_event=on_event)
+            options = {
+                "device": device,
+                "data_dir": data_dir,
+                "on_event": on_event,
+                "save_model": save_models,
+            }
+            record = run_one(spec, store, **options)
             if record.status == "failed":  # retried once, then recorded as failed
-                record = run_one(spec, store, device=device, data_dir=data_dir, on_event=on_event)
+                record = run_one(spec, store, **options)
         finally:
             release(store, spec.run_id)
         records.append(record)
@@ -118,12 +135,14 @@ def execute(
     jobs: int = 2,
     address: str | None = None,
     on_event: ev.EventSink = ev.ignore,
+    save_models: bool = False,
 ) -> list[RunRecord]:
     """Run every task with the chosen executor; returns the records written."""
     common = {
         "out_dir": str(out_dir),
         "device": device,
         "data_dir": None if data_dir is None else str(data_dir),
+        "save_models": save_models,
     }
     if executor == "local":
         return [r for task in tasks for r in run_task(task, on_event=on_event, **common)]
@@ -158,7 +177,13 @@ def _pool(
         for i, task in enumerate(tasks):
             device = f"cuda:{i % gpus}" if gpus > 1 else common["device"]
             future = pool.submit(
-                run_task, task, common["out_dir"], device, common["data_dir"], threads=threads
+                run_task,
+                task,
+                common["out_dir"],
+                device,
+                common["data_dir"],
+                threads=threads,
+                save_models=common["save_models"],
             )
             futures[future] = task
         for future in as_completed(futures):
@@ -199,7 +224,13 @@ def _ray(
         first = task[0]
         options = {"num_cpus": first.num_cpus, "num_gpus": first.num_gpus, "max_retries": 0}
         refs[
-            remote.options(**options).remote(task, common["out_dir"], common["device"], common["data_dir"])
+            remote.options(**options).remote(
+                task,
+                common["out_dir"],
+                common["device"],
+                common["data_dir"],
+                save_models=common["save_models"],
+            )
         ] = task
     records: list[RunRecord] = []
     pending = list(refs)

@@ -7,6 +7,7 @@ version or source of the method are flagged ``stale``.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,65 @@ def _markdown_table(table: pd.DataFrame) -> list[str]:
         cells += [str(row["n_diverged"]), str(row["n_failed"]), str(row["stale"])]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+# the table's own columns (metric columns are described by METRICS)
+COLUMNS = {
+    "algorithm": "the suite entry (a method, or a labelled variant of one)",
+    "T": "time steps",
+    "n": "ok runs averaged (seeds)",
+    "n_diverged": "runs stopped on a non-finite loss or weights",
+    "n_failed": "runs that raised an error",
+    "stale": "records made by another version or source of the method than the current one",
+    "seeds": "seeds of the ok runs",
+}
+
+
+def _column_meta(column: str) -> dict[str, Any]:
+    metric = METRICS.get(column.removesuffix("_mean").removesuffix("_std"))
+    if metric is None:
+        return {"definition": COLUMNS.get(column, "")}
+    if column.endswith("_std"):
+        return {"unit": metric.unit, "definition": f"std over seeds (ddof 1) of {metric.definition}"}
+    return {
+        "unit": metric.unit,
+        "higher_is_better": metric.higher_is_better,
+        "definition": f"mean over ok runs of {metric.definition}",
+    }
+
+
+def to_json(table: pd.DataFrame, df: pd.DataFrame, suite: Suite, budget: str) -> str:
+    """The leaderboard for scripts: every column with its unit and direction, each row with the records it
+    was computed from (run ids, revisions, devices, method versions); published figures apart."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, float) and math.isnan(value):
+            return None
+        return value.item() if hasattr(value, "item") else value
+
+    rows = []
+    for row in table.to_dict(orient="records"):
+        part = df[(df["entry"] == row["algorithm"]) & (df["T"] == row["T"])]
+        provenance = {
+            "run_ids": sorted(part["run_id"]),
+            "statuses": {str(k): int(v) for k, v in sorted(part["status"].value_counts().items())},
+            "git_revisions": sorted({str(r) for r in part["git_revision"].dropna()}),
+            "devices": sorted({str(d) for d in part["device"].dropna()}),
+            "algorithm_versions": sorted({int(v) for v in part["algorithm_version"]}),
+            "algorithm_source_sha256": sorted(set(part["algorithm_source_sha256"])),
+        }
+        rows.append({**{k: plain(v) for k, v in row.items()}, "provenance": provenance})
+    document = {
+        "suite": suite.name,
+        "suite_version": suite.version,
+        "budget": budget,
+        "n_records": len(df),
+        "generated_by": f"snnbench leaderboard --suite {suite.name} --budget {budget} --format json",
+        "columns": {c: _column_meta(c) for c in table.columns},
+        "rows": rows,
+        "published": [r.model_dump(mode="json") for r in suite.reference],
+    }
+    return json.dumps(document, indent=1, allow_nan=False) + "\n"
 
 
 def write_reports(

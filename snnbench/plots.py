@@ -1,12 +1,19 @@
-"""Pareto plots: accuracy against latency (T), one line per method, error bars over seeds, front marked."""
+"""Pareto plots: accuracy against latency (T), synaptic operations or energy; one line per method, error bars
+over seeds, the front marked, published points in their method's colour.
+
+:func:`plot_data` decides what is drawn (series, front, published points, y-range, clipped points) once;
+:func:`pareto` draws it with matplotlib (PNG + SVG) and :mod:`snnbench.report` with Plotly (HTML).
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from snnbench.suite import Suite
+from snnbench.suite import ReferenceRow, Suite
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -25,71 +32,215 @@ AXES = {
     "sops": ("synops_per_sample_mean", "synaptic operations per sample (ACs + MACs)"),
     "energy": ("energy_nj_mean", "estimated energy per sample (nJ)"),
 }
+# matplotlib's tab10, then ten more distinct hues: a method keeps its colour on every plot and page
+PALETTE = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+    "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354",
+    "#756bb1", "#636363",
+]  # fmt: skip
+MARKERS = "osD^vP*Xh<>"
+DODGE = 0.035  # horizontal separation of points stacked on one x, in decades of the log axis ...
+DODGE_WIDTH = 0.12  # ... at most this wide in all (decades), however many points share the x
+SHOWN_BELOW_FRONT = 25.0  # top-1 points (%) shown below the lowest front point; lower ones are clipped
+
+
+@dataclass
+class Series:
+    """One method's points: x as measured, x as drawn (stacked points dodged apart), top-1 mean ± std."""
+
+    name: str
+    colour: str
+    marker: str
+    x: list[float]
+    x_drawn: list[float]
+    y: list[float]
+    std: list[float]
+    T: list[int]
+    n: list[int]
+
+
+@dataclass
+class Published:
+    """A published figure placed on the plot, in the colour of the method it reports."""
+
+    algorithm: str
+    colour: str
+    T: float
+    top1: float
+    std: float | None
+    label: str
+
+
+@dataclass
+class PlotData:
+    """Everything a Pareto plot shows, independent of the drawing library."""
+
+    column: str
+    x_label: str
+    title: str
+    subtitle: str
+    series: list[Series]
+    front: list[tuple[float, float]]  # (x drawn, top-1)
+    published: list[Published]
+    y_range: tuple[float, float] | None
+    clipped: list[tuple[str, float, float]] = field(default_factory=list)  # (method, x drawn, y) below range
+
+
+def colours(names: list[str]) -> dict[str, str]:
+    """A stable colour per method name (sorted order)."""
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(sorted(set(names)))}
+
+
+def _dodged(points: list[tuple[int, float]]) -> dict[int, float]:
+    """Spread points sharing one x symmetrically around it on the log axis: {point index: drawn x}."""
+    by_x: dict[float, list[int]] = {}
+    for i, x in points:
+        by_x.setdefault(x, []).append(i)
+    drawn = {}
+    for x, members in by_x.items():
+        step = min(DODGE, DODGE_WIDTH / max(len(members) - 1, 1))
+        for j, i in enumerate(members):
+            drawn[i] = x * 10 ** (step * (j - (len(members) - 1) / 2))
+    return drawn
+
+
+def _y_range(front: list[float], points: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """Top-1 range shown: every point (± std) within ``SHOWN_BELOW_FRONT`` of the lowest front or published
+    point, up to 100; points further below are drawn clipped on the bottom edge."""
+    if not front:
+        return None
+    floor = min(front) - SHOWN_BELOW_FRONT
+    low = min(y - s for y, s in points if y >= floor)
+    span = max(100.0 - low, 5.0)
+    return max(0.0, low - 0.06 * span), 100.0 + 0.03 * span
+
+
+def _published_label(row: ReferenceRow) -> str:
+    selection = getattr(row, "selection", None)  # the selection rule, where the suite states it
+    return f"{row.algorithm} (published{', ' + selection if selection else ''})"
+
+
+def plot_data(table: pd.DataFrame, suite: Suite, x: str = "T", track: str | None = None) -> PlotData:
+    """What the Pareto plot of accuracy against ``x`` (``T``, ``sops`` or ``energy``) shows for the rows of
+    one ``track`` (published points only beside the official track, whose set-ups they report)."""
+    column, x_label = AXES[x]
+    if column not in table:
+        table = table.assign(**{column: float("nan")})
+    ok = table.dropna(subset=[column, "top1_mean"])
+    palette = colours(list(table["algorithm"]) + [r.algorithm for r in suite.reference])
+    groups = [(name, g.sort_values(column)) for name, g in ok.groupby("algorithm", sort=True)]
+    flat = [(name, float(v)) for name, g in groups for v in g[column]]
+    drawn = _dodged([(i, v) for i, (_, v) in enumerate(flat)])
+    series, offset = [], 0
+    for k, (name, g) in enumerate(groups):
+        series.append(
+            Series(
+                name=str(name),
+                colour=palette[name],
+                marker=MARKERS[k % len(MARKERS)],
+                x=[float(v) for v in g[column]],
+                x_drawn=[drawn[offset + j] for j in range(len(g))],
+                y=[float(v) for v in g["top1_mean"]],
+                std=[0.0 if math.isnan(s) else float(s) for s in g["top1_std"]],
+                T=[int(t) for t in g["T"]],
+                n=[int(n) for n in g["n"]],
+            )
+        )
+        offset += len(g)
+    drawn_at = {(px, py): dx for s in series for px, dx, py in zip(s.x, s.x_drawn, s.y, strict=True)}
+    front = [(drawn_at[p], p[1]) for p in pareto_front(list(drawn_at))]
+    published = [
+        Published(r.algorithm, palette[r.algorithm], float(r.T), r.top1, r.top1_std, _published_label(r))
+        for r in suite.reference
+        if x == "T" and r.T is not None and track in (None, "official")
+    ]
+    points = [(y, sd) for s in series for y, sd in zip(s.y, s.std, strict=True)]
+    points += [(p.top1, p.std or 0.0) for p in published]
+    y_range = _y_range([y for _, y in front] + [p.top1 for p in published], points)
+    clipped = [
+        (s.name, dx, y)
+        for s in series
+        for dx, y in zip(s.x_drawn, s.y, strict=True)
+        if y_range is not None and y < y_range[0]
+    ]
+    subtitle = ""
+    if x == "energy":
+        subtitle = (
+            f"E = ACs × {suite.energy.e_ac_pj:g} pJ + MACs × {suite.energy.e_mac_pj:g} pJ "
+            "(32-bit float add / multiply-add, 45 nm, Horowitz 2014)"
+        )
+    what = "latency" if x == "T" else x_label.split(" per ")[0]
+    title = f"{suite.name}{f' ({track} track)' if track else ''}: accuracy vs {what}"
+    return PlotData(column, x_label, title, subtitle, series, front, published, y_range, clipped)
 
 
 def pareto(
     table: pd.DataFrame, suite: Suite, stem: Path, x: str = "T", track: str | None = None
 ) -> list[Path]:
-    """Draw ``stem.png`` and ``stem.svg`` of accuracy against ``x`` (``T``, ``sops`` or ``energy``) for the
-    rows of one track (published points only on the official track's plot)."""
-    column, x_label = AXES[x]
-    if column not in table:
-        table = table.assign(**{column: float("nan")})
-    table = table.dropna(subset=[column])
+    """Draw ``stem.png`` and ``stem.svg`` of accuracy against ``x`` (``T``, ``sops`` or ``energy``) for one
+    track's rows."""
+    data = plot_data(table, suite, x, track)
     import matplotlib
 
     matplotlib.use("Agg")
     matplotlib.rcParams["svg.hashsalt"] = "snnbench"  # deterministic SVG ids: committed plots can be checked
     import matplotlib.pyplot as plt
 
-    ok = table.dropna(subset=["top1_mean"])
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=150)
-    markers = "osD^vP*Xh<>"
-    for i, (name, group) in enumerate(ok.groupby("algorithm", sort=True)):
-        group = group.sort_values(column)
+    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=150)
+    for s in data.series:
         ax.errorbar(
-            group[column],
-            group["top1_mean"],
-            yerr=group["top1_std"].fillna(0.0),
-            marker=markers[i % len(markers)],
-            markersize=6,
+            s.x_drawn,
+            s.y,
+            yerr=s.std,
+            marker=s.marker,
+            markersize=5,
             capsize=3,
-            linewidth=1.6,
-            label=f"{name}",
+            linewidth=1.4,
+            color=s.colour,
+            label=s.name,
         )
-    front = pareto_front(list(zip(ok[column].astype(float), ok["top1_mean"].astype(float), strict=True)))
-    if front:
-        xs, ys = zip(*front, strict=True)
+    if data.front:
+        xs, ys = zip(*data.front, strict=True)
         ax.step(
             xs, ys, where="post", color="black", linestyle="--", linewidth=1, alpha=0.6, label="Pareto front"
         )
-        ax.scatter(xs, ys, s=150, facecolors="none", edgecolors="black", linewidths=1.4, zorder=5)
-    refs = [r for r in suite.reference if r.T is not None] if x == "T" and track in (None, "official") else []
-    if refs:
-        ax.scatter(
-            [r.T for r in refs],
-            [r.top1 for r in refs],
-            marker="x",
-            color="grey",
-            s=50,
-            label="published (ref.)",
-        )
-    values = sorted(ok[column].unique()) if not ok.empty else []
+        ax.scatter(xs, ys, s=150, facecolors="none", edgecolors="black", linewidths=1.2, zorder=5)
+    for p in data.published:
+        ax.errorbar(
+            [p.T], [p.top1], yerr=[p.std or 0.0], marker="*", markersize=11, color=p.colour,
+            markeredgecolor="black", markeredgewidth=0.6, linestyle="none", capsize=3, label=p.label,
+        )  # fmt: skip
+    if data.y_range is not None:
+        ax.set_ylim(*data.y_range)
+        for name, dx, y in data.clipped:  # below the range: an arrow on the bottom edge, value written
+            ax.annotate(
+                f"{name} {y:.1f}",
+                (dx, data.y_range[0]),
+                xytext=(0, 12),
+                textcoords="offset points",
+                ha="center",
+                fontsize=6.5,
+                color="dimgrey",
+                arrowprops={"arrowstyle": "->", "color": "dimgrey", "lw": 0.8},
+            )
+    values = sorted({v for s in data.series for v in s.x})
     if x == "T" and values:
         ax.set_xscale("log", base=2)
         ax.set_xticks(values)
         ax.set_xticklabels([str(int(v)) for v in values])
+        ax.minorticks_off()
     elif values:
         ax.set_xscale("log")
-    ax.set_xlabel(x_label)
+    ax.set_xlabel(data.x_label)
     ax.set_ylabel("top-1 accuracy (%), final epoch, mean ± std")
-    what = "latency" if x == "T" else x_label.split(" per ")[0]
-    ax.set_title(f"{suite.name}{f' ({track} track)' if track else ''}: accuracy vs {what}")
+    ax.set_title(data.title + (f"\n{data.subtitle}" if data.subtitle else ""), fontsize=10)
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     else:
-        ax.text(0.5, 0.5, f"no records carry {column}", transform=ax.transAxes, ha="center", color="grey")
+        ax.text(
+            0.5, 0.5, f"no records carry {data.column}", transform=ax.transAxes, ha="center", color="grey"
+        )
     fig.tight_layout()
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     stem.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ Layout under an output directory ``OUT`` (``results`` by default)::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -56,6 +57,7 @@ class RunRecord(BaseModel):
     environment: dict[str, Any] = Field(default_factory=dict)
     resumed_from_epoch: int = 0
     training_shared_with: str | None = None  # run trained once for all T (method ignores T in training)
+    model_sha256: str | None = None  # sha256 of models/<run_id>.pt (``run --save-models``), else None
     started_at: str
     finished_at: str
 
@@ -84,13 +86,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def atomic_torch_save(path: Path, obj: Any) -> None:
-    """``torch.save`` with the same atomic guarantee."""
+def atomic_torch_save(path: Path, obj: Any) -> str:
+    """``torch.save`` with the same atomic guarantee; returns the file's sha256."""
     import io
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
 def read_record(path: Path) -> RunRecord:
@@ -164,6 +167,10 @@ class RecordStore:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def model_path(self, run_id: str) -> Path:
+        """The final network of a run saved with ``--save-models``: a plain state dict."""
+        return self.root / "models" / f"{run_id}.pt"
 
     def trained_path(self, training_key: str) -> Path:
         """Trained network shared by runs that differ only in T."""

@@ -15,7 +15,6 @@ import random
 import time
 import traceback
 import warnings
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -38,26 +37,13 @@ from snnbench.metrics import (
 )
 from snnbench.provenance import source_sha256
 from snnbench.records import RecordStore, RunRecord, atomic_torch_save
-from snnbench.suite import Overrides, RunSpec, Suite, Validation, expand, load_suite
+from snnbench.suite import RunSpec, Validation
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation noise (rate coding) never consumes the training generator
 # A mean epoch loss above this has exploded: cross-entropy starts near ln C and spike-count losses are
 # bounded by C·T²/2 (the largest in the committed records: ST-RSBP, 211). lr 1e6 gives 1e8 and more.
 EXPLODED_LOSS = 1e6
 LOSS_GROWTH = 1e3
-
-
-@dataclass
-class SuiteResult:
-    """What :func:`run_suite` did."""
-
-    suite: Suite
-    out_dir: Path
-    specs: list[RunSpec]
-    records: list[RunRecord]
-    trained: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
 
 
 def seed_everything(seed: int) -> None:
@@ -160,10 +146,12 @@ def run_one(
     index: int = 1,
     total: int = 1,
     final_test: bool = True,
+    save_model: bool = False,
 ) -> RunRecord:
     """Train and evaluate one spec and save its record; a crash inside the method gives a ``failed``
     record. ``final_test=False`` (tuning trials) never reads the test set: the record then holds validation
-    figures only."""
+    figures only. ``save_model``: also keep the final network's state dict (see
+    :meth:`RecordStore.model_path`)."""
     started = _now()
     torch_device = resolve_device(device)
     algorithm_cls = algorithms.get(spec.algorithm)
@@ -186,7 +174,7 @@ def run_one(
     }
     try:
         outcome = _train_and_evaluate(
-            spec, store, algorithm_cls, torch_device, data_dir, on_event, index, total, final_test
+            spec, store, algorithm_cls, torch_device, data_dir, on_event, index, total, final_test, save_model
         )
     except KeyboardInterrupt:
         raise
@@ -214,7 +202,8 @@ def _train_and_evaluate(
     on_event: ev.EventSink,
     index: int,
     total: int,
-    final_test: bool = True,
+    final_test: bool,
+    save_model: bool,
 ) -> dict[str, Any]:
     data = load_data(spec, data_root(data_dir))
     validation = Validation.model_validate(spec.validation)
@@ -361,6 +350,9 @@ def _train_and_evaluate(
             metrics["val_selected_epoch"] = best["epoch"]
         metrics.update(count_operations(algorithm, net, val, evaluation_context(-2), spec))
         metrics["connection_sparsity"] = connection_sparsity(net)
+    model_sha256 = None
+    if save_model and status == "ok":  # tensors only: loadable with torch.load(..., weights_only=True)
+        model_sha256 = atomic_torch_save(store.model_path(spec.run_id), net.state_dict())
     return {
         "status": status,
         "error": error,
@@ -369,6 +361,7 @@ def _train_and_evaluate(
         "dataset_provenance": {**data.provenance, "validation": val_provenance},
         "resumed_from_epoch": start_epoch,
         "training_shared_with": shared_with,
+        "model_sha256": model_sha256,
     }
 
 
@@ -382,67 +375,3 @@ def count_operations(
         for x, _ in split.batches(spec.eval_batch_size, shuffle=False, device=ctx.device):
             algorithm.predict(net, x, ctx)
     return counter.summary(len(split), **spec.energy)  # the suite's constants (metrics' defaults if none)
-
-
-def run_suite(
-    ref: str | Path | Suite,
-    overrides: Overrides | None = None,
-    *,
-    out_dir: str | Path = "results",
-    device: str = "auto",
-    resume: bool = True,
-    data_dir: str | Path | None = None,
-    on_event: ev.EventSink = ev.ignore,
-    write_reports: bool = True,
-    executor: str = "local",
-    jobs: int = 2,
-    address: str | None = None,
-) -> SuiteResult:
-    """Expand a suite, run what has no record (or everything with ``resume=False``) with the chosen
-    executor (see :mod:`snnbench.executors`), and write the reports."""
-    suite = ref if isinstance(ref, Suite) else load_suite(ref)
-    specs = expand(suite, overrides)
-    resolve_device(device)  # fail before training on a bad device
-    store = RecordStore(out_dir, suite.name)
-    done = {}
-    if resume:
-        for spec in specs:
-            record = store.load(spec.run_id)
-            if record is not None and record.status in ("ok", "diverged"):
-                done[spec.run_id] = record
-    result = SuiteResult(suite, store.root, specs, [])
-    todo = [s for s in specs if s.run_id not in done]
-    if todo:  # missing or corrupt data fails here, before any training, naming files, URLs and the command
-        datasets.get(suite.dataset)().verify(data_root(data_dir))
-    on_event(ev.SuiteStarted(suite.name, len(specs), len(todo), store.root))
-    for spec in specs:
-        if spec.run_id in done:
-            result.skipped.append(spec.run_id)
-            result.records.append(done[spec.run_id])
-            on_event(ev.RunSkipped(spec, done[spec.run_id].status))
-    from snnbench.executors import execute, group_tasks
-
-    with algorithms.frozen():
-        records = execute(
-            group_tasks(todo),
-            executor=executor,
-            out_dir=out_dir,
-            device=device,
-            data_dir=data_dir,
-            jobs=jobs,
-            address=address,
-            on_event=on_event,
-        )
-    result.records += records
-    result.trained += [r.run_id for r in records]
-    if write_reports and result.records:  # nothing to report when every run was claimed elsewhere
-        from snnbench.leaderboard import write_reports as write
-
-        with store.reports_lock():
-            result.files = write(suite, store.root, (overrides or Overrides()).budget)
-    on_event(
-        ev.SuiteFinished(
-            suite.name, store.root, len(result.trained), len(result.skipped), tuple(result.files)
-        )
-    )
-    return result

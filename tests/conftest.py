@@ -9,11 +9,16 @@ import pytest
 import torch
 import yaml
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Under pytest-xdist, each worker (and every process it starts) computes on one thread: two workers with
-    a thread per core each would oversubscribe the cores, and OpenMP's spinning threads then wait on each
-    other."""
+    """Processes the tests start (``python -m snnbench ...``) import the snnbench under test, not whichever
+    one is installed (an editable install of another checkout ran other code: a killed run then resumed
+    under a different run id). Under pytest-xdist, each worker (and every process it starts) computes on
+    one thread: two workers with a thread per core each would oversubscribe the cores, and OpenMP's
+    spinning threads then wait on each other."""
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ["OMP_NUM_THREADS"] = "1"
         torch.set_num_threads(1)

@@ -122,8 +122,8 @@ def test_a_timed_out_wait_falls_back_to_torch_ops_with_a_warning(monkeypatch):
 def test_the_runner_builds_the_kernels_before_training_and_records_the_path(write_suite, monkeypatch):
     """A first build (20–60 s) must not land in ``train_time_s``: it happens while the record's environment is
     gathered, before the run starts."""
+    from snnbench.grid import run_suite
     from snnbench.neurons import functional
-    from snnbench.runner import run_suite
 
     order: list[str] = []
 

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from snnbench.check import merge
 from snnbench.cli import app
-from snnbench.runner import run_suite
+from snnbench.grid import run_suite
 
 runner = CliRunner()
 

@@ -12,7 +12,20 @@ runner = CliRunner()
 
 @pytest.mark.parametrize(
     "command",
-    ["run", "list", "leaderboard", "plot", "merge", "datasets list", "datasets download", "datasets verify"],
+    [
+        "run",
+        "list",
+        "leaderboard",
+        "plot",
+        "merge",
+        "report",
+        "show",
+        "tune",
+        "status",
+        "datasets list",
+        "datasets download",
+        "datasets verify",
+    ],  # fmt: skip
 )
 def test_every_command_has_help_with_an_example(command):
     result = runner.invoke(app, [*command.split(), "--help"])
@@ -50,7 +63,7 @@ def test_run_twice_then_leaderboard(write_suite, tmp_path):
     assert plot.exit_code == 0 and "pareto-official.png" in plot.output
     for axis in ("sops", "energy"):
         plot = runner.invoke(app, ["plot", "--suite", path, "--out", out, "--x", axis])
-        assert plot.exit_code == 0 and f"pareto-{axis}.png" in plot.output
+        assert plot.exit_code == 0 and f"pareto-{axis}-official.png" in plot.output
     picked = runner.invoke(
         app,
         [

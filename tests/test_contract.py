@@ -15,7 +15,7 @@ from snnbench.algorithms import Algorithm, EpochTally, algorithms
 from snnbench.architectures import architectures, resolve_architecture
 from snnbench.data import datasets
 from snnbench.data.encoding import encodings
-from snnbench.runner import run_suite
+from snnbench.grid import run_suite
 from snnbench.suite import Overrides, load_suite
 
 BUILT_IN = [n for n in algorithms.names() if algorithms.get(n).__module__.startswith("snnbench.algorithms.")]

@@ -19,7 +19,7 @@ from snnbench.data.download import ChecksumError, DatasetMissingError, download
 from snnbench.data.mnist import read_idx
 from snnbench.data.preprocess import crop_and_flip
 from snnbench.errors import SnnbenchError
-from snnbench.runner import run_suite
+from snnbench.grid import run_suite
 from snnbench.suite import Overrides, load_suite
 
 runner = CliRunner()

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
+from snnbench.grid import run_suite
 from snnbench.records import RecordStore, read_record
-from snnbench.runner import run_suite
 
 TIMING = {"train_time_s", "train_samples_per_s", "peak_train_memory_mb", "inference_ms_per_sample"}
 

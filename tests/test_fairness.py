@@ -118,7 +118,9 @@ def test_the_test_split_is_touched_only_by_the_final_evaluation(write_suite, tmp
         return dataclasses.replace(data, test=counters[-1])
 
     monkeypatch.setattr(runner, "load_data", counted)
-    record = runner.run_suite(path, out_dir=tmp_path / "out", device="cpu").records[0]
+    record = (
+        __import__("snnbench.grid").grid.run_suite(path, out_dir=tmp_path / "out", device="cpu").records[0]
+    )
     assert record.status == "ok" and len(counters) == 1
     assert counters[0].passes == (2 if select else 1)  # final model (+ the validation-selected epoch)
     assert all("val_top1" in row and "test_top1" not in row for row in record.history)

@@ -161,3 +161,35 @@ def test_rows_of_different_tracks_are_never_ranked_together(suite_with_records):
     controlled, official = markdown.split("## Track `official`")
     assert "99.00" in controlled and "99.00" not in official.split("## Published")[0]
     assert (store.root / "pareto-controlled.png").is_file()
+
+
+def test_plot_shows_the_front_clips_outliers_colours_published_points_and_separates_stacked_ones(
+    suite_with_records,
+):
+    from snnbench.plots import plot_data
+
+    suite, _ = suite_with_records
+    table = pd.DataFrame(
+        {
+            "algorithm": ["a", "a", "b", "b", "bptt"],
+            "T": [1, 4, 1, 4, 4],
+            "top1_mean": [20.0, 96.0, 90.0, 95.0, 94.0],
+            "top1_std": [1.0, 0.5, 2.0, 0.0, float("nan")],
+            "n": [3, 3, 3, 3, 1],
+            "energy_nj_mean": [1.0, 2.0, 1.0, 3.0, 5.0],
+        }
+    )
+    data = plot_data(table, suite, "T")
+    # front: b at T=1 (90) and a at T=4 (96); a's 20 % at T=1 is > 25 points below it: clipped, not shown
+    assert [y for _, y in data.front] == [90.0, 96.0]
+    assert data.y_range is not None and 85.0 < data.y_range[0] < 88.0 and data.y_range[1] > 100.0
+    assert [(name, y) for name, _, y in data.clipped] == [("a", 20.0)]
+    # three methods at T=4 drawn apart, symmetric around 4 on the log axis
+    at4 = sorted(dx for s in data.series for x, dx in zip(s.x, s.x_drawn, strict=True) if x == 4)
+    assert len(set(at4)) == 3 and at4[1] == pytest.approx(4.0) and at4[0] * at4[2] == pytest.approx(16.0)
+    # the suite's published bptt point (T=4, 97.5) in bptt's colour, inside the range
+    (published,) = data.published
+    bptt = next(s for s in data.series if s.name == "bptt")
+    assert published.colour == bptt.colour and published.label == "bptt (published, unknown)"
+    energy = plot_data(table, suite, "energy")
+    assert energy.published == [] and "0.9 pJ" in energy.subtitle and "4.6 pJ" in energy.subtitle

@@ -115,7 +115,7 @@ def test_static_metrics():
 
 
 def test_a_run_records_workload_metrics(write_suite, tmp_path):
-    from snnbench.runner import run_suite
+    from snnbench.grid import run_suite
 
     record = run_suite(write_suite({"timesteps": [4]}), out_dir=tmp_path, device="cpu").records[0]
     m = record.metrics

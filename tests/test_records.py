@@ -1,8 +1,9 @@
-"""Records: round trip, newer schemas refused by name, older ones upgraded, unreadable files named."""
+"""Records: round trip, atomic writes, newer schemas refused by name, older ones upgraded, bad files named."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -40,6 +41,19 @@ def saved(tmp_path):
 
 def test_a_saved_record_reads_back_equal(saved):
     assert read_record(saved) == a_record()
+
+
+def test_records_are_written_atomically(saved, monkeypatch):
+    before = saved.read_bytes()
+
+    def failing_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        RecordStore(saved.parents[2], "tiny").save(a_record().model_copy(update={"status": "failed"}))
+    assert saved.read_bytes() == before  # the old record is intact
+    assert [p.name for p in saved.parent.iterdir()] == [saved.name]  # no temp file left
 
 
 def test_a_record_from_a_newer_schema_is_refused_by_name(saved):

@@ -1,4 +1,4 @@
-"""The runner: determinism, resume (also after a kill), divergence, failures, atomic records."""
+"""The runner: determinism, data order, resume (also after a kill), divergence, failures, source hashes."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from snnbench.algorithms import algorithms
+from snnbench.grid import run_suite
 from snnbench.records import RecordStore, read_record
-from snnbench.runner import run_suite
 from snnbench.suite import load_suite
 
 PLUGIN = Path(__file__).parent / "fixtures" / "plugins" / "testing_methods.py"
@@ -162,22 +162,6 @@ def test_planted_checkpoints_and_caches_run_no_code(plugins, write_suite, tmp_pa
     ] * 2
 
 
-def test_records_are_written_atomically(write_suite, tmp_path, monkeypatch):
-    path = write_suite()
-    store = RecordStore(tmp_path, "tiny")
-    good = run_suite(path, out_dir=tmp_path, device="cpu").records[0]
-    before = store.record_path(good.run_id).read_bytes()
-
-    def failing_replace(src, dst):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(os, "replace", failing_replace)
-    with pytest.raises(OSError, match="disk full"):
-        store.save(good.model_copy(update={"status": "failed"}))
-    assert store.record_path(good.run_id).read_bytes() == before  # the old record is intact
-    assert [p.name for p in store.runs.iterdir()] == [f"{good.run_id}.json"]  # no temp file left
-
-
 def test_records_and_reports_get_the_umask_permissions(write_suite, tmp_path):
     """Not mkstemp's 0600: a group that shares the results folder can read them."""
     old = os.umask(0o022)
@@ -200,8 +184,9 @@ def test_a_killed_run_resumes_with_the_same_final_record(write_suite, tmp_path):
     command = [sys.executable, "-m", "snnbench", "run", "--suite", str(path), "--device", "cpu", "--quiet"]
     process = subprocess.Popen([*command, "--out", str(tmp_path / "killed")], cwd=tmp_path)
     checkpoints = tmp_path / "killed" / "tiny" / "checkpoints"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (checkpoints.is_dir() and any(checkpoints.glob("*.pt"))):
+    # a generous deadline: with load 10 on 2 cores this test took 6 min, the first checkpoint minutes
+    deadline = time.monotonic() + 1200
+    while process.poll() is None and time.monotonic() < deadline and not any(checkpoints.glob("*.pt")):
         time.sleep(0.05)
     time.sleep(0.2)  # into the next epoch
     process.send_signal(signal.SIGKILL)

@@ -31,6 +31,7 @@ class DatasetInfo:
     kind: Literal["static", "events"] = "static"
     mean: tuple[float, ...] | None = None  # published per-channel statistics, for normalisation
     std: tuple[float, ...] | None = None
+    sizes: tuple[int, int] | None = None  # (train, test) samples, where known without loading
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """``(x − mean) / std`` per channel (axis 1 of ``[B, C, ...]``) with the published statistics, or

@@ -77,7 +77,8 @@ class CifarDataset(Dataset):
     def info(self, options: DatasetOptions) -> DatasetInfo:
         assert isinstance(options, CifarOptions)
         stats = {} if options.normalize else {"mean": self.mean, "std": self.std}
-        return DatasetInfo(self.registry_name, (3, 32, 32), self.num_classes, **stats)  # type: ignore[arg-type]
+        sizes = (50_000, 10_000)
+        return DatasetInfo(self.registry_name, (3, 32, 32), self.num_classes, sizes=sizes, **stats)  # type: ignore[arg-type]
 
     def verify(self, root: Path) -> dict[str, str]:
         """The tarball's MD5, or each extracted member's against its published MD5 (a bad one is set

@@ -70,7 +70,7 @@ class IdxDataset(Dataset):
     def info(self, options: DatasetOptions) -> DatasetInfo:
         assert isinstance(options, IdxOptions)
         stats = {} if options.normalize else {"mean": (self.mean,), "std": (self.std,)}
-        return DatasetInfo(self.registry_name, (1, 28, 28), 10, **stats)  # type: ignore[arg-type]
+        return DatasetInfo(self.registry_name, (1, 28, 28), 10, sizes=(60_000, 10_000), **stats)  # type: ignore[arg-type]
 
     def load(self, options: DatasetOptions, root: Path, T: int) -> LoadedDataset:
         assert isinstance(options, IdxOptions)

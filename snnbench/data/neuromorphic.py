@@ -48,6 +48,7 @@ class EventDataset(Dataset):
     archives: ClassVar[tuple[str, str]]  # (train, test) attribute prefixes on the tonic class
     data_suffix: ClassVar[str]
     num_classes: ClassVar[int]
+    sizes: ClassVar[tuple[int, int]]  # published (train, test) sample counts
 
     def tonic_class(self) -> type:
         import tonic.datasets
@@ -72,7 +73,7 @@ class EventDataset(Dataset):
         assert isinstance(options, EventOptions)
         w, h, p = self.sensor_size(options)
         shape = (p, h, w) if h > 1 else (p, w)  # ToFrame: [T, p, h, w] for cameras, [T, p, w] for audio
-        return DatasetInfo(self.registry_name, shape, self.num_classes, kind="events")
+        return DatasetInfo(self.registry_name, shape, self.num_classes, kind="events", sizes=self.sizes)
 
     def download(self, root: Path, progress: object | None = None) -> list[Path]:
         paths = super().download(root, progress)
@@ -193,18 +194,21 @@ class EventDataset(Dataset):
 class NMNIST(EventDataset):
     description = "N-MNIST: MNIST on a saccading ATIS camera, 34×34×2, 60,000 / 10,000 (tonic)"
     tonic_name, archives, data_suffix, num_classes = "NMNIST", ("train", "test"), ".bin", 10
+    sizes = (60_000, 10_000)
 
 
 @datasets.register("dvsgesture")
 class DVSGesture(EventDataset):
     description = "DVS128 Gesture: 11 hand gestures, 128×128×2, 1,077 / 264 recordings (tonic)"
     tonic_name, archives, data_suffix, num_classes = "DVSGesture", ("train", "test"), ".npy", 11
+    sizes = (1_077, 264)
 
 
 @datasets.register("shd")
 class SHD(EventDataset):
     description = "Spiking Heidelberg Digits: spoken digits on 700 cochlea channels, 8,156 / 2,264 (tonic)"
     tonic_name, archives, data_suffix, num_classes = "SHD", ("train", "test"), ".h5", 20
+    sizes = (8_156, 2_264)
 
     @staticmethod
     def _remote(cls: type, prefix: str) -> RemoteFile:
@@ -242,6 +246,7 @@ class CIFAR10DVS(EventDataset):
         "CIFAR10-DVS: CIFAR-10 images on a DVS, 128×128×2, 10,000 recordings, fixed 9:1 split (tonic)"
     )
     tonic_name, data_suffix, num_classes = "CIFAR10DVS", ".aedat4", 10
+    sizes = (9_000, 1_000)  # the shipped 9:1 split
     Options = CIFAR10DVSOptions
 
     def remote_files(self) -> list[RemoteFile]:

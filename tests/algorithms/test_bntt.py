@@ -181,7 +181,7 @@ def test_signed_rate_coding_statistics():
 
 
 def test_learns_digits(write_suite, tmp_path):
-    from snnbench.runner import run_suite
+    from snnbench.grid import run_suite
 
     path = write_suite(
         {

@@ -11,8 +11,9 @@ import torch
 from snnbench.algorithms import RunContext, TrainState
 from snnbench.algorithms.bptt import BPTT, BPTTConfig
 from snnbench.architectures import resolve_architecture
-from snnbench.data import DatasetInfo
+from snnbench.data import DatasetInfo, datasets
 from snnbench.data.encoding import direct
+from snnbench.neurons.layers import LIF
 
 SMOOTH = {  # the stand-in g whose derivative replaces Θ' (SpikingJelly sigmoid α = 4, arctan α = 2)
     "sigmoid": lambda x: torch.sigmoid(4.0 * x),
@@ -75,3 +76,13 @@ def test_one_training_step_equals_an_independent_formulation(readout, surrogate)
     for after, before in zip(net.parameters(), (w1, b1, w2, b2), strict=True):
         assert before.grad.abs().sum() > 0  # every parameter gets a gradient
         torch.testing.assert_close(after.detach(), before.detach() - lr * before.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_lif_layers_charge_leak_and_reset_to_zero():
+    digits = datasets.get("digits")()
+    method = BPTT(BPTT.Config(), resolve_architecture("mlp"), digits.info(digits.Options()))
+    lif = next(m for m in method.build(4).modules() if isinstance(m, LIF))
+    x = torch.full((4, 1, 1), 1.9)
+    # h = v + (x − v)/2: 0.95, then 0.95 + 0.475 = 1.425 ≥ 1 (spike, v = 0), 0.95, 1.425 (spike);
+    # a soft reset would keep 0.425 and fire again at step 3 (0.425 + 0.7375 = 1.1625)
+    assert lif(x).flatten().tolist() == [0.0, 1.0, 0.0, 1.0]

@@ -241,7 +241,7 @@ def test_rate_conversion_spikes_like_spikingjelly_ann2snn():
 
 @pytest.mark.parametrize("method, T, floor", [("qcfs", 4, 75.0), ("rate", 32, 75.0)])  # measured 91, 92.5
 def test_learns_digits_and_reports_the_ann(write_suite, tmp_path, method, T, floor):
-    from snnbench.runner import run_suite
+    from snnbench.grid import run_suite
 
     path = write_suite(
         {

@@ -105,7 +105,7 @@ def test_bn_affine_shared_statistics_separate():
 
 
 def test_learns_digits(write_suite, tmp_path):
-    from snnbench.runner import run_suite
+    from snnbench.grid import run_suite
 
     path = write_suite(
         {

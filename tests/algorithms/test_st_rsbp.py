@@ -450,7 +450,7 @@ def test_conv_gradients_reduce_the_loss():
 
 
 def test_learns_digits(write_suite, tmp_path):
-    from snnbench.runner import run_suite
+    from snnbench.grid import run_suite
 
     path = write_suite(
         {

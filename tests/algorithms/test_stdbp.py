@@ -97,7 +97,7 @@ def test_clock_driven_times_are_on_the_grid_and_not_earlier(tmp_path):
 
 
 def test_learns_digits_quickly(write_suite, tmp_path):
-    from snnbench.runner import run_suite
+    from snnbench.grid import run_suite
 
     path = write_suite(
         {

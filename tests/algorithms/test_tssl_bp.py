@@ -222,7 +222,7 @@ def test_every_layer_is_counted_once_with_events_after_the_input():
 
 
 def test_learns_digits(write_suite, tmp_path):
-    from snnbench.runner import run_suite
+    from snnbench.grid import run_suite
 
     path = write_suite(
         {

@@ -1,0 +1,264 @@
+"""Saved networks and their export as a NIR graph (Neuromorphic Intermediate Representation, ``nir``).
+
+A run trained with ``run --save-models`` keeps its final state dict in ``<out>/<suite>/models/<run_id>.pt``
+(tensors only, read back with ``torch.load(..., weights_only=True)``; its sha256 is in the record).
+:func:`export_run` rebuilds the network from the record's spec, checks the hash, loads the weights and
+writes the graph. The mapping of every module, with the time step ``DT``, is in ``docs/export.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from snnbench.errors import SnnbenchError
+from snnbench.neurons.functional import LIFParams
+from snnbench.neurons.layers import LIF, LeakyReadout, TimeDistributed
+from snnbench.records import RecordStore, RunRecord
+
+DT = 1e-4  # seconds per time step in the exported graph: the step snnTorch's NIR import assumes
+
+# Methods whose neurons NIR 1.0.8 cannot express, and why (see docs/export.md).
+NOT_EXPORTABLE = {
+    "ottt": "its neuron resets by subtraction (u − ϑ·s); NIR's LIF and IF reset to a fixed v_reset",
+    "bntt": "its batch norm has separate statistics at every time step and its neuron resets by subtraction",
+    "conversion": "its integrate-and-fire neuron resets by subtraction and QCFS starts at v(0) = ϑ/2; "
+    "NIR's IF resets to v_reset from v(0) = 0",
+    "stdbp": "it computes continuous spike times (ReL-PSP), not a clock-driven state update",
+    "st-rsbp": "its recurrent spiking layer is not exported yet (NIR could express it as a cyclic graph)",
+}
+
+
+def load_model(out_dir: str | Path, suite: str, run_id: str) -> tuple[RunRecord, nn.Module]:
+    """The record and the saved final network of a run (hash checked, weights only)."""
+    store = RecordStore(out_dir, suite)
+    record = store.load(run_id)
+    if record is None:
+        raise SnnbenchError(f"no record {run_id} under {store.runs}")
+    path = store.model_path(run_id)
+    if record.model_sha256 is None or not path.is_file():
+        raise SnnbenchError(
+            f"{run_id}: no saved network ({path}); rerun it with "
+            f"`snnbench run --suite {suite} --save-models --no-resume ...`"
+        )
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != record.model_sha256:
+        raise SnnbenchError(f"{path}: sha256 differs from the record's model_sha256 (file changed)")
+    net = build_network(record.spec)
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return record, net.eval()
+
+
+def build_network(spec: dict[str, Any]) -> nn.Module:
+    """The untrained network a run spec (``RunRecord.spec``) builds."""
+    from snnbench.algorithms import algorithms
+    from snnbench.architectures import resolve_architecture
+    from snnbench.data import datasets
+
+    algorithm_cls = algorithms.get(spec["algorithm"])
+    dataset = datasets.get(spec["dataset"])()
+    info = dataset.info(dataset.Options.model_validate(spec["dataset_options"]))
+    algorithm = algorithm_cls(
+        algorithm_cls.Config.model_validate(spec["hparams"]), resolve_architecture(spec["arch"]), info
+    )
+    return algorithm.build(spec["T"])
+
+
+def export_run(out_dir: str | Path, suite: str, run_id: str, path: str | Path) -> Path:
+    """Write the saved network of ``run_id`` as a NIR file (HDF5)."""
+    import nir
+
+    record, net = load_model(out_dir, suite, run_id)
+    dataset_shape = _input_shape(record.spec)
+    graph = to_nir(net, record.algorithm, dataset_shape)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    nir.write(tmp, graph)
+    tmp.replace(path)
+    return path
+
+
+def _input_shape(spec: dict[str, Any]) -> tuple[int, ...]:
+    from snnbench.data import datasets
+
+    dataset = datasets.get(spec["dataset"])()
+    return tuple(dataset.info(dataset.Options.model_validate(spec["dataset_options"])).input_shape)
+
+
+def to_nir(net: nn.Module, algorithm: str, input_shape: tuple[int, ...]) -> Any:
+    """A sequential NIR graph ``input → … → output`` of ``net``, one step of input shaped ``input_shape``."""
+    import nir
+
+    if algorithm in NOT_EXPORTABLE:
+        raise SnnbenchError(f"{algorithm} cannot be exported to NIR: {NOT_EXPORTABLE[algorithm]}")
+    nodes: list[Any] = []
+    shape = tuple(input_shape)
+    for module in _chain(net, algorithm):
+        new, shape = _convert(module, shape, nodes)
+        nodes += new
+    names = ["input", *(f"{i}_{type(n).__name__.lower()}" for i, n in enumerate(nodes)), "output"]
+    graph_nodes = {
+        "input": nir.Input(input_type=np.array(input_shape)),
+        **dict(zip(names[1:-1], nodes, strict=True)),
+        "output": nir.Output(output_type=np.array(shape)),
+    }
+    return nir.NIRGraph(nodes=graph_nodes, edges=list(zip(names[:-1], names[1:], strict=True)))
+
+
+def _chain(net: nn.Module, algorithm: str) -> list[nn.Module]:
+    """The network's modules in the order its forward pass applies them (per time step)."""
+    if algorithm == "bptt":
+        return [*net.body, net.head, net.readout]
+    if algorithm == "proxy":
+        return [*net.body, net.head, net.output]
+    if algorithm == "tssl-bp":  # the input first goes through the PSP filter a' = a + (x − a)/τs
+        return [LeakyReadout(net.tau_s), *net.layers]
+    raise SnnbenchError(f"no NIR export for algorithm {algorithm!r} (plugin methods are not mapped)")
+
+
+def _convert(module: nn.Module, shape: tuple[int, ...], done: list[Any]) -> tuple[list[Any], tuple[int, ...]]:
+    """NIR nodes for one module and its per-step output shape; batch norm is folded into ``done[-1]``."""
+    import nir
+
+    inner = module.module if isinstance(module, TimeDistributed) else module
+    converter = _CONVERTERS.get(type(inner).__name__)
+    if converter is not None:
+        return converter(inner, shape), shape
+    if isinstance(inner, nn.Linear):
+        weight = _np(inner.weight)
+        node = nir.Linear(weight) if inner.bias is None else nir.Affine(weight, _np(inner.bias))
+        return [node], (inner.out_features,)
+    if isinstance(inner, nn.Conv2d):
+        if inner.padding_mode != "zeros":
+            raise SnnbenchError(f"NIR's Conv2d pads with zeros, not {inner.padding_mode}")
+        bias = _np(inner.bias) if inner.bias is not None else np.zeros(inner.out_channels, np.float32)
+        node = nir.Conv2d(
+            shape[1:], _np(inner.weight), inner.stride, inner.padding, inner.dilation, inner.groups, bias
+        )
+        return [node], _shape_after(inner, shape)
+    if isinstance(inner, nn.AvgPool2d | nn.AdaptiveAvgPool2d):
+        if isinstance(inner, nn.AdaptiveAvgPool2d):
+            if inner.output_size not in (1, (1, 1)):
+                raise SnnbenchError("only global average pooling is exported")
+            kernel, stride, padding = shape[1:], shape[1:], (0, 0)
+        else:
+            kernel, stride, padding = (_pair(v) for v in (inner.kernel_size, inner.stride, inner.padding))
+        node = nir.AvgPool2d(np.array(kernel), np.array(stride), np.array(padding))
+        return [node], _shape_after(inner, shape)
+    if isinstance(inner, nn.Flatten):  # NIR indexes the dims of one sample (no batch dimension)
+        node = nir.Flatten(np.array(shape), start_dim=0, end_dim=-1)
+        return [node], (math.prod(shape),)
+    if isinstance(inner, nn.BatchNorm1d | nn.BatchNorm2d):
+        _fold_batch_norm(done, inner.weight, inner.bias, inner.running_mean, inner.running_var, inner.eps)
+        return [], shape
+    if type(inner).__name__ == "DualBatchNorm":  # proxy learning: the SNN's statistics
+        _fold_batch_norm(done, inner.weight, inner.bias, inner.mean_snn, inner.var_snn, 1e-5)
+        return [], shape
+    if isinstance(inner, nn.Dropout) or type(inner).__name__ == "SharedDropout":
+        return [], shape  # identity at inference
+    if isinstance(inner, nn.MaxPool2d):
+        raise SnnbenchError("NIR 1.0.8 has no max pooling node: architectures with MP cannot be exported")
+    raise SnnbenchError(f"no NIR mapping for {type(inner).__name__}")
+
+
+def _lif_nodes(params: LIFParams, shape: tuple[int, ...]) -> list[Any]:
+    """Our step h = v − (v − v_r)/τ + g·x (g = 1/τ or ``input_scale``), s = Θ(h − ϑ), v' = v_r where s.
+
+    NIR LIF, Euler with step DT: v' = v + DT/τ_N (v_leak − v + R·x): τ_N = τ·DT, v_leak = v_r, R = g·τ.
+    NIR IF (τ = ∞): v' = v + DT·R·x: R = g/DT."""
+    import nir
+
+    if params.v_reset is None:
+        raise SnnbenchError("soft reset (v − ϑ·s) has no NIR node: NIR's LIF and IF reset to v_reset")
+    gain = 1.0 / params.tau if params.input_scale is None else params.input_scale
+    full = lambda value: np.full(shape, value, dtype=np.float32)  # noqa: E731
+    threshold, reset = full(params.v_threshold), full(params.v_reset)
+    if math.isinf(params.tau):
+        return [nir.IF(r=full(gain / DT), v_threshold=threshold, v_reset=reset)]
+    return [
+        nir.LIF(
+            tau=full(params.tau * DT),
+            r=full(gain * params.tau),
+            v_leak=reset,
+            v_threshold=threshold,
+            v_reset=reset,
+        )
+    ]
+
+
+def _li_node(tau: float, shape: tuple[int, ...]) -> Any:
+    """Decay-input leaky integrator v' = v + (x − v)/τ: NIR LI with τ_N = τ·DT, R = 1, v_leak = 0."""
+    import nir
+
+    return nir.LI(
+        tau=np.full(shape, tau * DT, np.float32),
+        r=np.ones(shape, np.float32),
+        v_leak=np.zeros(shape, np.float32),
+    )
+
+
+def _tssl_neuron(module: nn.Module, shape: tuple[int, ...]) -> list[Any]:
+    cfg = module.cfg  # u' = (1 − 1/τm) u + I, fire at u > ϑ, reset to 0; then the PSP filter
+    params = LIFParams(tau=cfg.tau_m, v_threshold=cfg.threshold, v_reset=0.0, input_scale=1.0)
+    return [*_lif_nodes(params, shape), _li_node(cfg.tau_s, shape)]
+
+
+def _sum_pool(module: nn.Module, shape: tuple[int, ...]) -> list[Any]:
+    import nir
+
+    size = np.array([module.size, module.size])
+    channels = np.full(shape[0], module.scale, np.float32)[:, None, None]
+    return [nir.SumPool2d(size, size, np.zeros(2, int)), nir.Scale(channels)]
+
+
+_CONVERTERS: dict[str, Callable[[Any, tuple[int, ...]], list[Any]]] = {
+    LIF.__name__: lambda m, shape: _lif_nodes(m.params, shape),
+    "ProxyNeuron": lambda m, shape: _lif_nodes(m.params, shape),
+    LeakyReadout.__name__: lambda m, shape: [_li_node(m.tau, shape)],
+    "TSSLNeuron": _tssl_neuron,
+    "SumPool": _sum_pool,
+}
+
+
+def _fold_batch_norm(
+    done: list[Any],
+    gamma: torch.Tensor,
+    beta: torch.Tensor,
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    eps: float,
+) -> None:
+    """Inference batch norm y = γ (x − μ)/√(σ² + ε) + β folded into the preceding Linear/Affine/Conv2d."""
+    import nir
+
+    previous = done[-1] if done else None
+    if isinstance(previous, nir.Linear):  # no bias yet: the folded shift needs one
+        previous = done[-1] = nir.Affine(previous.weight, np.zeros(previous.weight.shape[0], np.float32))
+    if not isinstance(previous, nir.Affine | nir.Conv2d):
+        raise SnnbenchError("batch norm is exported folded into the layer before it, which must be affine")
+    scale = _np(gamma) / np.sqrt(_np(var).astype(np.float64) + eps)
+    shift = _np(beta) - _np(mean) * scale
+    extra = (slice(None),) + (None,) * (previous.weight.ndim - 1)
+    previous.weight = (previous.weight * scale[extra]).astype(np.float32)
+    previous.bias = (previous.bias * scale + shift).astype(np.float32)
+
+
+def _shape_after(module: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
+    with torch.no_grad():
+        return tuple(module(torch.zeros(1, *shape)).shape[1:])
+
+
+def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+def _np(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy().astype(np.float32)

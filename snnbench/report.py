@@ -1,0 +1,385 @@
+"""``snnbench report``: a static, self-contained HTML site built from a suite's records alone.
+
+``index.html`` holds, per track, the sortable and filterable leaderboard, the interactive Pareto plots
+(accuracy against T, synaptic operations and energy, drawn from :func:`snnbench.plots.plot_data` like the
+PNG/SVG plots) and the published figures; ``runs/<run_id>.html`` holds one run: configuration, fidelity
+card, cost metrics, per-epoch curves, provenance and the command that reproduces it. Plotly's basic bundle
+(``assets/plotly-basic.min.js``, MIT, 1.2 MB) is copied once into the site, so every page opens from disk
+with no server and no network. The output is byte-deterministic, so a committed site can be checked.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from snnbench.errors import SnnbenchError
+from snnbench.leaderboard import _fmt, _fmt_metric, build, select_records
+from snnbench.metrics import METRICS
+from snnbench.plots import AXES, PlotData, plot_data
+from snnbench.records import RunRecord, atomic_write_bytes, read_record
+from snnbench.suite import Suite
+
+ASSETS = Path(__file__).parent / "assets"
+COPIED = ["plotly-basic.min.js", "plotly-LICENSE.txt", "site.js", "site.css"]
+LEADERBOARD_METRICS = {"spike_rate": "spike rate", "synops_per_sample": "synops", "energy_nj": "energy",
+                       "train_time_s": "train time"}  # fmt: skip
+_e = html.escape
+AXES_SHORT = {"T": "T", "synops_per_sample_mean": "synops", "energy_nj_mean": "energy (nJ)"}
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    return _fmt_metric(value) if digits > 2 else _fmt(value, digits)
+
+
+def _cell(value: Any, digits: int = 2) -> str:
+    """A numeric table cell: shown rounded, sorted by its full value (``data-v``; empty when missing)."""
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    return f'<td class="num" data-v="{"" if missing else value}">{_num(value, digits)}</td>'
+
+
+def _page(title: str, body: str, depth: int = 0) -> str:
+    up = "../" * depth
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{_e(title)}</title>"
+        f'<link rel="stylesheet" href="{up}site.css">'
+        f'<script src="{up}plotly-basic.min.js"></script><script src="{up}site.js"></script>'
+        f"</head>\n<body>\n{body}\n</body></html>\n"
+    )
+
+
+def _plot(target: str, figure: dict[str, Any]) -> str:
+    spec = json.dumps(figure, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    return (
+        f'<div class="plot" id="{target}"></div>'
+        f'<script type="application/json" class="plot" data-target="{target}">{spec}</script>'
+    )
+
+
+def _r(value: float) -> float:
+    return float(f"{value:.5g}")
+
+
+def pareto_figure(data: PlotData) -> dict[str, Any]:
+    """A Plotly figure (data + layout) of what :func:`snnbench.plots.pareto` draws as PNG/SVG."""
+    traces: list[dict[str, Any]] = []
+    for s in data.series:
+        text = [
+            f"{s.name}<br>T = {t}<br>top-1 {y:.2f} ± {sd:.2f} % (n = {n})<br>"
+            f"{AXES_SHORT[data.column]} {_num(x)}"
+            for t, y, sd, n, x in zip(s.T, s.y, s.std, s.n, s.x, strict=True)
+        ]
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": s.name,
+                "x": [_r(v) for v in s.x_drawn],
+                "y": [_r(v) for v in s.y],
+                "error_y": {"type": "data", "array": [_r(v) for v in s.std], "visible": True},
+                "marker": {"color": s.colour, "size": 7},
+                "line": {"color": s.colour},
+                "text": text,
+                "hovertemplate": "%{text}<extra></extra>",
+            }
+        )
+    if data.front:
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "Pareto front",
+                "x": [_r(x) for x, _ in data.front],
+                "y": [_r(y) for _, y in data.front],
+                "line": {"shape": "hv", "dash": "dash", "color": "black", "width": 1},
+                "marker": {"symbol": "circle-open", "size": 16, "color": "black"},
+                "hoverinfo": "skip",
+            }
+        )
+    for p in data.published:
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": p.label,
+                "x": [p.T],
+                "y": [p.top1],
+                "error_y": {"type": "data", "array": [p.std or 0.0], "visible": p.std is not None},
+                "marker": {"symbol": "star", "size": 14, "color": p.colour, "line": {"width": 1}},
+                "hovertemplate": f"{_e(p.label)}<br>T = {p.T:g}<br>top-1 {p.top1:.2f} %<extra></extra>",
+            }
+        )
+    xs = sorted({v for s in data.series for v in s.x})
+    xaxis: dict[str, Any] = {"title": {"text": data.x_label}, "type": "log"}
+    if data.column == "T" and xs:
+        xaxis.update(tickvals=xs, ticktext=[str(int(v)) for v in xs])
+    annotations = [
+        {"x": math.log10(dx), "y": data.y_range[0], "yref": "y", "text": f"{name} {y:.1f}", "showarrow": True,
+         "ay": -24, "arrowhead": 2, "font": {"size": 10, "color": "dimgrey"}}
+        for name, dx, y in data.clipped
+        if data.y_range is not None
+    ]  # fmt: skip
+    title = data.title + (f"<br><sub>{_e(data.subtitle)}</sub>" if data.subtitle else "")
+    layout = {
+        "title": {"text": title},
+        "xaxis": xaxis,
+        "yaxis": {"title": {"text": "top-1 (%), final epoch, mean ± std"}, "range": data.y_range},
+        "annotations": annotations,
+        "legend": {"font": {"size": 11}},
+        "margin": {"t": 70 if data.subtitle else 50},
+    }
+    return {"data": traces, "layout": layout}
+
+
+def _leaderboard(table: pd.DataFrame, runs: dict[tuple[str, int], list[tuple[int, str]]], key: str) -> str:
+    columns = [c for c in LEADERBOARD_METRICS if f"{c}_mean" in table]
+    heads = [("rank", "#"), ("algorithm", "algorithm"), ("T", "T"), ("top1", "top-1 %"), ("std", "±")]
+    heads += [("n", "n"), ("best", "best-epoch %")]
+    heads += [(c, f"{LEADERBOARD_METRICS[c]} ({METRICS[c].unit})") for c in columns]
+    heads += [("diverged", "diverged"), ("failed", "failed"), ("stale", "stale")]
+    head = "".join(f'<th data-key="{k}">{_e(label)}</th>' for k, label in heads) + "<th>runs</th>"
+    rows = []
+    for rank, row in enumerate(table.itertuples(index=False), start=1):
+        links = " ".join(
+            f'<a href="runs/{_e(rid)}.html">s{seed}</a>' for seed, rid in runs[(row.algorithm, row.T)]
+        )
+        cells = [_cell(rank), f"<td>{_e(row.algorithm)}</td>", _cell(int(row.T))]
+        cells += [
+            _cell(row.top1_mean),
+            _cell(row.top1_std),
+            _cell(int(row.n)),
+            _cell(row.top1_best_epoch_mean),
+        ]
+        cells += [_cell(getattr(row, f"{c}_mean"), 3) for c in columns]
+        cells += [_cell(int(row.n_diverged)), _cell(int(row.n_failed)), _cell(int(row.stale))]
+        stale = ' class="stale"' if row.stale else ""
+        rows.append(f"<tr{stale}>" + "".join(cells) + f"<td>{links}</td></tr>")
+    return (
+        f'<p><input class="filter" id="filter-{key}" placeholder="filter rows (e.g. bptt, 4)"> '
+        '<span class="muted">click a column header to sort</span></p>'
+        f'<table class="sortable" id="leaderboard-{key}" data-filter="filter-{key}">'
+        f"<thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table>"
+    )
+
+
+def _published(suite: Suite) -> str:
+    rows = [row.model_dump() for row in suite.reference]  # not a DataFrame: T stays an int, None stays "–"
+    keys = [k for k in (rows[0] if rows else {}) if any(r[k] is not None for r in rows)]
+    if not rows:
+        return ""
+    body = "".join("<tr>" + "".join(f"<td>{_e(_num(r[k]))}</td>" for k in keys) + "</tr>" for r in rows)
+    head = "".join(f"<th>{_e(k)}</th>" for k in keys)
+    return (
+        "<h3>Published figures (not measured here)</h3>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
+
+
+def _index(suite: Suite, df: pd.DataFrame, budget: str) -> str:
+    tracks = sorted(df["track"].dropna().unique()) if "track" in df else [None]
+    revisions = sorted({str(r)[:10] for r in df["git_revision"].dropna()})
+    body = [
+        f"<h1>{_e(suite.name)}</h1><p>{_e(suite.description.strip())}</p>",
+        f'<p class="muted">Generated by <code>snnbench report --suite {_e(suite.name)}</code> from {len(df)} '
+        f"records (budget <code>{_e(budget)}</code>, suite version {suite.version}, revision "
+        f"{_e(', '.join(revisions) or 'unknown')}). Top-1 is the final-epoch accuracy on the whole test set, "
+        "mean ± std over seeds; best-epoch picks the best epoch and is shown only beside published figures. "
+        "Rankings and fronts stay inside one track.</p>",
+    ]
+    for i, track in enumerate(tracks):
+        part = df if track is None else df[df["track"] == track]
+        table = build(part)
+        runs: dict[tuple[str, int], list[tuple[int, str]]] = {}
+        for entry, T, seed, rid in sorted(
+            zip(part["entry"], part["T"], part["seed"], part["run_id"], strict=True)
+        ):
+            runs.setdefault((entry, int(T)), []).append((int(seed), rid))
+        key = str(track or "all")
+        if track is not None:
+            body.append(f"<h2>Track: {_e(str(track))}</h2>")
+        plots = [_plot(f"pareto-{key}-{axis}", pareto_figure(plot_data(table, suite, axis))) for axis in AXES]
+        body.append('<div class="plots">' + "".join(plots) + "</div>")
+        body.append(_leaderboard(table, runs, key))
+        if i == len(tracks) - 1:
+            body.append(_published(suite))
+    return _page(f"{suite.name} — snnbench report", "\n".join(body))
+
+
+def _flat(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(data, dict) and data:
+        return [kv for k, v in data.items() for kv in _flat(v, f"{prefix}{k}.")]
+    return [(prefix.rstrip("."), data)]
+
+
+def reproduce_command(record: RunRecord) -> str:
+    """The ``snnbench run`` line that recreates this run (same suite version and revision)."""
+    return (
+        f"snnbench run --suite {record.suite} --budget {record.budget} --algorithms {record.entry} "
+        f"--timesteps {record.T} --seeds {record.seed} --no-resume"
+    )
+
+
+def record_sections(record: RunRecord, suite: Suite | None = None) -> list[tuple[str, list[tuple[str, Any]]]]:
+    """A record as titled key/value sections (shared by the run pages and ``snnbench show``)."""
+    git = record.environment.get("git", {})
+    summary = [
+        ("run", record.run_id),
+        ("suite", f"{record.suite} (version {record.suite_version})"),
+        ("entry", f"{record.entry} ({record.algorithm} v{record.algorithm_version})"),
+        ("T · seed · budget", f"{record.T} · {record.seed} · {record.budget}"),
+        ("status", record.status + (f": {record.error}" if record.error else "")),
+        ("top-1 (%)", _num(record.metrics.get("top1"))),
+        ("reproduce", f"{reproduce_command(record)}  # at revision {git.get('revision', 'unknown')}"),
+    ]
+    metrics = [
+        (f"{k} ({METRICS[k].unit})" if k in METRICS and METRICS[k].unit else k, _num(v, 4))
+        for k, v in _flat(record.metrics)
+    ]
+    entry = suite.algorithms.get(record.entry) if suite is not None else None
+    fidelity = record.spec.get("fidelity") or getattr(entry, "fidelity", None)
+    if hasattr(fidelity, "model_dump"):
+        fidelity = fidelity.model_dump(mode="json")
+    spec = {k: v for k, v in record.spec.items() if k != "fidelity"}
+    provenance = [
+        ("algorithm source sha256", record.algorithm_source_sha256),
+        ("spec hash", record.spec_hash),
+        ("started", record.started_at),
+        ("finished", record.finished_at),
+        ("resumed from epoch", record.resumed_from_epoch),
+        ("training shared with", record.training_shared_with or "–"),
+    ]
+    provenance += _flat(record.dataset_provenance, "dataset.") + _flat(record.environment, "environment.")
+    sections = [("Run", summary), ("Cost and accuracy metrics", metrics), ("Configuration", _flat(spec))]
+    if fidelity:
+        sections.append(("Fidelity card", _flat(fidelity)))
+    sections.append(("Provenance", provenance))
+    return sections
+
+
+def find_record(out: Path, run_id: str) -> RunRecord:
+    """The record ``<out>/<suite>/runs/<run_id>.json`` of any suite; near run ids suggested when absent."""
+    from snnbench.errors import suggest
+
+    paths = sorted(out.glob("*/runs/*.json"))
+    matches = [p for p in paths if p.stem == run_id]
+    if not matches:
+        near = suggest(run_id, [p.stem for p in paths])
+        hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+        error = SnnbenchError(f"no record {run_id!r} under {out}/*/runs ({len(paths)} records){hint}")
+        error.exit_code = 2  # bad input
+        raise error
+    return read_record(matches[0])
+
+
+def _curves(record: RunRecord) -> dict[str, Any] | None:
+    if not record.history:
+        return None
+    epochs = [row.get("epoch") for row in record.history]
+    traces = []
+    for key in ("val_top1", "test_top1", "train_top1"):
+        if any(key in row for row in record.history):
+            ys = [None if row.get(key) is None else _r(row[key]) for row in record.history]
+            traces.append(
+                {"type": "scatter", "mode": "lines+markers", "name": f"{key} (%)", "x": epochs, "y": ys}
+            )
+    losses = [None if row.get("loss") is None else _r(row["loss"]) for row in record.history]
+    traces.append(
+        {"type": "scatter", "mode": "lines", "name": "loss", "x": epochs, "y": losses, "yaxis": "y2"}
+    )
+    layout = {
+        "title": {"text": "per-epoch curves"},
+        "xaxis": {"title": {"text": "epoch"}},
+        "yaxis": {"title": {"text": "top-1 (%)"}},
+        "yaxis2": {"title": {"text": "training loss"}, "overlaying": "y", "side": "right"},
+        "legend": {"x": 1.08},
+    }
+    return {"data": traces, "layout": layout}
+
+
+def _run_page(record: RunRecord, suite: Suite) -> str:
+    body = [
+        '<p><a href="../index.html">← leaderboard</a></p>',
+        f"<h1>{_e(record.entry)} · T = {record.T} · seed {record.seed}</h1>",
+    ]
+    curves = _curves(record)
+    for title, items in record_sections(record, suite):
+        body.append(f"<h2>{_e(title)}</h2>")
+        command = dict(items).get("reproduce") if title == "Run" else None
+        if command:  # a copyable block rather than a table cell
+            body.append(f"<pre>{_e(command)}</pre>")
+        rows = "".join(
+            f"<dt>{_e(str(k))}</dt><dd>{_e(_num(v, 4))}</dd>"
+            for k, v in items
+            if k != "reproduce" or not command
+        )
+        body.append(f'<dl class="kv">{rows}</dl>')
+        if title == "Run" and curves is not None:
+            body.append(_plot("curves", curves))
+    return _page(f"{record.run_id} — snnbench report", "\n".join(body), depth=1)
+
+
+def _write_site(suite: Suite, suite_dir: Path, site: Path, budget: str) -> list[Path]:
+    from snnbench.records import load_records
+
+    df = select_records(
+        load_records(suite_dir) if (suite_dir / "runs").is_dir() else pd.DataFrame(), suite, budget
+    )
+    if df.empty:
+        raise SnnbenchError(f"no records of budget {budget!r} for suite {suite.name} under {suite_dir}")
+    files = {"index.html": _index(suite, df, budget).encode()}
+    for run_id in df["run_id"]:
+        record = read_record(suite_dir / "runs" / f"{run_id}.json")
+        files[f"runs/{run_id}.html"] = _run_page(record, suite).encode()
+    files.update({name: (ASSETS / name).read_bytes() for name in COPIED})
+    written = []
+    for name, data in sorted(files.items()):
+        atomic_write_bytes(site / name, data)
+        written.append(site / name)
+    return written
+
+
+def write_site(
+    suite: Suite, suite_dir: Path, site: Path | None = None, budget: str | None = None
+) -> list[Path]:
+    """Write the report of ``suite_dir``'s records to ``site`` (default ``<suite_dir>/site``), replacing
+    pages of runs that are gone; return the written paths."""
+    site = site or suite_dir / "site"
+    written = _write_site(suite, suite_dir, site, budget or suite.default_budget)
+    for old in site.glob("runs/*.html"):
+        if old not in written:
+            old.unlink()
+    return written
+
+
+def check_site(
+    suite: Suite, suite_dir: Path, site: Path | None = None, budget: str | None = None
+) -> list[str]:
+    """Files of the committed ``site`` that differ from what the records produce (empty: current)."""
+    site = site or suite_dir / "site"
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp)
+        expected = {
+            p.relative_to(fresh): p.read_bytes()
+            for p in _write_site(suite, suite_dir, fresh, budget or suite.default_budget)
+        }
+        present = {p.relative_to(site) for p in site.rglob("*") if p.is_file()} if site.is_dir() else set()
+        problems = [
+            f"{site / name}: missing (the records produce it)" for name in sorted(expected.keys() - present)
+        ]
+        problems += [f"{site / name}: no record produces it" for name in sorted(present - expected.keys())]
+        problems += [
+            f"{site / name}: differs from what the records produce"
+            for name in sorted(expected.keys() & present)
+            if (site / name).read_bytes() != expected[name]
+        ]
+    return problems
+
+
+__all__ = ["check_site", "find_record", "pareto_figure", "record_sections", "reproduce_command", "write_site"]
