@@ -150,6 +150,10 @@ def test_the_validation_split_is_stratified_seeded_and_disjoint():
     again = split.carve_validation(0.1, seed=5)[2]
     other = split.carve_validation(0.1, seed=6)[2]
     assert again["index_sha256"] == provenance["index_sha256"] != other["index_sha256"]
+    # a tiny subset with many classes keeps training samples and still validates
+    few = Split(torch.arange(48).float()[:, None], torch.arange(48) % 100)
+    train, val, _ = few.carve_validation(0.1, seed=0)
+    assert len(train) == 43 and len(val) == 5
 
 
 def test_tune_searches_on_validation_only_with_the_same_trials_and_run_applies_it(

@@ -71,15 +71,21 @@ class Split:
 
     def carve_validation(self, fraction: float, seed: int) -> tuple[Split, Split, dict[str, object]]:
         """``(train, validation, provenance)``: ``round(fraction · n_c)`` samples of every class ``c``, drawn
-        with a generator seeded by ``seed``, form the validation split (at least one per class); the
+        with a generator seeded by ``seed``, form the validation split (at least one per class of two or
+        more samples, never a whole class; unstratified when no class has two, as in tiny subsets); the
         provenance holds the sizes and the sha256 of the validation indices (positions in this split)."""
         generator = torch.Generator().manual_seed(seed)
         chosen = []
         for cls in self.y.unique(sorted=True):
             members = (self.y == cls).nonzero().flatten()
-            take = max(1, round(fraction * len(members)))
+            # at least one per class, never a whole class (a class of one sample stays in training)
+            take = min(max(1, round(fraction * len(members))), len(members) - 1)
             chosen.append(members[torch.randperm(len(members), generator=generator)[:take]])
-        val_index = torch.cat(chosen).sort().values
+        val_index = torch.cat(chosen)
+        if len(val_index) == 0:  # a tiny subset (smoke budgets): no class has two samples; draw unstratified
+            take = min(max(1, round(fraction * len(self))), len(self) - 1)
+            val_index = torch.randperm(len(self), generator=generator)[:take]
+        val_index = val_index.sort().values
         keep = torch.ones(len(self), dtype=torch.bool)
         keep[val_index] = False
         provenance = {
