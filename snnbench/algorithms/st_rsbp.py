@@ -43,8 +43,9 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Iterable
-from importlib import resources
+from pathlib import Path
 
 import torch
 from pydantic import Field
@@ -217,25 +218,28 @@ def effect_polynomials(T: int, tau_m: float, tau_s: float, refractory: int, samp
     return derivative
 
 
-# The official table (stonezwr/ST-RSBP ``Effect_Ratio_file``; source and licence in its folder's SOURCE.md)
-# and the (T, τ_m, τ_s, T_ref) it was generated for: the official layers load p_Tau_{τ_m}_{T}-100.txt.
+# The official tables (stonezwr/ST-RSBP ``Effect_Ratio_file``, GPL-3.0: not shipped here) by the (T, τ_m, τ_s,
+# T_ref) they were generated for; a folder holding them, named in $SNNBENCH_STRSBP_TABLES, is used where one
+# applies (the official layers load p_Tau_{τ_m}_{T}-100.txt); otherwise the table is regenerated.
 OFFICIAL_TABLES = {(400, 64.0, 8.0, 2): "p_Tau_64_400-100.txt"}
+TABLES_ENV = "SNNBENCH_STRSBP_TABLES"
 
 
 def effect_table(T: int, tau_m: float, tau_s: float, refractory: int, samples: int) -> torch.Tensor:
-    """p′ coefficients ``[C, 4]`` as :func:`effect_polynomials`: the official table where one ships for
-    (T, τ_m, τ_s, T_ref), else regenerated."""
+    """p′ coefficients ``[C, 4]`` as :func:`effect_polynomials`: the official table where one is at hand
+    for (T, τ_m, τ_s, T_ref) (see ``TABLES_ENV``), else regenerated."""
     name = OFFICIAL_TABLES.get((T, float(tau_m), float(tau_s), refractory))
-    if name is None:
+    folder = os.environ.get(TABLES_ENV)
+    if name is None or not folder or not (Path(folder) / name).is_file():
         return effect_polynomials(T, tau_m, tau_s, refractory, samples)
-    return official_effect_polynomials(name)
+    return official_effect_polynomials(str(Path(folder) / name))
 
 
 @functools.lru_cache(maxsize=2)
-def official_effect_polynomials(name: str) -> torch.Tensor:
+def official_effect_polynomials(path: str) -> torch.Tensor:
     """The o-derivative ``[C, 4]`` (a_k of o^k) of an official table, whose row c holds MATLAB ``polyfit``'s
     degree-4 coefficients, highest power first."""
-    text = (resources.files("snnbench") / "data" / "tables" / "st-rsbp" / name).read_text()
+    text = Path(path).read_text()
     rows = [[float(v) for v in line.split()] for line in text.splitlines() if line.strip()]
     fit = torch.tensor(rows, dtype=torch.float64)
     return torch.stack([(k + 1) * fit[:, 3 - k] for k in range(4)], 1)  # a_k = (k + 1) p_{k+1}
