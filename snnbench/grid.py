@@ -60,8 +60,8 @@ def run_suite(
     result = SuiteResult(suite, store.root, specs, [])
     todo = [s for s in specs if s.run_id not in done]
     if todo:  # an unwritable --out, missing or corrupt data fail here, before any training
-        store.ensure_writable()
         datasets.get(suite.dataset)().verify(data_root(data_dir))
+        store.ensure_writable()
     on_event(ev.SuiteStarted(suite.name, len(specs), len(todo), store.root))
     for spec in specs:
         if spec.run_id in done:
