@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from snnbench.algorithms import algorithms
+from snnbench.errors import OutputError
 from snnbench.records import RecordStore, read_record
 from snnbench.runner import run_suite
 from snnbench.suite import load_suite
@@ -107,7 +108,7 @@ def test_records_are_written_atomically(write_suite, tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", failing_replace)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match=r"\.json: cannot write \(disk full\)"):
         store.save(good.model_copy(update={"status": "failed"}))
     assert store.record_path(good.run_id).read_bytes() == before  # the old record is intact
     assert [p.name for p in store.runs.iterdir()] == [f"{good.run_id}.json"]  # no temp file left
