@@ -643,6 +643,50 @@ def export(
     say(f"Wrote {path}")
 
 
+@app.command(
+    epilog="Example: snnbench reproduce --suite digits-lowT --sample 2 --algorithms bptt --timesteps 1"
+)
+def reproduce(
+    suite: Annotated[str, typer.Option(help="suite name or path")],
+    sample: Annotated[int, typer.Option(help="how many records to retrain", min=1)] = 3,
+    seed: Annotated[int, typer.Option(help="seed of the sample (the same records on every machine)")] = 0,
+    algorithms: Annotated[str | None, typer.Option(help="comma-separated entries to sample from")] = None,
+    timesteps: Annotated[str | None, typer.Option(help="comma-separated T values to sample from")] = None,
+    out: Annotated[Path, typer.Option(help="output directory holding <suite>/runs")] = Path("results"),
+    budget: Annotated[str | None, typer.Option(help="budget (default: the suite's)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="dataset root")] = None,
+    plugin: Plugins = None,
+) -> None:
+    """Retrain a sample of records in a temporary folder: per record exact match or the difference, per
+    row whether the new mean lies in the committed 95 % CI (exit 1 when one does not)."""
+    from snnbench.errors import SnnbenchError
+
+    try:
+        _load_plugins(plugin)
+        from snnbench.reproduce import reproduce as run_reproduce
+        from snnbench.suite import load_suite
+
+        loaded = load_suite(suite)
+        result = run_reproduce(
+            loaded,
+            out / loaded.name,
+            sample,
+            seed=seed,
+            budget=budget,
+            entries=_names(algorithms),
+            timesteps=_ints(timesteps, "--timesteps"),
+            data_dir=data_dir,
+        )
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    from snnbench.ui import reproduction_tables
+
+    for table in reproduction_tables(result):
+        console.print(table)
+    if any(row.within is False for row in result.rows):
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
 

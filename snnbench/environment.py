@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import platform
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -52,6 +53,32 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+_SIMD = ("sse", "avx", "fma", "f16c", "amx")  # the instruction-set flags that change which kernels run
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> list[str]:
+    """The processor's SIMD flags from ``/proc/cpuinfo`` (empty where it is missing)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return sorted(f for f in line.split(":", 1)[1].split() if f.startswith(_SIMD))
+    except OSError:
+        pass
+    return []
+
+
+@functools.lru_cache(maxsize=1)
+def torch_build() -> dict[str, str | None]:
+    """What torch computes with: the ATen CPU capability it dispatches to and, from ``torch.__config__``,
+    its BLAS and LAPACK backends, OpenMP and oneDNN. Different values can change the last bits of a sum."""
+    settings = dict(re.findall(r"(\w+)=([^,\s]*)", torch.__config__.show()))
+    build = {
+        key.lower(): settings.get(key) for key in ("BLAS_INFO", "LAPACK_INFO", "USE_OPENMP", "USE_MKLDNN")
+    }
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), **build}
+
+
 def git_revision(path: Path | None = None) -> dict[str, Any]:
     """``{"revision": sha or None, "dirty": bool or None}`` of the checkout holding snnbench."""
     where = path or Path(__file__).resolve().parent.parent
@@ -84,9 +111,12 @@ def environment(device: torch.device) -> dict[str, Any]:
         "platform": platform.platform(),
         "device": str(device),
         "cpu": _cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "torch_build": torch_build(),
         "gpu": gpu,
         "torch_threads": torch.get_num_threads(),
         "lif_kernel": kernel_path(device),
+        "torch_interop_threads": torch.get_num_interop_threads(),
         "git": git_revision(),
     }
 

@@ -96,3 +96,36 @@ def summary_table(result: Any) -> Table:
         statuses = ",".join(sorted({r.status for r in records}))
         table.add_row(entry, str(T), text, str(len(values)), statuses)
     return table
+
+
+def reproduction_tables(result: Any) -> list[Table]:
+    """``snnbench reproduce``: the records, the rows against their committed CIs, and what differs in the
+    environment (a :class:`~snnbench.reproduce.Reproduction`)."""
+    from snnbench.reproduce import environment_differences
+
+    records = Table(title="records retrained", header_style="bold")
+    for column in ("run", "committed top-1", "new top-1", "Δ top-1", "max |Δ loss|", "result"):
+        records.add_column(column, overflow="fold")
+    for c in result.records:
+        new = "–" if c.new_top1 is None else f"{c.new_top1:.2f}"
+        delta = "–" if c.new_top1 is None else f"{c.new_top1 - c.committed_top1:+.2f}"
+        loss = "–" if c.max_loss_difference is None else f"{c.max_loss_difference:.3g}"
+        verdict = "[green]exact[/green]" if c.exact else "[yellow]differs[/yellow]"
+        records.add_row(c.run_id, f"{c.committed_top1:.2f}", new, delta, loss, verdict)
+    rows = Table(title="rows: new mean against the committed 95 % CI", header_style="bold")
+    for column in ("algorithm", "T", "committed mean [95 % CI] (n)", "new mean (n)", "within"):
+        rows.add_column(column)
+    for r in result.rows:
+        within = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "no CI (n = 1)"}[r.within]
+        rows.add_row(
+            r.entry,
+            str(r.T),
+            f"{r.committed_mean:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}] ({r.committed_n})",
+            f"{r.new_mean:.2f} ({r.new_n})",
+            within,
+        )
+    environment = Table(title="environment (committed → here)", header_style="bold")
+    environment.add_column("differs")
+    for line in environment_differences(result) or ["nothing that changes numbers"]:
+        environment.add_row(line)
+    return [records, rows, environment]

@@ -36,3 +36,21 @@ def test_freed_cpu_buffers_are_reused_instead_of_page_faulted_in_again():
     assert applied == "True"
     assert default > 7 * 3 * 10 * 2**20 * 4 // 4096 * 0.9  # glibc maps fresh pages at every step
     assert reused < default / 4
+
+
+def test_records_say_what_changes_cpu_numbers():
+    import re
+    from pathlib import Path
+
+    import torch
+
+    from snnbench.environment import environment
+
+    env = environment(torch.device("cpu"))
+    assert env["torch_build"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    blas = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+    assert env["torch_build"]["blas_info"] == (blas.group(1) if blas else None)
+    assert env["torch_threads"] == torch.get_num_threads() and env["torch_interop_threads"] >= 1
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists() and "avx2" in cpuinfo.read_text():
+        assert "avx2" in env["cpu_flags"] and not any(f.startswith("vmx") for f in env["cpu_flags"])

@@ -89,7 +89,9 @@ def test_full_disk_leaves_reports_and_plots_whole(write_suite, tmp_path, full_di
     full_disk.free = 1 << 40
     write_reports(suite, store.root)
     after = _snapshot(store.root)
-    assert all(before[name] != after[name] for name in ("leaderboard.md", "leaderboard.csv", "pareto-official.svg"))
+    assert all(
+        before[name] != after[name] for name in ("leaderboard.md", "leaderboard.csv", "pareto-official.svg")
+    )
     for snapshot in sizes:
         assert set(snapshot) == set(before)  # no temporary files left
         assert all(snapshot[name] in (before[name], after[name]) for name in snapshot)

@@ -1,0 +1,176 @@
+"""``snnbench reproduce``: retrain a deterministic sample of a suite's records into a temporary folder and
+say how far the new numbers are from the committed ones.
+
+Per record: *exact* when the final top-1 and every epoch's loss are identical, otherwise the differences.
+Per (entry, T) row of the sample: whether the new mean top-1 lies inside the 95 % confidence interval of the
+committed row's mean (Student's t over the committed seeds). Identical numbers need the same CPU model and
+thread count: the environment of both is reported beside the figures.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scipy import stats
+
+from snnbench import events as ev
+from snnbench.errors import SnnbenchError
+from snnbench.records import RecordStore, RunRecord
+from snnbench.suite import RunSpec, Suite
+
+ENVIRONMENT_KEYS = ("cpu", "cpu_flags", "torch_build", "torch_threads")
+
+
+@dataclass(frozen=True)
+class RecordCheck:
+    """One retrained record against its committed twin."""
+
+    run_id: str
+    entry: str
+    T: int
+    committed_top1: float
+    new_top1: float | None  # None: the retrained run did not finish ok
+    max_loss_difference: float | None  # largest |Δ| over the epochs' losses
+    exact: bool
+
+
+@dataclass(frozen=True)
+class RowCheck:
+    """The sample's new mean of an (entry, T) row against the committed row's 95 % CI."""
+
+    entry: str
+    T: int
+    committed_mean: float
+    ci_low: float  # NaN when the committed row has a single seed
+    ci_high: float
+    committed_n: int
+    new_mean: float
+    new_n: int
+
+    @property
+    def within(self) -> bool | None:
+        """Inside the interval (None: no interval from one seed)."""
+        return None if math.isnan(self.ci_low) else self.ci_low <= self.new_mean <= self.ci_high
+
+
+@dataclass
+class Reproduction:
+    """What :func:`reproduce` found."""
+
+    records: list[RecordCheck] = field(default_factory=list)
+    rows: list[RowCheck] = field(default_factory=list)
+    committed_environments: list[dict[str, Any]] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)
+
+
+def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and the ``level`` confidence interval of the mean (Student's t); NaN bounds for one value."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, math.nan, math.nan
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * std / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def sample(records: list[RunRecord], n: int, seed: int) -> list[RunRecord]:
+    """``n`` records drawn without replacement by ``seed``: the same sample on every machine."""
+    ordered = sorted(records, key=lambda r: r.run_id)
+    return sorted(random.Random(seed).sample(ordered, min(n, len(ordered))), key=lambda r: r.run_id)
+
+
+def _losses(record: RunRecord) -> list[float | None]:
+    return [row.get("loss") for row in record.history]
+
+
+def _check(old: RunRecord, new: RunRecord) -> RecordCheck:
+    new_top1 = new.metrics.get("top1") if new.status == "ok" else None
+    old_losses, new_losses = _losses(old), _losses(new)
+    paired = [(a, b) for a, b in zip(old_losses, new_losses, strict=False) if a is not None and b is not None]
+    loss_gap = (
+        max((abs(a - b) for a, b in paired), default=None) if len(old_losses) == len(new_losses) else None
+    )
+    return RecordCheck(
+        run_id=old.run_id,
+        entry=old.entry,
+        T=old.T,
+        committed_top1=old.metrics["top1"],
+        new_top1=new_top1,
+        max_loss_difference=loss_gap,
+        exact=new_top1 == old.metrics["top1"] and new_losses == old_losses,
+    )
+
+
+def reproduce(
+    suite: Suite,
+    suite_dir: Path,
+    n: int,
+    *,
+    seed: int = 0,
+    budget: str | None = None,
+    entries: list[str] | None = None,
+    timesteps: list[int] | None = None,
+    device: str = "cpu",
+    data_dir: str | Path | None = None,
+    on_event: ev.EventSink = ev.ignore,
+) -> Reproduction:
+    """Retrain ``n`` sampled ok records of ``suite_dir`` (of ``budget``, the suite's current version,
+    optionally only ``entries``/``timesteps``) in a temporary folder and compare."""
+    from snnbench.environment import environment, resolve_device
+    from snnbench.runner import run_one
+
+    budget = budget or suite.default_budget
+    committed = [
+        r
+        for r in RecordStore(suite_dir.parent, suite_dir.name).all()
+        if r.status == "ok"
+        and r.budget == budget
+        and r.suite_version == suite.version
+        and (entries is None or r.entry in entries)
+        and (timesteps is None or r.T in timesteps)
+    ]
+    if not committed:
+        raise SnnbenchError(f"no ok records of budget {budget!r} to reproduce under {suite_dir}")
+    chosen = sample(committed, n, seed)
+    result = Reproduction(environment=environment(resolve_device(device)))
+    with tempfile.TemporaryDirectory() as tmp:
+        store = RecordStore(tmp, suite.name)
+        for i, old in enumerate(chosen, start=1):
+            new = run_one(
+                RunSpec.model_validate(old.spec),
+                store,
+                device=device,
+                data_dir=data_dir,
+                on_event=on_event,
+                index=i,
+                total=len(chosen),
+            )
+            result.records.append(_check(old, new))
+            result.committed_environments.append(old.environment)
+    for entry, T in sorted({(c.entry, c.T) for c in result.records}):
+        committed_top1 = [r.metrics["top1"] for r in committed if (r.entry, r.T) == (entry, T)]
+        new = [c.new_top1 for c in result.records if (c.entry, c.T) == (entry, T) and c.new_top1 is not None]
+        if not new:
+            continue
+        mean, low, high = mean_ci(committed_top1)
+        result.rows.append(
+            RowCheck(entry, T, mean, low, high, len(committed_top1), sum(new) / len(new), len(new))
+        )
+    return result
+
+
+def environment_differences(result: Reproduction) -> list[str]:
+    """One line per reproducibility-relevant setting that differs between the committed runs and here."""
+    lines = []
+    for key in ENVIRONMENT_KEYS:
+        committed = {repr(env.get(key)) for env in result.committed_environments}
+        here = repr(result.environment.get(key))
+        if committed != {here}:
+            lines.append(f"{key}: committed {', '.join(sorted(committed))}; here {here}")
+    return lines
