@@ -182,7 +182,8 @@ def run(
         )
         if dry_run or not quiet:
             grid = estimate_suite(
-                suite, overrides, out_dir=out, device=device.value, resume=resume, data_dir=data_dir
+                suite, overrides, out_dir=out, device=device.value, resume=resume, data_dir=data_dir,
+                synthetic=dry_run,
             )  # fmt: skip
             if dry_run or grid.total_s > PRINT_BEFORE_RUN_S:
                 for line in describe(grid):

@@ -79,8 +79,12 @@ def estimate_suite(
     resume: bool = True,
     data_dir: str | Path | None = None,
     timed_batches: int = 1,
+    synthetic: bool = True,
 ) -> GridEstimate:
-    """Estimate every run of the grid ``run_suite`` would expand, without writing anything."""
+    """Estimate every run of the grid ``run_suite`` would expand, without writing anything.
+
+    ``synthetic=False``: an empty estimate when the data is not on disk (``run`` then stops on the missing
+    data itself, before any timing)."""
     suite = ref if isinstance(ref, Suite) else load_suite(ref)
     specs = expand(suite, overrides)
     torch_device = resolve_device(device)
@@ -97,6 +101,8 @@ def estimate_suite(
     dataset = datasets.get(suite.dataset)()
     root = data_root(data_dir)
     on_disk = dataset.status(root) in ("embedded", "present", "extracted")
+    if not on_disk and not synthetic:
+        return grid
     timings: dict[tuple[str, int], tuple[float, float, int, int]] = {}
     trained: set[str] = set()
     for spec in specs:

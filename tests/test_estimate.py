@@ -117,3 +117,13 @@ def test_dry_run_lists_the_grid_and_trains_nothing(tmp_path) -> None:
     ]
     assert lines[3].startswith("Total: ")
     assert not (tmp_path / "digits-lowT").exists()
+
+
+def test_run_prints_the_estimate_before_a_long_grid(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(estimate, "_time_batches", lambda *args: (100.0, 1.0))  # 2 × 4 batches: 13 min
+    args = ["run", "--suite", "digits-lowT", "--budget", "smoke", "--algorithms", "bptt", "--timesteps", "2"]
+    result = CliRunner().invoke(app, [*args, "--seeds", "0", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Estimate for digits-lowT on cpu (1 runs):\n")
+    assert "Total: 13 min run one after another on cpu." in result.output
+    assert "Trained 1 runs" in result.output
