@@ -20,7 +20,8 @@ Class metadata: ``paper`` (citation and equations), ``version`` (bump on any beh
 line in ``changelog``), ``Config`` (pydantic; every hyperparameter with the paper's default and its
 source), ``default_encoding``, and ``training_depends_on_T``: ``False`` for methods whose training does
 not see T (conversion, continuous-time STDBP); the runner then trains once per seed and evaluates the
-same trained network at every T of the grid.
+same trained network at every T of the grid; ``residual_blocks``: ``True`` for methods whose ``build``
+handles the residual-block token (``B64``), the others refuse such architectures by name.
 """
 
 from __future__ import annotations
