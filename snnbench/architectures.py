@@ -16,7 +16,13 @@ Tokens (separated by ``-``):
 ``AP2``/``MP2``  average / max pooling 2×2, stride 2
 ``GAP``          global average pooling to 1×1
 ``D0.2``         dropout with probability 0.2 (mask shared over time steps)
+``B64``          residual basic block, 64 channels: two 3×3 convolutions; the shortcut is the identity,
+                 or a 1×1 convolution where channels or stride change
+``B128s2``       the same with stride 2 in its first convolution and its shortcut
 ===============  ==============================================================================
+
+How a block's branch and shortcut meet (spikes added or ANDed, membranes added) is the method's: a
+method that cannot build residual blocks refuses architectures that contain them.
 
 Named architectures live in ``snnbench/models/*.py``, one file per family, registered in
 :data:`architectures`. A suite may name one or give a notation string inline.
@@ -70,7 +76,15 @@ class Dropout:
     p: float
 
 
-Layer = Dense | Conv | Pool | Dropout
+@dataclass(frozen=True)
+class Block:
+    """Residual basic block (He et al. 2016): two 3×3 convolutions, ``stride`` in the first."""
+
+    channels: int
+    stride: int = 1
+
+
+Layer = Dense | Conv | Pool | Dropout | Block
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,7 @@ _TOKEN_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^(A|M)?P(\d+)$"), "pool"),
     (re.compile(r"^GAP$"), "gap"),
     (re.compile(r"^D(0?\.\d+)$"), "dropout"),
+    (re.compile(r"^B(\d+)(?:s(\d+))?$"), "block"),
 ]
 
 
@@ -126,6 +141,8 @@ def _parse_token(token: str, notation: str) -> Layer:
             return Pool(int(groups[1]), pool_kind)  # type: ignore[arg-type]
         if kind == "gap":
             return Pool(0, "global_avg")
+        if kind == "block":
+            return Block(int(groups[0]), int(groups[1] or 1))
         return Dropout(float(groups[0]))
     raise NotationError(notation, token)
 
@@ -137,7 +154,8 @@ class NotationError(SnnbenchError):
         self.token = token
         super().__init__(
             f"architecture {notation!r}: cannot read token {token!r} "
-            "(expected e.g. 400, R400, 64C3, 64C3p0s2, P2, AP2, MP2, GAP, D0.2; sizes at least 1)"
+            "(expected e.g. 400, R400, 64C3, 64C3p0s2, P2, AP2, MP2, GAP, D0.2, B64, B128s2; "
+            "sizes at least 1)"
         )
 
 
@@ -166,19 +184,29 @@ def resolve_architecture(name_or_notation: str) -> Architecture:
         ) from None
 
 
+def conv_output_shape(shape: tuple[int, ...], layer: Conv | Block) -> tuple[int, int, int]:
+    """``(C, H, W)`` after a convolution or a residual block (3×3, padding 1) on ``shape``."""
+    kernel, pad = (layer.kernel, layer.pad) if isinstance(layer, Conv) else (3, 1)
+    h = (shape[1] + 2 * pad - kernel) // layer.stride + 1
+    w = (shape[2] + 2 * pad - kernel) // layer.stride + 1
+    return (layer.channels, h, w)
+
+
+def has_blocks(arch: Architecture) -> bool:
+    """Whether ``arch`` contains residual blocks."""
+    return any(isinstance(layer, Block) for layer in arch.layers)
+
+
 def output_shape(layers: tuple[Layer, ...], input_shape: tuple[int, ...]) -> tuple[int, ...]:
     """Shape after ``layers`` for one sample (no batch/time axis); flattening happens at the first Dense."""
     shape = tuple(input_shape)
     for layer in layers:
         if isinstance(layer, Dense):
             shape = (layer.units,)
-        elif isinstance(layer, Conv):
+        elif isinstance(layer, (Conv, Block)):
             if len(shape) != 3:
                 raise SnnbenchError(f"convolution needs (C, H, W) input, got shape {shape}")
-            _, h, w = shape
-            h = (h + 2 * layer.pad - layer.kernel) // layer.stride + 1
-            w = (w + 2 * layer.pad - layer.kernel) // layer.stride + 1
-            shape = (layer.channels, h, w)
+            shape = conv_output_shape(shape, layer)
         elif isinstance(layer, Pool):
             if len(shape) != 3:
                 raise SnnbenchError(f"pooling needs (C, H, W) input, got shape {shape}")

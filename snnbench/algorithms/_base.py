@@ -20,7 +20,8 @@ Class metadata: ``paper`` (citation and equations), ``version`` (bump on any beh
 line in ``changelog``), ``Config`` (pydantic; every hyperparameter with the paper's default and its
 source), ``default_encoding``, and ``training_depends_on_T``: ``False`` for methods whose training does
 not see T (conversion, continuous-time STDBP); the runner then trains once per seed and evaluates the
-same trained network at every T of the grid.
+same trained network at every T of the grid; ``residual_blocks``: ``True`` for methods whose ``build``
+handles the residual-block token (``B64``), the others refuse such architectures by name.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from snnbench.architectures import Architecture
+from snnbench.architectures import Architecture, has_blocks
 from snnbench.data import DatasetInfo, Split
+from snnbench.errors import SnnbenchError
 
 
 @dataclass(frozen=True)
@@ -128,14 +130,16 @@ def supervised_epoch(
     state: TrainState,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     scores: Callable[[torch.Tensor], torch.Tensor],
+    label_smoothing: float = 0.0,
 ) -> dict[str, float]:
-    """One pass of minibatch descent on ``cross_entropy(scores(x), y)`` with ``state``'s optimiser, then one
-    scheduler step (if any): the epoch of every method whose loss is cross-entropy on the class scores."""
+    """One pass of minibatch descent on ``cross_entropy(scores(x), y)`` (optionally label-smoothed) with
+    ``state``'s optimiser, then one scheduler step (if any): the epoch of every method whose loss is
+    cross-entropy on the class scores."""
     assert state.optimizer is not None
     tally = EpochTally()
     for x, y in batches:
         logits = scores(x)
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()
@@ -173,8 +177,15 @@ class Algorithm(ABC):
     Config: ClassVar[type[AlgorithmConfig]] = AlgorithmConfig
     default_encoding: ClassVar[str] = "direct"
     training_depends_on_T: ClassVar[bool] = True
+    residual_blocks: ClassVar[bool] = False  # whether build() handles the residual-block token (B64)
 
     def __init__(self, config: AlgorithmConfig, arch: Architecture, data: DatasetInfo) -> None:
+        if has_blocks(arch) and not self.residual_blocks:
+            method = getattr(self, "registry_name", type(self).__name__)
+            raise SnnbenchError(
+                f"architecture {arch.name!r} has residual blocks, which {method} cannot build "
+                "(methods that can: sew-resnet, ms-resnet)"
+            )
         self.config = config
         self.arch = arch
         self.data = data

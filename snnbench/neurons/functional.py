@@ -80,9 +80,12 @@ class _SurrogateSpike(torch.autograd.Function):
         return grad_output * ctx.derivative(x, ctx.alpha), None, None
 
 
-def spike(x: torch.Tensor, surrogate: str = "sigmoid", alpha: float | None = None) -> torch.Tensor:
-    """Heaviside ``Θ(x)`` forward, surrogate derivative backward."""
-    s = SURROGATES[surrogate]
+def spike(
+    x: torch.Tensor, surrogate: str | Surrogate = "sigmoid", alpha: float | None = None
+) -> torch.Tensor:
+    """Heaviside ``Θ(x)`` forward, surrogate derivative backward (a name of :data:`SURROGATES`, or a
+    method's own :class:`Surrogate`)."""
+    s = SURROGATES[surrogate] if isinstance(surrogate, str) else surrogate
     return _SurrogateSpike.apply(x, s.default_alpha if alpha is None else alpha, s.derivative)
 
 
