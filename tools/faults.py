@@ -106,10 +106,10 @@ def main() -> int:
     caught = [k for k, v in applicable.items() if v.startswith("caught")]
     rate = 100.0 * len(caught) / len(applicable) if applicable else 0.0
     print(f"\ncaught {len(caught)} of {len(applicable)} applicable faults: {rate:.0f} %")
+    notes = {f["id"]: f.get("note", "no explanation yet") for f in faults}
     for label in ("SURVIVED", "timed out", "not applicable"):
-        names = [k for k, v in outcomes.items() if v == label]
-        if names:
-            print(f"{label}: {', '.join(names)}")
+        for name in [k for k, v in outcomes.items() if v == label]:
+            print(f"{label}: {name}: {notes[name]}")
     return int(rate < args.min_rate)
 
 
