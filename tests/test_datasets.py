@@ -289,6 +289,18 @@ def test_crop_and_flip_is_a_crop_of_the_padded_image():
         assert any(torch.equal(out[i], c) for c in candidates)
 
 
+def test_crop_shifts_cover_every_offset_and_half_the_images_flip():
+    """Padding 1: each image moves by −1, 0 or +1 rows (its pixel (1, 1) lands in row 0, 1 or 2), and about
+    half of them are mirrored (pixel (1, 1) in column 2 − dx, or 1 + dx when mirrored)."""
+    x = torch.arange(1.0, 17.0).view(1, 1, 4, 4).repeat(400, 1, 1, 1)
+    out = crop_and_flip(1)(x, torch.Generator().manual_seed(0))
+    rows, cols = (out[:, 0] == 6.0).nonzero()[:, 1:].T  # value 6 is pixel (1, 1)
+    assert set(rows.tolist()) == {0, 1, 2} and set(cols.tolist()) == {0, 1, 2, 3}
+    neighbour = (out[:, 0] == 7.0).nonzero()[:, 2]  # pixel (1, 2): left of pixel (1, 1) when mirrored
+    flipped = neighbour < cols
+    assert 150 < int(flipped.sum()) < 250
+
+
 def test_datasets_list_shows_every_dataset_with_status(tmp_path):
     result = runner.invoke(app, ["datasets", "list", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0

@@ -40,6 +40,16 @@ def test_two_layer_mlp_counts_by_hand():
     assert summary["ann_energy_nj"] == pytest.approx(18 * 2.0 / 1000)
 
 
+def test_ternary_inputs_count_as_accumulates():
+    """BNTT's signed-rate input lies in {−1, 0, 1}: adding or subtracting a weight is an AC, not a MAC."""
+    layer = nn.Linear(3, 2)
+    with torch.no_grad():
+        layer.weight.fill_(0.5)
+    with OperationCounter(layer) as counter:
+        layer(torch.tensor([[1.0, -1.0, 0.0]]))
+    assert (counter.acs[""], counter.macs[""]) == (4, 0)  # 2 nonzero inputs × 2 outputs
+
+
 def test_energy_weighs_acs_and_macs_by_their_own_constants():
     """Unequal AC and MAC counts, so that swapped constants show; the defaults are Horowitz's 45 nm figures,
     the same in the metrics module and in a suite without an ``energy`` block."""

@@ -32,8 +32,18 @@ def test_lif_soft_reset_keeps_the_excess():
     assert trace == [(0.0, 0.75), (1.0, 0.125), (0.0, 0.8125)]
 
 
-def test_threshold_is_inclusive():
+@pytest.mark.parametrize("path", ["native", "torch ops"])
+def test_threshold_is_inclusive(path, monkeypatch):
+    from snnbench.neurons import functional
+
     assert spike(torch.tensor([0.0, -1e-7])).tolist() == [1.0, 0.0]
+    if path == "torch ops":
+        monkeypatch.setattr(functional, "_native_for", lambda x: None)
+    elif functional.native_kernels() is None:
+        pytest.skip("no C++ toolchain: the torch-ops path is the only one")
+    # τ = 2: h = x/2 reaches ϑ = 1 exactly at x = 2 (and stays below it for the float just under 2)
+    x = torch.tensor([[2.0, 1.9999999]])
+    assert lif_multistep(x, LIFParams()).tolist() == [[1.0, 0.0]]
 
 
 @pytest.mark.parametrize("name", sorted(SURROGATES))
