@@ -162,8 +162,8 @@ def _convert(module: nn.Module, shape: tuple[int, ...], done: list[Any]) -> tupl
     if type(inner).__name__ == "DualBatchNorm":  # proxy learning: the SNN's statistics
         _fold_batch_norm(done, inner.weight, inner.bias, inner.mean_snn, inner.var_snn, 1e-5)
         return [], shape
-    if isinstance(inner, nn.Dropout) or type(inner).__name__ == "SharedDropout":
-        return [], shape  # identity at inference
+    if isinstance(inner, nn.Dropout | nn.Identity) or type(inner).__name__ == "SharedDropout":
+        return [], shape  # identity at inference (or a layer the method leaves out, e.g. proxy's dense BN)
     if isinstance(inner, nn.MaxPool2d):
         raise SnnbenchError("NIR 1.0.8 has no max pooling node: architectures with MP cannot be exported")
     raise SnnbenchError(f"no NIR mapping for {type(inner).__name__}")
