@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from snnbench.cli import app
+from snnbench.grid import run_suite
 from snnbench.records import RecordStore
 from snnbench.reproduce import mean_ci, reproduce, sample
-from snnbench.runner import run_suite
 from snnbench.suite import load_suite
 
 runner = CliRunner()

@@ -81,7 +81,7 @@ def test_official_initialisation():
 
 
 def test_learns_digits(write_suite, tmp_path):
-    from snnbench.runner import run_suite
+    from snnbench.grid import run_suite
 
     path = write_suite(
         {

@@ -117,7 +117,7 @@ def test_zero_init_residual_starts_blocks_as_the_official_code():
 
 
 def test_learns_digits(write_suite, tmp_path):
-    from snnbench.runner import run_suite
+    from snnbench.grid import run_suite
 
     path = write_suite(
         {
