@@ -28,9 +28,9 @@ def render_entry(suite: Suite, key: str, fields: dict[str, Any]) -> str:
         if card.deviations:
             lines.append("Deviations:")
             for d in card.deviations:
-                ours = "" if d.ours is None else f" ours {d.ours!r}"
-                official = "" if d.official is None else f", official {d.official!r}"
-                lines.append(f"  - {d.field}:{ours}{official}: {d.reason}")
+                values = [f"ours {d.ours!r}"] if d.ours is not None else []
+                values += [f"official {d.official!r}"] if d.official is not None else []
+                lines.append(f"  - {d.field}: {', '.join(values) + ': ' if values else ''}{d.reason}")
         if card.notes:
             lines.append(f"Notes: {card.notes}")
         lines.append("")
