@@ -3,6 +3,8 @@ preprocessing."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from snnbench.errors import SuiteError
@@ -70,7 +72,7 @@ def test_preprocess_reaches_the_method_and_needs_one_value_per_channel(write_sui
 
     entry = {"arch": "mlp", "preprocess": {"mean": [0.5], "std": [0.25]}}
     spec = expand(load_suite(write_suite({"algorithms": {"bptt": entry}})))[0]
-    info = data_info(spec, load_data(spec, __import__("pathlib").Path(".")))
+    info = data_info(spec, load_data(spec, Path(".")))
     assert info.mean == (0.5,) and info.std == (0.25,)
     bad = {"arch": "mlp", "preprocess": {"mean": [0.5, 0.5], "std": [0.25, 0.25]}}
     assert "algorithms.bptt.preprocess: expected one mean and one std" in error_of(
@@ -101,15 +103,14 @@ class CountingSplit:
         return self.split.batches(*args, **kwargs)
 
 
-@pytest.mark.parametrize("select", [False, True])
-def test_the_test_split_is_touched_only_by_the_final_evaluation(write_suite, tmp_path, monkeypatch, select):
+@pytest.fixture
+def counted_passes(monkeypatch):
+    """Wraps the test split of every dataset the runner loads in a :class:`CountingSplit`; returns them."""
     import dataclasses
 
     from snnbench import runner
 
-    budgets = {"smoke": {"epochs": 3, "batch_size": 32, "train_subset": 256}}
-    path = write_suite({"budgets": budgets, "validation": {"fraction": 0.2, "seed": 3, "select": select}})
-    counters = []
+    counters: list[CountingSplit] = []
     original = runner.load_data
 
     def counted(spec, root):
@@ -118,11 +119,20 @@ def test_the_test_split_is_touched_only_by_the_final_evaluation(write_suite, tmp
         return dataclasses.replace(data, test=counters[-1])
 
     monkeypatch.setattr(runner, "load_data", counted)
-    record = (
-        __import__("snnbench.grid").grid.run_suite(path, out_dir=tmp_path / "out", device="cpu").records[0]
-    )
-    assert record.status == "ok" and len(counters) == 1
-    assert counters[0].passes == (2 if select else 1)  # final model (+ the validation-selected epoch)
+    return counters
+
+
+@pytest.mark.parametrize("select", [False, True])
+def test_the_test_split_is_touched_only_by_the_final_evaluation(
+    write_suite, tmp_path, counted_passes, select
+):
+    from snnbench.grid import run_suite
+
+    budgets = {"smoke": {"epochs": 3, "batch_size": 32, "train_subset": 256}}
+    path = write_suite({"budgets": budgets, "validation": {"fraction": 0.2, "seed": 3, "select": select}})
+    record = run_suite(path, out_dir=tmp_path / "out", device="cpu").records[0]
+    assert record.status == "ok" and len(counted_passes) == 1
+    assert counted_passes[0].passes == (2 if select else 1)  # final model (+ the validation-selected epoch)
     assert all("val_top1" in row and "test_top1" not in row for row in record.history)
     validation = record.dataset_provenance["validation"]
     assert validation["validation_size"] + validation["train_size"] == 256
@@ -157,14 +167,12 @@ def test_the_validation_split_is_stratified_seeded_and_disjoint():
 
 
 def test_tune_searches_on_validation_only_with_the_same_trials_and_run_applies_it(
-    write_suite, tmp_path, monkeypatch
+    write_suite, tmp_path, counted_passes
 ):
-    import dataclasses
     import json
 
     from typer.testing import CliRunner
 
-    from snnbench import runner
     from snnbench.cli import app
 
     budgets = {"smoke": {"epochs": 2, "batch_size": 32, "train_subset": 200}}
@@ -175,19 +183,10 @@ def test_tune_searches_on_validation_only_with_the_same_trials_and_run_applies_i
     }
     tuning = {"trials": 3, "T": 2, "seed": 1}
     path = write_suite({"budgets": budgets, "algorithms": algorithms, "tuning": tuning})
-    counters = []
-    original = runner.load_data
-
-    def counted(spec, root):
-        data = original(spec, root)
-        counters.append(CountingSplit(data.test))
-        return dataclasses.replace(data, test=counters[-1])
-
-    monkeypatch.setattr(runner, "load_data", counted)
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["tune", "--suite", str(path), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert sum(c.passes for c in counters) == 0  # nothing tunes on test
+    assert counted_passes and sum(c.passes for c in counted_passes) == 0  # nothing tunes on test
     records = {p.stem: json.loads(p.read_text()) for p in (out / "tiny" / "tuning").glob("*.json")}
     assert set(records) == {"bptt", "proxy"}  # only the tuned (controlled) track
     for record in records.values():
@@ -205,7 +204,6 @@ def test_tune_searches_on_validation_only_with_the_same_trials_and_run_applies_i
     assert records["proxy"]["trials"][0]["values"] == {"lr": 1e-4}  # the paper's default
     assert "tuned:" in result.output and "values:" in result.output
 
-    monkeypatch.setattr(runner, "load_data", original)
     run = CliRunner().invoke(
         app, ["run", "--suite", str(path), "--out", str(out), "--tuned", "--algorithms", "bptt", "--quiet"]
     )
