@@ -92,13 +92,14 @@ def tuning_specs(suite: Suite, entries: list[str] | None = None) -> list[RunSpec
                 f"{suite.name}: {', '.join(keys)}"
             )
         keys = [k for k in keys if k in entries]
+    # a new search starts from the entry's own values, never from a `tuned` block of an earlier search
+    untuned = suite.model_copy(
+        update={"algorithms": {k: e.model_copy(update={"tuned": None}) for k, e in suite.algorithms.items()}}
+    )
     specs = []
     for key in keys:
-        grid = expand(suite, Overrides(budget=tuning.budget, algorithms=[key], seeds=[tuning.seed]))
-        by_T = {s.T: s for s in grid}
-        spec = by_T.get(tuning.T, grid[0])
-        # untuned values: a suite's own `tuned` block must not be the starting point of a new search
-        specs.append(spec.model_copy(update={"tuned_fields": [], "tuning_trials": None}))
+        grid = expand(untuned, Overrides(budget=tuning.budget, algorithms=[key], seeds=[tuning.seed]))
+        specs.append({s.T: s for s in grid}.get(tuning.T, grid[0]))
     return specs
 
 

@@ -211,6 +211,21 @@ def test_tune_searches_on_validation_only_with_the_same_trials_and_run_applies_i
     record = json.loads(next((out / "tiny" / "runs").glob("bptt_*.json")).read_text())
     assert record["spec"]["hparams"]["lr"] == records["bptt"]["chosen"]["values"]["lr"]
     assert record["spec"]["tuned_fields"] == ["lr"] and record["spec"]["tuning_trials"] == 3
+    from snnbench.suite import Tuned, load_suite
+    from snnbench.tuning import tuning_specs
+
+    suite = load_suite(path)
+    block = Tuned(values={"lr": 0.5}, trials=3)
+    tuned = suite.model_copy(
+        update={
+            "algorithms": {
+                **suite.algorithms,
+                "bptt": suite.algorithms["bptt"].model_copy(update={"tuned": block}),
+            }
+        }
+    )
+    (again,) = [s for s in tuning_specs(tuned) if s.entry == "bptt"]
+    assert again.hparams["lr"] == 0.01 and again.tuned_fields == []  # a new search starts untuned
     missing = CliRunner().invoke(
         app, ["run", "--suite", str(path), "--out", str(tmp_path / "new"), "--tuned"]
     )
