@@ -94,23 +94,33 @@ def _input_shape(spec: dict[str, Any]) -> tuple[int, ...]:
 
 
 def to_nir(net: nn.Module, algorithm: str, input_shape: tuple[int, ...]) -> Any:
-    """A sequential NIR graph ``input → … → output`` of ``net``, one step of input shaped ``input_shape``."""
+    """A NIR graph of ``net`` for one step of input shaped ``input_shape``: a chain ``input → … → output``,
+    with a residual block's branch and shortcut as two paths whose ends feed the next node (NIR sums a
+    node's inputs)."""
     import nir
 
     if algorithm in NOT_EXPORTABLE:
         raise SnnbenchError(f"{algorithm} cannot be exported to NIR: {NOT_EXPORTABLE[algorithm]}")
-    nodes: list[Any] = []
-    shape = tuple(input_shape)
-    for module in _chain(net, algorithm):
-        new, shape = _convert(module, shape, nodes)
-        nodes += new
-    names = ["input", *(f"{i}_{type(n).__name__.lower()}" for i, n in enumerate(nodes)), "output"]
-    graph_nodes = {
-        "input": nir.Input(input_type=np.array(input_shape)),
-        **dict(zip(names[1:-1], nodes, strict=True)),
-        "output": nir.Output(output_type=np.array(shape)),
-    }
-    return nir.NIRGraph(nodes=graph_nodes, edges=list(zip(names[:-1], names[1:], strict=True)))
+    graph = _Graph({"input": nir.Input(input_type=np.array(input_shape))})
+    ends, shape = _emit(_chain(net, algorithm), tuple(input_shape), ["input"], graph)
+    graph.add(nir.Output(output_type=np.array(shape)), ends, name="output")
+    dangling = set(graph.nodes) - {source for source, _ in graph.edges} - {"output"}
+    if dangling:  # a path that feeds nothing (nirtorch would wait on it forever)
+        raise SnnbenchError(f"NIR export of {algorithm}: nodes {sorted(dangling)} feed no other node")
+    return nir.NIRGraph(nodes=graph.nodes, edges=graph.edges)
+
+
+class _Graph:
+    """Nodes named ``<index>_<kind>`` in the order they are added, and the edges into them."""
+
+    def __init__(self, nodes: dict[str, Any]) -> None:
+        self.nodes, self.edges = nodes, []
+
+    def add(self, node: Any, sources: list[str], name: str | None = None) -> str:
+        name = name or f"{len(self.nodes) - 1}_{type(node).__name__.lower()}"
+        self.nodes[name] = node
+        self.edges += [(source, name) for source in sources]
+        return name
 
 
 def _chain(net: nn.Module, algorithm: str) -> list[nn.Module]:
@@ -121,7 +131,66 @@ def _chain(net: nn.Module, algorithm: str) -> list[nn.Module]:
         return [*net.body, net.head, net.output]
     if algorithm == "tssl-bp":  # the input first goes through the PSP filter a' = a + (x − a)/τs
         return [LeakyReadout(net.tau_s), *net.layers]
+    if algorithm in ("sew-resnet", "ms-resnet"):  # the head is linear: the mean over T of its per-step
+        return [*net.body, net.head]  # outputs is our logits
     raise SnnbenchError(f"no NIR export for algorithm {algorithm!r} (plugin methods are not mapped)")
+
+
+def _leaves(module: nn.Module) -> list[nn.Module]:
+    """``module`` with its sequential containers opened (residual blocks stay whole)."""
+    inner = module.module if isinstance(module, TimeDistributed) else module
+    if isinstance(inner, nn.Sequential):
+        return [leaf for child in inner for leaf in _leaves(child)]
+    return [module]
+
+
+def _emit(
+    modules: list[nn.Module], shape: tuple[int, ...], sources: list[str], graph: _Graph
+) -> tuple[list[str], tuple[int, ...]]:
+    """Add ``modules`` as a path from ``sources``; the names feeding whatever follows, and the shape."""
+    pending: list[Any] = []  # converted nodes not yet added (batch norm folds into the last of them)
+    for module in (leaf for m in modules for leaf in _leaves(m)):
+        block = _BLOCKS.get(type(module).__name__)
+        if block is None:
+            new, shape = _convert(module, shape, pending)
+            pending += new
+            continue
+        for node in pending:
+            sources = [graph.add(node, sources)]
+        pending = []
+        sources, shape = block(module, shape, sources, graph)
+    for node in pending:
+        sources = [graph.add(node, sources)]
+    return sources, shape
+
+
+def _residual(
+    branch: nn.Module, shortcut: nn.Module | None, shape: tuple[int, ...], sources: list[str], graph: _Graph
+) -> tuple[list[str], tuple[int, ...]]:
+    """Branch + shortcut: both paths start at ``sources``; their ends are summed by the next node."""
+    ends, out_shape = _emit([branch], shape, sources, graph)
+    if shortcut is not None and not isinstance(shortcut, nn.Identity):
+        shortcut_ends, _ = _emit([shortcut], shape, sources, graph)
+        return ends + shortcut_ends, out_shape
+    return ends + sources, out_shape
+
+
+def _sew_block(block: nn.Module, shape: tuple[int, ...], sources: list[str], graph: _Graph):
+    if block.connect_f != "ADD":
+        raise SnnbenchError(
+            f"SEW connect function {block.connect_f} multiplies spikes: NIR has no product node (ADD exports)"
+        )
+    return _residual(block.branch, block.downsample, shape, sources, graph)
+
+
+def _ms_block(block: nn.Module, shape: tuple[int, ...], sources: list[str], graph: _Graph):
+    return _residual(block.branch, block.shortcut, shape, sources, graph)
+
+
+_BLOCKS: dict[str, Callable[..., tuple[list[str], tuple[int, ...]]]] = {
+    "SEWBlock": _sew_block,
+    "MSBlock": _ms_block,
+}
 
 
 def _convert(module: nn.Module, shape: tuple[int, ...], done: list[Any]) -> tuple[list[Any], tuple[int, ...]]:
@@ -225,6 +294,14 @@ _CONVERTERS: dict[str, Callable[[Any, tuple[int, ...]], list[Any]]] = {
     LeakyReadout.__name__: lambda m, shape: [_li_node(m.tau, shape)],
     "TSSLNeuron": _tssl_neuron,
     "SumPool": _sum_pool,
+    # SEW's PLIF h = v + (x − v)·k, k = sigmoid(w): our LIF with τ = 1/k (decay input), hard reset to 0
+    "PLIF": lambda m, shape: _lif_nodes(
+        LIFParams(1.0 / float(torch.sigmoid(m.w.detach())), m.params.v_threshold, m.params.v_reset), shape
+    ),
+    # MS-ResNet's u = λ u (1 − s) + x: our LIF with 1 − 1/τ = λ, input scale 1, reset to 0
+    "MSNeuron": lambda m, shape: _lif_nodes(
+        LIFParams(1.0 / (1.0 - m.decay), m.v_threshold, 0.0, input_scale=1.0), shape
+    ),
 }
 
 

@@ -93,6 +93,10 @@ def ours(net: torch.nn.Module, algorithm: str, x: torch.Tensor) -> torch.Tensor:
         if algorithm == "proxy":
             net._mode(True)
             return net.output(net.head(net.body(x)))
+        if algorithm in ("sew-resnet", "ms-resnet"):  # per-step head outputs; their mean is the logits
+            steps = net.head(net.body(x))
+            torch.testing.assert_close(steps.mean(0), net(x))
+            return steps
         return net(x)  # tssl-bp: output PSPs
 
 
@@ -122,6 +126,10 @@ CASES = {
     "bptt-spike-count": ("bptt", {"readout": "spike_count"}),  # LIF output: snnTorch's import alone
     "tssl-bp": ("tssl-bp", {}),
     "proxy": ("proxy", {}),  # integrate-and-fire, batch norm with the SNN's statistics
+    # residual nets: branch and shortcut as two paths summed by the next node (IF / PLIF / MS neurons)
+    "sew-resnet": ("sew-resnet", {}),
+    "sew-resnet-plif": ("sew-resnet", {"neuron": "plif"}),
+    "ms-resnet": ("ms-resnet", {}),
 }
 
 
@@ -137,7 +145,7 @@ def test_round_trip_gives_our_outputs(case: str, tmp_path) -> None:
     nir.write(tmp_path / "net.nir", graph)  # through the file format, as a user would
     got = imported(nir.read(tmp_path / "net.nir"), x, None if case == "bptt-spike-count" else snntorch_map())
     assert got.shape == expected.shape
-    if data["algorithm"] == "tssl-bp" or hparams.get("readout", "membrane") == "membrane":
+    if data["algorithm"] != "proxy" and hparams.get("readout", "membrane") == "membrane":
         assert expected.abs().sum() > 0
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     else:  # spikes: identical, and neither silent nor saturated
@@ -147,7 +155,7 @@ def test_round_trip_gives_our_outputs(case: str, tmp_path) -> None:
 
 def test_hidden_layers_fire_in_the_round_trip_networks() -> None:
     """Otherwise the comparison above could not see a wrong threshold or reset."""
-    neurons = ("LIF", "ProxyNeuron", "TSSLNeuron")
+    neurons = ("LIF", "ProxyNeuron", "TSSLNeuron", "PLIF", "MSNeuron")
     for entry, hparams in CASES.values():
         data = spec(entry, **hparams)
         net = spiking_network(data)
@@ -162,6 +170,24 @@ def test_hidden_layers_fire_in_the_round_trip_networks() -> None:
         for hook in hooks:
             hook.remove()
         assert rates and all(0 < r < 1 for r in rates), (entry, rates)
+
+
+def test_residual_blocks_are_two_paths_into_one_node() -> None:
+    """The shortcut must skip the branch: a chain through both would pass the test above only by luck."""
+    data = spec("sew-resnet")
+    graph = to_nir(spiking_network(data), "sew-resnet", (1, 8, 8))
+    fan_in: dict[str, int] = {}
+    for _, target in graph.edges:
+        fan_in[target] = fan_in.get(target, 0) + 1
+    # resnet-digits 16C3-B16-B32s2-GAP: each block's sum feeds its successors (2 blocks, each feeding 2
+    # paths or the pooling) from two ends
+    assert sorted(n for n in fan_in.values() if n > 1) == [2, 2, 2]
+
+
+def test_multiplicative_sew_blocks_are_refused() -> None:
+    data = spec("sew-resnet", connect_f="AND")
+    with pytest.raises(SnnbenchError, match="NIR has no product node"):
+        to_nir(build_network(data), "sew-resnet", (1, 8, 8))
 
 
 @pytest.mark.parametrize("algorithm", ["ottt", "bntt", "conversion-rate", "stdbp", "st-rsbp"])
