@@ -4,7 +4,10 @@ Each method builds the same layer list (its own neurons and rule), takes the sam
 encoding, and runs one step through its public contract (``train_epoch`` over one batch: forward, its own
 gradient or update rule, optimiser step). Steps are timed in interleaved rounds (median over rounds, after
 a warm-up step), so that a drifting machine shifts every method alike; the ratio to BPTT is the figure to
-read. Peak memory is the resident-set growth of one step, measured in a fresh subprocess per method.
+read. Each method runs in its own subprocess, timed in rounds interleaved with a BPTT step built in the same
+process (so a drifting machine shifts both alike), under an address-space cap (``--memory-limit``): a
+method that needs more is reported as such instead of taking the machine down. Peak memory is the
+resident-set growth of one step, measured in a further fresh subprocess per method.
 
     python benchmarks/method_cost.py                    # both shapes
     python benchmarks/method_cost.py --shape mlp --rounds 7
@@ -23,13 +26,15 @@ import subprocess
 import sys
 import time
 
+import psutil
 import torch
 
 from snnbench.algorithms import RunContext, algorithms
 from snnbench.architectures import resolve_architecture
 from snnbench.data import DatasetInfo
 from snnbench.data.encoding import encodings
-from snnbench.environment import reuse_freed_cpu_memory
+from snnbench.environment import _cpu_model as cpu_model
+from snnbench.metrics import PeakMemory
 
 SHAPES = {
     "mlp": ("256", DatasetInfo("digits", (1, 8, 8), 10), 4, 64),
@@ -67,54 +72,78 @@ def make_step(name: str, shape: str):
     return lambda: algorithm.train_epoch(net, state, [(x, y)], ctx)
 
 
-def peak_memory(name: str, shape: str) -> float | None:
-    """Resident-set growth (MiB) of one step, measured in a fresh process."""
+def measure(name: str, shape: str, rounds: int) -> dict:
+    """Median step of ``name`` and of BPTT, timed in interleaved rounds in this process."""
+    steps = {"bptt": make_step("bptt", shape), name: make_step(name, shape)}
+    for step in steps.values():
+        step()  # warm-up (kernel build, allocator)
+    times: dict[str, list[float]] = {key: [] for key in steps}
+    for _ in range(rounds):
+        for key, step in steps.items():
+            tick = time.perf_counter()
+            step()
+            times[key].append(time.perf_counter() - tick)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
+def peak_memory(name: str, shape: str) -> float:
+    """Resident-set growth (MiB) of one step of ``name`` alone in this (fresh) process."""
+    step = make_step(name, shape)
+    base = psutil.Process().memory_info().rss
+    with PeakMemory(torch.device("cpu")) as memory:
+        step()
+    return (memory.peak_bytes - base) / 2**20
+
+
+def in_subprocess(task: str, name: str, shape: str, rounds: int, limit_gib: float) -> dict:
+    """Run ``task`` for one method in a fresh process capped at ``limit_gib`` of address space."""
     code = (
-        "import psutil, sys, json; sys.argv=['x']; from benchmarks.method_cost import make_step;"
-        f"from snnbench.metrics import PeakMemory; import torch; step = make_step({name!r}, {shape!r}); "
-        "base = psutil.Process().memory_info().rss\n"
-        "with PeakMemory(torch.device('cpu')) as m: step()\n"
-        "print(json.dumps((m.peak_bytes - base) / 2**20))"
+        "import json, resource, sys; sys.path.insert(0, '.');"
+        f"resource.setrlimit(resource.RLIMIT_AS, ({int(limit_gib * 2**30)}, resource.RLIM_INFINITY));"
+        "from snnbench.environment import reuse_freed_cpu_memory; reuse_freed_cpu_memory();"
+        "import benchmarks.method_cost as m;"
+        f"r = m.measure({name!r}, {shape!r}, {rounds}) if {task!r} == 'time' else m.peak_memory({name!r}, {shape!r});"
+        "print('RESULT', json.dumps(r))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
-    return json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else None
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600)
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return {"value": json.loads(line[7:])}
+    lines = (done.stderr.strip() or f"exit {done.returncode}").splitlines()
+    why = lines[-1]
+    if "MemoryError" in done.stderr or "DefaultCPUAllocator" in done.stderr:
+        why = f"needs more than {limit_gib:g} GiB"
+    return {"error": why}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", choices=[*SHAPES, "all"], default="all")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--algorithms", help="comma-separated subset (default: every registered method)")
+    parser.add_argument("--memory-limit", type=float, default=8.0, help="GiB of address space per method")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-method memory subprocesses")
     args = parser.parse_args()
-    reuse_freed_cpu_memory()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    names = args.algorithms.split(",") if args.algorithms else algorithms.names()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_model()}")
     for shape in SHAPES if args.shape == "all" else [args.shape]:
         notation, info, T, batch = SHAPES[shape]
-        steps, skipped = {}, {}
-        for name in algorithms.names():
-            try:
-                steps[name] = make_step(name, shape)
-                steps[name]()  # warm-up (kernel build, allocator)
-            except Exception as exc:  # noqa: BLE001 - report why a method cannot run this shape
-                skipped[name] = f"{type(exc).__name__}: {exc}"
-                steps.pop(name, None)
-        times: dict[str, list[float]] = {name: [] for name in steps}
-        for _ in range(args.rounds):
-            for name, step in steps.items():
-                tick = time.perf_counter()
-                step()
-                times[name].append(time.perf_counter() - tick)
-        base = statistics.median(times["bptt"])
+        rows, skipped = [], {}
+        for name in names:
+            timed = in_subprocess("time", name, shape, args.rounds, args.memory_limit)
+            if "error" in timed:
+                skipped[name] = timed["error"]
+                continue
+            memory = None if args.no_memory else in_subprocess("memory", name, shape, 0, args.memory_limit)
+            rows.append((name, timed["value"][name], timed["value"]["bptt"], memory))
         print(f"\n{shape}: {notation} on {info.input_shape}, T = {T}, batch {batch}, median of {args.rounds}")
-        print("| method | step (ms) | samples/s | × BPTT | peak MiB |")
+        print("| method | step (ms) | samples/s | × BPTT (same process) | peak MiB |")
         print("|---|---|---|---|---|")
-        for name in sorted(steps, key=lambda n: statistics.median(times[n])):
-            median = statistics.median(times[name])
-            memory = None if args.no_memory else peak_memory(name, shape)
-            mib = "–" if memory is None else f"{memory:.0f}"
-            print(f"| {name} | {1e3 * median:.1f} | {batch / median:.0f} | {median / base:.2f} | {mib} |")
+        for name, step, bptt, memory in sorted(rows, key=lambda row: row[1] / row[2]):
+            mib = "–" if not memory or "error" in memory else f"{memory['value']:.0f}"
+            print(f"| {name} | {1e3 * step:.1f} | {batch / step:.0f} | {step / bptt:.2f} | {mib} |")
         for name, why in skipped.items():
-            print(f"| {name} | n/a: {why[:100]} | | | |")
+            print(f"| {name} | n/a: {why[:110]} | | | |")
 
 
 if __name__ == "__main__":
