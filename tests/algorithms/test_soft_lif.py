@@ -262,7 +262,7 @@ def test_initialisation_and_per_layer_optimiser_groups():
     _, net = make_net("40-30", 20, classes=10, init_std=[0.1, 0.05, 0.01])
     stds = [float(m.module.weight.detach().std()) for m in net.body if hasattr(m, "module")]
     assert abs(stds[0] - 0.1) < 0.02 and abs(stds[1] - 0.05) < 0.01
-    assert abs(float(net.head.module.weight.std()) - 0.01) < 0.003
+    assert abs(float(net.head.module.weight.detach().std()) - 0.01) < 0.003
     net_info = DatasetInfo("x", (20,), 10)
     algorithm = SoftLIF(SoftLIFConfig(lr=0.002), resolve_architecture("40-30"), net_info)
     ctx = RunContext(4, torch.device("cpu"), 10, 8, 8, "direct", torch.Generator(), direct)
