@@ -166,8 +166,7 @@ def to_markdown(
         lines += [f"## Track `{track}`", "", TRACKS[track] + ".", ""]
         lines += _markdown_table(table)
         lines.append("")
-    reference = reference_table(suite)
-    if not reference.empty:
+    if suite.reference:
         lines += [
             "## Published figures (not measured here)",
             "",
@@ -177,20 +176,13 @@ def to_markdown(
             "| algorithm | T | top-1 (%) | selection | runs | architecture | source |",
             "|---|---|---|---|---|---|---|",
         ]
-        for row in reference.itertuples(index=False):
+        for row in suite.reference:  # the rows themselves, not a DataFrame: T stays an int, None stays None
             top1 = _fmt(row.top1) + (f" ± {_fmt(row.top1_std)}" if row.top1_std is not None else "")
             note = f" ({row.note})" if row.note else ""
             read = f"; read from {row.read_from}" if row.read_from else ""
-            T = "–" if row.T is None or (isinstance(row.T, float) and math.isnan(row.T)) else str(int(row.T))
-            runs = (
-                "–"
-                if row.runs is None or (isinstance(row.runs, float) and math.isnan(row.runs))
-                else str(int(row.runs))
-            )
-            arch = row.arch if isinstance(row.arch, str) else "–"
             lines.append(
-                f"| {row.algorithm} | {T} | {top1} | {row.selection} | {runs} | {arch} | "
-                f"{row.source}{note}{read} |"
+                f"| {row.algorithm} | {_fmt(row.T)} | {top1} | {row.selection} | {_fmt(row.runs)} | "
+                f"{_fmt(row.arch)} | {row.source}{note}{read} |"
             )
     return "\n".join(lines).rstrip("\n") + "\n"
 

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 import snnbench
 from snnbench.cli import app
+from snnbench.suite import load_suite
 
 runner = CliRunner()
 
@@ -118,13 +119,8 @@ def test_list(what, expected):
     assert result.exit_code == 0 and expected in result.output
 
 
-def test_list_algorithms_shows_citation_and_origin(monkeypatch):
-    from rich.console import Console
-
-    import snnbench.cli
-
-    monkeypatch.setattr(snnbench.cli, "console", Console(width=300))
-    result = runner.invoke(app, ["list", "algorithms"])
+def test_list_algorithms_shows_citation_and_origin():
+    result = runner.invoke(app, ["list", "algorithms"], env={"COLUMNS": "300"})
     line = next(line for line in result.output.splitlines() if " bptt " in line)
     assert "Neftci, Mostafa & Zenke" in line and "snnbench/algorithms/bptt.py:" in line
 
@@ -144,3 +140,98 @@ def test_bad_input_writes_nothing(write_suite, tmp_path):
     flat = " ".join(result.output.replace("│", " ").split())  # rich wraps the message in a box
     assert result.exit_code == 2 and "expected comma-separated integers from 1 to 100000, got '0'" in flat
     assert not out.exists() and sorted(p for p in tmp_path.parent.rglob("*") if "x" == p.name) == before
+
+
+# ---- an 80-column terminal, readable help, the published-figures table, one datasets listing ----
+
+NARROW = {"COLUMNS": "80"}
+
+
+@pytest.mark.parametrize("what", ["algorithms", "datasets", "suites", "architectures", "encodings"])
+def test_list_at_80_columns_cuts_nothing_and_shows_no_markup(what):
+    result = runner.invoke(app, ["list", what], env=NARROW)
+    assert result.exit_code == 0
+    assert "…" not in result.output and "``" not in result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+
+
+def test_list_algorithms_at_80_columns_wraps_at_word_boundaries():
+    """Every word of every description, citation and origin appears whole (none split over two lines)."""
+    from snnbench.algorithms import algorithms as registry
+
+    result = runner.invoke(app, ["list", "algorithms"], env=NARROW)
+    words = set(result.output.split())
+    for name in registry.names():
+        cls = registry.get(name)
+        text = f"{cls.description} {cls.paper.cite() if cls.paper else ''} {registry.origin(name)}"
+        missing = [word for word in text.split() if word not in words]
+        assert not missing, (name, missing)
+
+
+def test_list_encodings_shows_the_first_paragraph_as_plain_text():
+    result = runner.invoke(app, ["list", "encodings"], env={"COLUMNS": "300"})
+    line = next(line for line in result.output.splitlines() if " latency " in line)
+    assert "floor((1 − x) T)" in line  # plain text
+    assert "zero intensity never fires" in line  # the paragraph, not cut at the docstring's first line end
+
+
+def test_show_entry_wraps_at_80_columns_with_plain_markup():
+    result = runner.invoke(app, ["show", "digits-lowT/bptt"], env=NARROW)
+    assert result.exit_code == 0 and "Resolved configuration:" in result.output
+    lines = result.output.splitlines()
+    assert all(len(line) <= 80 or " " not in line.strip() for line in lines)
+    assert lines[1].startswith("    ") and "``" not in result.output  # continuation lines indented
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["merge"], ["compare"], ["datasets"], ["datasets", "list"]])
+def test_help_shows_flags_without_a_value_and_paths_readably(command):
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output and "list[Path]" not in result.output
+    if command in (["run"], ["merge"], ["compare"]):
+        assert "PATH…" in result.output
+
+
+def test_published_figures_print_integers_and_no_missing_markers(write_suite):
+    """T as an integer, no "± –" for a row without a std, "–" (never "nan") for a missing architecture."""
+    from snnbench.leaderboard import to_markdown
+
+    reference = [
+        {"algorithm": "bptt", "T": 25, "top1": 90.5, "source": "Someone 2020"},
+        {"algorithm": "bptt", "T": 4, "top1": 97.5, "top1_std": 0.25, "arch": "mlp", "runs": 5,
+         "source": "Someone 2021", "note": "n", "read_from": "Table 1"},
+    ]  # fmt: skip
+    suite = load_suite(str(write_suite({"reference": reference})))
+    text = to_markdown({}, suite, 0, [], suite.default_budget)
+    rows = [line for line in text.splitlines() if line.startswith("| bptt ")]
+    assert rows[0] == "| bptt | 25 | 90.50 | unknown | – | – | Someone 2020 |"
+    assert rows[1] == "| bptt | 4 | 97.50 ± 0.25 | unknown | 5 | mlp | Someone 2021 (n); read from Table 1 |"
+    assert "nan" not in text and "± –" not in text
+
+
+def test_list_datasets_is_an_alias_of_datasets_list(tmp_path):
+    env = {"SNNBENCH_DATA": str(tmp_path), "COLUMNS": "200"}
+    listed = runner.invoke(app, ["list", "datasets"], env=env)
+    group = runner.invoke(app, ["datasets", "list"], env=env)
+    assert listed.exit_code == group.exit_code == 0
+    assert listed.output == group.output and "description" in listed.output and "folder" in listed.output
+
+
+@pytest.mark.parametrize("command", ["compare", "plot"])
+def test_only_records_of_another_budget_suggest_that_budget(command, tmp_path, monkeypatch):
+    import pandas as pd
+
+    import snnbench.records
+
+    suite = load_suite("digits-lowT")
+    smoke = pd.DataFrame(
+        [{"entry": "bptt", "algorithm": "bptt", "T": 4, "seed": 0, "status": "ok", "top1": 10.0,
+          "budget": "smoke", "suite_version": suite.version, "track": "controlled"}]
+    )  # fmt: skip
+    monkeypatch.setattr(snnbench.records, "load_records", lambda _: smoke)
+    (tmp_path / "digits-lowT" / "runs").mkdir(parents=True)
+    args = ["--suite", "digits-lowT", "--out", str(tmp_path)]
+    args += ["--method", "bptt"] if command == "compare" else []
+    result = runner.invoke(app, [command, *args])
+    assert result.exit_code == 1
+    assert "no records of budget 'full'" in result.output and "add --budget smoke" in result.output

@@ -1,0 +1,5 @@
+"""``python -m snnbench.cli`` → the CLI."""
+
+from snnbench.cli import app
+
+app()

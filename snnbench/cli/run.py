@@ -1,0 +1,215 @@
+"""Training a suite's grid and where it stands: ``run``, ``tune``, ``status``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from snnbench.cli import Plugins, _fail, _ints, _load_plugins, _names, app, console, say
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Executor(str, Enum):
+    local = "local"
+    pool = "pool"
+    ray = "ray"
+
+
+@app.command(
+    epilog="Example: snnbench run --suite digits-lowT --budget smoke --algorithms bptt --timesteps 2,4"
+)
+def run(
+    suite: Annotated[str, typer.Option(help="suite name (suites/NAME.yaml) or path to a suite file")],
+    budget: Annotated[str | None, typer.Option(help="budget from the suite (e.g. smoke, full)")] = None,
+    algorithms: Annotated[
+        str | None, typer.Option(help="comma-separated subset of the suite's algorithms")
+    ] = None,
+    timesteps: Annotated[
+        str | None, typer.Option(help="comma-separated T values, replacing the suite's")
+    ] = None,
+    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds, replacing the suite's")] = None,
+    device: Annotated[Device, typer.Option(help="where to train")] = Device.auto,
+    out: Annotated[Path, typer.Option(help="output directory (records, leaderboard, plots)")] = Path(
+        "results"
+    ),
+    resume: Annotated[
+        bool, typer.Option(help="skip runs that already have a record; resume killed runs")
+    ] = True,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="dataset root (default $SNNBENCH_DATA or user cache)")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
+    executor: Annotated[
+        Executor, typer.Option(help="in-process, local process pool, or Ray cluster")
+    ] = Executor.local,
+    jobs: Annotated[int, typer.Option(help="workers of the process pool", min=1)] = 2,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address: auto or HOST:PORT")] = None,
+    tuned: Annotated[
+        bool,
+        typer.Option("--tuned", help="use the tuning records under OUT/SUITE/tuning (from `snnbench tune`)"),
+    ] = False,
+    plugin: Plugins = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="list the grid with a time estimate per run; train nothing")
+    ] = False,
+    save_models: Annotated[
+        bool,
+        typer.Option(
+            "--save-models", help="keep each run's final network (<out>/<suite>/models/, for export)"
+        ),
+    ] = False,
+) -> None:
+    """Train and evaluate a suite's grid (algorithms × T × seeds); write records, leaderboard and plots."""
+    from snnbench.errors import SnnbenchError
+
+    try:
+        _load_plugins(plugin)
+        from snnbench.estimate import PRINT_BEFORE_RUN_S, describe, estimate_suite
+        from snnbench.grid import run_suite
+        from snnbench.suite import MAX_TIMESTEPS, Overrides, load_suite
+        from snnbench.tuning import with_tuning_records
+
+        loaded = load_suite(suite)
+        if tuned:
+            loaded = with_tuning_records(loaded, out)
+
+        overrides = Overrides(
+            budget=budget,
+            algorithms=_names(algorithms),
+            timesteps=_ints(timesteps, "--timesteps", (1, MAX_TIMESTEPS)),
+            seeds=_ints(seeds, "--seeds"),
+        )
+        if dry_run or not quiet:
+            grid = estimate_suite(
+                suite, overrides, out_dir=out, device=device.value, resume=resume, data_dir=data_dir,
+                synthetic=dry_run,
+            )  # fmt: skip
+            if dry_run or grid.total_s > PRINT_BEFORE_RUN_S:
+                for line in describe(grid):
+                    say(line)
+            if dry_run:
+                return
+        from snnbench.ui import ProgressRenderer, summary_table
+
+        with ProgressRenderer(console, quiet=quiet) as renderer:
+            result = run_suite(
+                loaded,
+                overrides,
+                out_dir=out,
+                device=device.value,
+                resume=resume,
+                data_dir=data_dir,
+                on_event=renderer,
+                executor=Executor(executor).value,
+                jobs=jobs,
+                address=address,
+                save_models=save_models,
+            )
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    if not quiet:
+        console.print(summary_table(result))
+    if not result.trained:  # the one line --quiet keeps (errors are printed either way)
+        say(
+            f"Nothing to train: all {len(result.skipped)} runs already have records "
+            "(use --no-resume to rerun)."
+        )
+    else:
+        say(f"Trained {len(result.trained)} runs, skipped {len(result.skipped)} with records.")
+    if not quiet:
+        say(f"Records: {result.out_dir / 'runs'}")
+        for path in result.files:
+            say(f"Wrote {path}")
+
+
+@app.command(epilog="Example: snnbench tune --suite digits-lowT --algorithms bptt --trials 8")
+def tune(
+    suite: Annotated[str, typer.Option(help="suite name or path (it must have a `tuning:` block)")],
+    algorithms: Annotated[
+        str | None, typer.Option(help="comma-separated entries (default: every entry of the tuned tracks)")
+    ] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="trials per entry (default: the suite's tuning budget)", min=1)
+    ] = None,
+    out: Annotated[Path, typer.Option(help="output directory (writes OUT/SUITE/tuning/)")] = Path("results"),
+    jobs: Annotated[int, typer.Option(help="entries tuned in parallel processes", min=1)] = 1,
+    data_dir: Annotated[Path | None, typer.Option(help="dataset root")] = None,
+    plugin: Plugins = None,
+) -> None:
+    """Search each entry's declared hyperparameters on the validation split, the same trials for every
+    method (seeded TPE, trial 0 = the entry's values); write tuning records and print the `tuned:` blocks."""
+    from snnbench.errors import SnnbenchError
+
+    try:
+        _load_plugins(plugin)
+        import yaml
+
+        from snnbench.suite import load_suite
+        from snnbench.tuning import tune_suite, tuned_block
+
+        loaded = load_suite(suite)
+        records = tune_suite(
+            loaded, _names(algorithms), out_dir=out, trials=trials, jobs=jobs, data_dir=data_dir
+        )
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    for record in records:
+        path = out / loaded.name / "tuning" / f"{record['entry']}.json"
+        scored = [t for t in record["trials"] if t["val_top1"] is not None]
+        low = min(t["val_top1"] for t in scored)
+        say(
+            f"{record['entry']}: {len(record['trials'])} trials at T={record['budget']['T']}, "
+            f"validation top-1 {low:.2f}–{record['chosen']['val_top1']:.2f} %; "
+            f"chosen {record['chosen']['values']} (trial {record['chosen']['trial']}); record {path}"
+        )
+        block = tuned_block(record, path).model_dump()
+        console.print(yaml.safe_dump({record["entry"]: {"tuned": block}}, sort_keys=False), markup=False)
+
+
+@app.command(epilog="Example: snnbench status --suite digits-lowT --budget smoke")
+def status(
+    suite: Annotated[str, typer.Option(help="suite name or path")],
+    out: Annotated[Path, typer.Option(help="directory holding <suite>/runs")] = Path("results"),
+    budget: Annotated[str | None, typer.Option(help="budget (default: the suite's)")] = None,
+) -> None:
+    """What of a suite's grid is done, stale, failed, running (claimed), resumable or pending, with the
+    time left estimated from the records."""
+    from snnbench.errors import SnnbenchError
+
+    try:
+        from snnbench.status import STATES, format_duration, suite_status, summary_line
+        from snnbench.suite import load_suite
+
+        loaded = load_suite(suite)
+        statuses = suite_status(loaded, out, budget)
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    from rich import box
+    from rich.table import Table
+
+    table = Table(
+        title=f"{loaded.name} ({budget or loaded.default_budget}) under {out}",
+        header_style="bold",
+        box=box.SIMPLE,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("entry", no_wrap=True)
+    for state in [*STATES, "time left"]:
+        table.add_column(state, justify="right", min_width=len(state))
+    for s in statuses:
+        cells = [str(s.counts[state] or "·") for state in STATES]
+        table.add_row(s.entry, *cells, format_duration(s.eta_s))
+    console.print(table)
+    for s in statuses:
+        for line in s.running:
+            say(f"running: {line}")
+    say(summary_line(statuses))
