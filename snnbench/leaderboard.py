@@ -113,11 +113,6 @@ def by_track(df: pd.DataFrame, columns: list[str] | None = None) -> dict[str, pd
     return {track: build(df[tracks == track], columns) for track in TRACKS if (tracks == track).any()}
 
 
-def reference_table(suite: Suite) -> pd.DataFrame:
-    """The suite's published figures."""
-    return pd.DataFrame([row.model_dump() for row in suite.reference])
-
-
 def _fmt(value: Any, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
