@@ -25,13 +25,21 @@ W onto itself (bias-free, spectrally normalised); the classifier reads the avera
                the same at every step and in the map (p = 0.2); none in evaluation
   (8) BN       in training, the statistics of F x̄ (the average input's current) normalise every step and
                the map; running statistics are updated once per batch
-Loss: cross-entropy on o; SGD 0.05, momentum 0.9, weight decay 5e-4, ×0.1 at epochs 30, 60, 90 of 100.
+  (9) stages   multi-layer (AlexNet-F, CIFARNet-F; ``snnide_multilayer_module.py``): layer 0 as above, then
+               within each step layer i ≥ 1 integrates m_i ⊙ BN_i(S_i s_{i−1}[t]); W feeds the last layer's
+               spikes back to layer 0 (a stride-2 transposed conv where the resolution halves); a and the
+               classifier are the last layer's; f = f_L ∘ … ∘ f_1 ∘ (eq. 3),
+               f_i(b) = clamp(m_i ⊙ BN_i(S_i b)/ϑ, 0, 1); BN_i uses running statistics in the simulation
+               and in J, batch statistics in ∂f/∂θ
+Loss: cross-entropy on o; SGD 0.05, momentum 0.9, weight decay 5e-4, ×0.1 at epochs 30, 60, 90 of 100
+(MNIST/F-MNIST); CIFAR: ×0.1 at 50, 75 of 100 after a linear warm-up over 400 iterations.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -77,6 +85,9 @@ class IDEConfig(AlgorithmConfig):
         description="lr × gamma at these fractions of the epochs (--schedule 30 60 90, of 100)",
     )
     gamma: float = Field(0.1, gt=0.0, le=1.0, description="--gamma 0.1")
+    warmup_iterations: int = Field(
+        0, ge=0, description="linear lr warm-up over the first iterations (none for MNIST/F-MNIST; CIFAR 400)"
+    )
 
 
 class ThresholdNeuron(SpikingLayer):
@@ -97,10 +108,14 @@ class SpectralNormSynapse(nn.Module):
     :meth:`refresh` runs the power iteration (training only) and caches the weight for the batch, as the
     official ``_reset`` does before every forward; ``power_iterations = 0`` freezes u, v (tests)."""
 
-    def __init__(self, layer: nn.Linear | nn.Conv2d, norm_range: float) -> None:
+    def __init__(self, layer: nn.Linear | nn.Conv2d | nn.ConvTranspose2d, norm_range: float) -> None:
         super().__init__()
-        self.kind = "linear" if isinstance(layer, nn.Linear) else "conv"
-        self.stride, self.padding = (1, layer.padding) if isinstance(layer, nn.Conv2d) else (1, 0)
+        self.kind = {nn.Linear: "linear", nn.Conv2d: "conv", nn.ConvTranspose2d: "conv_transpose"}[
+            type(layer)
+        ]
+        self.stride = getattr(layer, "stride", 1)
+        self.padding = getattr(layer, "padding", 0)
+        self.output_padding = getattr(layer, "output_padding", 0)
         self.norm_range = norm_range
         self.power_iterations = 1
         self.weight_v = nn.Parameter(layer.weight.detach().clone())
@@ -135,6 +150,8 @@ class SpectralNormSynapse(nn.Module):
     def apply_weight(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         if self.kind == "linear":
             return F.linear(x, weight)
+        if self.kind == "conv_transpose":
+            return F.conv_transpose2d(x, weight, None, self.stride, self.padding, self.output_padding)
         return F.conv2d(x, weight, None, self.stride, self.padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -145,19 +162,35 @@ class SpectralNormSynapse(nn.Module):
         from snnbench.metrics import effective_operations
 
         w = self.weight_v.detach()
-        geometry = {} if self.kind == "linear" else {"stride": self.stride, "padding": self.padding}
         binary = bool(((x == 0) | (x == 1)).all())
+        if self.kind == "conv_transpose":  # every (nonzero input, nonzero weight) pair that lands inside
+            nonzero = (w != 0).to(x.dtype)
+            geometry_t = {
+                "stride": self.stride,
+                "padding": self.padding,
+                "output_padding": self.output_padding,
+            }
+            ops = int(F.conv_transpose2d((x != 0).to(x.dtype), nonzero, None, **geometry_t).sum())
+            dense = int(
+                F.conv_transpose2d(torch.ones_like(x[:1]), torch.ones_like(w), None, **geometry_t).sum()
+            )
+            return ops, binary, dense
+        geometry = {} if self.kind == "linear" else {"stride": self.stride, "padding": self.padding}
         ops = effective_operations((x != 0).to(x.dtype), w, **geometry)
         dense = effective_operations(torch.ones_like(x[:1]), torch.ones_like(w), **geometry)
         return ops, binary, dense
 
 
-def _unit_rows(layer: nn.Linear | nn.Conv2d) -> None:
+def _unit_rows(layer: nn.Linear | nn.Conv2d | nn.ConvTranspose2d) -> None:
     """Official ``_initialize_weights``: U(−1, 1), each output unit's weights to unit norm, zero bias."""
     with torch.no_grad():
         layer.weight.uniform_(-1.0, 1.0)
-        norms = layer.weight.reshape(layer.weight.shape[0], -1).norm(dim=1)
-        layer.weight.div_(norms.view(-1, *([1] * (layer.weight.dim() - 1))))
+        if isinstance(layer, nn.ConvTranspose2d):  # output channels on axis 1
+            norms = layer.weight.transpose(0, 1).reshape(layer.weight.shape[1], -1).norm(dim=1)
+            layer.weight.div_(norms.view(1, -1, 1, 1))
+        else:
+            norms = layer.weight.reshape(layer.weight.shape[0], -1).norm(dim=1)
+            layer.weight.div_(norms.view(-1, *([1] * (layer.weight.dim() - 1))))
         if layer.bias is not None:
             layer.bias.zero_()
 
@@ -206,8 +239,30 @@ def broyden_solve(
     return best
 
 
+@dataclass
+class Masks:
+    """Eq. (7)'s variational dropout masks of one batch (None: no dropout): the input current's, the
+    feedback current's and each later stage's."""
+
+    x: torch.Tensor | None = None
+    feedback: torch.Tensor | None = None
+    stages: list[torch.Tensor | None] = field(default_factory=list)
+
+    def stage(self, i: int) -> torch.Tensor | None:
+        return self.stages[i] if self.stages else None
+
+
+def _masked(mask: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    return x if mask is None else mask * x
+
+
 class FeedbackSNN(nn.Module):
-    """Eqs. (1)–(8): one feedback layer of IF/LIF neurons and a linear classifier on its rates."""
+    """Eqs. (1)–(8): a feedback layer of IF/LIF neurons (stage 0) and a linear classifier on its rates; with
+    ``stages`` (the official multi-layer AlexNet-F/CIFARNet-F), stage 0 feeds a chain of conv + BN stages
+    within each step, and the feedback runs from the last stage to stage 0 (eq. 3 then composes the stages:
+    f(a) = f_L ∘ … ∘ f_1 (clamp((m ⊙ W a + m_x ⊙ BN(F x̄))/ϑ, 0, 1)), f_i(b) = clamp(m_i ⊙ BN_i(S_i b)/ϑ,
+    0, 1), a the last stage's rates). The later stages' BN use running statistics in the simulation and in
+    the Jacobian, batch statistics in the map's parameter gradient (official ``set_bn_mode_s``)."""
 
     def __init__(
         self,
@@ -216,14 +271,17 @@ class FeedbackSNN(nn.Module):
         hidden_shape: tuple[int, ...],
         num_classes: int,
         cfg: IDEConfig,
+        stages: list[tuple[nn.Linear | nn.Conv2d, tuple[int, ...]]] | None = None,
     ) -> None:
         super().__init__()
         self.input_synapse, self.feedback = input_synapse, feedback
-        self.bn: nn.BatchNorm1d | nn.BatchNorm2d = (
-            nn.BatchNorm1d(hidden_shape[0]) if len(hidden_shape) == 1 else nn.BatchNorm2d(hidden_shape[0])
+        self.bn = _batch_norm(hidden_shape)
+        self.stages = nn.ModuleList(
+            nn.ModuleDict({"synapse": synapse, "bn": _batch_norm(shape)}) for synapse, shape in stages or []
         )
+        self.shapes = [hidden_shape] + [shape for _, shape in stages or []]
         self.neuron = ThresholdNeuron(cfg.v_threshold)
-        self.classifier = nn.Linear(math.prod(hidden_shape), num_classes)
+        self.classifier = nn.Linear(math.prod(self.shapes[-1]), num_classes)
         self.hidden_shape = hidden_shape
         self.leak = 1.0 if cfg.neuron == "if" else cfg.leak
         self.threshold, self.dropout = cfg.v_threshold, cfg.dropout
@@ -270,35 +328,60 @@ class FeedbackSNN(nn.Module):
             steps = (linear - mu.unsqueeze(0)) / torch.sqrt(var.unsqueeze(0) + self.bn.eps) * gamma + beta
         return steps, normalised_mean
 
-    def _masks(self, like: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def _masks(self, batch: int, like: torch.Tensor) -> Masks:
         if not self.training or self.dropout == 0.0:
-            return None, None
+            return Masks()
         keep = 1.0 - self.dropout
-        return (
-            torch.empty_like(like).bernoulli_(keep) / keep,
-            torch.empty_like(like).bernoulli_(keep) / keep,
+
+        def draw(shape: tuple[int, ...]) -> torch.Tensor:
+            return torch.empty(batch, *shape, dtype=like.dtype, device=like.device).bernoulli_(keep) / keep
+
+        return Masks(draw(self.shapes[0]), draw(self.shapes[0]), [draw(shape) for shape in self.shapes[1:]])
+
+    def _stage_current(
+        self, i: int, b: torch.Tensor, batch_statistics: bool, detached: bool = False
+    ) -> torch.Tensor:
+        """BN_i(S_i b) of stage i ≥ 1 (batch or running statistics; ``detached``: parameters as constants)."""
+        stage = self.stages[i - 1]
+        synapse, bn = stage["synapse"], stage["bn"]
+        if detached:
+            conv = isinstance(synapse, nn.Conv2d)
+            weight, bias = synapse.weight.detach(), synapse.bias.detach()
+            z = (
+                F.conv2d(b, weight, bias, synapse.stride, synapse.padding)
+                if conv
+                else F.linear(b, weight, bias)
+            )
+            gamma, beta = bn.weight.detach(), bn.bias.detach()
+        else:
+            z, gamma, beta = synapse(b), bn.weight, bn.bias
+        training = batch_statistics and self.training
+        return F.batch_norm(
+            z, bn.running_mean, bn.running_var, gamma, beta, training, bn.momentum or 0.0, bn.eps
         )
 
-    def simulate(
-        self, steps: torch.Tensor, mask_x: torch.Tensor | None, mask_s: torch.Tensor | None
-    ) -> torch.Tensor:
-        """Eqs. (1)–(2) without gradient: the T-step rate a[T] ``[B, ...]``."""
+    def simulate(self, steps: torch.Tensor, masks: Masks) -> torch.Tensor:
+        """Eqs. (1)–(2) without gradient: the T-step rates a[T] ``[B, ...]`` of the last stage."""
         with torch.no_grad():
-            u = torch.zeros_like(steps[0])
-            s = torch.zeros_like(steps[0])
-            total = torch.zeros_like(steps[0])
+            n = len(self.shapes)
+            u = [
+                torch.zeros(len(steps[0]), *shape, dtype=steps.dtype, device=steps.device)
+                for shape in self.shapes
+            ]
+            s = [torch.zeros_like(v) for v in u]
+            total = torch.zeros_like(u[-1])
             for t, current in enumerate(steps):
-                if mask_x is not None:
-                    current = mask_x * current
                 if t > 0:
-                    fed_back = self.feedback(s)
-                    u = u + (fed_back if mask_s is None else mask_s * fed_back)
-                u = u + current
-                s = self.neuron(u)
-                u = u - self.threshold * s
-                if self.leak != 1.0:
-                    u = u * self.leak
-                total = total * self.leak + s
+                    u[0] = u[0] + _masked(masks.feedback, self.feedback(s[-1]))
+                u[0] = u[0] + _masked(masks.x, current)
+                for i in range(n):
+                    if i > 0:
+                        u[i] = u[i] + _masked(masks.stage(i - 1), self._stage_current(i, s[i - 1], False))
+                    s[i] = self.neuron(u[i])
+                    u[i] = u[i] - self.threshold * s[i]
+                    if self.leak != 1.0:
+                        u[i] = u[i] * self.leak
+                total = total * self.leak + s[-1]
             norm = sum(self.leak**k for k in range(len(steps)))
             return total / norm
 
@@ -306,37 +389,30 @@ class FeedbackSNN(nn.Module):
         self,
         a: torch.Tensor,
         input_current: torch.Tensor,
-        mask_x: torch.Tensor | None,
-        mask_s: torch.Tensor | None,
+        masks: Masks,
         weight: torch.Tensor | None = None,
+        jacobian: bool = False,
     ) -> torch.Tensor:
-        """Eq. (3): f(a) = clamp((m_s ⊙ W a + m_x ⊙ BN(F x̄)) / ϑ, 0, 1)."""
+        """Eq. (3): f(a) = clamp((m_s ⊙ W a + m_x ⊙ BN(F x̄)) / ϑ, 0, 1), then the later stages (if any);
+        ``jacobian``: parameters as constants and running BN statistics (the map whose Jᵀ is solved)."""
         fed_back = self.feedback.apply_weight(a, self.feedback._weight if weight is None else weight)
-        if mask_s is not None:
-            fed_back = mask_s * fed_back
-        if mask_x is not None:
-            input_current = mask_x * input_current
-        return torch.clamp((fed_back + input_current) / self.threshold, 0.0, 1.0)
+        b = torch.clamp(
+            (_masked(masks.feedback, fed_back) + _masked(masks.x, input_current)) / self.threshold, 0.0, 1.0
+        )
+        for i in range(1, len(self.shapes)):
+            current = self._stage_current(i, b, batch_statistics=not jacobian, detached=jacobian)
+            b = torch.clamp(_masked(masks.stage(i - 1), current) / self.threshold, 0.0, 1.0)
+        return b
 
-    def implicit_rates(
-        self,
-        a_star: torch.Tensor,
-        input_current: torch.Tensor,
-        mask_x: torch.Tensor | None,
-        mask_s: torch.Tensor | None,
-    ) -> torch.Tensor:
+    def implicit_rates(self, a_star: torch.Tensor, input_current: torch.Tensor, masks: Masks) -> torch.Tensor:
         """Eq. (5): a tensor with the value ``a_star`` whose gradient reaches θ as (∂f/∂θ)ᵀ (I − Jᵀ)⁻¹ g."""
         assert self.feedback._weight is not None
-        mapped = self.equilibrium_map(a_star, input_current, mask_x, mask_s)
+        mapped = self.equilibrium_map(a_star, input_current, masks)  # BN running statistics move here
         out = mapped + (a_star - mapped).detach()
         with torch.enable_grad():
             z = a_star.detach().requires_grad_(True)
             y = self.equilibrium_map(
-                z,
-                input_current.detach(),
-                mask_x,
-                mask_s,
-                weight=self.feedback._weight.detach(),
+                z, input_current.detach(), masks, weight=self.feedback._weight.detach(), jacobian=True
             )
 
         def vjp(v: torch.Tensor) -> torch.Tensor:  # Jᵀ v, flattened per sample
@@ -367,14 +443,18 @@ class FeedbackSNN(nn.Module):
         implicit gradient (eq. 5)."""
         self.feedback.refresh()
         steps, input_current = self._input_currents(x_seq)
-        mask_x, mask_s = self._masks(steps[0])
-        a_star = self.simulate(steps, mask_x, mask_s)
+        masks = self._masks(steps.shape[1], steps)
+        a_star = self.simulate(steps, masks)
         if self.training:
             assert input_current is not None
-            rates = self.implicit_rates(a_star, input_current, mask_x, mask_s)
+            rates = self.implicit_rates(a_star, input_current, masks)
         else:
             rates = a_star
         return self.classifier(rates.flatten(1))
+
+
+def _batch_norm(shape: tuple[int, ...]) -> nn.BatchNorm1d | nn.BatchNorm2d:
+    return nn.BatchNorm1d(shape[0]) if len(shape) == 1 else nn.BatchNorm2d(shape[0])
 
 
 @algorithms.register("ide")
@@ -398,7 +478,7 @@ class IDE(Algorithm):
     Config = IDEConfig
     default_encoding = "direct"
     version = 1
-    changelog = ("1: first version",)
+    changelog = ("1: first version (single-layer and multi-layer feedback networks)",)
     suite_entries = {
         "digits-lowT": {
             "ide": {
@@ -459,39 +539,65 @@ class IDE(Algorithm):
     def build(self, T: int) -> nn.Module:
         cfg: IDEConfig = self.config  # type: ignore[assignment]
         layers = [layer for layer in self.arch.layers if not isinstance(layer, Dropout)]
-        if len(layers) != 1 or not isinstance(layers[0], Dense | Conv):
+        if not layers or not all(isinstance(layer, Dense | Conv) for layer in layers):
             raise SnnbenchError(
-                f"ide builds one feedback layer (a dense or conv token, e.g. 256 or 64C5p2s2), got "
-                f"{self.arch.notation!r}"
+                f"ide builds a feedback network from dense or conv tokens (e.g. 256, 64C5p2s2, or the "
+                f"multi-layer 96C3p1s2-256C3-384C3s2-384C3-256C3), got {self.arch.notation!r}"
             )
-        layer = layers[0]
         shape = tuple(self.data.input_shape)
-        input_synapse: nn.Linear | nn.Conv2d
-        if isinstance(layer, Dense):
-            input_synapse = nn.Linear(math.prod(shape), layer.units)
-            fb_layer: nn.Linear | nn.Conv2d = nn.Linear(layer.units, layer.units, bias=False)
-            hidden: tuple[int, ...] = (layer.units,)
+        synapses: list[nn.Linear | nn.Conv2d] = []
+        shapes: list[tuple[int, ...]] = []
+        for layer in layers:
+            if isinstance(layer, Dense):
+                synapses.append(nn.Linear(math.prod(shape), layer.units))
+                shape = (layer.units,)
+            else:
+                if len(shape) != 3:
+                    raise SnnbenchError(f"ide: a convolution needs image input, got {shape}")
+                synapses.append(nn.Conv2d(shape[0], layer.channels, layer.kernel, layer.stride, layer.pad))
+                h, w = ((n + 2 * layer.pad - layer.kernel) // layer.stride + 1 for n in shape[1:])
+                shape = (layer.channels, h, w)
+            shapes.append(shape)
+        for synapse in synapses:
+            _unit_rows(synapse)
+        feedback = SpectralNormSynapse(self._feedback_layer(shapes[-1], shapes[0]), cfg.spectral_norm_range)
+        stages = list(zip(synapses[1:], shapes[1:], strict=True))
+        return FeedbackSNN(synapses[0], feedback, shapes[0], self.data.num_classes, cfg, stages)
+
+    def _feedback_layer(
+        self, source: tuple[int, ...], target: tuple[int, ...]
+    ) -> nn.Linear | nn.Conv2d | nn.ConvTranspose2d:
+        """W: last stage → first, bias-free: linear; a same-padding conv (``feedback_kernel``); or, where the
+        first stage has twice the resolution, the official stride-2 transposed conv (padding k//2, output
+        padding 1)."""
+        cfg: IDEConfig = self.config  # type: ignore[assignment]
+        k = cfg.feedback_kernel
+        layer: nn.Linear | nn.Conv2d | nn.ConvTranspose2d
+        if len(source) == 1 and len(target) == 1:
+            layer = nn.Linear(source[0], target[0], bias=False)
+        elif len(source) == 3 and len(target) == 3 and source[1:] == target[1:]:
+            layer = nn.Conv2d(source[0], target[0], k, 1, k // 2, bias=False)
+        elif len(source) == 3 and len(target) == 3 and target[1:] == (2 * source[1], 2 * source[2]):
+            layer = nn.ConvTranspose2d(source[0], target[0], k, 2, k // 2, output_padding=1, bias=False)
         else:
-            if len(shape) != 3:
-                raise SnnbenchError(f"ide: a convolution needs image input, got {shape}")
-            input_synapse = nn.Conv2d(shape[0], layer.channels, layer.kernel, layer.stride, layer.pad)
-            k = cfg.feedback_kernel
-            fb_layer = nn.Conv2d(layer.channels, layer.channels, k, 1, k // 2, bias=False)
-            h, w = ((n + 2 * layer.pad - layer.kernel) // layer.stride + 1 for n in shape[1:])
-            hidden = (layer.channels, h, w)
-        _unit_rows(input_synapse)
-        _unit_rows(fb_layer)
-        feedback = SpectralNormSynapse(fb_layer, cfg.spectral_norm_range)
-        return FeedbackSNN(input_synapse, feedback, hidden, self.data.num_classes, cfg)
+            raise SnnbenchError(
+                f"ide: no feedback connection from the last layer {source} to the first {target} (dense to "
+                "dense, or conv to conv at the same or half the first layer's resolution)"
+            )
+        _unit_rows(layer)
+        return layer
 
     def configure(self, net: nn.Module, ctx: RunContext) -> TrainState:
         cfg: IDEConfig = self.config  # type: ignore[assignment]
         optimizer = torch.optim.SGD(
             net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
-        milestones = sorted({round(f * ctx.epochs) for f in cfg.milestones})
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=cfg.gamma)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, self._milestones(ctx.epochs), cfg.gamma)
         return TrainState(optimizer, scheduler)
+
+    def _milestones(self, epochs: int) -> list[int]:
+        cfg: IDEConfig = self.config  # type: ignore[assignment]
+        return sorted({round(f * epochs) for f in cfg.milestones})
 
     def train_epoch(
         self,
@@ -500,10 +606,18 @@ class IDE(Algorithm):
         batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
         ctx: RunContext,
     ) -> dict[str, float]:
+        cfg: IDEConfig = self.config  # type: ignore[assignment]
         assert state.optimizer is not None
         net.train()
         tally = EpochTally()
         for x, y in batches:
+            iteration = state.extra.get("iteration", 0)
+            if iteration < cfg.warmup_iterations:  # official adjust_warmup_lr: scheduled lr · (i + 1)/warmup
+                passed = sum(m <= ctx.epoch for m in self._milestones(ctx.epochs))
+                for group in state.optimizer.param_groups:
+                    scheduled = group["initial_lr"] * cfg.gamma**passed
+                    group["lr"] = scheduled * (iteration + 1) / cfg.warmup_iterations
+            state.extra["iteration"] = iteration + 1
             logits = net(ctx.encode(self.data.normalize(x)))
             loss = F.cross_entropy(logits, y)
             state.optimizer.zero_grad(set_to_none=True)

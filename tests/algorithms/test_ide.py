@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from snnbench.algorithms.ide import IDE, FeedbackSNN, IDEConfig, broyden_solve
+from snnbench.algorithms.ide import IDE, FeedbackSNN, IDEConfig, Masks, broyden_solve
 from snnbench.architectures import resolve_architecture
 from snnbench.data import DatasetInfo
 
@@ -75,7 +75,7 @@ def simulate_reference(
 def exact_equilibrium(net: FeedbackSNN, monkeypatch: pytest.MonkeyPatch) -> None:
     """Replace the T-step simulation by the exact fixed point, so that the gradient is tested alone."""
 
-    def exact(steps, mask_x, mask_s):  # noqa: ANN001, ANN202
+    def exact(steps, masks):  # noqa: ANN001, ANN202
         with torch.no_grad():
             return fixed_point(feedback_weight(net), steps.mean(0), net.threshold)
 
@@ -195,7 +195,7 @@ def test_simulated_rates_reach_the_fixed_point_of_the_rate_map(neuron, leak, tol
         errors = []
         for T in (50, 2000):
             steps = current.unsqueeze(0).expand(T, -1, -1)
-            ours = net.simulate(steps, None, None)
+            ours = net.simulate(steps, Masks())
             torch.testing.assert_close(ours, simulate_reference(w, current, 2.0, T, leak), rtol=0, atol=1e-12)
             errors.append(float((ours - a_star).abs().max()))
     assert errors[1] < tolerance
@@ -269,3 +269,163 @@ def test_learns_digits(write_suite, tmp_path):
     record = run_suite(path, out_dir=tmp_path, device="cpu").records[0]
     assert record.status == "ok" and record.metrics["top1"] > 80.0  # chance 10 %
     assert record.metrics["acs_per_sample"] > 0 and 0 < record.metrics["spike_rate"] < 1
+
+
+# ---- multi-layer feedback networks (official AlexNet-F / CIFARNet-F structure) ---------------------------
+
+
+def chain(neuron: str = "if", seed: int = 0, **config: object) -> FeedbackSNN:
+    """5 → 6 → 4 with feedback 4 → 6: stage 0 gets the input and the feedback, stage 1 reads stage 0."""
+    torch.manual_seed(seed)
+    cfg = IDEConfig(dropout=0.0, neuron=neuron, **config)  # type: ignore[arg-type]
+    net = IDE(cfg, resolve_architecture("6-4"), DatasetInfo("x", (5,), 3)).build(4)
+    assert isinstance(net, FeedbackSNN) and len(net.stages) == 1
+    with torch.no_grad():  # running statistics unlike the batch's, so that the two BN modes differ
+        net.stages[0]["bn"].running_mean.uniform_(-0.5, 0.5)
+        net.stages[0]["bn"].running_var.uniform_(0.5, 2.0)
+        net.stages[0]["bn"].weight.uniform_(0.5, 1.5)
+        net.stages[0]["bn"].bias.uniform_(-0.2, 0.2)
+    return net.double()
+
+
+def chain_map(net: FeedbackSNN, a: torch.Tensor, current: torch.Tensor, running: bool) -> torch.Tensor:
+    """Reference composite map: b = clamp((W a + c)/ϑ), then clamp(BN(S b)/ϑ) with running or batch BN."""
+    b = torch.clamp((a @ feedback_weight(net).t() + current) / 2.0, 0.0, 1.0)
+    synapse, bn = net.stages[0]["synapse"], net.stages[0]["bn"]
+    z = b @ synapse.weight.t() + synapse.bias
+    if running:
+        mu, var = bn.running_mean, bn.running_var
+    else:
+        mu, var = z.mean(0), z.var(0, unbiased=False)
+    return torch.clamp(((z - mu) / torch.sqrt(var + bn.eps) * bn.weight + bn.bias) / 2.0, 0.0, 1.0)
+
+
+def test_multilayer_simulation_matches_an_independent_loop_and_reaches_the_fixed_point():
+    net = chain()
+    net.train()
+    w = net.feedback.refresh().detach()
+    x, _ = data(n=8)
+    synapse, bn = net.stages[0]["synapse"], net.stages[0]["bn"]
+    with torch.no_grad():
+        current = input_current(net, x)
+        a = torch.zeros(8, 4, dtype=torch.float64)
+        for _ in range(400):
+            a = chain_map(net, a, current, running=True)
+        for T, tolerance in ((2000, 0.02),):
+            u0, u1 = torch.zeros(8, 6, dtype=torch.float64), torch.zeros(8, 4, dtype=torch.float64)
+            s0, s1 = torch.zeros_like(u0), torch.zeros_like(u1)
+            total = torch.zeros_like(u1)
+            for t in range(T):  # stage 1 reads stage 0's spikes of the same step; feedback from t − 1
+                u0 = u0 + (s1 @ w.t() if t else 0.0) + current
+                s0 = (u0 >= 2.0).double()
+                u0 = u0 - 2.0 * s0
+                z = s0 @ synapse.weight.t() + synapse.bias
+                u1 = u1 + (z - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias
+                s1 = (u1 >= 2.0).double()
+                u1 = u1 - 2.0 * s1
+                total = total + s1
+            ours = net.simulate(current.unsqueeze(0).expand(T, -1, -1), Masks())
+            torch.testing.assert_close(ours, total / T, rtol=0, atol=1e-12)
+            assert float((ours - a).abs().max()) < tolerance
+    assert float(((a > 0.05) & (a < 0.95)).double().mean()) > 0.2
+
+
+def test_multilayer_gradient_is_the_official_implicit_gradient(monkeypatch):
+    """∂L/∂θ = (∂f_batch/∂θ)ᵀ (I − J_runningᵀ)⁻¹ ∂L/∂a*: the parameter path through the map with batch BN
+    statistics, the Jacobian with running ones (official set_bn_mode_s), recomputed here with dense
+    per-sample Jacobians of the reference map; the feedback-free gradient is far from it."""
+    net = chain()
+    net.train()
+    for _ in range(30):
+        net.feedback.refresh()
+    net.feedback.power_iterations = 0
+    with torch.no_grad():
+        net.feedback.weight_g.fill_(0.95)
+        net.input_synapse.weight.mul_(3.0)
+    x, y = data(n=12)
+    current0 = input_current(net, x).detach()
+    with torch.no_grad():
+        a = torch.zeros(12, 4, dtype=torch.float64)
+        for _ in range(400):
+            a = chain_map(net, a, current0, running=True)
+    monkeypatch.setattr(net, "simulate", lambda steps, masks: a.clone())
+    bn_state = {k: v.clone() for k, v in net.stages[0]["bn"].state_dict().items()}
+
+    net.zero_grad()
+    F.cross_entropy(net(x.unsqueeze(0).expand(3, -1, -1)), y).backward()
+    ours = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+    running_after = {k: v.clone() for k, v in net.stages[0]["bn"].state_dict().items()}
+
+    net.stages[0]["bn"].load_state_dict(running_after)  # the Jacobian sees the statistics after the update
+    a_req = a.clone().requires_grad_(True)
+    g = torch.autograd.grad(F.cross_entropy(net.classifier(a_req), y), a_req)[0]
+    ws = []
+    for i in range(len(a)):
+        jac = torch.autograd.functional.jacobian(
+            lambda v, i=i: chain_map(net, v.unsqueeze(0), current0[i : i + 1], running=True)[0], a[i]
+        ).detach()
+        ws.append(torch.linalg.solve(torch.eye(4, dtype=torch.float64) - jac.t(), g[i]))
+    w = torch.stack(ws)
+    net.stages[0]["bn"].load_state_dict(bn_state)
+    net.zero_grad()
+    ((chain_map(net, a, input_current(net, x), running=False) * w).sum()).backward()
+    reference = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+    reference["classifier.weight"], reference["classifier.bias"] = torch.autograd.grad(
+        F.cross_entropy(net.classifier(a), y), [net.classifier.weight, net.classifier.bias]
+    )
+    assert set(ours) == set(reference)
+    for name in reference:
+        torch.testing.assert_close(ours[name], reference[name], rtol=1e-6, atol=1e-9, msg=name)
+    monkeypatch.setattr(net, "solve_adjoint", lambda vjp, g: g)
+    net.stages[0]["bn"].load_state_dict(bn_state)
+    net.zero_grad()
+    F.cross_entropy(net(x.unsqueeze(0).expand(3, -1, -1)), y).backward()
+    naive = net.input_synapse.weight.grad
+    target = reference["input_synapse.weight"]
+    assert float((naive - target).norm()) > 0.05 * float(target.norm())
+
+
+def test_alexnet_f_builds_with_the_official_shapes():
+    """cifar_alexnetf.py: 96C3s2 → 256C3 → 384C3s2 → 384C3 → 256C3, feedback ConvTranspose 256 → 96 (k 3,
+    stride 2, output padding 1), classifier on 256 × 8 × 8: 3.7M parameters as in the README."""
+    from torch import nn
+
+    arch = resolve_architecture("ide-alexnet-f")
+    algorithm = IDE(IDEConfig(feedback_kernel=3), arch, DatasetInfo("cifar10", (3, 32, 32), 10))
+    net = algorithm.build(2)
+    n = sum(p.numel() for p in net.parameters())
+    assert net.shapes == [(96, 16, 16), (256, 16, 16), (384, 8, 8), (384, 8, 8), (256, 8, 8)]
+    assert net.feedback.kind == "conv_transpose" and 3.65e6 < n < 3.75e6
+    assert isinstance(net.stages[0]["synapse"], nn.Conv2d)
+    net.train()
+    out = net(torch.rand(2, 2, 3, 32, 32))
+    out.sum().backward()
+    assert out.shape == (2, 10) and net.feedback.weight_v.grad is not None
+    ops, binary, dense = net.feedback.count_operations(torch.ones(1, 256, 8, 8))
+    assert binary and ops == dense  # all-ones input: every (input, weight) pair that lands
+
+
+def test_warmup_scales_the_learning_rate_over_the_first_iterations():
+    """cifar_*.py adjust_warmup_lr: the scheduled lr · (i + 1)/warmup for the first ``warmup`` iterations
+    (here one per epoch, 10 epochs: ×0.1 at epochs 3, 6, 9), then the schedule alone."""
+    from snnbench.algorithms import RunContext
+    from snnbench.data.encoding import direct
+
+    algorithm = IDE(IDEConfig(warmup_iterations=5), resolve_architecture("6"), DatasetInfo("x", (5,), 3))
+    net = algorithm.build(2)
+    ctx = RunContext(2, torch.device("cpu"), 10, 4, 4, "direct", torch.Generator(), direct)
+    state = algorithm.configure(net, ctx)
+    x, y = torch.randn(4, 5), torch.tensor([0, 1, 2, 0])
+    used: list[float] = []
+    step = state.optimizer.step
+
+    def recording_step(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        used.append(state.optimizer.param_groups[0]["lr"])
+        return step(*args, **kwargs)
+
+    state.optimizer.step = recording_step  # type: ignore[method-assign]
+    for epoch in range(8):
+        ctx.epoch = epoch
+        algorithm.train_epoch(net, state, [(x, y)], ctx)
+    expected = [0.01, 0.02, 0.03, 0.005 * 4 / 5, 0.005, 0.005, 0.0005, 0.0005]
+    assert used == pytest.approx(expected)
