@@ -199,27 +199,27 @@ def broyden_solve(
     residual: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, iterations: int, eps: float
 ) -> torch.Tensor:
     """Root of ``residual`` (per-sample systems ``[B, n]``) by Broyden's ("good") method with the inverse
-    Jacobian estimate H = −I + Σ u vᵀ updated by Sherman–Morrison, unit steps, no line search; stops when
-    the residual norm over the batch is below ``eps``; returns the lowest-residual iterate."""
+    Jacobian estimate H = −I + U Vᵀ (one column of U and row of Vᵀ per update, Sherman–Morrison), unit
+    steps, no line search; stops when the residual norm over the batch is below ``eps``; returns the
+    lowest-residual iterate. U and V are preallocated, so each step costs a few batched products."""
+    batch, n = x0.shape
+    us = x0.new_zeros(batch, n, iterations)
+    vs = x0.new_zeros(batch, iterations, n)
+
+    def h_times(z: torch.Tensor, k: int) -> torch.Tensor:  # H z
+        if k == 0:
+            return -z
+        return torch.baddbmm(-z.unsqueeze(2), us[:, :, :k], torch.bmm(vs[:, :k], z.unsqueeze(2))).squeeze(2)
+
+    def times_h(z: torch.Tensor, k: int) -> torch.Tensor:  # zᵀ H
+        if k == 0:
+            return -z
+        return torch.baddbmm(-z.unsqueeze(1), torch.bmm(z.unsqueeze(1), us[:, :, :k]), vs[:, :k]).squeeze(1)
+
     x, gx = x0, residual(x0)
-    us: list[torch.Tensor] = []
-    vs: list[torch.Tensor] = []
-
-    def h_times(z: torch.Tensor) -> torch.Tensor:  # H z
-        out = -z
-        for u, v in zip(us, vs, strict=True):
-            out = out + u * (v * z).sum(1, keepdim=True)
-        return out
-
-    def times_h(z: torch.Tensor) -> torch.Tensor:  # zᵀ H
-        out = -z
-        for u, v in zip(us, vs, strict=True):
-            out = out + v * (z * u).sum(1, keepdim=True)
-        return out
-
     best, best_norm = x, float(gx.norm())
-    step = -h_times(gx)
-    for _ in range(iterations):
+    step = gx  # −H gx with H = −I
+    for k in range(iterations):
         if best_norm < eps:
             break
         x_new = x + step
@@ -229,13 +229,11 @@ def broyden_solve(
         norm = float(gx.norm())
         if norm < best_norm:
             best, best_norm = x, norm
-        v = times_h(dx)
-        denom = (v * dg).sum(1, keepdim=True)
-        u = (dx - h_times(dg)) / denom
-        u, v = torch.nan_to_num(u, 0.0, 0.0, 0.0), torch.nan_to_num(v, 0.0, 0.0, 0.0)
-        us.append(u)
-        vs.append(v)
-        step = -h_times(gx)
+        v = times_h(dx, k)
+        u = (dx - h_times(dg, k)) / (v * dg).sum(1, keepdim=True)
+        us[:, :, k] = torch.nan_to_num(u, 0.0, 0.0, 0.0)
+        vs[:, k] = torch.nan_to_num(v, 0.0, 0.0, 0.0)
+        step = -h_times(gx, k + 1)
     return best
 
 
