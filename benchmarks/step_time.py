@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from snnbench.environment import reuse_freed_cpu_memory
-from snnbench.neurons.functional import LIFParams
+from snnbench.neurons.functional import LIFParams, lif_multistep
 from snnbench.neurons.layers import LIF, TimeDistributed
 
 TAU, THRESHOLD, ALPHA = 2.0, 1.0, 4.0
@@ -226,6 +226,45 @@ def peak_memory_mib(name: str, shape: str, T: int, n: int, device: str, tuned_al
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def kernel_throughput(T: int, n: int, batch: int, device: str, reps: int = 11) -> dict[str, float]:
+    """The LIF layer alone, forward + backward with a dense ∂L/∂s, on ``[T, batch, n]``, against a plain
+    copy between two buffers of the same size measured in the same loop (interleaved, medians).
+
+    Memory traffic per neuron-step: forward reads x and writes s and h, backward reads h and ∂L/∂s and writes
+    ∂L/∂x (over h): 6 × 4 bytes in float32. A copy moves 2 × 4 bytes per element, so the fraction of the
+    copy bandwidth the kernel reaches is ``3 · t_copy / t_kernel``."""
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randn(T, batch, n, generator=g) * 1.5 + 0.8).to(device)
+    grad = torch.randn(T, batch, n, generator=g).to(device)
+    src, dst = torch.randn(T, batch, n, generator=g).to(device), torch.empty(T, batch, n, device=device)
+    params = LIFParams(TAU, THRESHOLD, 0.0, "sigmoid", ALPHA)
+
+    def kernel() -> None:
+        lif_multistep(x.detach().requires_grad_(), params).backward(grad)
+
+    def copy() -> None:
+        dst.copy_(src)
+
+    times: dict[str, list[float]] = {"kernel": [], "copy": []}
+    kernel(), copy()  # warm-up
+    for _ in range(reps):
+        for name, fn in (("kernel", kernel), ("copy", copy)):
+            sync(device)
+            tick = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - tick)
+    t_kernel, t_copy = statistics.median(times["kernel"]), statistics.median(times["copy"])
+    steps = x.numel()
+    return {
+        "kernel_ms": t_kernel * 1000,
+        "neuron_steps_per_s": steps / t_kernel,
+        "kernel_gb_s": 24 * steps / t_kernel / 1e9,
+        "copy_gb_s": 8 * steps / t_copy / 1e9,
+        "fraction_of_copy": 3 * t_copy / t_kernel,
+    }
+
+
 def check_agreement(shape: str, T: int, n: int, device: str) -> str:
     """Forward outputs and input gradients of the three SNNs on one batch."""
     results = {}
@@ -266,8 +305,15 @@ def main() -> None:
     parser.add_argument(
         "--system-allocator", action="store_true", help="glibc's default mmap/trim thresholds for everyone"
     )
+    parser.add_argument(
+        "--flush-denormal",
+        action="store_true",
+        help="flush subnormal floats to zero for everyone (torch.set_flush_denormal): shows what the CPU's "
+        "subnormal arithmetic costs, e.g. in the 'on' shape, whose layer is silent after one SGD step",
+    )
     args = parser.parse_args()
     tuned = not args.system_allocator and reuse_freed_cpu_memory()
+    flushed = args.flush_denormal and torch.set_flush_denormal(True)
     grid = [
         ("mlp", 4, 0),
         ("mlp", 16, 0),
@@ -280,6 +326,7 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, "
         f"allocator {'snnbench runner setting' if tuned else 'system default'}"
+        + (", subnormals flushed to zero" if flushed else "")
     )
     rows = []
     for shape, T, n in grid:
@@ -297,6 +344,15 @@ def main() -> None:
             rows.append(
                 {"shape": shape, "T": T, "impl": name, "ms": ms, "x_floor": ms / floor, "peak_mib": memory}
             )
+        if shape == "on":
+            k = kernel_throughput(T, n, 16, args.device)
+            print(
+                f"LIF kernel alone on [{T}, 16, {n}] (forward + backward, dense ∂L/∂s): "
+                f"{k['kernel_ms']:.1f} ms, {k['neuron_steps_per_s'] / 1e9:.2f} G neuron-steps/s, "
+                f"{k['kernel_gb_s']:.1f} GB/s at 24 B per neuron-step = {100 * k['fraction_of_copy']:.0f} % "
+                f"of this run's copy bandwidth ({k['copy_gb_s']:.1f} GB/s, a tensor copy of the same size)"
+            )
+            rows.append({"shape": shape, "T": T, "impl": "LIF kernel alone", **k})
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=1)

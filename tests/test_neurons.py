@@ -218,3 +218,20 @@ def test_float32_kernels_match_float64_autograd_of_lif_step(params, native, monk
     assert spikes.dtype == torch.float32 and torch.equal(spikes.double(), expected) and expected.sum() > 0
     error = (x.grad.double() - reference_x.grad).norm() / reference_x.grad.norm()
     assert error < 1e-5, error
+
+
+def test_native_sigmoid_surrogate_of_a_far_silent_neuron_is_zero():
+    """Far below threshold (α|h − ϑ| > 87) σ'(α(h − ϑ)) is below float32's normal range, and the kernel's
+    exp returns 0 there, as torch's sigmoid does. It used to return exp(−87): a gradient of ~7e-38 at every
+    such neuron, whose products with activations are subnormal inside the weight-gradient GEMM (very slow
+    on Intel CPUs). Gradients of neurons in range stay bit-identical (the other tests here)."""
+    from snnbench.neurons import functional
+
+    if functional.native_kernels() is None:
+        pytest.skip("no C++ toolchain: the torch-ops path is the only one")
+    # h = x/2 at every step (v stays below ϑ): α|h − 1| = 4·51 = 204 > 87, and 4·(1 − (-10)) = 44 < 87
+    x = torch.tensor([-100.0, -20.0]).repeat(6, 3, 1).requires_grad_()
+    lif_multistep(x, LIFParams()).sum().backward()
+    assert torch.equal(x.grad[..., 0], torch.zeros(6, 3))
+    expected = functional._sigmoid_derivative(torch.tensor(-11.0, dtype=torch.float64), 4.0).item()
+    assert x.grad[-1, :, 1].tolist() == pytest.approx([expected / 2] * 3, rel=1e-5)  # last step: no carry

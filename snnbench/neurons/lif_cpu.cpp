@@ -42,9 +42,14 @@ inline float mul_add(float a, float b, float c) {
 }
 
 // exp(x) for float32 x <= 0 without a library call: Cody-Waite reduction x = k ln2 + r, |r| <= ln2/2, Cephes'
-// degree-6 polynomial for e^r, 2^k assembled in the exponent bits; x is clamped at -87 (the normal range).
-// Within 1.3 ulp of the exact value on [-87, 0].
+// degree-6 polynomial for e^r, 2^k assembled in the exponent bits. Within 1.3 ulp of the exact value on
+// [-87, 0]. Below -87 it returns 0: the exact value is below 1.7e-38, at the edge of float32's normal range
+// (the polynomial is evaluated at -87 only to keep 2^k's exponent bits valid). It used to return exp(-87)
+// there, a surrogate gradient of ~7e-38 for every neuron more than 87/α below threshold; in a silent
+// network those products fell into the subnormal range inside the weight-gradient GEMM, which Intel
+// CPUs compute with a microcode assist per operation (benchmarks/README.md, issue 27).
 inline float exp_polynomial(float x) {
+  const bool underflows = x < -87.0f;
   x = std::max(x, -87.0f);
   const float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest (1.5·2^23)
   const float r = mul_add(k, 2.12194440e-4f, mul_add(k, -0.693359375f, x));
@@ -58,7 +63,7 @@ inline float exp_polynomial(float x) {
   const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
   float two_k;
   std::memcpy(&two_k, &bits, sizeof two_k);
-  return e_r * two_k;
+  return underflows ? 0.0f : e_r * two_k;
 }
 
 inline float exp_any(float x) { return exp_polynomial(x); }
