@@ -33,6 +33,13 @@ NOT_EXPORTABLE = {
     "NIR's IF resets to v_reset from v(0) = 0",
     "stdbp": "it computes continuous spike times (ReL-PSP), not a clock-driven state update",
     "st-rsbp": "its recurrent spiking layer is not exported yet (NIR could express it as a cyclic graph)",
+    "ide": "its neurons reset by subtraction and its readout is a linear map of the average firing rates",
+    "soft-lif": "its LIF neuron has a refractory period and places spikes inside the step (Nengo's exact "
+    "step); NIR's LIF has no refractory period",
+    "tcja-snn": "its attention multiplies each step by a sigmoid of convolutions across all T steps: not a "
+    "per-step state update (and its networks max-pool)",
+    "biolcnet": "its hidden neurons have adaptive thresholds and lateral inhibition, which NIR 1.0.8 lacks",
+    "desire-bp": "its neurons reset by subtraction (u − ϑ·s)",
 }
 
 

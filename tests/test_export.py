@@ -190,11 +190,35 @@ def test_multiplicative_sew_blocks_are_refused() -> None:
         to_nir(build_network(data), "sew-resnet", (1, 8, 8))
 
 
-@pytest.mark.parametrize("algorithm", ["ottt", "bntt", "conversion-rate", "stdbp", "st-rsbp"])
+@pytest.mark.parametrize(
+    "algorithm",
+    [
+        "ottt",
+        "bntt",
+        "conversion-rate",
+        "stdbp",
+        "st-rsbp",
+        "ide",
+        "soft-lif",
+        "tcja-snn",
+        "biolcnet",
+        "desire-bp",
+    ],
+)
 def test_unexportable_methods_say_why(algorithm: str) -> None:
     data = spec(algorithm)
     with pytest.raises(SnnbenchError, match="cannot be exported to NIR: "):
         to_nir(build_network(data), data["algorithm"], (1, 8, 8))
+
+
+def test_every_registered_method_is_exported_or_says_why() -> None:
+    """A new method must either map to NIR or name what NIR lacks (else export says "not mapped")."""
+    from snnbench.algorithms import algorithms
+    from snnbench.export import NOT_EXPORTABLE
+
+    exported = {"bptt", "proxy", "tssl-bp", "sew-resnet", "ms-resnet"}
+    builtin = {n for n in algorithms.names() if algorithms.get(n).__module__.startswith("snnbench.")}
+    assert builtin == exported | set(NOT_EXPORTABLE)
 
 
 def test_save_models_then_export(tmp_path) -> None:
