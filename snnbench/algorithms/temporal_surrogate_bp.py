@@ -24,6 +24,7 @@ them against (4) written out in float64 and against finite differences with a sm
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -64,9 +65,13 @@ class TSBPConfig(AlgorithmConfig):
     decay: float = Field(0.2, ge=0.0, lt=1.0, description="membrane decay λ (STBP code: decay = 0.2)")
     v_threshold: float = Field(0.5, gt=0.0, description="firing threshold ϑ (STBP code: thresh = 0.5)")
     lens: float = Field(0.5, gt=0.0, description="rectangle surrogate half-width a (STBP code: lens = 0.5)")
-    lr: float = Field(1e-3, gt=0.0, description="Adam learning rate (STBP code: 1e-3)")
+    optimizer: Literal["adam", "sgd"] = Field("adam", description="STBP code: Adam; its CIFAR code: SGD")
+    lr: float = Field(1e-3, gt=0.0, description="learning rate (STBP code: Adam 1e-3)")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only (STBP CIFAR code: 0.9)")
     weight_decay: float = Field(0.0, ge=0.0)
-    lr_decay_epochs: int = Field(50, gt=0, description="lr × lr_decay_factor every N epochs (STBP code: 50)")
+    lr_decay_epochs: int = Field(
+        40, gt=0, description="lr × lr_decay_factor every N epochs (STBP main.py calls lr_scheduler(…, 40))"
+    )
     lr_decay_factor: float = Field(0.1, gt=0.0, le=1.0, description="STBP code: 0.1")
 
 
@@ -172,7 +177,14 @@ class TemporalSurrogateBP(Algorithm):
 
     def configure(self, net: nn.Module, ctx: RunContext) -> TrainState:
         cfg: TSBPConfig = self.config  # type: ignore[assignment]
-        optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.optimizer == "adam":
+            optimizer: torch.optim.Optimizer = torch.optim.Adam(
+                net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+            )
+        else:
+            optimizer = torch.optim.SGD(
+                net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+            )
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_decay_epochs, cfg.lr_decay_factor)
         return TrainState(optimizer, scheduler)
 
