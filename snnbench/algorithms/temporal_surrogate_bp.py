@@ -68,6 +68,9 @@ class TSBPConfig(AlgorithmConfig):
     optimizer: Literal["adam", "sgd"] = Field("adam", description="STBP code: Adam; its CIFAR code: SGD")
     lr: float = Field(1e-3, gt=0.0, description="learning rate (STBP code: Adam 1e-3)")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only (STBP CIFAR code: 0.9)")
+    normalize_input: bool = Field(
+        False, description="(x − mean)/std before encoding (STBP MNIST code: no; its CIFAR code: yes)"
+    )
     weight_decay: float = Field(0.0, ge=0.0)
     lr_decay_epochs: int = Field(
         40, gt=0, description="lr × lr_decay_factor every N epochs (STBP main.py calls lr_scheduler(…, 40))"
@@ -199,7 +202,7 @@ class TemporalSurrogateBP(Algorithm):
         net.train()
         tally = EpochTally()
         for x, y in batches:
-            rates = net(ctx.encode(x))
+            rates = net(self._encode(x, ctx))
             loss = rate_mse_loss(rates, y)
             state.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -210,4 +213,8 @@ class TemporalSurrogateBP(Algorithm):
         return tally.summary()
 
     def predict(self, net: nn.Module, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
-        return net(ctx.encode(x))
+        return net(self._encode(x, ctx))
+
+    def _encode(self, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
+        cfg: TSBPConfig = self.config  # type: ignore[assignment]
+        return ctx.encode(self.data.normalize(x) if cfg.normalize_input else x)
