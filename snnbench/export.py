@@ -138,6 +138,8 @@ def _chain(net: nn.Module, algorithm: str) -> list[nn.Module]:
         return [*net.body, net.head, net.output]
     if algorithm == "tssl-bp":  # the input first goes through the PSP filter a' = a + (x − a)/τs
         return [LeakyReadout(net.tau_s), *net.layers]
+    if algorithm in ("temporal-surrogate-bp", "stl-snn"):  # readout: output spike rate (STL: per class
+        return [*net.body, net.head, net.output]  # population average), after the graph
     if algorithm in ("sew-resnet", "ms-resnet"):  # the head is linear: the mean over T of its per-step
         return [*net.body, net.head]  # outputs is our logits
     raise SnnbenchError(f"no NIR export for algorithm {algorithm!r} (plugin methods are not mapped)")
@@ -309,7 +311,19 @@ _CONVERTERS: dict[str, Callable[[Any, tuple[int, ...]], list[Any]]] = {
     "MSNeuron": lambda m, shape: _lif_nodes(
         LIFParams(1.0 / (1.0 - m.decay), m.v_threshold, 0.0, input_scale=1.0), shape
     ),
+    "ResetLIF": lambda m, shape: _lif_nodes(  # temporal surrogate BP: the same neuron as MS-ResNet's
+        LIFParams(1.0 / (1.0 - m.decay), m.v_threshold, 0.0, input_scale=1.0), shape
+    ),
+    "ThresholdLIF": lambda m, shape: _with_thresholds(  # STL-SNN: m = τ v + x (τ a decay factor)
+        _lif_nodes(LIFParams(1.0 / (1.0 - m.tau), 1.0, 0.0, input_scale=1.0), shape), m.threshold, shape
+    ),
 }
+
+
+def _with_thresholds(nodes: list[Any], threshold: torch.Tensor, shape: tuple[int, ...]) -> list[Any]:
+    """The LIF node with one trained threshold per neuron (NIR's thresholds are per-neuron arrays)."""
+    nodes[0].v_threshold = np.broadcast_to(_np(threshold), shape).copy()
+    return nodes
 
 
 def _fold_batch_norm(

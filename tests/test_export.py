@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -54,11 +55,38 @@ class NirIF(torch.nn.Module):
         return s, torch.where(s > 0, self.reset, v)
 
 
+class NirLIF(torch.nn.Module):
+    """NIR's LIF, τ v̇ = v_leak − v + R x, fire at v > ϑ, v ← v_reset, by Euler with step DT: for
+    per-neuron thresholds, which snnTorch's import refuses ("v_threshold must be same for all neurons")."""
+
+    def __init__(self, node: nir.LIF) -> None:
+        super().__init__()
+        names = ("tau", "r", "v_leak", "v_threshold", "v_reset")
+        self.tau, self.r, self.v_leak, self.threshold, self.reset = (
+            torch.tensor(getattr(node, k)) for k in names
+        )
+
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        v = torch.zeros_like(x) if state is None else state
+        v = v + DT / self.tau * (self.v_leak - v + self.r * x)
+        s = (v > self.threshold).to(x.dtype)
+        return s, torch.where(s > 0, self.reset, v)
+
+
+def lif_module(node: nir.LIF) -> torch.nn.Module:
+    """snnTorch's import where it can (one threshold for the layer), else NIR's equations."""
+    if np.unique(node.v_threshold).size == 1:
+        return snntorch_import._nir_to_snntorch_module(node, init_hidden=True)
+    return NirLIF(node)
+
+
 def snntorch_map() -> dict:
     """snnTorch's own mapping for what it imports (``import_from_nir``), our Euler reading of LI and IF."""
-    kinds = (nir.Affine, nir.Linear, nir.Conv2d, nir.Flatten, nir.AvgPool2d, nir.LIF)
+    kinds = (nir.Affine, nir.Linear, nir.Conv2d, nir.Flatten, nir.AvgPool2d)
     mapping = {k: lambda n: snntorch_import._nir_to_snntorch_module(n, init_hidden=True) for k in kinds}
-    return {**mapping, nir.LI: NirLI, nir.IF: NirIF}
+    return {**mapping, nir.LIF: lif_module, nir.LI: NirLI, nir.IF: NirIF}
 
 
 def spec(entry: str, **hparams) -> dict:
@@ -75,7 +103,7 @@ def spiking_network(data: dict) -> torch.nn.Module:
     with torch.no_grad():
         for name, tensor in net.named_parameters():
             tensor.copy_(torch.randn_like(tensor) * (0.5 if "weight" in name and tensor.dim() > 1 else 0.2))
-            if "weight" in name and tensor.dim() == 1:  # batch-norm γ
+            if ("weight" in name and tensor.dim() == 1) or "threshold" in name:  # batch-norm γ, STL's ϑ
                 tensor.uniform_(0.5, 1.5)
         for name, buffer in net.named_buffers():
             if "mean" in name:
@@ -92,6 +120,8 @@ def ours(net: torch.nn.Module, algorithm: str, x: torch.Tensor) -> torch.Tensor:
             return net.readout(net.head(net.body(x)))
         if algorithm == "proxy":
             net._mode(True)
+            return net.output(net.head(net.body(x)))
+        if algorithm in ("temporal-surrogate-bp", "stl-snn"):
             return net.output(net.head(net.body(x)))
         if algorithm in ("sew-resnet", "ms-resnet"):  # per-step head outputs; their mean is the logits
             steps = net.head(net.body(x))
@@ -130,7 +160,10 @@ CASES = {
     "sew-resnet": ("sew-resnet", {}),
     "sew-resnet-plif": ("sew-resnet", {"neuron": "plif"}),
     "ms-resnet": ("ms-resnet", {}),
+    "temporal-surrogate-bp": ("temporal-surrogate-bp", {}),  # multiplicative-reset LIF
+    "stl-snn": ("stl-snn", {}),  # a trained threshold per neuron
 }
+SPIKE_OUTPUTS = {"proxy", "temporal-surrogate-bp", "stl-snn"}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -145,7 +178,7 @@ def test_round_trip_gives_our_outputs(case: str, tmp_path) -> None:
     nir.write(tmp_path / "net.nir", graph)  # through the file format, as a user would
     got = imported(nir.read(tmp_path / "net.nir"), x, None if case == "bptt-spike-count" else snntorch_map())
     assert got.shape == expected.shape
-    if data["algorithm"] != "proxy" and hparams.get("readout", "membrane") == "membrane":
+    if data["algorithm"] not in SPIKE_OUTPUTS and hparams.get("readout", "membrane") == "membrane":
         assert expected.abs().sum() > 0
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     else:  # spikes: identical, and neither silent nor saturated
@@ -155,7 +188,7 @@ def test_round_trip_gives_our_outputs(case: str, tmp_path) -> None:
 
 def test_hidden_layers_fire_in_the_round_trip_networks() -> None:
     """Otherwise the comparison above could not see a wrong threshold or reset."""
-    neurons = ("LIF", "ProxyNeuron", "TSSLNeuron", "PLIF", "MSNeuron")
+    neurons = ("LIF", "ProxyNeuron", "TSSLNeuron", "PLIF", "MSNeuron", "ResetLIF", "ThresholdLIF")
     for entry, hparams in CASES.values():
         data = spec(entry, **hparams)
         net = spiking_network(data)
@@ -216,7 +249,7 @@ def test_every_registered_method_is_exported_or_says_why() -> None:
     from snnbench.algorithms import algorithms
     from snnbench.export import NOT_EXPORTABLE
 
-    exported = {"bptt", "proxy", "tssl-bp", "sew-resnet", "ms-resnet"}
+    exported = {"bptt", "proxy", "tssl-bp", "sew-resnet", "ms-resnet", "temporal-surrogate-bp", "stl-snn"}
     builtin = {n for n in algorithms.names() if algorithms.get(n).__module__.startswith("snnbench.")}
     assert builtin == exported | set(NOT_EXPORTABLE)
 
