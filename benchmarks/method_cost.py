@@ -47,12 +47,17 @@ SHAPES = {
 }
 
 
+# settings a method needs at these shapes (its digits-lowT entry's): desire-bp's default target count is
+# T − 4 spikes, none at T = 4
+SETTINGS = {"desire-bp": {"margin_scaling": "proportional"}}
+
+
 def make_step(name: str, shape: str):
     """A closure running one training step of method ``name`` on ``shape`` (or raising why it cannot)."""
     notation, info, T, batch = SHAPES[shape]
     cls = algorithms.get(name)
     torch.manual_seed(0)
-    algorithm = cls(cls.Config(), resolve_architecture(notation), info)
+    algorithm = cls(cls.Config(**SETTINGS.get(name, {})), resolve_architecture(notation), info)
     net = algorithm.build(T)
     generator = torch.Generator().manual_seed(0)
     ctx = RunContext(
