@@ -16,6 +16,7 @@ Heavy imports (torch) happen inside commands.
 
 from __future__ import annotations
 
+import os
 import re
 import textwrap
 from collections.abc import Sequence
@@ -91,7 +92,11 @@ def main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
     ] = False,
 ) -> None:
-    pass  # options of the whole program only; the commands do the work
+    # options of the whole program only; the commands do the work. Rich reads COLUMNS once, when a console
+    # is made: read it again at every invocation (a test runner or a long-lived process changes it)
+    columns = os.environ.get("COLUMNS", "")
+    for each in (console, err_console):
+        each.width = int(columns) if columns.isdigit() else None  # type: ignore[assignment]  # None: detect
 
 
 Plugins = Annotated[
