@@ -307,17 +307,18 @@ _CONVERTERS: dict[str, Callable[[Any, tuple[int, ...]], list[Any]]] = {
     "PLIF": lambda m, shape: _lif_nodes(
         LIFParams(1.0 / float(torch.sigmoid(m.w.detach())), m.params.v_threshold, m.params.v_reset), shape
     ),
-    # MS-ResNet's u = λ u (1 − s) + x: our LIF with 1 − 1/τ = λ, input scale 1, reset to 0
-    "MSNeuron": lambda m, shape: _lif_nodes(
-        LIFParams(1.0 / (1.0 - m.decay), m.v_threshold, 0.0, input_scale=1.0), shape
-    ),
-    "ResetLIF": lambda m, shape: _lif_nodes(  # temporal surrogate BP: the same neuron as MS-ResNet's
-        LIFParams(1.0 / (1.0 - m.decay), m.v_threshold, 0.0, input_scale=1.0), shape
-    ),
+    "MSNeuron": lambda m, shape: _multiplicative_reset(m.decay, m.v_threshold, shape),
+    "ResetLIF": lambda m, shape: _multiplicative_reset(m.decay, m.v_threshold, shape),  # temporal surr. BP
     "ThresholdLIF": lambda m, shape: _with_thresholds(  # STL-SNN: m = τ v + x (τ a decay factor)
         _lif_nodes(LIFParams(1.0 / (1.0 - m.tau), 1.0, 0.0, input_scale=1.0), shape), m.threshold, shape
     ),
 }
+
+
+def _multiplicative_reset(decay: float, threshold: float, shape: tuple[int, ...]) -> list[Any]:
+    """MS-ResNet's and temporal surrogate BP's u = λ u (1 − s) + x: our LIF with 1 − 1/τ = λ, input scale
+    1, hard reset to 0."""
+    return _lif_nodes(LIFParams(1.0 / (1.0 - decay), threshold, 0.0, input_scale=1.0), shape)
 
 
 def _with_thresholds(nodes: list[Any], threshold: torch.Tensor, shape: tuple[int, ...]) -> list[Any]:
