@@ -63,6 +63,7 @@ from snnbench.algorithms import (
 )
 from snnbench.architectures import Conv, Dense, Pool
 from snnbench.errors import SnnbenchError
+from snnbench.kernels import spike_trains
 from snnbench.neurons.layers import SpikingLayer
 
 
@@ -136,6 +137,9 @@ class STRSBPConfig(AlgorithmConfig):
 # ---- spike-train level quantities (pure functions, time-major [T, B, N]) ------------------------------
 def presynaptic_traces(pre: torch.Tensor, tau_s: float) -> torch.Tensor:
     """P_j(t) = p_j(t)/τ_s with p_j(t) = (1 − 1/τ_s) p_j(t−1) + s_j(t−1): the synaptic current of eq. (2)."""
+    native = spike_trains.native_for(pre)
+    if native is not None:
+        return native.presynaptic_traces(pre, tau_s)
     decay = 1.0 - 1.0 / tau_s
     p = torch.zeros_like(pre[0])
     out = torch.empty_like(pre)
@@ -157,6 +161,9 @@ def refractory_mask(post: torch.Tensor, refractory: int) -> torch.Tensor:
 def postsynaptic_kernel(post: torch.Tensor, tau_m: float, refractory: int) -> torch.Tensor:
     """K_i(t) = m^{t_next − t} inside the integration window of neuron i's next spike t_next (its refractory
     steps excluded, the window restarts after each spike), 0 after its last spike: e = Σ_t K P (eq. 2)."""
+    native = spike_trains.native_for(post)
+    if native is not None:
+        return native.postsynaptic_kernel(post, tau_m, refractory)
     decay = 1.0 - 1.0 / tau_m
     g = torch.zeros_like(post[0])
     out = torch.empty_like(post)
@@ -294,6 +301,10 @@ def integrate(
 ) -> torch.Tensor:
     """Spike trains ``[T, B, N]`` of eq.-(1) neurons driven by ``feedforward`` = Σ_j w_ij s_j(t) (applied one
     step later) plus ``lateral`` (recurrent/inhibitory weights on the layer's own previous spikes)."""
+    native = spike_trains.native_for(feedforward)
+    if native is not None and (lateral is None or isinstance(lateral, nn.Linear) and lateral.bias is None):
+        weight = None if lateral is None else lateral.weight
+        return native.integrate(feedforward, weight, threshold, tau_m, tau_s, refractory)
     syn_decay, mem_decay = 1.0 - 1.0 / tau_s, 1.0 - 1.0 / tau_m
     eps = torch.zeros_like(feedforward[0])
     v = torch.zeros_like(eps)
@@ -645,7 +656,10 @@ def st_rsbp_backward(
             rec_ratios = effect_ratios(rec_effects, o_post, o_post, cfg.silent_ratio)
             coupling = layer.recurrent.weight * (1.0 - torch.eye(len(s[0]), device=s.device))
             lhs = torch.diag_embed(s) - coupling.unsqueeze(0) * rec_ratios / layer.threshold
-            transfer = torch.linalg.solve(lhs, transfer)  # eq. (6), S_i alone on the diagonal (official LHS)
+            # eq. (6), S_i alone on the diagonal (official LHS); one solve per sample: torch 2.13's batched
+            # LU (MKL getrf) fails with "SLASWP parameter 6" and stalls once torch.set_num_threads(n ≥ 2)
+            # was called, as a process-pool worker does (tests/test_st_rsbp.py)
+            transfer = torch.stack([torch.linalg.solve(a, b) for a, b in zip(lhs, transfer, strict=True)])
             carried = delta
         if index == 0:
             break

@@ -5,6 +5,8 @@ gradients that reduce the spike-train level loss, the sparse-rate encoding, and 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -22,6 +24,8 @@ from snnbench.algorithms.st_rsbp import (
     inject_label_spikes,
     integrate,
     output_error,
+    postsynaptic_kernel,
+    presynaptic_traces,
     random_spike_trains,
     reservoir_mask,
     spike_train_effects,
@@ -29,6 +33,7 @@ from snnbench.algorithms.st_rsbp import (
 )
 from snnbench.data.encoding import sparse_rate
 from snnbench.errors import SnnbenchError
+from snnbench.kernels import spike_trains
 
 
 def reference_effect(
@@ -601,3 +606,64 @@ def test_learns_digits(write_suite, tmp_path):
     assert record.status == "ok" and record.metrics["top1"] > 60.0, record.metrics["top1"]  # chance 10 %
     assert 0 < record.metrics["spike_rate"] < 1 and record.metrics["acs_per_sample"] > 0
     assert math.isfinite(record.history[-1]["loss"])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    ("tau_m", "tau_s", "threshold", "refractory"),
+    [(64.0, 8.0, 1.0, 2), (50.0, 7.0, 0.3, 3), (3.3, 1.7, 2.0, 0)],
+)
+def test_native_loops_equal_the_torch_ops_loops(monkeypatch, dtype, tau_m, tau_s, threshold, refractory):
+    """The C++ loops (integration with and without a recurrent input, traces, kernel) give the torch-ops
+    loops' outputs bit for bit, for τ that are not powers of two and a threshold float32 cannot hold."""
+    native = spike_trains.native_for(torch.zeros(1))
+    if native is None:
+        pytest.skip("no C++ toolchain: only the torch-ops loops run here")
+    generator = torch.Generator().manual_seed(0)
+    pre = (torch.rand(120, 6, 30, generator=generator) < 0.2).to(dtype)
+    current = (torch.randn(120, 6, 30, generator=generator) * 2).to(dtype)
+    recurrent = torch.nn.Linear(30, 30, bias=False).to(dtype)
+    with torch.no_grad():
+        recurrent.weight.copy_(torch.randn(30, 30, generator=generator) * 0.5)
+
+    def outputs() -> list[torch.Tensor]:
+        with torch.no_grad():
+            return [
+                integrate(current, threshold, tau_m, tau_s, refractory),
+                integrate(current, threshold, tau_m, tau_s, refractory, recurrent),
+                presynaptic_traces(pre, tau_s),
+                postsynaptic_kernel(pre, tau_m, refractory),
+            ]
+
+    fast = outputs()
+    monkeypatch.setattr(spike_trains, "native_for", lambda x: None)
+    slow = outputs()
+    assert fast[0].sum() > 0 and not torch.equal(fast[0], fast[1])
+    for ours, loop in zip(fast, slow, strict=True):
+        assert ours.dtype == dtype and torch.equal(ours, loop)
+
+
+STALL_CHECK = """
+import torch
+from snnbench.algorithms.st_rsbp import STRSBPConfig, STRSBPLayer, STRSBPNet, st_rsbp_backward
+torch.set_num_threads(2)
+cfg = STRSBPConfig(threshold_recurrent=1.0, effect_table_samples=20)
+generator = torch.Generator().manual_seed(0)
+net = STRSBPNet([STRSBPLayer(12, 256, 1.0, cfg, generator, recurrent=True),
+                 STRSBPLayer(256, 3, 1.5, cfg, generator, lateral_inhibition=1.0)])
+x = (torch.rand(40, 4, 12, generator=generator) < 0.3).float()
+with torch.no_grad():
+    loss, grads = st_rsbp_backward(net, net.trains(x), torch.arange(4) % 3, cfg)
+assert all(torch.isfinite(g).all() for g in grads.values())
+print("done")
+"""
+
+
+def test_recurrent_backward_runs_after_set_num_threads():
+    """A process-pool worker sets torch's threads; after torch.set_num_threads(2), torch 2.13's batched LU
+    on 256 × 256 float32 systems printed MKL errors and stalled: the recurrent solve must still finish."""
+    done = subprocess.run(
+        [sys.executable, "-c", STALL_CHECK], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0 and "done" in done.stdout, done.stderr[-2000:]
+    assert "ERROR" not in done.stdout + done.stderr
