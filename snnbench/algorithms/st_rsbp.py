@@ -300,9 +300,18 @@ def integrate(
     lateral: nn.Module | None = None,
 ) -> torch.Tensor:
     """Spike trains ``[T, B, N]`` of eq.-(1) neurons driven by ``feedforward`` = Σ_j w_ij s_j(t) (applied one
-    step later) plus ``lateral`` (recurrent/inhibitory weights on the layer's own previous spikes)."""
+    step later) plus ``lateral`` (recurrent/inhibitory weights on the layer's own previous spikes).
+
+    The native loop applies a bias-free ``nn.Linear`` lateral by its weight; a lateral with hooks attached
+    (the operation counter's) is called as a module at every step, so that its hooks see every input."""
     native = spike_trains.native_for(feedforward)
-    if native is not None and (lateral is None or isinstance(lateral, nn.Linear) and lateral.bias is None):
+    plain = lateral is None or (
+        isinstance(lateral, nn.Linear)
+        and lateral.bias is None
+        and not lateral._forward_pre_hooks
+        and not lateral._forward_hooks
+    )
+    if native is not None and plain:
         weight = None if lateral is None else lateral.weight
         return native.integrate(feedforward, weight, threshold, tau_m, tau_s, refractory)
     syn_decay, mem_decay = 1.0 - 1.0 / tau_s, 1.0 - 1.0 / tau_m

@@ -34,6 +34,7 @@ from snnbench.algorithms.st_rsbp import (
 from snnbench.data.encoding import sparse_rate
 from snnbench.errors import SnnbenchError
 from snnbench.kernels import spike_trains
+from snnbench.metrics import OperationCounter
 
 
 def reference_effect(
@@ -667,3 +668,22 @@ def test_recurrent_backward_runs_after_set_num_threads():
     )
     assert done.returncode == 0 and "done" in done.stdout, done.stderr[-2000:]
     assert "ERROR" not in done.stdout + done.stderr
+
+
+def test_operation_counter_sees_the_recurrent_input_with_the_native_loops(monkeypatch):
+    """The native integration applies the recurrent weight itself; while the operation counter's hooks are
+    attached the layer is stepped through its nn.Linear, so the counts equal the torch-ops loops'."""
+    if spike_trains.native_for(torch.zeros(1)) is None:
+        pytest.skip("no C++ toolchain: only the torch-ops loops run here")
+    _, net, x, _ = deep_recurrent_case(T=60, batch=4)
+
+    def counted() -> dict:
+        with OperationCounter(net) as counter, torch.no_grad():
+            net(x)
+        return counter.summary(len(x[0]))
+
+    fast = counted()
+    monkeypatch.setattr(spike_trains, "native_for", lambda x: None)
+    slow = counted()
+    assert fast["synops_per_layer"]["layers.1.recurrent"] > 0
+    assert fast == slow
