@@ -9,6 +9,12 @@ process (so a drifting machine shifts both alike), under an address-space cap (`
 method that needs more is reported as such instead of taking the machine down. Peak memory is the
 resident-set growth of one step, measured in a further fresh subprocess per method.
 
+The operation columns explain a ratio: one further step of each is run under :class:`OperationCost`, which
+counts every operation the step dispatches (and every native kernel call) with its FLOPs and bytes and
+times each on its own. "own time × BPTT's" is the work ratio the method's algorithm asks for on this shape;
+"step ÷ own time" is how much of the step is something other than its operations (Python, autograd
+bookkeeping, allocation): near 1 when the step is its operations.
+
     python benchmarks/method_cost.py                    # both shapes
     python benchmarks/method_cost.py --shape mlp --rounds 7
 
@@ -28,13 +34,18 @@ import time
 
 import psutil
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils.flop_counter import flop_registry
 
 from snnbench.algorithms import RunContext, algorithms
 from snnbench.architectures import resolve_architecture
 from snnbench.data import DatasetInfo
 from snnbench.data.encoding import encodings
 from snnbench.environment import _cpu_model as cpu_model
+from snnbench.kernels import spike_trains
 from snnbench.metrics import PeakMemory
+from snnbench.neurons.functional import native_kernels
 
 SHAPES = {
     "mlp": ("256", DatasetInfo("digits", (1, 8, 8), 10), 4, 64),
@@ -77,8 +88,92 @@ def make_step(name: str, shape: str):
     return lambda: algorithm.train_epoch(net, state, [(x, y)], ctx)
 
 
+class OperationCost(TorchDispatchMode):
+    """Counts the operations of a step and what they cost on their own.
+
+    Every ATen operation the step dispatches (forward, autograd's backward, the optimiser) and every call of
+    a native kernel (the fused LIF and ST-RSBP loops, which bypass the dispatcher) is counted with its
+    GEMM/convolution FLOPs, the bytes of the tensors it reads and writes (0 for views), and its own time:
+    the operation re-run alone on the same inputs (mutated inputs cloned first), the quicker of ``repeats``
+    runs. The sum of those times is the cost of the step's operations without the Python, autograd
+    bookkeeping and allocation between them; the inputs of a re-run are warm in cache, so the sum is a
+    lower bound on the memory-bound operations' cost in the step itself."""
+
+    NATIVE = (
+        (native_kernels, ("lif_forward", "lif_backward")),
+        (
+            lambda: spike_trains.native_for(torch.zeros(1)),
+            ("integrate", "presynaptic_traces", "postsynaptic_kernel"),
+        ),
+    )
+
+    def __init__(self, repeats: int = 2) -> None:
+        super().__init__()
+        self.repeats, self.ops, self.flops, self.bytes, self.seconds = repeats, 0, 0, 0, 0.0
+        self.native_calls = 0
+        self._inside_native = False
+        self._restore: list[tuple[object, str, object]] = []
+
+    def __enter__(self):
+        for module_of, names in self.NATIVE:
+            module = module_of()
+            for name in names if module is not None else ():
+                original = getattr(module, name)
+                self._restore.append((module, name, original))
+                setattr(module, name, self._timed_native(original))
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        for module, name, original in self._restore:
+            setattr(module, name, original)
+        self._restore.clear()
+        return super().__exit__(*exc)
+
+    def _timed_native(self, kernel):
+        def call(*args, **kwargs):
+            self._inside_native = True  # the ATen calls it makes are part of its own time
+            try:
+                best, out = self._own_time(kernel, args, kwargs, mutates=False)
+            finally:
+                self._inside_native = False
+            self.native_calls += 1
+            self._count(best, args, kwargs, out, flops=0)
+            return out
+
+        return call
+
+    def _own_time(self, func, args, kwargs, mutates: bool):
+        out = func(*args, **kwargs)
+        best = float("inf")
+        for _ in range(self.repeats):
+            clone = (lambda t: t.clone() if isinstance(t, torch.Tensor) else t) if mutates else (lambda t: t)
+            again_args, again_kwargs = tree_map(clone, args), tree_map(clone, kwargs)
+            tick = time.perf_counter()
+            func(*again_args, **again_kwargs)
+            best = min(best, time.perf_counter() - tick)
+        return best, out
+
+    def _count(self, seconds: float, args, kwargs, out, flops: int, view: bool = False) -> None:
+        tensors = [t for t in tree_flatten((args, kwargs, out))[0] if isinstance(t, torch.Tensor)]
+        self.ops += 1
+        self.flops += flops
+        self.bytes += 0 if view else sum(t.numel() * t.element_size() for t in tensors)
+        self.seconds += seconds
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self._inside_native:
+            return func(*args, **kwargs)
+        best, out = self._own_time(func, args, kwargs, mutates=func._schema.is_mutable)
+        packet = func.overloadpacket
+        flops = flop_registry[packet](*args, **kwargs, out_val=out) if packet in flop_registry else 0
+        self._count(best, args, kwargs, out, int(flops), view=func.is_view)
+        return out
+
+
 def measure(name: str, shape: str, rounds: int) -> dict:
-    """Median step of ``name`` and of BPTT, timed in interleaved rounds in this process."""
+    """Median step of ``name`` and of BPTT, timed in interleaved rounds in this process, and their operation
+    counts and own cost (:class:`OperationCost`)."""
     steps = {"bptt": make_step("bptt", shape), name: make_step(name, shape)}
     for step in steps.values():
         step()  # warm-up (kernel build, allocator)
@@ -88,7 +183,12 @@ def measure(name: str, shape: str, rounds: int) -> dict:
             tick = time.perf_counter()
             step()
             times[key].append(time.perf_counter() - tick)
-    return {key: statistics.median(values) for key, values in times.items()}
+    result = {key: {"step_s": statistics.median(values)} for key, values in times.items()}
+    for key, step in steps.items():
+        with OperationCost() as cost:
+            step()
+        result[key].update(ops=cost.ops, gflop=cost.flops / 1e9, mbytes=cost.bytes / 1e6, own_s=cost.seconds)
+    return result
 
 
 def peak_memory(name: str, shape: str) -> float:
@@ -107,7 +207,8 @@ def in_subprocess(task: str, name: str, shape: str, rounds: int, limit_gib: floa
         f"resource.setrlimit(resource.RLIMIT_AS, ({int(limit_gib * 2**30)}, resource.RLIM_INFINITY));"
         "from snnbench.environment import reuse_freed_cpu_memory; reuse_freed_cpu_memory();"
         "import benchmarks.method_cost as m;"
-        f"r = m.measure({name!r}, {shape!r}, {rounds}) if {task!r} == 'time' else m.peak_memory({name!r}, {shape!r});"
+        f"r = m.measure({name!r}, {shape!r}, {rounds}) if {task!r} == 'time' "
+        f"else m.peak_memory({name!r}, {shape!r});"
         "print('RESULT', json.dumps(r))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600)
@@ -140,15 +241,26 @@ def main() -> None:
                 skipped[name] = timed["error"]
                 continue
             memory = None if args.no_memory else in_subprocess("memory", name, shape, 0, args.memory_limit)
-            rows.append((name, timed["value"][name], timed["value"]["bptt"], memory))
+            rows.append((name, timed["value"], memory))
         print(f"\n{shape}: {notation} on {info.input_shape}, T = {T}, batch {batch}, median of {args.rounds}")
-        print("| method | step (ms) | samples/s | × BPTT (same process) | peak MiB |")
-        print("|---|---|---|---|---|")
-        for name, step, bptt, memory in sorted(rows, key=lambda row: row[1] / row[2]):
+        print(
+            "| method | step (ms) | samples/s | × BPTT | peak MiB | operations | GFLOP | MB moved "
+            "| operations' own time (ms) | own time × BPTT's | step ÷ own time |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for name, value, memory in sorted(
+            rows, key=lambda row: row[1][row[0]]["step_s"] / row[1]["bptt"]["step_s"]
+        ):
+            ours, bptt = value[name], value["bptt"]
             mib = "–" if not memory or "error" in memory else f"{memory['value']:.0f}"
-            print(f"| {name} | {1e3 * step:.1f} | {batch / step:.0f} | {step / bptt:.2f} | {mib} |")
+            print(
+                f"| {name} | {1e3 * ours['step_s']:.1f} | {batch / ours['step_s']:.0f} "
+                f"| {ours['step_s'] / bptt['step_s']:.2f} | {mib} | {ours['ops']:,} | {ours['gflop']:.3f} "
+                f"| {ours['mbytes']:,.0f} | {1e3 * ours['own_s']:.2f} | {ours['own_s'] / bptt['own_s']:.2f} "
+                f"| {ours['step_s'] / ours['own_s']:.2f} |"
+            )
         for name, why in skipped.items():
-            print(f"| {name} | n/a: {why[:110]} | | | |")
+            print(f"| {name} | n/a: {why[:110]} | | | | | | | | | |")
 
 
 if __name__ == "__main__":
