@@ -16,6 +16,8 @@ same run: one batch of T×B rows, or T passes over B rows.
 Every implementation runs with the CPU allocator setting that snnbench's runner applies to its workers
 (:func:`snnbench.environment.reuse_freed_cpu_memory`: freed buffers stay in the heap instead of being
 unmapped and page-faulted back in at every step); ``--system-allocator`` measures glibc's defaults instead.
+Likewise subnormal floats are flushed to zero for everyone, as in the runner's workers
+(:func:`snnbench.environment.flushed_denormals`); ``--keep-subnormals`` computes them instead.
 """
 
 from __future__ import annotations
@@ -306,14 +308,15 @@ def main() -> None:
         "--system-allocator", action="store_true", help="glibc's default mmap/trim thresholds for everyone"
     )
     parser.add_argument(
-        "--flush-denormal",
+        "--keep-subnormals",
         action="store_true",
-        help="flush subnormal floats to zero for everyone (torch.set_flush_denormal): shows what the CPU's "
-        "subnormal arithmetic costs, e.g. in the 'on' shape, whose layer is silent after one SGD step",
+        help="subnormal floats computed as such for everyone, instead of flushed to zero as in snnbench's "
+        "runner workers: shows what the CPU's subnormal arithmetic costs, e.g. in the 'on' shape, whose "
+        "layer is silent after one SGD step",
     )
     args = parser.parse_args()
     tuned = not args.system_allocator and reuse_freed_cpu_memory()
-    flushed = args.flush_denormal and torch.set_flush_denormal(True)
+    flushed = not args.keep_subnormals and torch.set_flush_denormal(True)  # before torch's threads start
     grid = [
         ("mlp", 4, 0),
         ("mlp", 16, 0),

@@ -95,33 +95,30 @@ def run_task(
     threads: int | None = None,
     save_models: bool = False,
 ) -> list[RunRecord]:
-    """Run a task's specs in order (in any process); runs claimed elsewhere are left out."""
-    from snnbench.environment import reuse_freed_cpu_memory
+    """Run a task's specs in order (in any process); runs claimed elsewhere are left out. Subnormal floats
+    are flushed to zero meanwhile (:func:`snnbench.environment.flushed_denormals`)."""
+    from snnbench.environment import flushed_denormals, reuse_freed_cpu_memory
     from snnbench.runner import run_one
 
     reuse_freed_cpu_memory()
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     store = RecordStore(out_dir, specs[0].suite)
+    options = {"device": device, "data_dir": data_dir, "on_event": on_event, "save_model": save_models}
     records = []
-    for spec in specs:
-        if not claim(store, spec.run_id):
-            continue
-        try:
-            options = {
-                "device": device,
-                "data_dir": data_dir,
-                "on_event": on_event,
-                "save_model": save_models,
-            }
-            record = run_one(spec, store, **options)
-            if record.status == "failed":  # retried once, then recorded as failed
+    with flushed_denormals():  # set before torch's threads start in a fresh worker, so that they inherit it
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        for spec in specs:
+            if not claim(store, spec.run_id):
+                continue
+            try:
                 record = run_one(spec, store, **options)
-        finally:
-            release(store, spec.run_id)
-        records.append(record)
+                if record.status == "failed":  # retried once, then recorded as failed
+                    record = run_one(spec, store, **options)
+            finally:
+                release(store, spec.run_id)
+            records.append(record)
     return records
 
 

@@ -104,7 +104,15 @@ def tuning_specs(suite: Suite, entries: list[str] | None = None) -> list[RunSpec
 
 
 def tune_entry(job: TuningJob) -> dict[str, Any]:
-    """Run one entry's study and write its tuning record; returns the record."""
+    """Run one entry's study and write its tuning record; returns the record. Subnormal floats are flushed
+    to zero meanwhile, as in the runner's workers (:func:`snnbench.environment.flushed_denormals`)."""
+    from snnbench.environment import flushed_denormals
+
+    with flushed_denormals():
+        return _study(job)
+
+
+def _study(job: TuningJob) -> dict[str, Any]:
     import optuna
 
     from snnbench.algorithms import algorithms

@@ -54,3 +54,26 @@ def test_records_say_what_changes_cpu_numbers():
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists() and "avx2" in cpuinfo.read_text():
         assert "avx2" in env["cpu_flags"] and not any(f.startswith("vmx") for f in env["cpu_flags"])
+
+
+SUBNORMAL_WORKER = """
+import torch
+from snnbench.environment import flushed_denormals, flushes_denormals
+before = flushes_denormals()
+with flushed_denormals() as supported:  # nothing ran in parallel before: torch's threads start inside
+    x = torch.full((1 << 18,), torch.finfo(torch.float32).tiny)
+    inside = flushes_denormals(), bool((x * 0.5).eq(0).all()), bool((x * 0.5 * 4).eq(0).all())
+print(supported, before, inside, flushes_denormals())
+"""
+
+
+def test_subnormals_are_flushed_inside_the_block_and_restored_after():
+    """Inside the block (in a fresh process, as a pool worker runs a task) every element of a subnormal
+    product is 0, on torch's threads too, and a product's subnormal input reads as 0 (DAZ); the calling
+    thread's mode is restored after the block."""
+    out = subprocess.run(
+        [sys.executable, "-c", SUBNORMAL_WORKER], capture_output=True, text=True, check=True
+    ).stdout.split(" ", 1)
+    if out[0] != "True":
+        pytest.skip("this CPU has no flush-to-zero mode")
+    assert out[1].strip() == "False (True, True, True) False"

@@ -116,3 +116,14 @@ def test_pool_workers_load_plugin_files(tmp_path):
     records = [read_record(f) for f in sorted((out / "digits-lowT" / "runs").glob("*.json"))]
     assert [r.algorithm for r in records] == ["bptt-arctan", "bptt-arctan"]
     assert all(r.status == "ok" for r in records)
+
+
+def test_runs_flush_subnormals_and_leave_the_process_as_they_found_it(write_suite, tmp_path):
+    from snnbench.environment import flushes_denormals
+
+    assert not flushes_denormals()
+    path = write_suite({"timesteps": [1], "seeds": [0]})
+    local = run_suite(path, out_dir=tmp_path / "local", device="cpu")
+    pool = run_suite(path, out_dir=tmp_path / "pool", device="cpu", executor="pool", jobs=1)
+    assert [r.environment["flush_denormal"] for r in local.records + pool.records] == [True, True]
+    assert not flushes_denormals()
