@@ -38,12 +38,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.flop_counter import flop_registry
 
+from snnbench import kernels
 from snnbench.algorithms import RunContext, algorithms
 from snnbench.architectures import resolve_architecture
 from snnbench.data import DatasetInfo
 from snnbench.data.encoding import encodings
 from snnbench.environment import _cpu_model as cpu_model
-from snnbench.kernels import spike_trains
 from snnbench.metrics import PeakMemory
 from snnbench.neurons.functional import native_kernels
 
@@ -92,7 +92,7 @@ class OperationCost(TorchDispatchMode):
     """Counts the operations of a step and what they cost on their own.
 
     Every ATen operation the step dispatches (forward, autograd's backward, the optimiser) and every call of
-    a native kernel (the fused LIF and ST-RSBP loops, which bypass the dispatcher) is counted with its
+    a native kernel (the fused LIF, ST-RSBP and STDBP loops, which bypass the dispatcher) is counted with its
     GEMM/convolution FLOPs, the bytes of the tensors it reads and writes (0 for views), and its own time:
     the operation re-run alone on the same inputs (mutated inputs cloned first), the quicker of ``repeats``
     runs. The sum of those times is the cost of the step's operations without the Python, autograd
@@ -102,8 +102,12 @@ class OperationCost(TorchDispatchMode):
     NATIVE = (
         (native_kernels, ("lif_forward", "lif_backward")),
         (
-            lambda: spike_trains.native_for(torch.zeros(1)),
+            lambda: kernels.native_for("spike_trains", torch.zeros(1)),
             ("integrate", "presynaptic_traces", "postsynaptic_kernel"),
+        ),
+        (
+            lambda: kernels.native_for("spike_times", torch.zeros(1)),
+            ("spike_times_forward", "spike_times_backward"),
         ),
     )
 

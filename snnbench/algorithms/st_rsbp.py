@@ -52,6 +52,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
+from snnbench import kernels
 from snnbench.algorithms import (
     Algorithm,
     AlgorithmConfig,
@@ -63,7 +64,6 @@ from snnbench.algorithms import (
 )
 from snnbench.architectures import Conv, Dense, Pool
 from snnbench.errors import SnnbenchError
-from snnbench.kernels import spike_trains
 from snnbench.neurons.layers import SpikingLayer
 
 
@@ -137,7 +137,7 @@ class STRSBPConfig(AlgorithmConfig):
 # ---- spike-train level quantities (pure functions, time-major [T, B, N]) ------------------------------
 def presynaptic_traces(pre: torch.Tensor, tau_s: float) -> torch.Tensor:
     """P_j(t) = p_j(t)/τ_s with p_j(t) = (1 − 1/τ_s) p_j(t−1) + s_j(t−1): the synaptic current of eq. (2)."""
-    native = spike_trains.native_for(pre)
+    native = kernels.native_for("spike_trains", pre)
     if native is not None:
         return native.presynaptic_traces(pre, tau_s)
     decay = 1.0 - 1.0 / tau_s
@@ -161,7 +161,7 @@ def refractory_mask(post: torch.Tensor, refractory: int) -> torch.Tensor:
 def postsynaptic_kernel(post: torch.Tensor, tau_m: float, refractory: int) -> torch.Tensor:
     """K_i(t) = m^{t_next − t} inside the integration window of neuron i's next spike t_next (its refractory
     steps excluded, the window restarts after each spike), 0 after its last spike: e = Σ_t K P (eq. 2)."""
-    native = spike_trains.native_for(post)
+    native = kernels.native_for("spike_trains", post)
     if native is not None:
         return native.postsynaptic_kernel(post, tau_m, refractory)
     decay = 1.0 - 1.0 / tau_m
@@ -304,7 +304,7 @@ def integrate(
 
     The native loop applies a bias-free ``nn.Linear`` lateral by its weight; a lateral with hooks attached
     (the operation counter's) is called as a module at every step, so that its hooks see every input."""
-    native = spike_trains.native_for(feedforward)
+    native = kernels.native_for("spike_trains", feedforward)
     plain = lateral is None or (
         isinstance(lateral, nn.Linear)
         and lateral.bias is None

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from snnbench import kernels
 from snnbench.algorithms import (
     Algorithm,
     AlgorithmConfig,
@@ -79,8 +80,37 @@ class STDBPConfig(AlgorithmConfig):
 def spike_times(t_in: torch.Tensor, w: torch.Tensor, threshold: float) -> torch.Tensor:
     """Exact first firing times ``[B, N_out]`` of non-leaky ReL-PSP neurons, eq. (3); ``inf`` = silent.
 
-    ``t_in`` is ``[B, N_in]`` (``inf`` = no input spike), ``w`` is ``[N_out, N_in]``.
+    ``t_in`` is ``[B, N_in]`` (``inf`` = no input spike), ``w`` is ``[N_out, N_in]``. On CPU the native
+    loops compute it (and eq. (4) in the backward pass), bit for bit as :func:`spike_times_by_prefix_sums`.
     """
+    native = kernels.native_for("spike_times", t_in)
+    if native is None:
+        return spike_times_by_prefix_sums(t_in, w, threshold)
+    return _NativeSpikeTimes.apply(t_in, w, threshold, native)
+
+
+class _NativeSpikeTimes(torch.autograd.Function):
+    """Eq. (3) forward and eq. (4) backward by ``spike_times_cpu.cpp``: each neuron walks its sorted inputs
+    up to its first crossing instead of the fallback's prefix sums over all ``[B, N_in, N_out]`` pairs."""
+
+    @staticmethod
+    def forward(ctx, t_in, w, threshold, native):  # type: ignore[override]  # noqa: ANN001, ANN205
+        t_sorted, order = t_in.sort(dim=1)  # the fallback's sort: ties keep its order
+        t_sorted, order, w = t_sorted.contiguous(), order.contiguous(), w.contiguous()
+        t_out, last, slope = native.spike_times_forward(t_sorted, order, w, threshold)
+        ctx.native = native
+        ctx.save_for_backward(t_sorted, order, w, t_out, last, slope)
+        return t_out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]  # noqa: ANN001, ANN205
+        input_grad = ctx.needs_input_grad[0]
+        grad_w, grad_t = ctx.native.spike_times_backward(grad.contiguous(), *ctx.saved_tensors, input_grad)
+        return grad_t if input_grad else None, grad_w, None, None
+
+
+def spike_times_by_prefix_sums(t_in: torch.Tensor, w: torch.Tensor, threshold: float) -> torch.Tensor:
+    """:func:`spike_times` in torch ops (any device): prefix sums over every sorted input for every neuron."""
     t_sorted, order = t_in.sort(dim=1)
     finite = torch.isfinite(t_sorted)
     t_safe = torch.where(finite, t_sorted, torch.zeros_like(t_sorted))

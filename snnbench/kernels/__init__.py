@@ -1,3 +1,41 @@
 """Native loops of single methods (the LIF kernels that every surrogate-gradient method shares live in
-:mod:`snnbench.neurons`): each C++ source here is built on first use like those, and each method keeps its
-torch-ops loop as the fallback, tested bit-identical."""
+:mod:`snnbench.neurons`): ``spike_trains_cpu.cpp`` (ST-RSBP's loops over time) and ``spike_times_cpu.cpp``
+(STDBP's exact spike times and gradients). Each is built on first use like the LIF kernels
+(:mod:`snnbench.neurons.build`), and each method keeps its torch-ops formulation as the fallback, tested
+bit-identical; ``SNNBENCH_NATIVE=0``, a missing compiler or another process's build outlasting the wait
+leave the fallback in place.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math")  # no fused multiply-adds
+
+
+@functools.cache
+def _build(stem: str) -> ModuleType | None:
+    if os.environ.get("SNNBENCH_NATIVE", "1") == "0":
+        return None
+    from snnbench.neurons.build import build_extension
+
+    source = Path(__file__).with_name(f"{stem}_cpu.cpp")
+    try:
+        return build_extension(f"snnbench_{stem}_cpu", source, list(FLAGS))
+    except Exception as exc:  # noqa: BLE001 - any build failure means "use the torch-ops fallback"
+        warnings.warn(f"snnbench: native {stem} loops unavailable, using torch ops ({exc})", stacklevel=2)
+        return None
+
+
+def native_for(stem: str, x: torch.Tensor) -> ModuleType | None:
+    """The loops built from ``{stem}_cpu.cpp`` if they apply to ``x`` (a float32/float64 CPU tensor), else
+    None."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return None
+    return _build(stem)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from snnbench import kernels
 from snnbench.algorithms.st_rsbp import (
     STRSBPConfig,
     STRSBPConvLayer,
@@ -33,7 +34,6 @@ from snnbench.algorithms.st_rsbp import (
 )
 from snnbench.data.encoding import sparse_rate
 from snnbench.errors import SnnbenchError
-from snnbench.kernels import spike_trains
 from snnbench.metrics import OperationCounter
 
 
@@ -617,7 +617,7 @@ def test_learns_digits(write_suite, tmp_path):
 def test_native_loops_equal_the_torch_ops_loops(monkeypatch, dtype, tau_m, tau_s, threshold, refractory):
     """The C++ loops (integration with and without a recurrent input, traces, kernel) give the torch-ops
     loops' outputs bit for bit, for τ that are not powers of two and a threshold float32 cannot hold."""
-    native = spike_trains.native_for(torch.zeros(1))
+    native = kernels.native_for("spike_trains", torch.zeros(1))
     if native is None:
         pytest.skip("no C++ toolchain: only the torch-ops loops run here")
     generator = torch.Generator().manual_seed(0)
@@ -637,7 +637,7 @@ def test_native_loops_equal_the_torch_ops_loops(monkeypatch, dtype, tau_m, tau_s
             ]
 
     fast = outputs()
-    monkeypatch.setattr(spike_trains, "native_for", lambda x: None)
+    monkeypatch.setattr(kernels, "native_for", lambda stem, x: None)
     slow = outputs()
     assert fast[0].sum() > 0 and not torch.equal(fast[0], fast[1])
     for ours, loop in zip(fast, slow, strict=True):
@@ -673,7 +673,7 @@ def test_recurrent_backward_runs_after_set_num_threads():
 def test_operation_counter_sees_the_recurrent_input_with_the_native_loops(monkeypatch):
     """The native integration applies the recurrent weight itself; while the operation counter's hooks are
     attached the layer is stepped through its nn.Linear, so the counts equal the torch-ops loops'."""
-    if spike_trains.native_for(torch.zeros(1)) is None:
+    if kernels.native_for("spike_trains", torch.zeros(1)) is None:
         pytest.skip("no C++ toolchain: only the torch-ops loops run here")
     _, net, x, _ = deep_recurrent_case(T=60, batch=4)
 
@@ -683,7 +683,7 @@ def test_operation_counter_sees_the_recurrent_input_with_the_native_loops(monkey
         return counter.summary(len(x[0]))
 
     fast = counted()
-    monkeypatch.setattr(spike_trains, "native_for", lambda x: None)
+    monkeypatch.setattr(kernels, "native_for", lambda stem, x: None)
     slow = counted()
     assert fast["synops_per_layer"]["layers.1.recurrent"] > 0
     assert fast == slow

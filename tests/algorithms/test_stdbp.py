@@ -1,14 +1,28 @@
 """STDBP: exact spike times against a brute-force simulation, exact gradients against finite differences
-and against the closed form (4), clock-driven evaluation, and learning on digits."""
+and against the closed form (4) (native loops and torch-ops fallback alike, and the two bit for bit),
+clock-driven evaluation, and learning on digits."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from snnbench import kernels
+from snnbench.algorithms import stdbp
 from snnbench.algorithms.stdbp import spike_times
 from snnbench.data.encoding import latency_times
 
 INF = float("inf")
+
+
+@pytest.fixture(params=["native", "torch-ops"])
+def implementation(request, monkeypatch):
+    """Run a test with the native loops (skipped without a C++ toolchain) and with the torch-ops fallback."""
+    if request.param == "native" and kernels.native_for("spike_times", torch.zeros(1)) is None:
+        pytest.skip("no C++ toolchain: only the torch-ops fallback runs here")
+    if request.param == "torch-ops":
+        monkeypatch.setattr(kernels, "native_for", lambda stem, x: None)
+    return request.param
 
 
 def simulate(
@@ -24,7 +38,7 @@ def simulate(
     return torch.where(crossed.any(0), grid[first], torch.full_like(grid[first], INF))
 
 
-def test_spike_times_equal_brute_force_simulation():
+def test_spike_times_equal_brute_force_simulation(implementation):
     torch.manual_seed(0)
     for _ in range(5):
         t_in = torch.rand(1, 6, dtype=torch.float64) * 2.0
@@ -37,14 +51,14 @@ def test_spike_times_equal_brute_force_simulation():
         torch.testing.assert_close(exact[both], brute[both], atol=2e-4, rtol=0)  # grid step 1e-4
 
 
-def test_simultaneous_inputs_and_never_firing():
+def test_simultaneous_inputs_and_never_firing(implementation):
     t_in = torch.tensor([[0.5, 0.5, INF]], dtype=torch.float64)
     w = torch.tensor([[1.0, 1.0, 5.0], [-1.0, 0.5, 1.0]], dtype=torch.float64)
     # neuron 0: both inputs at 0.5, slope 2 → t = 0.5 + 1/2 = 1.0; neuron 1: slope −0.5, never fires
     assert spike_times(t_in, w, 1.0).tolist() == [[1.0, INF]]
 
 
-def test_gradient_equals_closed_form_and_finite_differences():
+def test_gradient_equals_closed_form_and_finite_differences(implementation):
     torch.manual_seed(1)
     t_in = (torch.rand(3, 8, dtype=torch.float64) * 2.0).requires_grad_()
     w = (torch.randn(5, 8, dtype=torch.float64) * 0.5 + 0.4).requires_grad_()
@@ -76,6 +90,63 @@ def test_gradient_equals_closed_form_and_finite_differences():
             ok = torch.isfinite(a) & torch.isfinite(b)
             numeric = ((a - b) / (2 * eps))[ok]
             torch.testing.assert_close(numeric, d_w[:, i, j][ok], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_native_loops_equal_the_prefix_sums_bit_for_bit(monkeypatch, dtype):
+    """A conv layer, min-pooling and two dense layers on latency times with ties (times on a coarse grid) and
+    silent inputs, mixed-sign weights, silent neurons: the native forward times and the gradients of every
+    weight and of the input times equal the torch-ops fallback's bit for bit. One thread, as the runner's
+    workers run: on more, the fallback's weight gradient (index_put_ with accumulate) adds atomically in
+    no fixed order."""
+    if kernels.native_for("spike_times", torch.zeros(1)) is None:
+        pytest.skip("no C++ toolchain: only the torch-ops fallback runs here")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _compare_native_and_fallback(monkeypatch, dtype)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _compare_native_and_fallback(monkeypatch, dtype) -> None:
+    from snnbench.architectures import Conv, Dense
+
+    generator = torch.Generator().manual_seed(0)
+    cfg = stdbp.STDBPConfig(threshold=0.7)
+    torch.manual_seed(0)
+    net = stdbp.STDBPNet(
+        [
+            stdbp.SpikeTimeLayer((1, 8, 8), Conv(4, 3), cfg),
+            stdbp.MinPool(2),
+            stdbp.SpikeTimeLayer((64,), Dense(24), cfg),
+            stdbp.SpikeTimeLayer((24,), Dense(10), cfg),
+        ],
+        cfg.t_max,
+    ).to(dtype)
+    with torch.no_grad():
+        for layer in net.layers[::2]:
+            layer.weight.add_(torch.randn(layer.weight.shape, generator=generator, dtype=dtype) - 0.2)
+    pixels = torch.rand(32, 1, 8, 8, generator=generator, dtype=dtype)
+    pixels = torch.round(pixels * 6) / 6 * (torch.rand(32, 1, 8, 8, generator=generator) > 0.25)
+    upstream = torch.randn(32, 10, generator=generator, dtype=dtype)
+
+    def run() -> list[torch.Tensor]:
+        net.zero_grad(set_to_none=True)
+        t_in = latency_times(pixels, 1.0).requires_grad_(True)
+        hidden = net.layers[1](net.layers[0](t_in))
+        t_out = net.layers[3](net.layers[2](hidden))
+        torch.where(torch.isfinite(t_out), t_out, torch.zeros(())).mul(upstream).sum().backward()
+        return [hidden, t_out, t_in.grad, *(layer.weight.grad for layer in net.layers[::2])]
+
+    native = run()
+    monkeypatch.setattr(kernels, "native_for", lambda stem, x: None)
+    fallback = run()
+    hidden, t_out = native[:2]
+    assert 0 < torch.isfinite(hidden).double().mean() < 1 and 0 < torch.isfinite(t_out).double().mean() < 1
+    assert (native[2] != 0).any()
+    for ours, theirs in zip(native, fallback, strict=True):
+        assert ours.dtype == dtype and torch.equal(ours, theirs)
 
 
 def simulate_steps(x: torch.Tensor, weights: list[torch.Tensor], T: int, threshold: float = 1.0):
