@@ -168,6 +168,32 @@ def test_wrong_jacobians_are_caught(monkeypatch):
     assert float((wrong - reference).norm()) > 0.05 * float(reference.norm())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_written_out_dense_vjp_is_autograds_bit_for_bit(dtype):
+    """One dense feedback layer's Jᵀ v is written out (no autograd pass per Broyden iteration): it equals
+    autograd's VJP of the map bit for bit, with dropout masks and pre-clamp values on both sides of [0, 1]."""
+    torch.manual_seed(0)
+    cfg = IDEConfig(dropout=0.2)
+    net = IDE(cfg, resolve_architecture("64"), DatasetInfo("x", (20,), 3)).build(4).to(dtype)
+    net.train()
+    net.feedback.refresh()
+    steps, current = net._input_currents(torch.randn(4, 16, 20, dtype=dtype) * 2.0)
+    masks = net._masks(16, steps)
+    a = net.simulate(steps, masks)
+    weight = net.feedback._weight.detach()
+    pre = (masks.feedback * (a @ weight.t()) + masks.x * current.detach()) / cfg.v_threshold
+    assert (pre < 0).any() and ((pre > 0) & (pre < 1)).any() and (pre > 1).any()
+
+    written_out = net.map_vjp(a, current.detach(), masks)
+    assert written_out.__name__ == "dense_vjp"  # not the autograd path compared with itself
+    z = a.clone().requires_grad_(True)
+    y = net.equilibrium_map(z, current.detach(), masks, weight=weight, jacobian=True)
+    for seed in range(5):
+        v = torch.randn(16, 64, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+        (reference,) = torch.autograd.grad(y, z, v, retain_graph=True)
+        assert torch.equal(written_out(v), reference)
+
+
 def test_broyden_solves_the_adjoint_system_like_a_dense_solve():
     torch.manual_seed(0)
     n, batch = 12, 4
