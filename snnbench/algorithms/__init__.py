@@ -8,6 +8,7 @@ from snnbench.algorithms._base import (
     Paper,
     RunContext,
     TrainState,
+    rate_mse_loss,
     supervised_epoch,
 )
 from snnbench.registry import Registry
@@ -25,5 +26,6 @@ __all__ = [
     "RunContext",
     "TrainState",
     "algorithms",
+    "rate_mse_loss",
     "supervised_epoch",
 ]

@@ -126,24 +126,29 @@ class EpochTally:
         return {"loss": self.loss_total / self.seen, "train_top1": 100.0 * self.correct / self.seen}
 
 
+def rate_mse_loss(rates: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between output firing rates ``[B, classes]`` and the one-hot label (STBP's loss)."""
+    return F.mse_loss(rates, F.one_hot(y, rates.shape[1]).to(rates.dtype))
+
+
 def supervised_epoch(
     state: TrainState,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     scores: Callable[[torch.Tensor], torch.Tensor],
-    label_smoothing: float = 0.0,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
 ) -> dict[str, float]:
-    """One pass of minibatch descent on ``cross_entropy(scores(x), y)`` (optionally label-smoothed) with
-    ``state``'s optimiser, then one scheduler step (if any): the epoch of every method whose loss is
-    cross-entropy on the class scores."""
+    """One pass of minibatch descent on ``loss(scores(x), y)`` (a batch mean; cross-entropy on the class
+    scores unless given) with ``state``'s optimiser, then one scheduler step (if any): the epoch of every
+    method whose update is a loss on its class scores and a plain optimiser step."""
     assert state.optimizer is not None
     tally = EpochTally()
     for x, y in batches:
-        logits = scores(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        outputs = scores(x)
+        value = loss(outputs, y)
         state.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
         state.optimizer.step()
-        tally.add(loss.item() * len(y), logits, y)
+        tally.add(value.item() * len(y), outputs, y)
     if state.scheduler is not None:
         state.scheduler.step()
     return tally.summary()

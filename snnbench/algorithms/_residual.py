@@ -8,11 +8,13 @@ carries (spikes or membrane potentials).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from typing import ClassVar, Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -130,7 +132,8 @@ class ResidualMethod(Algorithm):
     ) -> dict[str, float]:
         cfg: ResidualConfig = self.config  # type: ignore[assignment]
         net.train()
-        return supervised_epoch(state, batches, lambda x: net(ctx.encode(x)), cfg.label_smoothing)
+        smoothed = functools.partial(F.cross_entropy, label_smoothing=cfg.label_smoothing)
+        return supervised_epoch(state, batches, lambda x: net(ctx.encode(x)), smoothed)
 
     def predict(self, net: nn.Module, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         return net(ctx.encode(x))

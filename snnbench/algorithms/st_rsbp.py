@@ -188,7 +188,7 @@ def effect_ratios(
     """r_ij = e_{i|j}/o_j, and ``silent`` where o_i or o_j is 0 (official), ``[B, N_post, N_pre]``."""
     active = (o_post > 0).unsqueeze(2) & (o_pre > 0).unsqueeze(1)
     ratio = effects / o_pre.clamp(min=1.0).unsqueeze(1)
-    return torch.where(active, ratio, torch.full_like(ratio, silent))
+    return torch.where(active, ratio, silent)
 
 
 def random_spike_trains(

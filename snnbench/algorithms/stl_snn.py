@@ -32,11 +32,12 @@ from torch import nn
 from snnbench.algorithms import (
     Algorithm,
     AlgorithmConfig,
-    EpochTally,
     Paper,
     RunContext,
     TrainState,
     algorithms,
+    rate_mse_loss,
+    supervised_epoch,
 )
 from snnbench.networks import build_feedforward
 from snnbench.neurons.functional import spike
@@ -171,19 +172,8 @@ class STLSNN(Algorithm):
         batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
         ctx: RunContext,
     ) -> dict[str, float]:
-        assert state.optimizer is not None
         net.train()
-        tally = EpochTally()
-        for x, y in batches:
-            rates = net(ctx.encode(x))
-            loss = F.mse_loss(rates, F.one_hot(y, rates.shape[1]).to(rates.dtype))
-            state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            state.optimizer.step()
-            tally.add(loss.item() * len(y), rates, y)
-        if state.scheduler is not None:
-            state.scheduler.step()
-        return tally.summary()
+        return supervised_epoch(state, batches, lambda x: net(ctx.encode(x)), rate_mse_loss)
 
     def predict(self, net: nn.Module, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         return net(ctx.encode(x))

@@ -27,18 +27,18 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
 from snnbench.algorithms import (
     Algorithm,
     AlgorithmConfig,
-    EpochTally,
     Paper,
     RunContext,
     TrainState,
     algorithms,
+    rate_mse_loss,
+    supervised_epoch,
 )
 from snnbench.networks import build_feedforward
 from snnbench.neurons.functional import Surrogate, spike
@@ -119,11 +119,6 @@ class TSBPNet(nn.Module):
         return self.output(self.head(self.body(x))).mean(0)  # eq. (3)
 
 
-def rate_mse_loss(rates: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """STBP's loss: mean squared error between output firing rates and the one-hot label."""
-    return F.mse_loss(rates, F.one_hot(y, rates.shape[1]).to(rates.dtype))
-
-
 @algorithms.register("temporal-surrogate-bp")
 class TemporalSurrogateBP(Algorithm):
     """Surrogate BPTT on multiplicative-reset LIF neurons, with (or, to compare, without) the reset term."""
@@ -198,19 +193,8 @@ class TemporalSurrogateBP(Algorithm):
         batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
         ctx: RunContext,
     ) -> dict[str, float]:
-        assert state.optimizer is not None
         net.train()
-        tally = EpochTally()
-        for x, y in batches:
-            rates = net(self._encode(x, ctx))
-            loss = rate_mse_loss(rates, y)
-            state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            state.optimizer.step()
-            tally.add(loss.item() * len(y), rates, y)
-        if state.scheduler is not None:
-            state.scheduler.step()
-        return tally.summary()
+        return supervised_epoch(state, batches, lambda x: net(self._encode(x, ctx)), rate_mse_loss)
 
     def predict(self, net: nn.Module, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         return net(self._encode(x, ctx))

@@ -9,28 +9,18 @@ leave the fallback in place.
 from __future__ import annotations
 
 import functools
-import os
-import warnings
 from pathlib import Path
 from types import ModuleType
 
 import torch
 
-FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math")  # no fused multiply-adds
-
 
 @functools.cache
 def _build(stem: str) -> ModuleType | None:
-    if os.environ.get("SNNBENCH_NATIVE", "1") == "0":
-        return None
-    from snnbench.neurons.build import build_extension
+    from snnbench.neurons.build import native_extension
 
     source = Path(__file__).with_name(f"{stem}_cpu.cpp")
-    try:
-        return build_extension(f"snnbench_{stem}_cpu", source, list(FLAGS))
-    except Exception as exc:  # noqa: BLE001 - any build failure means "use the torch-ops fallback"
-        warnings.warn(f"snnbench: native {stem} loops unavailable, using torch ops ({exc})", stacklevel=2)
-        return None
+    return native_extension(f"snnbench_{stem}_cpu", source, f"native {stem} loops")[0]
 
 
 def native_for(stem: str, x: torch.Tensor) -> ModuleType | None:

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +31,10 @@ from types import ModuleType
 
 DEFAULT_WAIT_S = 300.0
 POLL_S = 0.2
+# -march=native: built on the machine that runs it (the build key holds the CPU's model and flags);
+# -ffp-contract=off: no fused multiply-adds, the kernels repeat torch's arithmetic operation by operation;
+# -fno-trapping-math lets the compiler vectorise clamps without AVX-512 masks
+NATIVE_FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math")
 
 
 class BuildWaitTimeout(Exception):
@@ -107,6 +112,26 @@ def build_extension(
         root=root,
         wait_s=wait_s,
     )
+
+
+def native_extension(stem: str, source: Path, what: str) -> tuple[ModuleType | None, str]:
+    """``source`` built as ``stem`` for this machine with :data:`NATIVE_FLAGS`, and which path that is:
+    ``native`` (with -fopenmp: at::parallel_for on torch's own OpenMP runtime), ``native-serial`` (a
+    compiler without OpenMP) or ``torch-ops`` (None: ``SNNBENCH_NATIVE=0``, or, with a warning naming
+    ``what``, no C++ toolchain or another process's build outlasting the wait)."""
+    if os.environ.get("SNNBENCH_NATIVE", "1") == "0":
+        return None, "torch-ops"
+    failure: Exception | None = None
+    for extra, path in ((["-fopenmp"], "native"), ([], "native-serial")):
+        try:
+            return build_extension(stem, source, [*NATIVE_FLAGS, *extra]), path
+        except BuildWaitTimeout as exc:
+            failure = exc
+            break
+        except Exception as exc:  # noqa: BLE001 - any build failure means "try the next way"
+            failure = exc
+    warnings.warn(f"snnbench: {what} unavailable, using torch ops ({failure})", stacklevel=3)
+    return None, "torch-ops"
 
 
 def build_once(

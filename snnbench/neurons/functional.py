@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,27 +226,11 @@ def _kernels() -> tuple[ModuleType | None, str]:
     (a compiler without OpenMP) or ``torch-ops`` (``SNNBENCH_NATIVE=0``, no C++ toolchain, or another
     process's build outlasted the wait; with a warning). Built once per machine and toolchain
     (:mod:`snnbench.neurons.build`)."""
-    if os.environ.get("SNNBENCH_NATIVE", "1") == "0":
-        return None, "torch-ops"
-    from snnbench.neurons.build import BuildWaitTimeout, build_extension
+    from snnbench.neurons.build import native_extension
 
-    source = Path(__file__).with_name("lif_cpu.cpp")
-    # -march=native: built on the machine that runs it (the build key holds the CPU's model and flags).
-    # -fno-trapping-math lets the compiler vectorise the clamps without AVX-512 masks; -fopenmp makes
-    # at::parallel_for multi-threaded (the OpenMP runtime is torch's own, already loaded); a compiler
-    # without OpenMP gets one thread.
-    flags = ["-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math"]
-    failure: Exception | None = None
-    for extra, path in ((["-fopenmp"], "native"), ([], "native-serial")):
-        try:
-            return build_extension("snnbench_lif_cpu", source, flags + extra), path
-        except BuildWaitTimeout as exc:
-            failure = exc
-            break
-        except Exception as exc:  # noqa: BLE001 - any build failure means "try the next way"
-            failure = exc
-    warnings.warn(f"snnbench: fused CPU LIF kernels unavailable, using torch ops ({failure})", stacklevel=2)
-    return None, "torch-ops"
+    return native_extension(
+        "snnbench_lif_cpu", Path(__file__).with_name("lif_cpu.cpp"), "fused CPU LIF kernels"
+    )
 
 
 def native_kernels() -> ModuleType | None:

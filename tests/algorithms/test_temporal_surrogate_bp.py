@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
+from snnbench.algorithms import rate_mse_loss
 from snnbench.algorithms.temporal_surrogate_bp import (
     ResetLIF,
     TemporalSurrogateBP,
     TSBPConfig,
     TSBPNet,
-    rate_mse_loss,
 )
 from snnbench.neurons.layers import TimeDistributed
 
