@@ -5,7 +5,7 @@ Layout under an output directory ``OUT`` (``results`` by default)::
     OUT/<suite>/runs/<run_id>.json        the records (committed for the reference suites)
     OUT/<suite>/leaderboard.md, .csv, pareto*.png/.svg   reports of the suite's default budget
     OUT/<suite>/budgets/<budget>/…        reports of another budget (a smoke run never replaces the above)
-    OUT/<suite>/checkpoints/<run_id>.pt   per-epoch checkpoint of an unfinished run (git-ignored)
+    OUT/<suite>/checkpoints/<run_id>.pt   last checkpoint of an unfinished run (git-ignored)
     OUT/<suite>/cache/<training_key>.pt   trained networks shared across T (git-ignored)
 """
 
@@ -182,7 +182,7 @@ class RecordStore:
 
     # checkpoints and shared training -----------------------------------------------------------------
     def checkpoint_path(self, run_id: str) -> Path:
-        """Per-epoch checkpoint of an unfinished run."""
+        """The last checkpoint of an unfinished run (see :func:`snnbench.runner.checkpoint_interval`)."""
         return self.checkpoints / f"{run_id}.pt"
 
     @contextlib.contextmanager

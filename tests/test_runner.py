@@ -173,6 +173,28 @@ def test_records_and_reports_get_the_umask_permissions(write_suite, tmp_path):
     assert len(files) >= 3 and {oct(f.stat().st_mode & 0o777) for f in files} == {"0o644"}
 
 
+@pytest.mark.parametrize(("every", "saved"), [("0", 4), ("1e9", 0)])
+def test_checkpoints_follow_the_interval(write_suite, tmp_path, monkeypatch, every, saved):
+    """After each of 5 epochs but the last with an interval of 0 s; none in a run shorter than the
+    interval (its checkpoints would cost more than redoing it); the record is the same either way."""
+    from snnbench import runner
+
+    written: list[str] = []
+    original = runner.atomic_torch_save
+
+    def counting(path, obj):  # noqa: ANN001, ANN202
+        if path.parent.name == "checkpoints":
+            written.append(path.name)
+        return original(path, obj)
+
+    monkeypatch.setattr(runner, "atomic_torch_save", counting)
+    monkeypatch.setenv("SNNBENCH_CHECKPOINT_EVERY_S", every)
+    budget = {"smoke": {"epochs": 5, "batch_size": 32, "train_subset": 128, "test_subset": 32}}
+    record = run_suite(write_suite({"budgets": budget}), out_dir=tmp_path, device="cpu").records[0]
+    assert len(written) == saved and record.status == "ok"
+    assert [h["epoch"] for h in record.history] == [1, 2, 3, 4, 5]
+
+
 def test_a_killed_run_resumes_with_the_same_final_record(write_suite, tmp_path):
     suite_changes = {
         "timesteps": [8],
@@ -182,7 +204,8 @@ def test_a_killed_run_resumes_with_the_same_final_record(write_suite, tmp_path):
     path = write_suite(suite_changes).resolve()
     spec_run_id = None
     command = [sys.executable, "-m", "snnbench", "run", "--suite", str(path), "--device", "cpu", "--quiet"]
-    process = subprocess.Popen([*command, "--out", str(tmp_path / "killed")], cwd=tmp_path)
+    every_epoch = {**os.environ, "SNNBENCH_CHECKPOINT_EVERY_S": "0"}
+    process = subprocess.Popen([*command, "--out", str(tmp_path / "killed")], cwd=tmp_path, env=every_epoch)
     checkpoints = tmp_path / "killed" / "tiny" / "checkpoints"
     # a generous deadline: with load 10 on 2 cores this test took 6 min, the first checkpoint minutes
     deadline = time.monotonic() + 1200
