@@ -177,9 +177,12 @@ def spike_train_effects(
     pre: torch.Tensor, post: torch.Tensor, tau_m: float, tau_s: float, refractory: int
 ) -> torch.Tensor:
     """S-PSP e_{i|j} ``[B, N_post, N_pre]`` of every pre/post pair, eq. (2), from ``[T, B, N]`` trains."""
-    kernel = postsynaptic_kernel(post, tau_m, refractory).permute(1, 2, 0)  # [B, N_post, T]
-    traces = presynaptic_traces(pre, tau_s).permute(1, 0, 2)  # [B, T, N_pre]
-    return torch.bmm(kernel, traces)
+    return effects_of(postsynaptic_kernel(post, tau_m, refractory), presynaptic_traces(pre, tau_s))
+
+
+def effects_of(kernel: torch.Tensor, traces: torch.Tensor) -> torch.Tensor:
+    """e = Σ_t K_i(t) P_j(t) ``[B, N_post, N_pre]`` from the kernel and traces ``[T, B, N]`` (eq. 2)."""
+    return torch.bmm(kernel.permute(1, 2, 0), traces.permute(1, 0, 2))
 
 
 def effect_ratios(
@@ -638,7 +641,9 @@ def st_rsbp_backward(
             delta = back / net.layers[index - 1].error_divisor
             post = pre
             continue
-        effects = layer.effects(pre, post)  # [B, N_out, N_in]
+        kernel = postsynaptic_kernel(post, layer.tau_m, layer.refractory)
+        traces = presynaptic_traces(pre, layer.tau_s)
+        effects = effects_of(kernel, traces)  # [B, N_out, N_in]
         weights, pre_counts = [layer.synapse.weight], [o_pre]
         if layer.recurrent is not None:
             weights, pre_counts = [*weights, layer.recurrent.weight], [o_pre, o_post]
@@ -658,7 +663,7 @@ def st_rsbp_backward(
         transfer = layer.synapse.weight.unsqueeze(0) * ratios  # W ⊙ R, [B, N_out, N_in]
         carried = scaled
         if layer.recurrent is not None:
-            rec_effects = layer.effects(post, post)
+            rec_effects = effects_of(kernel, presynaptic_traces(post, layer.tau_s))  # the layer's own kernel
             grads[layer.recurrent.weight] = (
                 torch.einsum("bi,bij->ij", scaled, rec_effects) / batch * layer.recurrent_mask
             )
