@@ -29,6 +29,7 @@ from snnbench.algorithms.st_rsbp import (
     presynaptic_traces,
     random_spike_trains,
     reservoir_mask,
+    smallest_positions,
     spike_train_effects,
     st_rsbp_backward,
 )
@@ -607,6 +608,21 @@ def test_learns_digits(write_suite, tmp_path):
     assert record.status == "ok" and record.metrics["top1"] > 60.0, record.metrics["top1"]  # chance 10 %
     assert 0 < record.metrics["spike_rate"] < 1 and record.metrics["acs_per_sample"] > 0
     assert math.isfinite(record.history[-1]["loss"])
+
+
+@pytest.mark.parametrize("levels", [None, 7])
+def test_smallest_positions_are_argsorts(levels):
+    """The positions of each row's c smallest values equal argsort's first c, sorted: with continuous
+    draws (the set is unique; topk finds it) and with values on 7 levels (ties at the c-th value: argsort
+    decides)."""
+    generator = torch.Generator().manual_seed(3)
+    for slots in (1, 2, 9, 120):
+        values = torch.rand(200, slots, generator=generator)
+        if levels is not None:
+            values = torch.floor(values * levels)
+        for c in sorted({1, max(1, slots // 2), slots}):
+            expected = values.argsort(1)[:, :c].sort(1).values
+            assert torch.equal(smallest_positions(values, c), expected), (slots, c)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
