@@ -167,6 +167,7 @@ def test_a_checkpoint_on_a_full_disk_is_not_recorded_as_the_methods_failure(
         raise OutputError(path, "No space left on device")
 
     monkeypatch.setattr("snnbench.runner.atomic_torch_save", full)
+    monkeypatch.setenv("SNNBENCH_CHECKPOINT_EVERY_S", "0")  # a checkpoint after the first epoch
     out = tmp_path / "results"
     with pytest.raises(OutputError, match=r"checkpoints/bptt_T2_s0_smoke_\w+\.pt: cannot write"):
         run_suite(load_suite(write_suite()), out_dir=out, device="cpu")
