@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from snnbench.algorithms import algorithms
 from snnbench.grid import run_suite
@@ -193,6 +194,17 @@ def test_checkpoints_follow_the_interval(write_suite, tmp_path, monkeypatch, eve
     record = run_suite(write_suite({"budgets": budget}), out_dir=tmp_path, device="cpu").records[0]
     assert len(written) == saved and record.status == "ok"
     assert [h["epoch"] for h in record.history] == [1, 2, 3, 4, 5]
+
+
+def test_runs_use_deterministic_kernels_without_nan_filling_new_tensors():
+    """Deterministic algorithms on; the NaN fill of every new tensor that comes with them off (it only
+    shows reads of uninitialised memory and costs a pass over every output; the records are the same)."""
+    from snnbench.runner import seed_everything
+
+    seed_everything(0)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.is_deterministic_algorithms_warn_only_enabled()
+    assert torch.utils.deterministic.fill_uninitialized_memory is False
 
 
 def test_a_killed_run_resumes_with_the_same_final_record(write_suite, tmp_path):
