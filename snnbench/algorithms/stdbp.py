@@ -91,7 +91,10 @@ def spike_times(t_in: torch.Tensor, w: torch.Tensor, threshold: float) -> torch.
 
 class _NativeSpikeTimes(torch.autograd.Function):
     """Eq. (3) forward and eq. (4) backward by ``spike_times_cpu.cpp``: each neuron walks its sorted inputs
-    up to its first crossing instead of the fallback's prefix sums over all ``[B, N_in, N_out]`` pairs."""
+    up to its first crossing instead of the fallback's prefix sums over all ``[B, N_in, N_out]`` pairs.
+    The backward forms the input-time gradient's per-pair factors for at most ``block_pairs`` at a time."""
+
+    block_pairs = 1 << 24
 
     @staticmethod
     def forward(ctx, t_in, w, threshold, native):  # type: ignore[override]  # noqa: ANN001, ANN205
@@ -105,7 +108,9 @@ class _NativeSpikeTimes(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]  # noqa: ANN001, ANN205
         input_grad = ctx.needs_input_grad[0]
-        grad_w, grad_t = ctx.native.spike_times_backward(grad.contiguous(), *ctx.saved_tensors, input_grad)
+        grad_w, grad_t = ctx.native.spike_times_backward(
+            grad.contiguous(), *ctx.saved_tensors, input_grad, _NativeSpikeTimes.block_pairs
+        )
         return grad_t if input_grad else None, grad_w, None, None
 
 

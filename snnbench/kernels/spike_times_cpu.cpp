@@ -7,12 +7,15 @@
 // tensor's type after each input (torch's CPU cumsum), Python scalars cast to the tensor's type, each
 // operation rounded on its own (built with -ffp-contract=off), and the weight gradient summed over rows in
 // row order (torch's index_put_ with accumulate). The one reduction whose order is torch's own, the input-time
-// gradient's sum over neurons, is left to at::sum on the same [R, N_in, N_out] product autograd reduces. The
-// outputs and gradients are bit-identical to the fallback's (tests/algorithms/test_stdbp.py).
+// gradient's sum over neurons, is left to at::sum on the [R, N_in, N_out] product autograd reduces (formed a
+// block of rows at a time: each row's sum is the same). The outputs and gradients are bit-identical to the
+// fallback's on one thread (on more, the fallback's own index_put_ adds float32 rows atomically, in no fixed
+// order; tests/algorithms/test_stdbp.py).
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <tuple>
@@ -86,59 +89,69 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> spike_times_forward(torc
 }
 
 // Gradients of the forward's times: (w [N_out, N_in], input times [R, N_in] or an undefined tensor when
-// ``input_grad`` is false). With C the causal inputs of a firing neuron, S = Σ_C w and t_o its time:
+// ``input_grad`` is false; its per-pair factors are formed ``block_pairs`` at a time). With C the causal inputs of a firing neuron, S = Σ_C w and t_o its time:
 // ∂t_o/∂w_j = 1/S · t_j − t_o/S (as autograd composes eq. 3: ∂/∂(ϑ + Σ w t) and ∂/∂S), ∂t_o/∂t_j = w_j / S.
 std::tuple<torch::Tensor, torch::Tensor> spike_times_backward(torch::Tensor grad, torch::Tensor t_sorted,
                                                               torch::Tensor order, torch::Tensor w,
                                                               torch::Tensor t_out, torch::Tensor last,
-                                                              torch::Tensor slope, bool input_grad) {
+                                                              torch::Tensor slope, bool input_grad,
+                                                              int64_t block_pairs) {
   for (const auto* x : {&grad, &t_out, &last, &slope}) {
     check(*x, "saved tensor", 2);
   }
   const int64_t rows = t_sorted.size(0), n_in = t_sorted.size(1), n_out = w.size(0);
   auto grad_w = torch::zeros_like(w);
-  // the per-pair factors of the input-time gradient, reduced over neurons by at::sum as autograd does
-  auto pairs = input_grad ? torch::zeros({rows, n_in, n_out}, w.options()) : torch::Tensor();
-  AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "spike_times_backward", [&] {
-    const scalar_t* g = grad.data_ptr<scalar_t>();
-    const scalar_t* ts = t_sorted.data_ptr<scalar_t>();
-    const int64_t* idx = order.data_ptr<int64_t>();
-    const scalar_t* wp = w.data_ptr<scalar_t>();
-    const scalar_t* tp = t_out.data_ptr<scalar_t>();
-    const int64_t* lp = last.data_ptr<int64_t>();
-    const scalar_t* sp = slope.data_ptr<scalar_t>();
-    scalar_t* gw = grad_w.data_ptr<scalar_t>();
-    scalar_t* pp = input_grad ? pairs.data_ptr<scalar_t>() : nullptr;
-    // neurons are independent; within one, rows are summed in order
-    at::parallel_for(0, n_out, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t o = begin; o < end; ++o) {
-        const scalar_t* wo = wp + o * n_in;
-        scalar_t* gwo = gw + o * n_in;
-        for (int64_t r = 0; r < rows; ++r) {
-          const int64_t k = lp[r * n_out + o];
-          if (k < 0) {
-            continue;  // silent: no gradient
-          }
-          const scalar_t go = g[r * n_out + o], s = sp[r * n_out + o];
-          const scalar_t d_numerator = go / s;  // ∂/∂(ϑ + Σ w t)
-          const scalar_t d_slope = (-go) * (tp[r * n_out + o] / s);  // and S's: t_o = numerator / S
-          const scalar_t* t = ts + r * n_in;
-          const int64_t* j = idx + r * n_in;
-          for (int64_t i = 0; i <= k; ++i) {
-            gwo[j[i]] += d_slope + d_numerator * t[i];
-            if (pp != nullptr) {
-              pp[(r * n_in + i) * n_out + o] = d_numerator * wo[j[i]];
+  auto grad_sorted = input_grad ? torch::zeros({rows, n_in}, w.options()) : torch::Tensor();
+  // the per-pair factors of the input-time gradient, reduced over neurons by at::sum as autograd does, for
+  // a block of rows at a time (at most ``block_pairs`` pairs unless one row has more: a conv layer's
+  // rows × fan-in × channels can be GBs)
+  const int64_t block = std::max<int64_t>(1, block_pairs / std::max<int64_t>(1, n_in * n_out));
+  for (int64_t first = 0; first < rows; first += block) {
+    const int64_t count = std::min(block, rows - first);
+    auto pairs = input_grad ? torch::zeros({count, n_in, n_out}, w.options()) : torch::Tensor();
+    AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "spike_times_backward", [&] {
+      const scalar_t* g = grad.data_ptr<scalar_t>();
+      const scalar_t* ts = t_sorted.data_ptr<scalar_t>();
+      const int64_t* idx = order.data_ptr<int64_t>();
+      const scalar_t* wp = w.data_ptr<scalar_t>();
+      const scalar_t* tp = t_out.data_ptr<scalar_t>();
+      const int64_t* lp = last.data_ptr<int64_t>();
+      const scalar_t* sp = slope.data_ptr<scalar_t>();
+      scalar_t* gw = grad_w.data_ptr<scalar_t>();
+      scalar_t* pp = input_grad ? pairs.data_ptr<scalar_t>() : nullptr;
+      // neurons are independent; within one, rows are summed in order (blocks come in row order)
+      at::parallel_for(0, n_out, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t o = begin; o < end; ++o) {
+          const scalar_t* wo = wp + o * n_in;
+          scalar_t* gwo = gw + o * n_in;
+          for (int64_t r = first; r < first + count; ++r) {
+            const int64_t k = lp[r * n_out + o];
+            if (k < 0) {
+              continue;  // silent: no gradient
+            }
+            const scalar_t go = g[r * n_out + o], s = sp[r * n_out + o];
+            const scalar_t d_numerator = go / s;  // ∂/∂(ϑ + Σ w t)
+            const scalar_t d_slope = (-go) * (tp[r * n_out + o] / s);  // and S's: t_o = numerator / S
+            const scalar_t* t = ts + r * n_in;
+            const int64_t* j = idx + r * n_in;
+            for (int64_t i = 0; i <= k; ++i) {
+              gwo[j[i]] += d_slope + d_numerator * t[i];
+              if (pp != nullptr) {
+                pp[((r - first) * n_in + i) * n_out + o] = d_numerator * wo[j[i]];
+              }
             }
           }
         }
-      }
+      });
     });
-  });
+    if (input_grad) {
+      grad_sorted.narrow(0, first, count).copy_(at::sum(pairs, {2}));
+    }
+  }
   if (!input_grad) {
     return {grad_w, torch::Tensor()};
   }
   // inputs are finite up to each neuron's last causal input and get nothing after it; back to input order
-  auto grad_sorted = at::sum(pairs, {2});
   return {grad_w, torch::zeros_like(grad_sorted).scatter_(1, order, grad_sorted)};
 }
 

@@ -92,15 +92,18 @@ def test_gradient_equals_closed_form_and_finite_differences(implementation):
             torch.testing.assert_close(numeric, d_w[:, i, j][ok], atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("block_pairs", [1 << 24, 50])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_native_loops_equal_the_prefix_sums_bit_for_bit(monkeypatch, dtype):
+def test_native_loops_equal_the_prefix_sums_bit_for_bit(monkeypatch, dtype, block_pairs):
     """A conv layer, min-pooling and two dense layers on latency times with ties (times on a coarse grid) and
     silent inputs, mixed-sign weights, silent neurons: the native forward times and the gradients of every
-    weight and of the input times equal the torch-ops fallback's bit for bit. One thread, as the runner's
-    workers run: on more, the fallback's weight gradient (index_put_ with accumulate) adds atomically in
-    no fixed order."""
+    weight and of the input times equal the torch-ops fallback's bit for bit, also with the input-time
+    gradient's per-pair factors formed a row or two at a time (``block_pairs`` 50). One thread, as the
+    runner's workers run: on more, the fallback's weight gradient (index_put_ with accumulate) adds
+    atomically in no fixed order."""
     if kernels.native_for("spike_times", torch.zeros(1)) is None:
         pytest.skip("no C++ toolchain: only the torch-ops fallback runs here")
+    monkeypatch.setattr(stdbp._NativeSpikeTimes, "block_pairs", block_pairs)  # 50: a block per row or two
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
