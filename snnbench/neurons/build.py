@@ -32,9 +32,11 @@ from types import ModuleType
 DEFAULT_WAIT_S = 300.0
 POLL_S = 0.2
 # -march=native: built on the machine that runs it (the build key holds the CPU's model and flags);
+# -mtune=generic: the same instructions, scheduled for current cores (gcc's Zen 1 tuning keeps AVX2 to 128-bit
+# vectors: the LIF backward 12.9 -> 11.5 ms on [500, 16, 1024] there, outputs bit-identical);
 # -ffp-contract=off: no fused multiply-adds, the kernels repeat torch's arithmetic operation by operation;
 # -fno-trapping-math lets the compiler vectorise clamps without AVX-512 masks
-NATIVE_FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math")
+NATIVE_FLAGS = ("-O3", "-march=native", "-mtune=generic", "-ffp-contract=off", "-fno-trapping-math")
 
 
 class BuildWaitTimeout(Exception):

@@ -94,6 +94,11 @@ inline scalar_t surrogate_derivative(scalar_t x, int64_t kind, scalar_t alpha) {
 
 constexpr int64_t kGrain = 4096;  // neurons per task: enough work to amortise a thread's start
 constexpr int64_t kChunk = 65536;  // neurons walked through all T steps at once: state in L2, long row streams
+// The backward computes the surrogate of this many neurons of a row into a stack buffer before combining: its
+// exp is a chain of ~12 dependent FMAs per vector, and a loop of only that chain lets the out-of-order core
+// overlap many more vectors than one that also carries the combine's loads and stores (bit-identical; on a
+// Zen 1 EPYC the backward on [500, 16, 1024] 15.4 -> 12.9 ms, 11.5 ms with build.py's -mtune=generic)
+constexpr int64_t kSurrogateBlock = 256;
 
 }  // namespace
 
@@ -170,6 +175,9 @@ template <typename scalar_t, int64_t kSurrogate, bool kSoft, bool kDetach>
 void lif_backward_block(const BackwardArgs<scalar_t>& a, int64_t begin, int64_t end) {
   std::vector<scalar_t> carried_buffer(std::min(kChunk, end - begin));  // decay · ∂L/∂h_{t+1}
   scalar_t* carried = carried_buffer.data();
+  scalar_t surrogate[kSurrogateBlock];
+  // locals, not a.*: a store through out_t could alias the struct's fields as far as the compiler knows
+  const scalar_t threshold = a.threshold, alpha = a.alpha, rest = a.rest, gain = a.gain, decay = a.decay;
   for (int64_t first = begin; first < end; first += kChunk) {
     const int64_t count = std::min(kChunk, end - first);
     std::fill(carried, carried + count, scalar_t(0));
@@ -177,20 +185,31 @@ void lif_backward_block(const BackwardArgs<scalar_t>& a, int64_t begin, int64_t 
       const scalar_t* h_t = a.membrane + t * a.neurons + first;
       const scalar_t* g_t = a.grad + t * a.grad_row_stride + first;
       scalar_t* out_t = a.out + t * a.neurons + first;  // may alias h_t: element i is read before it is written
-      INDEPENDENT_NEURONS
-      for (int64_t i = 0; i < count; ++i) {  // branch-free for each template instance: vectorised
-        const scalar_t h = h_t[i];
-        const scalar_t g = surrogate_derivative(h - a.threshold, kSurrogate, a.alpha);
-        scalar_t dv_dh;
-        if (kSoft) {
-          dv_dh = kDetach ? scalar_t(1) : scalar_t(1) - a.threshold * g;
-        } else {
-          const scalar_t below = h < a.threshold ? scalar_t(1) : scalar_t(0);
-          dv_dh = kDetach ? below : below - (h - a.rest) * g;
+      for (int64_t first_i = 0; first_i < count; first_i += kSurrogateBlock) {
+        const int64_t n = std::min(kSurrogateBlock, count - first_i);
+        const scalar_t* h_b = h_t + first_i;
+        INDEPENDENT_NEURONS
+        for (int64_t i = 0; i < n; ++i) {
+          surrogate[i] = surrogate_derivative(h_b[i] - threshold, kSurrogate, alpha);
         }
-        const scalar_t grad_h = g_t[i] * g + carried[i] * dv_dh;
-        out_t[i] = grad_h * a.gain;
-        carried[i] = grad_h * a.decay;
+        const scalar_t* g_b = g_t + first_i;
+        scalar_t* out_b = out_t + first_i;
+        scalar_t* carried_b = carried + first_i;
+        INDEPENDENT_NEURONS
+        for (int64_t i = 0; i < n; ++i) {  // branch-free for each template instance: vectorised
+          const scalar_t h = h_b[i];
+          const scalar_t g = surrogate[i];
+          scalar_t dv_dh;
+          if (kSoft) {
+            dv_dh = kDetach ? scalar_t(1) : scalar_t(1) - threshold * g;
+          } else {
+            const scalar_t below = h < threshold ? scalar_t(1) : scalar_t(0);
+            dv_dh = kDetach ? below : below - (h - rest) * g;
+          }
+          const scalar_t grad_h = g_b[i] * g + carried_b[i] * dv_dh;
+          out_b[i] = grad_h * gain;
+          carried_b[i] = grad_h * decay;
+        }
       }
     }
   }
