@@ -224,8 +224,10 @@ def _per_batch(step: Callable[[int], object], full: int, timed: int) -> float:
     return seconds * full / n
 
 
-def describe(grid: GridEstimate) -> list[str]:
-    """The estimate as lines: one per entry × T (runs, time per run, subtotal, source), then the total."""
+def describe(grid: GridEstimate, workers: int = 1) -> list[str]:
+    """The estimate as lines: one per entry × T (runs, time per run, subtotal, source), then the total and,
+    for ``workers`` > 1 processes running independent runs side by side, the wall time that spreads over
+    them (the total divided among them, at least the longest run)."""
     lines = [f"Estimate for {grid.suite.name} on {grid.device} ({len(grid.runs)} runs):"]
     if grid.synthetic_shape is not None:
         lines.append(
@@ -244,5 +246,9 @@ def describe(grid: GridEstimate) -> list[str]:
             f"  {entry:<{width}}  T={T:<4} {len(todo)}/{len(runs)} to run  {duration(per_run):>7} each  "
             f"{duration(sum(r.seconds for r in runs)):>7}  ({', '.join(sources)})"
         )
-    lines.append(f"Total: {duration(grid.total_s)} run one after another on {grid.device}.")
+    total = f"Total: {duration(grid.total_s)} run one after another on {grid.device}"
+    if workers > 1:
+        longest = max((r.seconds for r in grid.runs), default=0.0)  # a run with a record counts 0 s
+        total += f"; about {duration(max(grid.total_s / workers, longest))} on {workers} workers"
+    lines.append(total + ".")
     return [*lines, *(f"Warning: {w}" for w in grid.warnings)]

@@ -47,6 +47,9 @@ def test_unknown_data_is_timed_on_synthetic_input_at_published_sizes_with_a_gpu_
     lines = describe(grid)
     assert "cifar10 is not on disk: timed on synthetic input of its shape (3, 32, 32)" in lines[1]
     assert lines[-2] == "Total: 51 min run one after another on cpu."
+    # one run cannot be split over workers: the longest run bounds the wall time
+    on_two = "Total: 51 min run one after another on cpu; about 51 min on 2 workers."
+    assert describe(grid, workers=2)[-2] == on_two
     assert lines[-1].startswith("Warning: budget 'full' asks for 1 GPU per run (num_gpus) but this estimate")
 
 
@@ -127,3 +130,12 @@ def test_run_prints_the_estimate_before_a_long_grid(tmp_path, monkeypatch) -> No
     assert result.output.startswith("Estimate for digits-lowT on cpu (1 runs):\n")
     assert "Total: 13 min run one after another on cpu." in result.output
     assert "Trained 1 runs" in result.output
+
+
+def test_a_pool_run_estimates_the_wall_time_its_workers_share(tmp_path, fixed_timing) -> None:
+    """--executor pool (2 workers) on 6 equal runs: half the one-after-another total."""
+    args = ["run", "--suite", "digits-lowT", "--budget", "smoke", "--algorithms", "bptt,proxy", "--dry-run"]
+    args += ["--timesteps", "2", "--out", str(tmp_path), "--executor", "pool"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Total: 54 s run one after another on cpu; about 27 s on 2 workers." in result.output

@@ -93,7 +93,7 @@ def run(
                 synthetic=dry_run,
             )  # fmt: skip
             if dry_run or grid.total_s > PRINT_BEFORE_RUN_S:
-                for line in describe(grid):
+                for line in describe(grid, workers=jobs if executor == Executor.pool else 1):
                     say(line)
             if dry_run:
                 return
