@@ -43,7 +43,7 @@ from snnbench.algorithms import RunContext, algorithms
 from snnbench.architectures import resolve_architecture
 from snnbench.data import DatasetInfo
 from snnbench.data.encoding import encodings
-from snnbench.environment import _cpu_model as cpu_model
+from snnbench.environment import cpu_description
 from snnbench.metrics import PeakMemory
 from snnbench.neurons.functional import native_kernels
 
@@ -235,7 +235,7 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the per-method memory subprocesses")
     args = parser.parse_args()
     names = args.algorithms.split(",") if args.algorithms else algorithms.names()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_model()}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_description()}")
     for shape in SHAPES if args.shape == "all" else [args.shape]:
         notation, info, T, batch = SHAPES[shape]
         rows, skipped = [], {}

@@ -33,7 +33,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from snnbench.environment import reuse_freed_cpu_memory
+from snnbench.environment import cpu_description, reuse_freed_cpu_memory
 from snnbench.neurons.functional import LIFParams, lif_multistep
 from snnbench.neurons.layers import LIF, TimeDistributed
 
@@ -327,7 +327,8 @@ def main() -> None:
     ]
     grid = [g for g in grid if (not args.only or g[0] in args.only) and (not args.T or g[1] in args.T)]
     print(
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, "
+        f"{cpu_description()}; torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"device {args.device}, "
         f"allocator {'snnbench runner setting' if tuned else 'system default'}"
         + (", subnormals flushed to zero" if flushed else "")
     )

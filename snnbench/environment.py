@@ -55,6 +55,32 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_identity(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """``family F model M stepping S`` from ``/proc/cpuinfo`` (x86), or empty: virtual machines often name
+    their CPU only ``AMD EPYC`` or ``Intel(R) Xeon(R) Processor``, which hides which generation ran."""
+    fields: dict[str, str] = {}
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if not key:
+                break  # the first processor's block ends
+            if key in ("cpu family", "model", "stepping"):
+                fields[key] = value.strip()
+    except OSError:
+        pass
+    if len(fields) < 3:
+        return ""
+    return f"family {fields['cpu family']} model {fields['model']} stepping {fields['stepping']}"
+
+
+def cpu_description() -> str:
+    """The CPU in one line for benchmark headers: model name, generation and the SIMD level torch uses."""
+    identity = f", {cpu_identity()}" if cpu_identity() else ""
+    return f"{_cpu_model()}{identity}, torch CPU capability {torch_build()['cpu_capability']}"
+
+
 _SIMD = ("sse", "avx", "fma", "f16c", "amx")  # the instruction-set flags that change which kernels run
 
 
@@ -113,6 +139,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "platform": platform.platform(),
         "device": str(device),
         "cpu": _cpu_model(),
+        "cpu_identity": cpu_identity(),
         "cpu_flags": cpu_flags(),
         "torch_build": torch_build(),
         "gpu": gpu,

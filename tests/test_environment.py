@@ -54,6 +54,22 @@ def test_records_say_what_changes_cpu_numbers():
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists() and "avx2" in cpuinfo.read_text():
         assert "avx2" in env["cpu_flags"] and not any(f.startswith("vmx") for f in env["cpu_flags"])
+    if cpuinfo.exists() and "cpu family" in cpuinfo.read_text():
+        assert env["cpu_identity"].startswith("family ")
+
+
+def test_the_cpu_generation_is_read_from_the_first_processor(tmp_path):
+    """A VM that names its CPU only "AMD EPYC" still tells Zen 1 from Zen 4 by family and model."""
+    from snnbench.environment import cpu_identity
+
+    block = "processor\t: {n}\nvendor_id\t: AuthenticAMD\ncpu family\t: {f}\nmodel\t\t: {m}\n"
+    block += "model name\t: AMD EPYC\nstepping\t: 2\n\n"
+    info = tmp_path / "cpuinfo"
+    info.write_text(block.format(n=0, f=23, m=1) + block.format(n=1, f=25, m=17))
+    assert cpu_identity(info) == "family 23 model 1 stepping 2"
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd\n\n")
+    assert cpu_identity(arm) == ""
 
 
 SUBNORMAL_WORKER = """
