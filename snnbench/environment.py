@@ -44,21 +44,9 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-@functools.lru_cache(maxsize=1)
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_identity(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """``family F model M stepping S`` from ``/proc/cpuinfo`` (x86), or empty: virtual machines often name
-    their CPU only ``AMD EPYC`` or ``Intel(R) Xeon(R) Processor``, which hides which generation ran."""
+@functools.lru_cache(maxsize=2)
+def _first_processor(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
+    """The fields of the first processor's block of ``/proc/cpuinfo`` (empty where it is missing)."""
     fields: dict[str, str] = {}
     try:
         for line in cpuinfo.read_text().splitlines():
@@ -66,11 +54,21 @@ def cpu_identity(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
             key = key.strip()
             if not key:
                 break  # the first processor's block ends
-            if key in ("cpu family", "model", "stepping"):
-                fields[key] = value.strip()
+            fields[key] = value.strip()
     except OSError:
         pass
-    if len(fields) < 3:
+    return fields
+
+
+def _cpu_model() -> str:
+    return _first_processor().get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_identity(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """``family F model M stepping S`` from ``/proc/cpuinfo`` (x86), or empty: virtual machines often name
+    their CPU only ``AMD EPYC`` or ``Intel(R) Xeon(R) Processor``, which hides which generation ran."""
+    fields = _first_processor(cpuinfo)
+    if not all(key in fields for key in ("cpu family", "model", "stepping")):
         return ""
     return f"family {fields['cpu family']} model {fields['model']} stepping {fields['stepping']}"
 
@@ -84,16 +82,9 @@ def cpu_description() -> str:
 _SIMD = ("sse", "avx", "fma", "f16c", "amx")  # the instruction-set flags that change which kernels run
 
 
-@functools.lru_cache(maxsize=1)
 def cpu_flags() -> list[str]:
     """The processor's SIMD flags from ``/proc/cpuinfo`` (empty where it is missing)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return sorted(f for f in line.split(":", 1)[1].split() if f.startswith(_SIMD))
-    except OSError:
-        pass
-    return []
+    return sorted(f for f in _first_processor().get("flags", "").split() if f.startswith(_SIMD))
 
 
 @functools.lru_cache(maxsize=1)
