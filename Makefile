@@ -20,11 +20,11 @@ demo: $(STAMP)
 
 ## test: the fast test suite (slow learning tests deselected)
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist worksteal -q
 
 ## test-all: including the slow learning tests
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q -m ""
+	$(BIN)/python -m pytest -n 2 --dist worksteal -q -m ""
 
 ## faults: plant each fault of tools/faults.yaml in a copy of the tree and run its tests (catch rate ≥ 90 %)
 faults: $(STAMP)

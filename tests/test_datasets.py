@@ -20,7 +20,7 @@ from snnbench.data.mnist import read_idx
 from snnbench.data.preprocess import crop_and_flip
 from snnbench.errors import SnnbenchError
 from snnbench.grid import run_suite
-from snnbench.suite import Overrides, load_suite
+from snnbench.suite import Budget, Overrides, load_suite
 
 runner = CliRunner()
 EXPECTED = {  # name: (train size, test size, sample shape at T=4, classes)
@@ -349,24 +349,46 @@ def test_cifar10dvs_split_is_disjoint_stratified_and_recorded(mirror, tmp_path, 
         dataset.load(dataset.Options(), root, T=2)
 
 
-@pytest.mark.parametrize("suite_name", SUITES)
-def test_every_suite_runs_its_smoke_budget_on_the_fixtures(suite_name, mirror, tmp_path, monkeypatch):
+# Three samples in one batch per entry: every network, method, input coding and preprocessing of every suite
+# trains and is evaluated on the real file formats, at a fifth to a tenth of the smoke budget's cost (the
+# CIFAR suites' smoke budgets train VGG-scale networks on ~40 samples: minutes per suite on one core).
+FIXTURE_BUDGET = Budget(epochs=1, batch_size=4, train_subset=4, test_subset=2)
+
+
+def _run_every_entry_on_the_fixtures(suite_name, budget_name, mirror, tmp_path, monkeypatch):
     served, _ = mirror
     suite = load_suite(suite_name)
     options = {**suite.dataset_options, **fixture_options(suite.dataset, tmp_path)}
-    suite = suite.model_copy(update={"dataset_options": options})
+    budgets = {**suite.budgets, "fixture": FIXTURE_BUDGET}
+    suite = suite.model_copy(update={"dataset_options": options, "budgets": budgets})
     publish(monkeypatch, served, suite.dataset)
     root = tmp_path / "data"
     datasets.get(suite.dataset)().download(root)
-    # one T and one seed per method keeps this in seconds; the grid is tested on digits
+    # one T and one seed per method; the grid is tested on digits
     T = min(suite.timesteps)
     result = run_suite(
         suite,
-        Overrides(budget="smoke", seeds=[0], timesteps=[T]),
+        Overrides(budget=budget_name, seeds=[0], timesteps=[T]),
         out_dir=tmp_path / "results",
         data_dir=root,
     )
     assert {r.entry for r in result.records} == set(suite.algorithms)
     assert all(r.status == "ok" and r.T == T for r in result.records), [r.error for r in result.records]
+    assert all(r.budget == budget_name for r in result.records)
     assert all(r.dataset_provenance["files_md5"] for r in result.records)
     shutil.rmtree(root / "cache", ignore_errors=True)
+    return result.records
+
+
+@pytest.mark.parametrize("suite_name", SUITES)
+def test_every_suite_entry_trains_and_evaluates_on_the_fixtures(suite_name, mirror, tmp_path, monkeypatch):
+    records = _run_every_entry_on_the_fixtures(suite_name, "fixture", mirror, tmp_path, monkeypatch)
+    # the fixture budget reached every entry, including those with their own smoke budget
+    sizes = {(r.metrics["train_size"] + r.metrics["val_size"], r.metrics["test_size"]) for r in records}
+    assert sizes == {(FIXTURE_BUDGET.train_subset, FIXTURE_BUDGET.test_subset)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suite_name", SUITES)
+def test_every_suite_runs_its_smoke_budget_on_the_fixtures(suite_name, mirror, tmp_path, monkeypatch):
+    _run_every_entry_on_the_fixtures(suite_name, "smoke", mirror, tmp_path, monkeypatch)
