@@ -290,3 +290,22 @@ def test_the_source_hash_covers_shared_code_and_not_the_checkout_location(tmp_pa
     assert hash_from(tmp_path / "b") != original
     for name in ("methodpkg.method", "methodpkg.helper", "methodpkg"):
         sys.modules.pop(name, None)
+
+
+def test_a_last_training_batch_of_one_sample_is_dropped_so_batch_norm_runs(write_suite):
+    """23 digits minus 10 for validation leave 13 to train in batches of 4: BNTT's per-step batch norm
+    raised on the last, single-sample batch; now every epoch trains 12 of them."""
+    from snnbench.data import Split
+    from snnbench.runner import training_batches
+
+    budget = {"epochs": 2, "batch_size": 4, "train_subset": 23, "test_subset": 8}
+    path = write_suite({"budgets": {"smoke": budget}, "algorithms": {"bntt": {"arch": "mlp"}}})
+    record = run_suite(load_suite(str(path)), out_dir="results").records[0]
+    assert record.status == "ok", record.error
+    assert record.metrics["train_size"] == 13 and record.metrics["epochs_completed"] == 2
+
+    split = Split(torch.arange(13.0).reshape(13, 1), torch.zeros(13, dtype=torch.long))
+    sizes = [len(y) for _, y in training_batches(split, 4, torch.Generator().manual_seed(0), "cpu", None)]
+    assert sizes == [4, 4, 4]
+    kept = [len(y) for _, y in training_batches(split, 5, torch.Generator().manual_seed(0), "cpu", None)]
+    assert kept == [5, 5, 3]  # a remainder of two or more samples is trained
