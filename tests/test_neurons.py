@@ -138,14 +138,17 @@ def test_fused_lif_equals_the_step_by_step_reference(params, path, monkeypatch):
      LIFParams(tau=20.0, v_reset=None, surrogate="triangle", alpha=0.3, detach_reset=True, input_scale=1.0),
      LIFParams(tau=math.inf, v_threshold=2.0, input_scale=1.0)],
 )  # fmt: skip
-def test_native_cpu_kernels_equal_the_torch_ops_path(params, monkeypatch):
+@pytest.mark.parametrize("neurons", [50_000, 60_001], ids=["cached stores", "streamed odd rows"])
+def test_native_cpu_kernels_equal_the_torch_ops_path(params, neurons, monkeypatch):
     from snnbench.neurons import functional
 
     if functional.native_kernels() is None:
         pytest.skip("no C++ toolchain: the torch-ops path is the only one")
     torch.manual_seed(1)
-    # 150,000 neurons: more than one parallel block, and more than one 65,536-neuron chunk per block
-    x = torch.randn(6, 3, 50_000, dtype=torch.float32) * 1.5 + 0.8
+    # 150,000 or 180,003 neurons: more than one parallel block, and more than one 65,536-neuron chunk per
+    # block; 6 × 180,003 float32 (4.3 MB) are past the kernel's 4 MiB streaming-store size (rows start
+    # unaligned: the streamed path's scalar head and tail run too), 6 × 150,000 are not
+    x = torch.randn(6, 3, neurons, dtype=torch.float32) * 1.5 + 0.8
     weights = torch.randn_like(x)
     # ∂L/∂s: dense; the same at every step (stride 0 over T); one scalar everywhere (all strides 0)
     losses = {
@@ -165,10 +168,41 @@ def test_native_cpu_kernels_equal_the_torch_ops_path(params, monkeypatch):
         monkeypatch.undo()
         (native_spikes, native_grad), (torch_spikes, torch_grad) = results
         assert torch.equal(native_spikes, torch_spikes) and native_spikes.sum() > 0
+        with torch.no_grad():  # the forward that writes no membranes
+            assert torch.equal(lif_multistep(x, params), torch_spikes)
         # float rounding relative to the gradient's scale: where (1 − s) − h·g cancels (hard reset, no leak),
         # the surrogates' last-bit differences are amplified in single elements
         scale = torch_grad.abs().max()
         torch.testing.assert_close(native_grad / scale, torch_grad / scale, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [LIFParams(), LIFParams(v_reset=None), LIFParams(tau=1.5, v_reset=0.2),
+     LIFParams(tau=math.inf, v_threshold=2.0, input_scale=1.0)],
+)  # fmt: skip
+def test_native_forwards_equal_the_torch_ops_forward_bit_for_bit(params):
+    """Spikes and membranes of both native forwards, bit for bit against the torch-ops loop: the
+    compiler-vectorised one (tensors below 4 MiB, here neuron slices of the input) and the hand-vectorised
+    one with streaming stores (the whole 4.3 MB input; its odd rows start unaligned, so its scalar head and
+    tail run too); with and without the membranes kept. Half the inputs are quarters, which put h exactly on ϑ
+    under dyadic leaks, where only h ≥ ϑ fires."""
+    from snnbench.neurons import functional
+
+    native = functional.native_kernels()
+    if native is None:
+        pytest.skip("no C++ toolchain: the torch-ops path is the only one")
+    torch.manual_seed(2)
+    x = torch.randn(6, 3, 60_001) * 1.5 + 0.8
+    x[..., ::2] = (x[..., ::2] * 4).round() / 4
+    expected, expected_h = functional._lif_forward(x, params)
+    streamed, streamed_h = functional._native_forward(native, x, params)
+    assert torch.equal(streamed, expected) and torch.equal(streamed_h, expected_h)
+    assert torch.equal(functional._native_forward(native, x, params, keep_membrane=False)[0], expected)
+    for part in torch.arange(x.shape[-1]).tensor_split(3):  # 1.4 MB each
+        cached, cached_h = functional._native_forward(native, x[..., part].contiguous(), params)
+        assert torch.equal(cached, expected[..., part]) and torch.equal(cached_h, expected_h[..., part])
+    assert expected.sum() > 0 and (expected_h == params.v_threshold).sum() > 0
 
 
 def test_native_backward_reuses_the_membrane_and_refuses_a_second_backward():

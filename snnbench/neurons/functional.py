@@ -164,7 +164,8 @@ def _lif_forward(x: torch.Tensor, p: LIFParams) -> tuple[torch.Tensor, torch.Ten
     for t in range(x.shape[0]):
         # h = v + (x − (v − v_reset))/τ = decay·(v − v_reset) + v_reset + gain·x  (v is a fresh tensor)
         v = v.mul_(decay) if not rest else v.sub_(rest).mul_(decay).add_(rest)
-        h = torch.add(v, x[t], alpha=gain, out=h_seq[t])
+        # gain·x rounded, then added, as the native kernel does (add's alpha is one fused multiply-add)
+        h = torch.add(v, x[t], out=h_seq[t]) if gain == 1 else torch.mul(x[t], gain, out=h_seq[t]).add_(v)
         if p.v_reset is None:
             v = h - p.v_threshold * (h >= p.v_threshold)
         else:
@@ -251,10 +252,13 @@ def _native_for(x: torch.Tensor) -> ModuleType | None:
     return native_kernels()
 
 
-def _native_forward(native: ModuleType, x: torch.Tensor, p: LIFParams) -> tuple[torch.Tensor, torch.Tensor]:
+def _native_forward(
+    native: ModuleType, x: torch.Tensor, p: LIFParams, keep_membrane: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Spikes and, with ``keep_membrane``, the pre-reset membranes (None without: not written at all)."""
     decay, gain = _decay_and_gain(p)
-    spikes, h_seq = native.lif_forward(x, decay, gain, p.v_threshold, p.v_reset or 0.0, p.v_reset is None)
-    return spikes, h_seq
+    rest, soft = p.v_reset or 0.0, p.v_reset is None
+    return native.lif_forward(x, decay, gain, p.v_threshold, rest, soft, keep_membrane)
 
 
 def lif_multistep(x: torch.Tensor, p: LIFParams) -> torch.Tensor:
@@ -265,4 +269,4 @@ def lif_multistep(x: torch.Tensor, p: LIFParams) -> torch.Tensor:
     if torch.is_grad_enabled() and x.requires_grad:
         return _LIFMultiStep.apply(x, p)
     native = _native_for(x)
-    return _native_forward(native, x, p)[0] if native else _lif_forward(x, p)[0]
+    return _native_forward(native, x, p, keep_membrane=False)[0] if native else _lif_forward(x, p)[0]

@@ -7,6 +7,7 @@
 // so that at::parallel_for spreads the blocks over torch's threads (without it, its OpenMP pragma is
 // ignored and the kernels run on one thread). The sigmoid surrogate's exp is a branch-free polynomial for
 // float32 (the compiler vectorises it; -fno-trapping-math lets AVX2 do so too) and std::exp for float64.
+// A float32 forward whose outputs are large writes them with streaming stores (AVX), around the caches.
 #include <torch/extension.h>
 #include <torch/csrc/autograd/variable.h>
 
@@ -16,7 +17,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
+
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 // The loops below have no dependence between neurons, even where the output overwrites the membrane it reads
 // (element i is read before it is written): say so, or the compiler falls back to scalar code on aliasing.
@@ -102,10 +108,61 @@ constexpr int64_t kSurrogateBlock = 256;
 
 }  // namespace
 
+// A float32 forward output of at least this many bytes is written with streaming stores: nothing reads it
+// back while it would still be cached (h waits for the backward; s is read by the next layer from the first
+// step on, after the whole tensor has passed), so a normal store's read-for-ownership and the cache lines it
+// evicts are wasted. On a Zen 1 EPYC, [500, 16, 1024]: forward 7.3 -> 4.9 ms; below ~2 MiB it was slower.
+constexpr int64_t kStreamBytes = int64_t(4) << 20;
+
+// One neuron-step: h = decay·(v − rest) + rest + gain·x, the spike [h ≥ ϑ], and v ← the membrane after reset
 template <typename scalar_t, bool kSoft, bool kRestAtZero>
+inline scalar_t lif_neuron_step(scalar_t& v, scalar_t x, scalar_t& spike, scalar_t decay, scalar_t gain,
+                                scalar_t threshold, scalar_t rest) {
+  const scalar_t leaked = kRestAtZero ? v * decay : (v - rest) * decay + rest;
+  const scalar_t h = leaked + gain * x;
+  const bool fired = h >= threshold;
+  spike = fired ? scalar_t(1) : scalar_t(0);
+  v = kSoft ? (fired ? h - threshold : h) : (fired ? rest : h);
+  return h;
+}
+
+#if defined(__AVX__)
+// lif_neuron_step on eight float32 neurons at a time (the same operations in the same order: the same bits),
+// spikes and h written with streaming stores. Steps neurons one by one until s is 32-byte aligned (h has the
+// same offset from its own allocation), then eight at a time; returns how many neurons it stepped (the caller
+// steps the rest).
+template <bool kSoft, bool kRestAtZero, bool kKeepMembrane>
+int64_t lif_forward_row_streamed(const float* x, float* s, float* h_out, float* v, int64_t count, float decay,
+                                 float gain, float threshold, float rest) {
+  const auto misalignment = [](const float* p) { return reinterpret_cast<uintptr_t>(p) & 31; };
+  int64_t i = 0;
+  for (; i < count && misalignment(s + i) != 0; ++i) {
+    const float h = lif_neuron_step<float, kSoft, kRestAtZero>(v[i], x[i], s[i], decay, gain, threshold, rest);
+    if (kKeepMembrane) h_out[i] = h;
+  }
+  if (kKeepMembrane && misalignment(h_out + i) != 0) {
+    return i;  // the two allocations differ in alignment (not torch's): the caller's loop takes the row
+  }
+  const __m256 decay_v = _mm256_set1_ps(decay), gain_v = _mm256_set1_ps(gain);
+  const __m256 threshold_v = _mm256_set1_ps(threshold), rest_v = _mm256_set1_ps(rest), one = _mm256_set1_ps(1.0f);
+  for (; i + 8 <= count; i += 8) {
+    const __m256 v_i = _mm256_loadu_ps(v + i);
+    const __m256 leaked =
+        kRestAtZero ? _mm256_mul_ps(v_i, decay_v) : _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v_i, rest_v), decay_v), rest_v);
+    const __m256 h = _mm256_add_ps(leaked, _mm256_mul_ps(gain_v, _mm256_loadu_ps(x + i)));
+    const __m256 fired = _mm256_cmp_ps(h, threshold_v, _CMP_GE_OQ);  // false for NaN, as h >= ϑ
+    if (kKeepMembrane) _mm256_stream_ps(h_out + i, h);
+    _mm256_stream_ps(s + i, _mm256_and_ps(fired, one));
+    _mm256_storeu_ps(v + i, _mm256_blendv_ps(h, kSoft ? _mm256_sub_ps(h, threshold_v) : rest_v, fired));
+  }
+  return i;
+}
+#endif
+
+template <typename scalar_t, bool kSoft, bool kRestAtZero, bool kKeepMembrane>
 void lif_forward_block(const scalar_t* xp, scalar_t* sp, scalar_t* hp, int64_t steps, int64_t neurons,
                        int64_t begin, int64_t end, scalar_t decay, scalar_t gain, scalar_t threshold,
-                       scalar_t rest) {
+                       scalar_t rest, bool stream) {
   std::vector<scalar_t> v_buffer(std::min(kChunk, end - begin));
   scalar_t* v = v_buffer.data();
   for (int64_t first = begin; first < end; first += kChunk) {
@@ -115,46 +172,69 @@ void lif_forward_block(const scalar_t* xp, scalar_t* sp, scalar_t* hp, int64_t s
       const int64_t row = t * neurons + first;
       const scalar_t* x_t = xp + row;
       scalar_t* s_t = sp + row;
-      scalar_t* h_t = hp + row;
+      scalar_t* h_t = kKeepMembrane ? hp + row : nullptr;
+      int64_t i = 0;
+#if defined(__AVX__)
+      if constexpr (std::is_same_v<scalar_t, float>) {
+        if (stream) {
+          i = lif_forward_row_streamed<kSoft, kRestAtZero, kKeepMembrane>(x_t, s_t, h_t, v, count, decay, gain,
+                                                                          threshold, rest);
+        }
+      }
+#endif
       INDEPENDENT_NEURONS
-      for (int64_t i = 0; i < count; ++i) {  // branch-free: the compiler vectorises it
-        const scalar_t leaked = kRestAtZero ? v[i] * decay : (v[i] - rest) * decay + rest;
-        const scalar_t h = leaked + gain * x_t[i];
-        const bool fired = h >= threshold;
-        h_t[i] = h;
-        s_t[i] = fired ? scalar_t(1) : scalar_t(0);
-        v[i] = kSoft ? (fired ? h - threshold : h) : (fired ? rest : h);
+      for (; i < count; ++i) {  // branch-free: the compiler vectorises it
+        const scalar_t h =
+            lif_neuron_step<scalar_t, kSoft, kRestAtZero>(v[i], x_t[i], s_t[i], decay, gain, threshold, rest);
+        if (kKeepMembrane) h_t[i] = h;
       }
     }
   }
+#if defined(__AVX__)
+  if (stream) {
+    _mm_sfence();  // streaming stores are weakly ordered: make them visible before the threads join
+  }
+#endif
 }
 
-// Returns (spikes, h): spikes s_t = [h_t >= v_threshold], h_t the membrane before reset.
+// Returns (spikes, h): spikes s_t = [h_t >= v_threshold], h_t the membrane before reset; h is not written (and
+// None is returned for it) without ``keep_membrane``: a forward without gradient has no use for it.
 // h_t = decay·(v − rest) + rest + gain·x_t (decay = 1 − 1/τ; gain = 1/τ for the decay-input LIF, 1 for
 // u = λu + x, and decay = gain = 1 for integrate-and-fire).
 std::vector<torch::Tensor> lif_forward(torch::Tensor x, double decay_, double gain_, double v_threshold,
-                                       double v_reset, bool soft_reset) {
+                                       double v_reset, bool soft_reset, bool keep_membrane) {
   TORCH_CHECK(x.device().is_cpu() && x.dim() >= 1, "lif_forward: a CPU tensor [T, ...] is expected");
   const auto input = x.contiguous();
   const int64_t steps = input.size(0);
   const int64_t neurons = steps ? input.numel() / steps : 0;
   auto spikes = torch::empty_like(input);
-  auto membrane = torch::empty_like(input);
+  auto membrane = keep_membrane ? torch::empty_like(input) : torch::Tensor();
+  const bool stream = input.nbytes() >= static_cast<size_t>(kStreamBytes);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "lif_forward", [&] {
     const scalar_t* xp = input.data_ptr<scalar_t>();
     scalar_t* sp = spikes.data_ptr<scalar_t>();
-    scalar_t* hp = membrane.data_ptr<scalar_t>();
+    scalar_t* hp = keep_membrane ? membrane.data_ptr<scalar_t>() : nullptr;
     const scalar_t decay = scalar_t(decay_);
     const scalar_t gain = scalar_t(gain_);
     const scalar_t threshold = scalar_t(v_threshold);
     const scalar_t rest = soft_reset ? scalar_t(0) : scalar_t(v_reset);
     at::parallel_for(0, neurons, kGrain, [&](int64_t begin, int64_t end) {
+      // template flags: <soft reset, rest at 0> then keep_membrane
+      const auto run = [&](auto soft, auto rest_at_zero) {
+        if (keep_membrane) {
+          lif_forward_block<scalar_t, soft(), rest_at_zero(), true>(xp, sp, hp, steps, neurons, begin, end, decay,
+                                                                   gain, threshold, rest, stream);
+        } else {
+          lif_forward_block<scalar_t, soft(), rest_at_zero(), false>(xp, sp, hp, steps, neurons, begin, end, decay,
+                                                                    gain, threshold, rest, stream);
+        }
+      };
       if (soft_reset) {
-        lif_forward_block<scalar_t, true, true>(xp, sp, hp, steps, neurons, begin, end, decay, gain, threshold, rest);
+        run(std::true_type{}, std::true_type{});
       } else if (rest == scalar_t(0)) {
-        lif_forward_block<scalar_t, false, true>(xp, sp, hp, steps, neurons, begin, end, decay, gain, threshold, rest);
+        run(std::false_type{}, std::true_type{});
       } else {
-        lif_forward_block<scalar_t, false, false>(xp, sp, hp, steps, neurons, begin, end, decay, gain, threshold, rest);
+        run(std::false_type{}, std::false_type{});
       }
     });
   });
