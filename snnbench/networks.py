@@ -16,6 +16,7 @@ from torch import nn
 from snnbench.architectures import Architecture, Conv, Dense, Dropout, Pool
 from snnbench.errors import SnnbenchError
 from snnbench.neurons.layers import TimeDistributed
+from snnbench.pooling import AvgPool2d
 
 
 class SharedDropout(nn.Module):
@@ -75,7 +76,7 @@ def build_feedforward(
                 modules.append(TimeDistributed(nn.AdaptiveAvgPool2d(1)))
                 shape = (shape[0], 1, 1)
             else:
-                pool = nn.MaxPool2d(layer.size) if kind == "max" else nn.AvgPool2d(layer.size)
+                pool = nn.MaxPool2d(layer.size) if kind == "max" else AvgPool2d(layer.size)
                 modules.append(TimeDistributed(pool))
                 shape = (shape[0], shape[1] // layer.size, shape[2] // layer.size)
             continue

@@ -22,6 +22,7 @@ from snnbench.algorithms._base import Algorithm, AlgorithmConfig, RunContext, Tr
 from snnbench.architectures import Architecture, Block, Conv, Pool, conv_output_shape
 from snnbench.errors import SnnbenchError
 from snnbench.neurons.layers import TimeDistributed
+from snnbench.pooling import AvgPool2d
 
 
 class ResidualConfig(AlgorithmConfig):
@@ -87,7 +88,7 @@ def pool_module(layer: Pool) -> nn.Module:
     """The pooling of ``layer`` on every step (the default kind is max pooling)."""
     if layer.kind == "global_avg":
         return TimeDistributed(nn.AdaptiveAvgPool2d(1))
-    pool = nn.AvgPool2d(layer.size) if layer.kind == "avg" else nn.MaxPool2d(layer.size)
+    pool = AvgPool2d(layer.size) if layer.kind == "avg" else nn.MaxPool2d(layer.size)
     return TimeDistributed(pool)
 
 

@@ -50,6 +50,7 @@ from snnbench.architectures import Conv, Dense, Dropout, Pool
 from snnbench.errors import SnnbenchError
 from snnbench.neurons.functional import spike
 from snnbench.neurons.layers import SpikingLayer
+from snnbench.pooling import AvgPool2d
 
 SPIKE_SCALE = 2.74  # official code: Scale(2.74), the NF-ResNet scaled-WS constant
 
@@ -258,7 +259,7 @@ class OTTT(Algorithm):
                 synapse = ScaledWS(nn.Linear(math.prod(shape), layer.units), scale)
                 shape = (layer.units,)
             elif isinstance(layer, Pool) and layer.kind in ("default", "avg", "global_avg") and blocks:
-                pool = nn.AdaptiveAvgPool2d(1) if layer.kind == "global_avg" else nn.AvgPool2d(layer.size)
+                pool = nn.AdaptiveAvgPool2d(1) if layer.kind == "global_avg" else AvgPool2d(layer.size)
                 blocks[-1]["pool"] = pool
                 size = 1 if layer.kind == "global_avg" else None
                 shape = (shape[0], size or shape[1] // layer.size, size or shape[2] // layer.size)

@@ -65,6 +65,7 @@ from snnbench.algorithms import (
 from snnbench.architectures import Conv, Dense, Pool
 from snnbench.errors import SnnbenchError
 from snnbench.neurons.layers import SpikingLayer
+from snnbench.pooling import avg_pool2d
 
 
 class STRSBPConfig(AlgorithmConfig):
@@ -526,7 +527,7 @@ class STRSBPPoolLayer(STRSBPNeurons):
 
     def forward(self, pre: torch.Tensor) -> torch.Tensor:
         T, B = pre.shape[:2]
-        summed = F.avg_pool2d(pre.reshape(T * B, *self.in_shape), self.size) * self.size**2
+        summed = avg_pool2d(pre.reshape(T * B, *self.in_shape), self.size) * self.size**2
         return self.fire(summed.reshape(T, B, -1))
 
     def unfold(self, x: torch.Tensor) -> torch.Tensor:

@@ -55,6 +55,7 @@ from snnbench.errors import SnnbenchError
 from snnbench.metrics import effective_operations, standard_operations
 from snnbench.networks import SharedDropout
 from snnbench.neurons.layers import SpikingLayer, TimeDistributed
+from snnbench.pooling import avg_pool2d
 
 
 class TSSLBPConfig(AlgorithmConfig):
@@ -167,7 +168,7 @@ class SumPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T, B = x.shape[:2]
-        y = F.avg_pool2d(x.reshape(T * B, *x.shape[2:]), self.size) * (self.size**2 * self.scale)
+        y = avg_pool2d(x.reshape(T * B, *x.shape[2:]), self.size) * (self.size**2 * self.scale)
         return y.reshape(T, B, *y.shape[1:])
 
 

@@ -1,9 +1,10 @@
 """Native loops of single methods (the LIF kernels that every surrogate-gradient method shares live in
 :mod:`snnbench.neurons`): ``spike_trains_cpu.cpp`` (ST-RSBP's loops over time) and ``spike_times_cpu.cpp``
-(STDBP's exact spike times and gradients). Each is built on first use like the LIF kernels
-(:mod:`snnbench.neurons.build`), and each method keeps its torch-ops formulation as the fallback, tested
-bit-identical; ``SNNBENCH_NATIVE=0``, a missing compiler or another process's build outlasting the wait
-leave the fallback in place.
+(STDBP's exact spike times and gradients); and ``pooling_cpu.cpp``, the average pooling of every network
+(:mod:`snnbench.pooling`, torch's ``avg_pool2d`` the fallback). Each is built on first use like the LIF
+kernels (:mod:`snnbench.neurons.build`), and each method keeps its torch-ops formulation as the fallback,
+tested bit-identical; ``SNNBENCH_NATIVE=0``, a missing compiler or another process's build outlasting the
+wait leave the fallback in place.
 """
 
 from __future__ import annotations
