@@ -11,6 +11,7 @@ loading, kernel compilation, and second phases such as conversion's calibration.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from collections.abc import Callable
@@ -212,13 +213,21 @@ def _time_batches(
 
 def _per_batch(step: Callable[[int], object], full: int, timed: int) -> float:
     """Seconds for ``step`` on a batch of ``full`` samples: timed on ``PROBE_SAMPLES`` and scaled linearly,
-    or on the whole batch when the probe is quick (fixed costs would dominate the scaling)."""
+    or on the whole batch when the probe is quick (fixed costs would dominate the scaling). Python's cyclic
+    garbage collector is paused while a probe is timed: a full collection of this process's heap (0.1-0.2 s
+    once a grid's probes have run) landing in a 2-sample probe was scaled by the batch size into hours."""
     for n in sorted({min(PROBE_SAMPLES, full), full}):
         step(n)  # warm-up: allocations, kernel selection
-        tick = time.perf_counter()
-        for _ in range(timed):
-            step(n)
-        seconds = (time.perf_counter() - tick) / timed
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            tick = time.perf_counter()
+            for _ in range(timed):
+                step(n)
+            seconds = (time.perf_counter() - tick) / timed
+        finally:
+            if collecting:
+                gc.enable()
         if seconds > QUICK_PROBE_S:
             break
     return seconds * full / n

@@ -139,3 +139,33 @@ def test_a_pool_run_estimates_the_wall_time_its_workers_share(tmp_path, fixed_ti
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "Total: 54 s run one after another on cpu; about 27 s on 2 workers." in result.output
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_probes_are_timed_without_garbage_collection(collecting) -> None:
+    """A full collection (0.1-0.2 s on a grid's heap) inside a 2-sample probe was scaled by the batch size
+    (88 min per run estimated for a 20 s run): the timed steps run with the collector paused, the warm-up
+    step does not, and the collector's state is restored afterwards, also when a step raises."""
+    import gc
+
+    seen: list[tuple[int, bool]] = []
+
+    def step(n: int) -> None:
+        seen.append((n, gc.isenabled()))
+
+    (gc.enable if collecting else gc.disable)()
+    try:
+        estimate._per_batch(step, 64, timed=2)
+        assert seen == [(2, collecting), (2, False), (2, False), (64, collecting), (64, False), (64, False)]
+        assert gc.isenabled() is collecting
+
+        def failing(n: int) -> None:
+            if len(seen) > 6:
+                raise RuntimeError("step failed")
+            seen.append((n, gc.isenabled()))
+
+        with pytest.raises(RuntimeError, match="step failed"):
+            estimate._per_batch(failing, 64, timed=2)
+        assert gc.isenabled() is collecting
+    finally:
+        gc.enable()
