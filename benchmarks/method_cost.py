@@ -65,7 +65,12 @@ SETTINGS = {"desire-bp": {"margin_scaling": "proportional"}}
 
 def make_step(name: str, shape: str):
     """A closure running one training step of method ``name`` on ``shape`` (or raising why it cannot)."""
-    notation, info, T, batch = SHAPES[shape]
+    return training_step(name, *SHAPES[shape])
+
+
+def training_step(name: str, notation: str, info: DatasetInfo, T: int, batch: int):
+    """A closure running one training step of method ``name`` (its defaults, its encoding) on the network
+    ``notation`` for a random batch of ``info``'s shape."""
     cls = algorithms.get(name)
     torch.manual_seed(0)
     algorithm = cls(cls.Config(**SETTINGS.get(name, {})), resolve_architecture(notation), info)

@@ -21,8 +21,10 @@ import time
 
 import torch
 import torch.nn.functional as F
+from method_cost import training_step  # benchmarks/ is the script's directory
 
 from snnbench import kernels
+from snnbench.data import DatasetInfo
 from snnbench.environment import cpu_description
 
 # [T·B, C, H, W] inputs of the 2×2 pools: the digits conv net (16C3-AP2-32C3-AP2-128, T = 8, batch 64) and
@@ -36,10 +38,15 @@ MAPS = {
     "VGG-11, pool 4": (96, 512, 4, 4),
 }
 NETWORKS = {
-    "digits convnet (T = 8, batch 64)": ("16C3-AP2-32C3-AP2-128", (1, 8, 8), 8, 64),
+    "digits convnet (T = 8, batch 64)": (
+        "16C3-AP2-32C3-AP2-128",
+        DatasetInfo("digits", (1, 8, 8), 10),
+        8,
+        64,
+    ),
     "VGG-11, AP2 (T = 6, batch 16)": (
         "64C3-128C3-AP2-256C3-256C3-AP2-512C3-512C3-AP2-512C3-512C3-AP2",
-        (3, 32, 32),
+        DatasetInfo("cifar10", (3, 32, 32), 10),
         6,
         16,
     ),
@@ -98,35 +105,6 @@ def per_map(rounds: int) -> None:
         )
 
 
-def bptt_step(notation: str, input_shape: tuple[int, ...], T: int, batch: int):
-    """One BPTT training step (the registered method, its defaults) on ``notation``."""
-    from snnbench.algorithms import RunContext, algorithms
-    from snnbench.architectures import resolve_architecture
-    from snnbench.data import DatasetInfo
-    from snnbench.data.encoding import encodings
-
-    cls = algorithms.get("bptt")
-    torch.manual_seed(0)
-    info = DatasetInfo("bench", input_shape, 10)
-    algorithm = cls(cls.Config(), resolve_architecture(notation), info)
-    net = algorithm.build(T)
-    ctx = RunContext(
-        T=T,
-        device=torch.device("cpu"),
-        epochs=1,
-        batch_size=batch,
-        eval_batch_size=batch,
-        encoding="direct",
-        generator=torch.Generator().manual_seed(0),
-        encode_fn=encodings.get("direct"),
-    )
-    state = algorithm.configure(net, ctx)
-    x = torch.rand(batch, *input_shape, generator=torch.Generator().manual_seed(1))
-    y = torch.randint(0, 10, (batch,), generator=torch.Generator().manual_seed(2))
-    net.train()
-    return lambda: algorithm.train_epoch(net, state, [(x, y)], ctx)
-
-
 def per_network(rounds: int) -> None:
     original = kernels.native_for
 
@@ -145,8 +123,8 @@ def per_network(rounds: int) -> None:
 
     print("\n| BPTT step | torch pooling ms | native pooling ms | × faster |")
     print("|---|---|---|---|")
-    for name, (notation, shape, T, batch) in NETWORKS.items():
-        step = bptt_step(notation, shape, T, batch)
+    for name, network in NETWORKS.items():
+        step = training_step("bptt", *network)
         ms = interleaved({"torch": switched(step, False), "native": switched(step, True)}, rounds)
         print(f"| {name} | {ms['torch']:.1f} | {ms['native']:.1f} | {ms['torch'] / ms['native']:.2f} |")
 
