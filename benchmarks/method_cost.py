@@ -17,10 +17,15 @@ bookkeeping, allocation): near 1 when the step is its operations.
 
     python benchmarks/method_cost.py                    # both shapes
     python benchmarks/method_cost.py --shape mlp --rounds 7
+    python benchmarks/method_cost.py --device cuda      # on a GPU (the memory cap via the CUDA allocator)
 
 Shapes: ``mlp`` — the digits MLP (64-256-10 on 1×8×8 inputs, T = 4, batch 64); ``vgg11`` — a CIFAR-shaped
 VGG-11 (3×32×32, 10 classes, ``64C3-128C3-P2-256C3-256C3-P2-512C3-512C3-P2-512C3-512C3-P2``, T = 6,
 batch 16; every method pools with its own pooling). A method that cannot build a shape says why.
+
+On CUDA every step is synchronised before its clock is read, each operation's own time too; peak memory is
+the CUDA allocator's peak above what it held before one more step, exact, so taken in the timing process;
+the cap is a share of the device's memory (an address-space cap would stop CUDA from starting).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from snnbench.environment import cpu_description
 from snnbench.metrics import PeakMemory
 from snnbench.neurons.functional import native_kernels
 
+CPU = torch.device("cpu")
 SHAPES = {
     "mlp": ("256", DatasetInfo("digits", (1, 8, 8), 10), 4, 64),
     "vgg11": (
@@ -63,22 +69,32 @@ SHAPES = {
 SETTINGS = {"desire-bp": {"margin_scaling": "proportional"}}
 
 
-def make_step(name: str, shape: str):
-    """A closure running one training step of method ``name`` on ``shape`` (or raising why it cannot)."""
-    return training_step(name, *SHAPES[shape])
+def make_step(name: str, shape: str, device: str = "cpu"):
+    """A closure running one training step of method ``name`` on ``shape`` (or raising why it cannot),
+    returning once the device has finished it."""
+    return training_step(name, *SHAPES[shape], device=torch.device(device))
 
 
-def training_step(name: str, notation: str, info: DatasetInfo, T: int, batch: int):
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (CUDA runs asynchronously; a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def training_step(
+    name: str, notation: str, info: DatasetInfo, T: int, batch: int, device: torch.device = CPU
+):
     """A closure running one training step of method ``name`` (its defaults, its encoding) on the network
-    ``notation`` for a random batch of ``info``'s shape."""
+    ``notation`` for a random batch of ``info``'s shape, on ``device`` as the runner places a run (the
+    network built, then moved; random draws from a CPU generator)."""
     cls = algorithms.get(name)
     torch.manual_seed(0)
     algorithm = cls(cls.Config(**SETTINGS.get(name, {})), resolve_architecture(notation), info)
-    net = algorithm.build(T)
+    net = algorithm.build(T).to(device)
     generator = torch.Generator().manual_seed(0)
     ctx = RunContext(
         T=T,
-        device=torch.device("cpu"),
+        device=device,
         epochs=10,
         batch_size=batch,
         eval_batch_size=batch,
@@ -87,10 +103,15 @@ def training_step(name: str, notation: str, info: DatasetInfo, T: int, batch: in
         encode_fn=encodings.get(cls.default_encoding),
     )
     state = algorithm.configure(net, ctx)
-    x = torch.rand(batch, *info.input_shape, generator=torch.Generator().manual_seed(1))
-    y = torch.randint(0, info.num_classes, (batch,), generator=torch.Generator().manual_seed(2))
+    x = torch.rand(batch, *info.input_shape, generator=torch.Generator().manual_seed(1)).to(device)
+    y = torch.randint(0, info.num_classes, (batch,), generator=torch.Generator().manual_seed(2)).to(device)
     net.train()
-    return lambda: algorithm.train_epoch(net, state, [(x, y)], ctx)
+
+    def step() -> None:
+        algorithm.train_epoch(net, state, [(x, y)], ctx)
+        synchronize(device)
+
+    return step
 
 
 class OperationCost(TorchDispatchMode):
@@ -116,8 +137,9 @@ class OperationCost(TorchDispatchMode):
         ),
     )
 
-    def __init__(self, repeats: int = 2) -> None:
+    def __init__(self, repeats: int = 2, device: torch.device = CPU) -> None:
         super().__init__()
+        self.device = device
         self.repeats, self.ops, self.flops, self.bytes, self.seconds = repeats, 0, 0, 0, 0.0
         self.native_calls = 0
         self._inside_native = False
@@ -157,8 +179,10 @@ class OperationCost(TorchDispatchMode):
         for _ in range(self.repeats):
             clone = (lambda t: t.clone() if isinstance(t, torch.Tensor) else t) if mutates else (lambda t: t)
             again_args, again_kwargs = tree_map(clone, args), tree_map(clone, kwargs)
+            synchronize(self.device)
             tick = time.perf_counter()
             func(*again_args, **again_kwargs)
+            synchronize(self.device)
             best = min(best, time.perf_counter() - tick)
         return best, out
 
@@ -180,10 +204,10 @@ class OperationCost(TorchDispatchMode):
         return out
 
 
-def measure(name: str, shape: str, rounds: int) -> dict:
+def measure(name: str, shape: str, rounds: int, device: str = "cpu") -> dict:
     """Median step of ``name`` and of BPTT, timed in interleaved rounds in this process, and their operation
     counts and own cost (:class:`OperationCost`)."""
-    steps = {"bptt": make_step("bptt", shape), name: make_step(name, shape)}
+    steps = {"bptt": make_step("bptt", shape, device), name: make_step(name, shape, device)}
     for step in steps.values():
         step()  # warm-up (kernel build, allocator)
     times: dict[str, list[float]] = {key: [] for key in steps}
@@ -194,30 +218,52 @@ def measure(name: str, shape: str, rounds: int) -> dict:
             times[key].append(time.perf_counter() - tick)
     result = {key: {"step_s": statistics.median(values)} for key, values in times.items()}
     for key, step in steps.items():
-        with OperationCost() as cost:
+        with OperationCost(device=torch.device(device)) as cost:
             step()
         result[key].update(ops=cost.ops, gflop=cost.flops / 1e9, mbytes=cost.bytes / 1e6, own_s=cost.seconds)
+    if device.startswith("cuda"):
+        result[name]["peak_mib"] = step_growth(steps[name], torch.device(device))
     return result
 
 
-def peak_memory(name: str, shape: str) -> float:
-    """Resident-set growth (MiB) of one step of ``name`` alone in this (fresh) process."""
-    step = make_step(name, shape)
-    base = psutil.Process().memory_info().rss
-    with PeakMemory(torch.device("cpu")) as memory:
+def peak_memory(name: str, shape: str, device: str = "cpu") -> float:
+    """Growth (MiB) of one step of ``name`` alone in this (fresh) process (:func:`step_growth`)."""
+    return step_growth(make_step(name, shape, device), torch.device(device))
+
+
+def step_growth(step, where: torch.device) -> float:
+    """MiB one call of ``step`` adds at its peak: to the resident set on the CPU (so measured in a fresh
+    process, whose heap holds nothing yet), to what the CUDA allocator had allocated before it on a GPU
+    (exact, so measured after the timing, in the same process)."""
+    base = torch.cuda.memory_allocated(where) if where.type == "cuda" else psutil.Process().memory_info().rss
+    with PeakMemory(where) as memory:
         step()
     return (memory.peak_bytes - base) / 2**20
 
 
-def in_subprocess(task: str, name: str, shape: str, rounds: int, limit_gib: float) -> dict:
-    """Run ``task`` for one method in a fresh process capped at ``limit_gib`` of address space."""
+def memory_cap(device: str, limit_gib: float) -> str:
+    """Code capping the subprocess at ``limit_gib``: its address space on the CPU, the CUDA allocator's
+    share of the device's memory on a GPU (CUDA reserves far more address space than it uses)."""
+    if device.startswith("cuda"):
+        return (
+            "import torch; total = torch.cuda.get_device_properties(0).total_memory;"
+            f"torch.cuda.set_per_process_memory_fraction(min(1.0, {limit_gib * 2**30} / total));"
+        )
+    cap = int(limit_gib * 2**30)
+    return f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({cap}, resource.RLIM_INFINITY));"
+
+
+def in_subprocess(
+    task: str, name: str, shape: str, rounds: int, limit_gib: float, device: str = "cpu"
+) -> dict:
+    """Run ``task`` for one method in a fresh process capped at ``limit_gib`` (:func:`memory_cap`)."""
     code = (
-        "import json, resource, sys; sys.path.insert(0, '.');"
-        f"resource.setrlimit(resource.RLIMIT_AS, ({int(limit_gib * 2**30)}, resource.RLIM_INFINITY));"
-        "from snnbench.environment import reuse_freed_cpu_memory; reuse_freed_cpu_memory();"
+        "import json, sys; sys.path.insert(0, '.');"
+        + memory_cap(device, limit_gib)
+        + "from snnbench.environment import reuse_freed_cpu_memory; reuse_freed_cpu_memory();"
         "import benchmarks.method_cost as m;"
-        f"r = m.measure({name!r}, {shape!r}, {rounds}) if {task!r} == 'time' "
-        f"else m.peak_memory({name!r}, {shape!r});"
+        f"r = m.measure({name!r}, {shape!r}, {rounds}, {device!r}) if {task!r} == 'time' "
+        f"else m.peak_memory({name!r}, {shape!r}, {device!r});"
         "print('RESULT', json.dumps(r))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600)
@@ -226,7 +272,7 @@ def in_subprocess(task: str, name: str, shape: str, rounds: int, limit_gib: floa
             return {"value": json.loads(line[7:])}
     lines = (done.stderr.strip() or f"exit {done.returncode}").splitlines()
     why = lines[-1]
-    if "MemoryError" in done.stderr or "DefaultCPUAllocator" in done.stderr:
+    if any(sign in done.stderr for sign in ("MemoryError", "DefaultCPUAllocator", "CUDA out of memory")):
         why = f"needs more than {limit_gib:g} GiB"
     return {"error": why}
 
@@ -238,38 +284,55 @@ def main() -> None:
     parser.add_argument("--algorithms", help="comma-separated subset (default: every registered method)")
     parser.add_argument("--memory-limit", type=float, default=8.0, help="GiB of address space per method")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-method memory subprocesses")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     args = parser.parse_args()
     names = args.algorithms.split(",") if args.algorithms else algorithms.names()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_description()}")
+    where = f"{torch.get_num_threads()} threads, {cpu_description()}"
+    if args.device.startswith("cuda"):
+        gpu = torch.cuda.get_device_name(torch.device(args.device))
+        where = f"{gpu} (CUDA {torch.version.cuda}); {where}"
+    print(f"torch {torch.__version__}, {where}")
     for shape in SHAPES if args.shape == "all" else [args.shape]:
         notation, info, T, batch = SHAPES[shape]
         rows, skipped = [], {}
         for name in names:
-            timed = in_subprocess("time", name, shape, args.rounds, args.memory_limit)
+            timed = in_subprocess("time", name, shape, args.rounds, args.memory_limit, args.device)
             if "error" in timed:
                 skipped[name] = timed["error"]
+                print(f"{shape}: {name}: n/a: {timed['error']}", file=sys.stderr, flush=True)
                 continue
-            memory = None if args.no_memory else in_subprocess("memory", name, shape, 0, args.memory_limit)
-            rows.append((name, timed["value"], memory))
+            if args.no_memory:
+                memory = None
+            elif args.device.startswith("cuda"):  # the allocator's peak, measured after the timing
+                memory = {"value": timed["value"][name]["peak_mib"]}
+            else:
+                memory = in_subprocess("memory", name, shape, 0, args.memory_limit, args.device)
+            value = timed["value"]
+            row = table_row(name, value, memory, batch)
+            rows.append((value[name]["step_s"] / value["bptt"]["step_s"], row))
+            print(f"{shape}: {row}", file=sys.stderr, flush=True)  # kept if a time limit stops the run
         print(f"\n{shape}: {notation} on {info.input_shape}, T = {T}, batch {batch}, median of {args.rounds}")
         print(
             "| method | step (ms) | samples/s | × BPTT | peak MiB | operations | GFLOP | MB moved "
             "| operations' own time (ms) | own time × BPTT's | step ÷ own time |"
         )
         print("|---|---|---|---|---|---|---|---|---|---|---|")
-        for name, value, memory in sorted(
-            rows, key=lambda row: row[1][row[0]]["step_s"] / row[1]["bptt"]["step_s"]
-        ):
-            ours, bptt = value[name], value["bptt"]
-            mib = "–" if not memory or "error" in memory else f"{memory['value']:.0f}"
-            print(
-                f"| {name} | {1e3 * ours['step_s']:.1f} | {batch / ours['step_s']:.0f} "
-                f"| {ours['step_s'] / bptt['step_s']:.2f} | {mib} | {ours['ops']:,} | {ours['gflop']:.3f} "
-                f"| {ours['mbytes']:,.0f} | {1e3 * ours['own_s']:.2f} | {ours['own_s'] / bptt['own_s']:.2f} "
-                f"| {ours['step_s'] / ours['own_s']:.2f} |"
-            )
+        for _, row in sorted(rows):
+            print(row)
         for name, why in skipped.items():
             print(f"| {name} | n/a: {why[:110]} | | | | | | | | | |")
+
+
+def table_row(name: str, value: dict, memory: dict | None, batch: int) -> str:
+    """One method's row of the table from its and BPTT's measurements (:func:`measure`)."""
+    ours, bptt = value[name], value["bptt"]
+    mib = "–" if not memory or "error" in memory else f"{memory['value']:.0f}"
+    return (
+        f"| {name} | {1e3 * ours['step_s']:.1f} | {batch / ours['step_s']:.0f} "
+        f"| {ours['step_s'] / bptt['step_s']:.2f} | {mib} | {ours['ops']:,} | {ours['gflop']:.3f} "
+        f"| {ours['mbytes']:,.0f} | {1e3 * ours['own_s']:.2f} | {ours['own_s'] / bptt['own_s']:.2f} "
+        f"| {ours['step_s'] / ours['own_s']:.2f} |"
+    )
 
 
 if __name__ == "__main__":
