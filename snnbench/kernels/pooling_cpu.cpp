@@ -1,7 +1,7 @@
 // Average pooling over k × k windows with stride k, no padding, floor mode (the AP2 layers and the methods'
 // own average pools, through snnbench/pooling.py) on CPU tensors [N, C, H, W] (float32/float64). ATen's
 // contiguous kernel (cpu_avg_pool) recomputes the window's bounds and divisor for every output element: on
-// the small maps of spiking networks it takes 5-10x a pass over the same memory (benchmarks/pooling.py).
+// the small maps of spiking networks it takes 5-15x a pass over the same memory (benchmarks/pooling.py).
 // These loops walk the rows of each plane instead.
 //
 // The arithmetic is ATen's, operation for operation: sum = 0, += the window in row-major order, output =
