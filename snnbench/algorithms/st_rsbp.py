@@ -33,7 +33,7 @@ Loss and gradients (counts o_i over the window; δ is ∂L/∂(ϑ o), i.e. divid
       τ_m 64), else :func:`effect_polynomials` regenerates one the same way (Monte-Carlo, uniform spike
       times at least T_ref + 1 apart; it disagrees with the official one, docs/algorithms/st-rsbp.md).
 Spiking CNN (``layers/ConvSpiking.cu``, ``layers/PoolingSpiking.cu``): conv layers are these neurons with a
-weight-shared convolution as synapse, e_{i|j} only inside each receptive field (unfold + one einsum over t),
+weight-shared convolution as synapse, e_{i|j} only inside each receptive field (unfold + one product over t),
 ∂L/∂W summed over positions, the error a fold of δ_i w_ij r_ij/S_i; pooling layers: these neurons with fixed
 unit weights over the window and their own ϑ, routing δ_j = (δ_i/size²) r_ij (0 if silent), no S, no weights.
 Other deviations (batching, no boosting, conv S_i): docs/algorithms/st-rsbp.md.
@@ -423,6 +423,12 @@ def bounded_consistency(total: torch.Tensor, o_post: torch.Tensor, threshold: fl
     return torch.where(s >= 0, s.clamp(min=1e-4), s.clamp(max=-1e-4))
 
 
+# Elements of a conv layer's per-sample tensors (S-PSP pairs [L, O, J] plus unfolded traces [T, J, L]) that
+# one chunk of its backward may hold: 2^27 (512 MB in float32). A VGG-11 layer's pairs alone are 151 M per
+# sample, so a batch of 16 at once would need tens of GB.
+CONV_CHUNK_ELEMENTS = 2**27
+
+
 class STRSBPConvLayer(STRSBPNeurons):
     """Eq.-(1) neurons on a ``[C_out, H_out, W_out]`` map with a weight-shared convolution (no bias) as the
     synapse (official ``layers/ConvSpiking.cu``); trains are kept flat, ``[T, B, C·H·W]``. e_{i|j} exists only
@@ -461,11 +467,15 @@ class STRSBPConvLayer(STRSBPNeurons):
         return cols.reshape(*lead, cols.shape[-2], cols.shape[-1])
 
     def effects(self, pre: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
-        """e_{i|j} ``[B, C_out, C_in·k·k, L]`` = Σ_t K_i(t) P_j(t) for j in i's receptive field, eq. (2)."""
+        """e_{i|j} ``[B, L, C_out, C_in·k·k]`` = Σ_t K_i(t) P_j(t) for j in i's receptive field, eq. (2):
+        position-major, as one batched product per (sample, position) writes it; every later pass over the
+        pairs reads it in this order (mixing orders made the VGG-sized backward several times slower)."""
         T, B = pre.shape[:2]
         traces = self.unfold(presynaptic_traces(pre, self.tau_s))  # [T, B, J, L]
         kernel = postsynaptic_kernel(post, self.tau_m, self.refractory).reshape(T, B, self.out_shape[0], -1)
-        return torch.einsum("tbol,tbjl->bojl", kernel, traces)
+        left = kernel.permute(1, 3, 2, 0).reshape(-1, self.out_shape[0], T)  # [B·L, O, T]
+        right = traces.permute(1, 3, 0, 2).reshape(-1, T, traces.shape[2])  # [B·L, T, J]
+        return torch.bmm(left, right).reshape(B, -1, self.out_shape[0], traces.shape[2])
 
     def backward(
         self,
@@ -478,9 +488,39 @@ class STRSBPConvLayer(STRSBPNeurons):
         poly: torch.Tensor | None,
     ) -> tuple[dict[nn.Parameter, torch.Tensor], torch.Tensor]:
         """Eqs. (4), (5), (7) with shared weights: ∂L/∂W = batch mean of Σ_L δ_i e_{i|j}/S_i, and the error
-        Σ_{i: j ∈ RF(i)} δ_i w_ij r_ij/S_i ``[B, C_in·H·W]`` (a fold), not yet divided by ϑ_prev."""
+        Σ_{i: j ∈ RF(i)} δ_i w_ij r_ij/S_i ``[B, C_in·H·W]`` (a fold), not yet divided by ϑ_prev. Samples go
+        through in chunks whose unfolded traces and pair tensors stay near :data:`CONV_CHUNK_ELEMENTS`
+        elements (the official code takes one sample at a time); one chunk wherever the batch fits."""
         batch = len(delta)
-        effects = self.effects(pre, post)  # [B, O, J, L]
+        fan_in, positions = self.unfold(o_pre[:1]).shape[1:]
+        per_sample = fan_in * positions * (self.out_shape[0] + len(pre))  # [O, J, L] pairs + [T, J, L] traces
+        chunk = max(1, CONV_CHUNK_ELEMENTS // per_sample)
+        grad: torch.Tensor | None = None
+        backs = []
+        for start in range(0, batch, chunk):
+            part = slice(start, start + chunk)
+            summed, back = self._sample_terms(
+                pre[:, part], post[:, part], o_pre[part], o_post[part], delta[part], cfg, poly
+            )
+            grad = summed if grad is None else grad + summed
+            backs.append(back)
+        assert grad is not None
+        back = backs[0] if len(backs) == 1 else torch.cat(backs)
+        return {self.synapse.weight: (grad / batch).reshape(self.synapse.weight.shape)}, back
+
+    def _sample_terms(
+        self,
+        pre: torch.Tensor,
+        post: torch.Tensor,
+        o_pre: torch.Tensor,
+        o_post: torch.Tensor,
+        delta: torch.Tensor,
+        cfg: STRSBPConfig,
+        poly: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """For these samples: Σ_{b, L} δ_i e_{i|j}/S_i ``[O, J]`` and the folded error ``[b, C_in·H·W]``."""
+        batch = len(delta)
+        effects = self.effects(pre, post)  # [B, L, O, J]
         o_i = o_post.reshape(batch, self.out_shape[0], -1)  # [B, O, L]
         o_j = self.unfold(o_pre)  # [B, J, L]
         weight = self.synapse.weight.reshape(self.out_shape[0], -1)  # [O, J]
@@ -492,15 +532,20 @@ class STRSBPConvLayer(STRSBPNeurons):
             s = bounded_consistency((per_power * powers).sum(-1), o_i, self.threshold)
         else:
             s = torch.ones_like(o_i)
-        scaled = delta.reshape(o_i.shape) / s
-        grad = torch.einsum("bol,bojl->oj", scaled, effects) / batch
-        active = (o_i > 0).unsqueeze(2) & (o_j > 0).unsqueeze(1)
-        ratios = torch.where(
-            active, effects / o_j.clamp(min=1.0).unsqueeze(1), torch.full_like(effects, cfg.silent_ratio)
-        )
-        back = torch.einsum("bol,oj,bojl->bjl", scaled, weight, ratios)
-        back = F.fold(back, self.in_shape[1:], self.kernel, padding=self.padding).reshape(batch, -1)
-        return {self.synapse.weight: grad.reshape(self.synapse.weight.shape)}, back
+        # position-major from here: [B, L, O] per output neuron, [B, L, J] per input, effects [B, L, O, J]
+        scaled = (delta.reshape(o_i.shape) / s).transpose(1, 2)  # δ_i/S_i
+        fires_i, fires_j = o_i.transpose(1, 2) > 0, o_j.transpose(1, 2) > 0
+        positions = effects.flatten(0, 1)  # [B·L, O, J]
+        # ∂L/∂W_oj = Σ_{b, L} δ_i e_{i|j}/S_i: one product per o over the (sample, position) rows, no copy
+        grad = torch.bmm(scaled.flatten(0, 1).t().unsqueeze(1), positions.transpose(0, 1)).squeeze(1)
+        # error Σ_o δ_i/S_i w_ij r_ij, r_ij = e_{i|j}/o_j where both fire, else the silent ratio; e_{i|j} = 0
+        # where either is silent (no kernel or no trace), so = (1/o_j) Σ_o δ_i/S_i w_ij e_{i|j}
+        # + silent · Σ_{o: pair silent} δ_i/S_i w_ij: one product per (sample, position) plus two small ones
+        drive = torch.bmm(scaled.flatten(0, 1).unsqueeze(1), positions.mul_(weight))  # in place: e ⊙ W
+        silent = torch.where(fires_j, (scaled * ~fires_i) @ weight, scaled @ weight)
+        back = drive.reshape(fires_j.shape) / o_j.transpose(1, 2).clamp(min=1.0) + cfg.silent_ratio * silent
+        back = back.transpose(1, 2)  # [B, J, L]
+        return grad, F.fold(back, self.in_shape[1:], self.kernel, padding=self.padding).reshape(batch, -1)
 
 
 class STRSBPPoolLayer(STRSBPNeurons):

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from snnbench import kernels
+from snnbench.algorithms import st_rsbp
 from snnbench.algorithms.st_rsbp import (
     STRSBPConfig,
     STRSBPConvLayer,
@@ -432,7 +433,7 @@ def test_conv_effects_equal_dense_effects_of_the_receptive_field():
     """e_{i|j} of the conv layer = the dense S-PSP of each position's explicitly sliced receptive field."""
     cfg, layer, pre, post = random_conv_case()
     T, B = pre.shape[:2]
-    effects = layer.effects(pre, post)  # [B, O, J, L]
+    effects = layer.effects(pre, post)  # [B, L, O, J]
     c, h, w = CONV_IN
     padded = torch.nn.functional.pad(pre.reshape(T, B, c, h, w), (CONV_PAD,) * 4)
     out_h, out_w = layer.out_shape[1:]
@@ -441,13 +442,17 @@ def test_conv_effects_equal_dense_effects_of_the_receptive_field():
         for x in range(out_w):
             window = padded[:, :, :, y : y + CONV_K, x : x + CONV_K].reshape(T, B, -1)
             dense = spike_train_effects(window, post_map[:, :, :, y, x], cfg.tau_m, cfg.tau_s, cfg.refractory)
-            torch.testing.assert_close(effects[..., y * out_w + x], dense)
+            torch.testing.assert_close(effects[:, y * out_w + x], dense)
 
 
-def test_conv_gradient_and_error_match_a_pairwise_loop():
+@pytest.mark.parametrize("one_sample_chunks", [False, True], ids=["whole-batch", "chunked"])
+def test_conv_gradient_and_error_match_a_pairwise_loop(one_sample_chunks, monkeypatch):
     """∂L/∂W = batch mean of Σ_positions δ_i e_{i|j}/S_i and δ_j = Σ_{i ∋ j} δ_i w_ij r_ij/S_i, with e from
-    the single-pair simulation and S_i = 1 − (1/ϑ) Σ_{j ∈ RF} w_ij p′_{c_j}(o_i), summed pair by pair."""
-    cfg, layer, pre, post = random_conv_case()
+    the single-pair simulation and S_i = 1 − (1/ϑ) Σ_{j ∈ RF} w_ij p′_{c_j}(o_i), summed pair by pair; also
+    with the backward taking one sample per chunk (how it fits a VGG-sized layer in memory)."""
+    if one_sample_chunks:
+        monkeypatch.setattr(st_rsbp, "CONV_CHUNK_ELEMENTS", 1)
+    cfg, layer, pre, post = random_conv_case(batch=3)
     T, B = pre.shape[:2]
     poly = effect_polynomials(T, cfg.tau_m, cfg.tau_s, cfg.refractory, 50)
     delta = torch.randn(B, post.shape[2], generator=torch.Generator().manual_seed(3), dtype=torch.float64)
