@@ -492,21 +492,16 @@ class STRSBPConvLayer(STRSBPNeurons):
         through in chunks whose unfolded traces and pair tensors stay near :data:`CONV_CHUNK_ELEMENTS`
         elements (the official code takes one sample at a time); one chunk wherever the batch fits."""
         batch = len(delta)
-        fan_in, positions = self.unfold(o_pre[:1]).shape[1:]
+        fan_in, positions = self.in_shape[0] * self.kernel**2, math.prod(self.out_shape[1:])
         per_sample = fan_in * positions * (self.out_shape[0] + len(pre))  # [O, J, L] pairs + [T, J, L] traces
         chunk = max(1, CONV_CHUNK_ELEMENTS // per_sample)
-        grad: torch.Tensor | None = None
-        backs = []
-        for start in range(0, batch, chunk):
-            part = slice(start, start + chunk)
-            summed, back = self._sample_terms(
-                pre[:, part], post[:, part], o_pre[part], o_post[part], delta[part], cfg, poly
-            )
-            grad = summed if grad is None else grad + summed
-            backs.append(back)
-        assert grad is not None
-        back = backs[0] if len(backs) == 1 else torch.cat(backs)
-        return {self.synapse.weight: (grad / batch).reshape(self.synapse.weight.shape)}, back
+        parts = [slice(start, start + chunk) for start in range(0, batch, chunk)]
+        terms = [
+            self._sample_terms(pre[:, p], post[:, p], o_pre[p], o_post[p], delta[p], cfg, poly) for p in parts
+        ]
+        grads, backs = zip(*terms, strict=True)
+        grad = sum(grads) / batch
+        return {self.synapse.weight: grad.reshape(self.synapse.weight.shape)}, torch.cat(backs)
 
     def _sample_terms(
         self,
