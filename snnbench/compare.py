@@ -483,4 +483,4 @@ def to_markdown(rows: list[Comparison], method: str) -> str:
     ]
     for r in rows:
         lines.append("| " + " | ".join(cells(r).values()) + " |")
-    return "\n".join(lines) + "\n\n" + "\n".join(notes(rows)) + "\n"
+    return "\n".join(lines) + "\n\n" + "\n\n".join(notes(rows)) + "\n"

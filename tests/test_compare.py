@@ -4,6 +4,7 @@ where there are none; bad plugin files are named."""
 from __future__ import annotations
 
 import inspect
+import io
 import json
 import math
 import os
@@ -274,6 +275,10 @@ def test_compare_command_formats_and_unknown_method(tmp_path, monkeypatch):
     assert md.exit_code == 0 and md.stdout.startswith("| T | ottt | baseline |")
     assert "one test image = 0.28 points (N = 360)" in md.stdout
     assert all(line.count("|") == 9 for line in md.stdout.splitlines() if line.startswith("|"))
+    csv = runner.invoke(app, [*args, "--format", "csv"])
+    shown = pd.read_csv(io.StringIO(csv.stdout))
+    assert csv.exit_code == 0 and shown["p_value"][0] == pytest.approx(2 / 2**10, rel=1e-5)
+    assert len(shown["new_binomial_se"][0].split(";")) == 10
     table = runner.invoke(app, args, env={"COLUMNS": "250"})
     assert table.exit_code == 0 and "better" in table.stdout and "sign-flip, 10 seeds" in table.stdout
     bad = runner.invoke(

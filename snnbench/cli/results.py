@@ -232,7 +232,9 @@ def compare(
     if format is CompareFormat.md:
         sys.stdout.write(to_markdown(rows, method))
     elif format is CompareFormat.csv:
-        sys.stdout.write(frame.to_csv(index=False, float_format="%.4f"))
+        for column in ("new_binomial_se", "base_binomial_se"):  # per run, in seed order
+            frame[column] = [";".join(f"{v:.4f}" for v in values) for values in frame[column]]
+        sys.stdout.write(frame.to_csv(index=False, float_format="%.6g"))  # p-values far below 1e-4 too
     elif format is CompareFormat.json:
         sys.stdout.write(frame.to_json(orient="records", indent=1) + "\n")
     else:
