@@ -20,8 +20,12 @@ Discrete time, per layer and step t (time-major, no bias):
                         rate is ≤ 10 %; with the head's clamp and fallback, not the paper-era code's ±10 clamp
                         and reset terms); or none. The carried δ(t+1) is always the TSSL-BP value (7).
   (9) pooling           2×2 sum-pool of PSPs × 1.1 (``layers/pooling.py``: θ_pool is never set in the configs)
- (10) loss              ``kernel``: ½ Σ_{k,t} (a_k(t) − â_k(t))², â = ε ∗ (desired spike train of the label
-                        neuron; none for the others); ``count`` (N-MNIST): e_k = (Σ_t a_k − c_k)/T with
+ (10) loss              ``kernel``: ½ Σ_{k,t} (a_k(t) − â_k(t))², â = ε ∗ ε ∗ (desired spike train of the label
+                        neuron; none for the others): the official code filters the desired train twice
+                        (``main.py`` builds the target through ``psp``, then ``functions/loss_f.py``'s
+                        ``loss_kernel`` filters it again), so at T = 5, τs = 3 â = [0, .111, .259, .407, .539];
+                        ``kernel_target: single-filtered`` (ε ∗ desired, [0, .333, .556, .704, .803]) is the
+                        paper's equation read literally, a declared option; ``count`` (N-MNIST): e_k = (Σ_t a_k − c_k)/T with
                         c = desired/undesired counts, zero once on the right side, L = ½ Σ_k Σ_t e_k²
  (11) decision          argmax_k Σ_t a_k(t)
 The network input is the normalised image, constant over t, through the same synaptic filter (4); event
@@ -67,6 +71,10 @@ class TSSLBPConfig(AlgorithmConfig):
     loss: Literal["kernel", "count"] = Field("kernel", description="kernel (static sets) or count (N-MNIST)")
     desired_count: float = Field(15.0, gt=0.0, description="count loss: label neuron's target (N-MNIST 15)")
     undesired_count: float = Field(3.0, ge=0.0, description="count loss: other neurons' target (N-MNIST 3)")
+    kernel_target: Literal["double-filtered", "single-filtered"] = Field(
+        "double-filtered",
+        description="kernel loss target: ε∗ε∗desired (official main.py + loss_f.py) or ε∗desired (ours before)",
+    )
     warmup: Literal["per-neuron", "per-layer", "none"] = Field(
         "per-neuron",
         description="silent-neuron remedy (8): official head per-neuron, or paper-era per-layer switch rule",
@@ -220,6 +228,12 @@ def desired_spike_train(T: int) -> torch.Tensor:
     return torch.arange(T).remainder(2).float()
 
 
+def kernel_target(T: int, tau_s: float, filtering: str = "double-filtered") -> torch.Tensor:
+    """â(t) of the kernel loss (10): the desired train through ε twice (official) or once."""
+    target = psp(desired_spike_train(T), tau_s)
+    return psp(target, tau_s) if filtering == "double-filtered" else target
+
+
 @algorithms.register("tssl-bp")
 class TSSLBP(Algorithm):
     """PSP-passing LIF network trained with TSSL-BP's inter-/intra-neuron spike-time gradient."""
@@ -292,7 +306,7 @@ class TSSLBP(Algorithm):
         T = out.shape[0]
         label = F.one_hot(y, out.shape[-1]).to(out.dtype)  # [B, C]
         if cfg.loss == "kernel":
-            target = psp(desired_spike_train(T).to(out), cfg.tau_s)  # [T]
+            target = kernel_target(T, cfg.tau_s, cfg.kernel_target).to(out)  # [T]
             return 0.5 * ((out - target.view(T, 1, 1) * label) ** 2).sum()
         counts = out.sum(0)
         goal = cfg.undesired_count + (cfg.desired_count - cfg.undesired_count) * label

@@ -175,14 +175,27 @@ def test_fallback_derivative_is_the_sigmoid_slope_with_the_official_clamp():
     )
 
 
-def test_kernel_loss_targets_the_filtered_desired_train():
+def test_kernel_loss_targets_the_twice_filtered_desired_train():
+    """The official target (main.py filters the desired train, loss_f.py's loss_kernel filters it again),
+    written out independently: b = ε∗(ε∗d) with ε(k) = (1 − 1/τs)^k / τs, at T = 5, τs = 3."""
     assert desired_spike_train(5).tolist() == [0, 1, 1, 1, 1]
     assert desired_spike_train(10).tolist() == [0, 1] * 5
-    target = psp(desired_spike_train(5).double(), 3.0)
-    assert target[:3].tolist() == pytest.approx([0.0, 1 / 3, 1 / 3 + 2 / 9])
+    d = [0.0, 1.0, 1.0, 1.0, 1.0]
+    once = [sum((2 / 3) ** (t - k) / 3 * d[k] for k in range(t + 1)) for t in range(5)]
+    twice = [sum((2 / 3) ** (t - k) / 3 * once[k] for k in range(t + 1)) for t in range(5)]
+    assert twice == pytest.approx(
+        [0.0, 0.111111, 0.259259, 0.407407, 0.539095], abs=1e-6
+    )  # the audit's figures
     method = TSSLBP(config(), resolve_architecture("4"), DatasetInfo("t", (3,), 2))
+    assert method.config.kernel_target == "double-filtered"  # the official default
     out = torch.zeros(5, 1, 2, dtype=torch.float64)
-    assert method.loss(out, torch.tensor([1])).item() == pytest.approx(0.5 * float((target**2).sum()))
+    expected = 0.5 * sum(v * v for v in twice)
+    assert method.loss(out, torch.tensor([1])).item() == pytest.approx(expected)
+    single = TSSLBP(
+        config(kernel_target="single-filtered"), resolve_architecture("4"), DatasetInfo("t", (3,), 2)
+    )
+    assert single.loss(out, torch.tensor([1])).item() == pytest.approx(0.5 * sum(v * v for v in once))
+    assert psp(desired_spike_train(5).double(), 3.0).tolist() == pytest.approx(once)
 
 
 def test_count_loss_gradient_is_the_masked_count_error():
@@ -233,5 +246,7 @@ def test_learns_digits(write_suite, tmp_path):
         }
     )
     record = run_suite(path, out_dir=tmp_path, device="cpu").records[0]
-    assert record.status == "ok" and record.metrics["top1"] > 80.0  # chance 10 %
+    assert record.status == "ok", record.error
+    # chance 10 %; the official (twice-filtered) target reaches 77 % here (the single-filtered one 80+ %)
+    assert record.metrics["top1"] > 70.0, record.metrics["top1"]
     assert 0 < record.metrics["spike_rate"] < 1 and record.metrics["acs_per_sample"] > 0
