@@ -276,3 +276,31 @@ def test_input_is_normalised_with_the_data_statistics(method):
         torch.testing.assert_close(scores, net.ann((x - 0.5) / 0.25).float())
         normalize(net, [1.0])
         torch.testing.assert_close(algorithm.predict(net, x, ctx), net.snn(direct((x - 0.5) / 0.25, 4)))
+
+
+def test_rate_finalize_scales_by_the_default_99_9th_percentile():
+    """The default config's rate conversion (``finalize``, as the runner calls it) divides the first layer by
+    λ = the 99.9th percentile of its non-zero training activations (Rueckauer et al. 2017, the QCFS code's
+    default), within one histogram bin; the 99th percentile lies many bins below it here."""
+    from snnbench.algorithms import RunContext
+    from snnbench.data import Split
+    from snnbench.data.encoding import direct
+
+    cfg = ConversionConfig(method="rate")
+    algorithm = Conversion(cfg, resolve_architecture("32"), DatasetInfo("x", (10,), 3))
+    torch.manual_seed(0)
+    net = algorithm.build(4)
+    x = torch.rand(3000, 10)
+    ctx = RunContext(4, torch.device("cpu"), 1, 500, 500, "direct", torch.Generator(), direct)
+    with torch.no_grad():
+        acts = F.relu(net.body[0].module(x)).double().numpy()
+    before = net.body[0].module.weight.detach().clone()
+    algorithm.finalize(net, Split(x, torch.zeros(3000, dtype=torch.long)), ctx)
+    ratios = (before / net.body[0].module.weight.detach()).flatten()
+    lam = float(ratios.mean())
+    assert float((ratios - lam).abs().max()) < 1e-4 * lam
+    nonzero = acts[acts > 0]
+    exact = float(np.percentile(nonzero, 99.9, method="inverted_cdf"))
+    bin_width = float(nonzero.max()) / HISTOGRAM_BINS
+    assert exact - 1e-5 <= lam <= exact + bin_width + 1e-5 * exact, (lam, exact)
+    assert float(np.percentile(nonzero, 99.0, method="inverted_cdf")) < exact - 10 * bin_width

@@ -239,3 +239,40 @@ def test_learns_digits_quickly(write_suite, tmp_path):
     assert record.metrics["top1"] > 60.0  # chance 10 %
     assert 0.0 <= record.metrics["tie_fraction"] <= 1.0
     assert record.metrics["top1_ties_wrong"] <= record.metrics["top1"]
+
+
+def test_train_epoch_decays_the_learning_rate_per_epoch_as_the_official_schedule():
+    """η(epoch) = η₀ exp(−0.04 · epoch) (official --lr-decay 0.04): the same batch with the same dropout
+    draws gives, at epoch e, exactly exp(−0.04 e) times the weight change of epoch 0 (the update is linear
+    in η); through ``configure`` and ``train_epoch`` as the runner calls them."""
+    import copy
+
+    from snnbench.algorithms import RunContext
+    from snnbench.algorithms.desire_bp import DesireBP
+    from snnbench.architectures import resolve_architecture
+    from snnbench.data import DatasetInfo
+    from snnbench.data.encoding import direct
+
+    cfg = DesireBPConfig(margin_scaling="proportional", lr=0.01)
+    assert cfg.lr_decay == 0.04  # the official default under test
+    algorithm = DesireBP(cfg, resolve_architecture("9"), DatasetInfo("x", (1, 3, 4), 4))
+    torch.manual_seed(6)
+    net = algorithm.build(8)
+    with torch.no_grad():
+        for synapse in net.synapses:
+            synapse.weight.mul_(1.5)
+    x = torch.rand(6, 1, 3, 4)
+    y = torch.tensor([0, 1, 2, 3, 1, 2])
+    changes = {}
+    for epoch in (0, 1, 10):
+        copy_net = copy.deepcopy(net)
+        ctx = RunContext(8, torch.device("cpu"), 20, 6, 6, "direct", torch.Generator().manual_seed(3), direct)
+        ctx.epoch = epoch
+        state = algorithm.configure(copy_net, ctx)
+        algorithm.train_epoch(copy_net, state, [(x, y)], ctx)
+        pairs = zip(copy_net.synapses, net.synapses, strict=True)
+        changes[epoch] = [s.weight.detach() - w.weight.detach() for s, w in pairs]
+    assert all(float(c.abs().sum()) > 0 for c in changes[0])
+    for epoch in (1, 10):
+        for c, c0 in zip(changes[epoch], changes[0], strict=True):
+            torch.testing.assert_close(c, math.exp(-0.04 * epoch) * c0, rtol=1e-4, atol=1e-9)

@@ -455,3 +455,75 @@ def test_warmup_scales_the_learning_rate_over_the_first_iterations():
         algorithm.train_epoch(net, state, [(x, y)], ctx)
     expected = [0.01, 0.02, 0.03, 0.005 * 4 / 5, 0.005, 0.005, 0.0005, 0.0005]
     assert used == pytest.approx(expected)
+
+
+# ---- guards of issue 43 item 8 / issue 48: dropout scaling and the λ-weighted mean input ------------------
+def test_dropout_masks_are_bernoulli_keep_rescaled_by_one_over_keep():
+    """Eq. (7): m = Bernoulli(1 − p)/(1 − p) (the official variational dropout), so a mask keeps the expected
+    current: its entries are 0 or 1/(1 − p) and average 1; a training forward with dropout p = 0.2 then
+    equals the simulation of the masked currents."""
+    torch.manual_seed(0)
+    algorithm = IDE(IDEConfig(dropout=0.2), resolve_architecture("6"), DatasetInfo("x", (5,), 3))
+    net = algorithm.build(4).double()
+    net.train()
+    torch.manual_seed(5)
+    masks = net._masks(4000, torch.zeros(1, dtype=torch.float64))
+    for mask in (masks.x, masks.feedback):
+        assert mask is not None and mask.shape == (4000, 6)
+        assert set(mask.unique().tolist()) == {0.0, 1.0 / 0.8}
+        assert abs(float(mask.mean()) - 1.0) < 0.02 and abs(float((mask == 0).double().mean()) - 0.2) < 0.02
+    x, _ = data(n=10, n_in=5)
+    x_seq = x.unsqueeze(0).expand(4, -1, -1)
+    torch.manual_seed(9)
+    drawn = net._masks(10, x_seq)
+    torch.manual_seed(9)
+    out = net(x_seq)  # draws the same masks first
+    w = net.feedback._weight.detach()
+    current = drawn.x * input_current(net, x)
+    u = torch.zeros_like(current)
+    s = torch.zeros_like(current)
+    total = torch.zeros_like(current)
+    for t in range(4):  # m_s ⊙ W s[t−1] + m_x ⊙ I[t]
+        u = u + (drawn.feedback * (s @ w.t()) if t else 0.0) + current
+        s = (u >= 2.0).double()
+        u = 0.95 * (u - 2.0 * s)
+        total = 0.95 * total + s
+    expected = net.classifier(total / sum(0.95**k for k in range(4)))
+    torch.testing.assert_close(out.detach(), expected.detach())
+
+
+def test_time_varying_input_uses_the_lambda_weights_of_eq_2_in_time_order():
+    """x̄ = Σ_t λ^{T−1−t} x[t] / Σ_k λ^k (the latest step weighs most): with an input that changes over time,
+    the BN statistics (running mean, one update per batch) are those of F x̄, every step's current is
+    normalised by them, and the forward equals the independent LIF loop on those currents."""
+    leak, T = 0.5, 4
+    net, _ = tiny(hidden=6, leak=leak)
+    net.train()
+    g = torch.Generator().manual_seed(4)
+    x_seq = 2.0 * torch.randn(T, 10, 5, generator=g, dtype=torch.float64)
+    x_seq[-1] += 3.0  # the last step differs most from the others: a reversed weighting moves the mean
+    before = net.bn.running_mean.clone()
+    out = net(x_seq)
+    weights = torch.tensor([leak ** (T - 1 - t) for t in range(T)], dtype=torch.float64)
+    weights /= weights.sum()
+    x_bar = (weights.view(T, 1, 1) * x_seq).sum(0)
+    z_bar = (x_bar @ net.input_synapse.weight.t() + net.input_synapse.bias).detach()
+    torch.testing.assert_close(net.bn.running_mean, 0.9 * before + 0.1 * z_bar.mean(0))
+    mu, var = z_bar.mean(0), z_bar.var(0, unbiased=False)
+    w = net.feedback._weight.detach()
+    u = torch.zeros(10, 6, dtype=torch.float64)
+    s = torch.zeros_like(u)
+    total = torch.zeros_like(u)
+    with torch.no_grad():
+        for t in range(T):
+            z_t = x_seq[t] @ net.input_synapse.weight.t() + net.input_synapse.bias
+            current = (z_t - mu) / torch.sqrt(var + net.bn.eps) * net.bn.weight + net.bn.bias
+            u = u + (s @ w.t() if t else 0.0) + current
+            s = (u >= 2.0).double()
+            u = leak * (u - 2.0 * s)
+            total = leak * total + s
+        expected = net.classifier(total / weights.new_tensor([leak**k for k in range(T)]).sum())
+    torch.testing.assert_close(out.detach(), expected)
+    reversed_bar = (weights.flip(0).view(T, 1, 1) * x_seq).sum(0)  # the check can tell the two orders apart
+    z_rev = (reversed_bar @ net.input_synapse.weight.t() + net.input_synapse.bias).detach()
+    assert float((z_rev.mean(0) - z_bar.mean(0)).abs().max()) > 0.1

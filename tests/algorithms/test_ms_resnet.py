@@ -92,3 +92,92 @@ def test_learns_digits(write_suite, tmp_path):
     )
     record = run_suite(path, out_dir=tmp_path, device="cpu").records[0]
     assert record.status == "ok" and record.metrics["top1"] > 55.0  # chance 10 %
+
+
+class _ReferenceSpike(torch.autograd.Function):
+    """Θ(v) forward; the rectangle 1[|v| < a]/(2a) backward (eq. 2), written here, not imported."""
+
+    @staticmethod
+    def forward(ctx, v, a):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(v)
+        ctx.a = a
+        return (v >= 0).to(v.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        (v,) = ctx.saved_tensors
+        return grad * (v.abs() < ctx.a).to(v.dtype) / (2 * ctx.a), None
+
+
+def reference_neuron_autograd(x: torch.Tensor, decay: float = 0.25, theta: float = 0.5, a: float = 0.5):
+    """Eq. (1) with the official ``mem_update``'s graph: the reset factor (1 − s[t−1]) is a constant."""
+    u, s, out = torch.zeros_like(x[0]), torch.zeros_like(x[0]), []
+    for x_t in x:
+        u = decay * u * (1 - s.detach()) + x_t
+        s = _ReferenceSpike.apply(u - theta, a)
+        out.append(s)
+    return torch.stack(out)
+
+
+def test_neuron_gradient_equals_float64_autograd_of_the_reference_with_the_reset_detached():
+    """The input gradient of the neuron (and of the neuron ``build()`` puts in the network) equals float64
+    autograd through the independent reference; an attached reset would add −λ u[t−1] ∂s[t−1] terms."""
+    from snnbench.algorithms.ms_resnet import MSResNet
+    from snnbench.architectures import resolve_architecture
+    from snnbench.data import DatasetInfo
+
+    info = DatasetInfo("x", (1, 8, 8), 3)
+    built = MSResNet(MSConfig(), resolve_architecture("resnet-digits"), info).build(6)
+    neurons = [m for m in built.modules() if isinstance(m, MSNeuron)]
+    assert neurons
+    g = torch.Generator().manual_seed(2)
+    x = (torch.rand(12, 40, generator=g, dtype=torch.float64) * 0.9).requires_grad_()
+    upstream = torch.randn(12, 40, generator=g, dtype=torch.float64)
+    expected = reference_neuron_autograd(x)
+    (want,) = torch.autograd.grad((expected * upstream).sum(), x)
+    attached = reference_neuron_autograd_attached(x)
+    (differs,) = torch.autograd.grad((attached * upstream).sum(), x)
+    assert float((want - differs).abs().max()) > 1e-3  # the fixture can tell the two graphs apart
+    for neuron in [MSNeuron(0.25, 0.5, 0.5), neurons[0]]:
+        out = neuron(x)
+        (got,) = torch.autograd.grad((out * upstream).sum(), x)
+        assert torch.equal(out, expected)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def reference_neuron_autograd_attached(x: torch.Tensor, decay: float = 0.25, theta: float = 0.5):
+    u, s, out = torch.zeros_like(x[0]), torch.zeros_like(x[0]), []
+    for x_t in x:
+        u = decay * u * (1 - s) + x_t
+        s = _ReferenceSpike.apply(u - theta, 0.5)
+        out.append(s)
+    return torch.stack(out)
+
+
+def test_built_network_reads_out_the_time_averaged_spikes_of_the_last_membranes():
+    """Eq. (4): logits = W (1/T) Σ_t GAP(SN(X_L))[t] + b: ``build()`` puts a neuron before global pooling,
+    so the classifier's input is a spike count over T·H·W positions, and the logits equal the head applied
+    to the reference neuron's GAP of the last block's output."""
+    from snnbench.algorithms.ms_resnet import MSResNet
+    from snnbench.architectures import resolve_architecture
+    from snnbench.data import DatasetInfo
+
+    torch.manual_seed(0)
+    T = 4
+    net = MSResNet(MSConfig(), resolve_architecture("resnet-digits"), DatasetInfo("x", (1, 8, 8), 3)).build(T)
+    net = net.double().eval()
+    x = torch.rand(T, 5, 1, 8, 8, dtype=torch.float64) * 3
+    modules = list(net.body)
+    last_block = max(i for i, m in enumerate(modules) if isinstance(m, MSBlock))
+    last = x
+    with torch.no_grad():
+        for module in modules[: last_block + 1]:  # the stem and the blocks: membrane inputs X_L
+            last = module(last)
+    with torch.no_grad():
+        features = net.body(x)  # [T, B, C] after GAP and flatten
+        h, w = last.shape[-2:]
+        counts = features * h * w
+        assert torch.allclose(counts, counts.round(), atol=1e-9) and float(features.min()) >= 0
+        assert float(features.max()) <= 1.0 and float(features.sum()) > 0
+        spikes = reference_neuron(last)
+        torch.testing.assert_close(net(x), net.head(spikes.mean(dim=(3, 4)).mean(0)))

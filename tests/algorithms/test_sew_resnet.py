@@ -136,3 +136,46 @@ def test_methods_without_residual_blocks_refuse_them():
 
     with pytest.raises(SnnbenchError, match="'resnet-digits' has residual blocks, which bptt cannot build"):
         BPTT(BPTTConfig(), resolve_architecture("resnet-digits"), DatasetInfo("x", (1, 8, 8), 3))
+
+
+def test_convolutions_get_the_official_kaiming_normal_fan_out_init():
+    """Official init: every conv weight ~ N(0, 2 / (C_out k²)) (kaiming_normal_, fan_out, relu); PyTorch's
+    default (Kaiming uniform, a = √5: std 1/√(3 C_in k²)) would be ~2.4× smaller here. Pooled over the
+    network's convolutions, the weights divided by their layer's official std have std 1 and the normal's
+    kurtosis 3 (a uniform has 1.8)."""
+    torch.manual_seed(0)
+    info = DatasetInfo("x", (2, 8, 8), 3)
+    net = SEWResNet(SEWConfig(), resolve_architecture("resnet-digits"), info).build(2)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 6
+    official = [math.sqrt(2.0 / (m.out_channels * m.kernel_size[0] * m.kernel_size[1])) for m in convs]
+    pairs = zip(convs, official, strict=True)
+    scaled = torch.cat([(m.weight.detach() / s).flatten() for m, s in pairs]).double()
+    assert abs(float(scaled.std()) - 1.0) < 0.03
+    assert abs(float((scaled**4).mean() / scaled.var() ** 2) - 3.0) < 0.3
+    for m, s in zip(convs, official, strict=True):  # each layer, not only the pool
+        assert abs(float(m.weight.detach().std()) / s - 1.0) < 0.2, m
+
+
+def test_plif_with_a_non_default_initial_tau_equals_spikingjelly():
+    """PLIF's 1/τ = sigmoid(w), w₀ = −log(τ₀ − 1): at τ₀ = 2 the sign of w₀ cannot matter (w₀ = 0), so the
+    neuron ``build()`` makes with τ₀ = 4 is compared with SpikingJelly's ParametricLIFNode(init_tau=4):
+    outputs, input gradients and the gradient of w."""
+    cfg = SEWConfig(neuron="plif", tau_init=4.0)
+    ours = SEWResNet(cfg, resolve_architecture("resnet-digits"), DatasetInfo("x", (2, 8, 8), 3)).build(4)
+    ours = ours.double().body[0][1]
+    theirs = sj_neuron.ParametricLIFNode(
+        init_tau=4.0, surrogate_function=sj_surrogate.ATan(), detach_reset=True, step_mode="m"
+    ).double()
+    assert float(torch.sigmoid(ours.w.detach())) == pytest.approx(0.25)
+    torch.manual_seed(1)
+    x = (torch.randn(8, 4, 16, dtype=torch.float64) * 2 + 1.5).requires_grad_()
+    weights = torch.randn(8, 4, 16, dtype=torch.float64)
+    expected = theirs(x)
+    (expected * weights).sum().backward()
+    expected_grad, x.grad = x.grad.clone(), None
+    got = ours(x)
+    (got * weights).sum().backward()
+    assert torch.equal(got, expected) and expected.sum() > 0
+    torch.testing.assert_close(x.grad, expected_grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ours.w.grad, theirs.w.grad, rtol=1e-10, atol=1e-12)

@@ -307,3 +307,18 @@ def test_learns_digits_and_reports_the_ann(write_suite, tmp_path):
     assert record.metrics["ann_top1"] > 70.0 and record.metrics["top1"] > 60.0, record.metrics
     assert 0 < record.metrics["spike_rate"] < 1
     assert record.metrics["acs_per_sample"] > 0  # binary spikes into the output layer
+
+
+def test_default_network_trains_with_the_official_noise_sigma_10():
+    """The official MNIST softlif n = 10 (Hz, times m = 0.063): the neurons ``build()`` makes from the
+    default config add N(0, (m σ)²) above threshold in training, std 0.63 (σ = 1 would give 0.063)."""
+    algorithm = SoftLIF(SoftLIFConfig(), resolve_architecture("40-30"), DatasetInfo("x", (20,), 10))
+    net = algorithm.build(4).double()
+    neurons = net.neurons()
+    assert len(neurons) == 2
+    high = torch.full((20000,), 3.0, dtype=torch.float64)
+    for unit in neurons:
+        clean = unit.eval()(high[:1])
+        torch.manual_seed(2)
+        noisy = unit.train()(high).detach()
+        assert abs(float((noisy - clean).std()) - 0.063 * 10.0) < 0.02

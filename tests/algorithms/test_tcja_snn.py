@@ -180,3 +180,25 @@ def test_learns_digits(write_suite, tmp_path):
     )
     record = run_suite(path, out_dir=tmp_path, device="cpu").records[0]
     assert record.status == "ok" and record.metrics["top1"] > 55.0  # chance 10 %; 87 % measured
+
+
+def test_build_gives_each_block_k_T_along_time_and_k_C_along_channels():
+    """``build()`` hands ``kernel_t`` to TLA (eq. 2, sliding along T) and ``kernel_c`` to CLA (eq. 3, sliding
+    along C): with k_T = 3 ≠ k_C = 5 every block of the built network equals the loop equations with those
+    kernels (crossed kernels would not even have the reference's shapes)."""
+    cfg = TCJAConfig(kernel_t=3, kernel_c=5)
+    T = 6
+    net = TCJASNN(cfg, resolve_architecture("tcja-digits"), DatasetInfo("x", (1, 8, 8), 4)).build(T)
+    blocks = [m for m in net.modules() if isinstance(m, TCJA)]
+    assert blocks
+    torch.manual_seed(0)
+    for block in blocks:
+        block = block.double()
+        C = block.temporal.in_channels
+        assert block.temporal.weight.shape == (C, C, 3) and block.channel.weight.shape == (T, T, 5)
+        x = (torch.rand(T, 2, C, 3, 2, dtype=torch.float64) < 0.4).double()
+        with torch.no_grad():
+            block.temporal.weight.mul_(4.0)
+            block.channel.weight.mul_(4.0)
+            expected = reference_tcja(x, block.temporal.weight, block.channel.weight)
+            assert float((block(x) - expected).abs().max()) < 1e-12

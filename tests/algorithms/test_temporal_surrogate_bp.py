@@ -212,3 +212,32 @@ def test_registered_with_the_paper_and_both_digits_entries():
     entries = TemporalSurrogateBP.suite_entries["digits-lowT"]
     assert entries["temporal-surrogate-bp"]["track"] == "controlled"
     assert entries["temporal-surrogate-bp-noreset"]["reset_term"] is False
+
+
+def built_net(reset_term: bool) -> TSBPNet:
+    """The network ``build()`` makes from the default config (λ 0.2, ϑ 0.5, a 0.5), with the fixture's
+    weights: the gradient tests above, through the method's own construction."""
+    from snnbench.architectures import resolve_architecture
+    from snnbench.data import DatasetInfo
+
+    info = DatasetInfo("x", (N_IN,), CLASSES)
+    cfg = TSBPConfig(reset_term=reset_term)
+    algorithm = TemporalSurrogateBP(cfg, resolve_architecture(str(HIDDEN)), info)
+    net = algorithm.build(T).double()
+    reference = tiny_net(TSBPConfig())
+    for ours, theirs in zip(parameters(net), parameters(reference), strict=True):
+        with torch.no_grad():
+            ours.copy_(theirs)
+    return net
+
+
+@pytest.mark.parametrize("reset_term", [True, False])
+def test_built_network_gradient_equals_the_written_out_recursion(reset_term):
+    """Every layer of the built network, the output layer included, keeps (or drops) the reset term as the
+    config says, with the default λ, ϑ and a of the recursion."""
+    net = built_net(reset_term)
+    assert [type(m) for m in net.body] == [TimeDistributed, ResetLIF]
+    x, y = inputs()
+    got = autograd_gradients(net, x, y)
+    for g, w in zip(got, reference_gradients(net, x, y, reset_term=reset_term), strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
