@@ -133,20 +133,108 @@ def test_a_failed_download_says_what_each_source_answered(mirror, tmp_path):
 
 
 def test_corrupted_file_is_named_set_aside_and_never_used(mirror, tmp_path, monkeypatch):
+    """MD5-verified archives (CIFAR): a bad file is set aside as ``*.corrupt``, a fresh copy replaces it."""
     served, _ = mirror
-    files = publish(monkeypatch, served, "mnist")
+    files = publish(monkeypatch, served, "cifar10")
     root = tmp_path / "data"
-    datasets.get("mnist")().download(root)
-    bad = root / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    datasets.get("cifar10")().download(root)
+    (bad,) = (root / "cifar10").glob("*.tar.gz")
     bad.write_bytes(b"garbage")
-    result = runner.invoke(app, ["datasets", "verify", "mnist", "--data-dir", str(root)])
+    result = runner.invoke(app, ["datasets", "verify", "cifar10", "--data-dir", str(root)])
     assert result.exit_code == 1
     assert f"{bad}: checksum mismatch: expected md5 " in result.stderr and "got " in result.stderr
     assert not bad.exists() and bad.with_name(bad.name + ".corrupt").read_bytes() == b"garbage"
     with pytest.raises(DatasetMissingError):  # the set-aside file is not read
-        datasets.get("mnist")().load(datasets.get("mnist").Options(), root, 1)
-    datasets.get("mnist")().download(root)  # a fresh copy replaces it
+        datasets.get("cifar10")().load(datasets.get("cifar10").Options(), root, 1)
+    datasets.get("cifar10")().download(root)  # a fresh copy replaces it
     assert bad.read_bytes() == files[bad.name]
+
+
+def _idx_folder(folder, files, gzipped=True, level=9):  # type: ignore[no-untyped-def]
+    import gzip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        raw = gzip.decompress(data)
+        if gzipped:  # recompressed: other bytes than the published archive, the same content
+            (folder / name).write_bytes(gzip.compress(raw, compresslevel=level, mtime=12345))
+        else:
+            (folder / name.removesuffix(".gz")).write_bytes(raw)
+
+
+@pytest.mark.parametrize("gzipped", [True, False])
+def test_idx_files_are_verified_by_content_from_a_system_folder(mirror, tmp_path, monkeypatch, gzipped):
+    """A system package's recompressed .gz (MD5s differ from upstream) or raw IDX files are accepted when the
+    decompressed content is the original's; the record's provenance names the source and the SHA-256s."""
+    from snnbench.data.mnist import FashionMNIST
+
+    served, _ = mirror
+    files = publish(monkeypatch, served, "fashion-mnist")
+    system = tmp_path / "usr-share"
+    _idx_folder(system, files, gzipped=gzipped, level=1)
+    monkeypatch.setattr(FashionMNIST, "system_folders", (("dataset-fashion-mnist", system),))
+    root = tmp_path / "data"  # empty data root: the system folder is found without a command
+    dataset = FashionMNIST()
+    assert dataset.status(root) == "verified"
+    loaded = dataset.load(dataset.Options(normalize=False), root, T=1)
+    assert len(loaded.train) == 40 and str(system) in str(loaded.provenance["source"])
+    assert loaded.provenance["files_sha256"] == FashionMNIST.content_sha256
+    assert "files_md5" not in loaded.provenance  # not the upstream archives: no MD5 claimed
+    listing = runner.invoke(app, ["datasets", "list", "--data-dir", str(root)], env={"COLUMNS": "300"})
+    line = next(row for row in listing.output.splitlines() if "fashion-mnist" in row)
+    assert "verified" in line and "dataset-fashion-mnist" in line and str(system) in line
+    assert not root.exists()  # reading wrote nothing
+
+
+@pytest.mark.parametrize("gzipped", [True, False])
+def test_a_corrupted_idx_copy_is_refused_with_the_file_named_and_nothing_written(
+    mirror, tmp_path, monkeypatch, gzipped
+):
+    from snnbench.data.mnist import ContentMismatchError, FashionMNIST
+
+    served, _ = mirror
+    files = publish(monkeypatch, served, "fashion-mnist")
+    system = tmp_path / "usr-share"
+    _idx_folder(system, files, gzipped=gzipped)
+    monkeypatch.setattr(FashionMNIST, "system_folders", (("dataset-fashion-mnist", system),))
+    import gzip
+
+    bad = system / ("t10k-images-idx3-ubyte" + (".gz" if gzipped else ""))
+    raw = bytearray(gzip.decompress(bad.read_bytes()) if gzipped else bad.read_bytes())
+    raw[100] ^= 0xFF  # one pixel flipped: header and size intact
+    bad.write_bytes(gzip.compress(bytes(raw)) if gzipped else bytes(raw))
+    before = sorted(p.name for p in system.iterdir())
+    root = tmp_path / "data"
+    dataset = FashionMNIST()
+    with pytest.raises(ContentMismatchError, match=f"^{bad}: refused: content sha256 "):
+        dataset.load(dataset.Options(), root, T=1)
+    result = runner.invoke(app, ["datasets", "verify", "fashion-mnist", "--data-dir", str(root)])
+    assert result.exit_code == 1 and f"{bad}: refused" in result.stderr and "Traceback" not in result.output
+    assert dataset.status(root).startswith(f"refused: {bad}")
+    imported = runner.invoke(
+        app, ["datasets", "import", "fashion-mnist", str(system), "--data-dir", str(root)]
+    )
+    assert imported.exit_code == 1 and f"{bad}: refused" in imported.stderr
+    assert sorted(p.name for p in system.iterdir()) == before and not root.exists()  # nothing renamed/written
+
+
+def test_datasets_import_copies_a_verified_folder_into_the_data_root(mirror, tmp_path, monkeypatch):
+    from snnbench.data.mnist import MNIST
+
+    served, _ = mirror
+    files = publish(monkeypatch, served, "mnist")
+    folder = tmp_path / "usb"
+    _idx_folder(folder, files, gzipped=True)
+    root = tmp_path / "data"
+    result = runner.invoke(app, ["datasets", "import", "mnist", str(folder), "--data-dir", str(root)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (root / "mnist").iterdir()) == sorted(n.removesuffix(".gz") for n in files)
+    loaded = MNIST().load(MNIST.Options(), root, T=1)
+    assert str(root / "mnist") in str(loaded.provenance["source"]) and len(loaded.test) == 20
+    partial = runner.invoke(
+        app, ["datasets", "import", "mnist", str(tmp_path / "served" / "none"), "--data-dir", str(root)]
+    )
+    assert partial.exit_code == 1 and "missing train-images-idx3-ubyte" in partial.stderr
 
 
 def test_mismatching_download_is_rejected(mirror, tmp_path, monkeypatch):
@@ -184,12 +272,15 @@ def test_extracted_data_without_archives_is_accepted(mirror, tmp_path, monkeypat
         gz.unlink()
     for archive in (root / "NMNIST").glob("*.zip"):
         archive.unlink()
-    for name in ("mnist", "nmnist"):
-        dataset = datasets.get(name)()
-        assert dataset.status(root) == "extracted"
-        loaded = dataset.load(dataset.Options(), root, T=4)
-        assert len(loaded.train) == EXPECTED[name][0]
-        assert "extracted" in loaded.provenance["files_md5"]
+    dataset = datasets.get("mnist")()  # IDX: the raw files' content is verified
+    assert dataset.status(root) == "verified"
+    loaded = dataset.load(dataset.Options(), root, T=4)
+    assert len(loaded.train) == EXPECTED["mnist"][0] and len(loaded.provenance["files_sha256"]) == 4
+    dataset = datasets.get("nmnist")()
+    assert dataset.status(root) == "extracted"
+    loaded = dataset.load(dataset.Options(), root, T=4)
+    assert len(loaded.train) == EXPECTED["nmnist"][0]
+    assert "extracted" in loaded.provenance["files_md5"]
 
 
 class _Planted:
@@ -312,6 +403,7 @@ def test_datasets_list_shows_every_dataset_with_status(tmp_path):
 SUITES = [
     "mnist-lowT",
     "fmnist-lowT",
+    "fmnist-cpu",
     "cifar10-lowT",
     "cifar100-lowT",
     "nmnist",
@@ -375,7 +467,10 @@ def _run_every_entry_on_the_fixtures(suite_name, budget_name, mirror, tmp_path, 
     assert {r.entry for r in result.records} == set(suite.algorithms)
     assert all(r.status == "ok" and r.T == T for r in result.records), [r.error for r in result.records]
     assert all(r.budget == budget_name for r in result.records)
-    assert all(r.dataset_provenance["files_md5"] for r in result.records)
+    assert all(
+        r.dataset_provenance.get("files_md5") or r.dataset_provenance.get("files_sha256")
+        for r in result.records
+    )
     shutil.rmtree(root / "cache", ignore_errors=True)
     return result.records
 

@@ -10,7 +10,7 @@ import typer
 from snnbench.cli import Group, _fail, app, console, err_console, rows_view, say
 
 datasets_app = typer.Typer(
-    help="Dataset files: list, download, verify, path.", no_args_is_help=True, cls=Group
+    help="Dataset files: list, download, import, verify, path.", no_args_is_help=True, cls=Group
 )
 app.add_typer(datasets_app, name="datasets")
 DataDir = Annotated[
@@ -26,7 +26,8 @@ def _dataset(name: str) -> Any:
 
 @datasets_app.command("list", epilog="Example: snnbench datasets list --data-dir /data")
 def datasets_list(data_dir: DataDir = None) -> None:
-    """Every dataset with its description, status (embedded, present, extracted, missing), size on disk and
+    """Every dataset with its description, status (embedded, present, extracted, missing; MNIST and
+    Fashion-MNIST: verified by content, with the source: data root or system package), size on disk and
     folder (`snnbench list datasets` is an alias: the same table for the default data root)."""
     console.print(rows_view(*dataset_rows(data_dir)))
 
@@ -41,9 +42,13 @@ def dataset_rows(data_dir: Path | None) -> tuple[list[str], list[list[str]]]:
         dataset = datasets.get(name)()
         folder = dataset.folder(root)
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
-        shown = "—" if not dataset.remote_files() else str(folder)
-        rows.append([name, dataset.description, dataset.status(root), f"{size / 2**20:.1f} MiB", shown])
-    return ["dataset", "description", "status", "size", "folder"], rows
+        source, where = dataset.source(root)
+        if where != folder and where.exists():
+            size = sum(p.stat().st_size for p in where.rglob("*") if p.is_file())
+        embedded = not dataset.remote_files()
+        shown = ["—", "—"] if embedded else [source, str(where)]
+        rows.append([name, dataset.description, dataset.status(root), f"{size / 2**20:.1f} MiB", *shown])
+    return ["dataset", "description", "status", "size", "source", "folder"], rows
 
 
 @datasets_app.command(
@@ -71,17 +76,46 @@ def datasets_download(
         raise _fail(exc) from None
 
 
+@datasets_app.command(
+    "import",
+    epilog="Example: snnbench datasets import fashion-mnist /media/usb/fashion  "
+    "(Debian/Ubuntu: apt-get install dataset-fashion-mnist is found without import)",
+)
+def datasets_import(
+    name: Annotated[str, typer.Argument(help="dataset name (mnist, fashion-mnist)")],
+    folder: Annotated[Path, typer.Argument(help="folder holding the four IDX files, gzipped or not")],
+    data_dir: DataDir = None,
+) -> None:
+    """Verify a folder's IDX files by the SHA-256 of their content and copy them into the data root
+    (decompressed); nothing is written unless every file is the original."""
+    from snnbench.data import data_root
+    from snnbench.errors import SnnbenchError
+
+    try:
+        dataset = _dataset(name)
+        if not hasattr(dataset, "import_folder"):
+            raise SnnbenchError(
+                f"{name}: import takes IDX datasets (mnist, fashion-mnist); put {name}'s files in "
+                f"{dataset.folder(data_root(data_dir))} instead"
+            )
+        for path in dataset.import_folder(folder, data_root(data_dir)):
+            say(f"{path} ok (content verified)")
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+
+
 @datasets_app.command("verify", epilog="Example: snnbench datasets verify cifar10")
 def datasets_verify(
     name: Annotated[str, typer.Argument(help="dataset name")], data_dir: DataDir = None
 ) -> None:
-    """Check every file against its published MD5 (a bad file is set aside and named, exit 1)."""
+    """Check every file against its published checksum (MNIST/Fashion-MNIST: the SHA-256 of the decompressed
+    content; others: the MD5, a bad file set aside); a bad file is named, exit 1."""
     from snnbench.data import data_root
     from snnbench.errors import SnnbenchError
 
     try:
         for file, digest in _dataset(name).verify(data_root(data_dir)).items():
-            say(f"{file} md5 {digest} ok")
+            say(f"{file} {digest if digest.startswith('sha256') else 'md5 ' + digest} ok")
     except SnnbenchError as exc:
         raise _fail(exc) from None
 

@@ -40,13 +40,15 @@ class RemoteFile:
 class DatasetMissingError(SnnbenchError):
     """Files of a dataset are absent: names each file, its URLs, the folder, and the command to fetch them."""
 
-    def __init__(self, dataset: str, folder: Path, missing: Sequence[RemoteFile]) -> None:
+    def __init__(self, dataset: str, folder: Path, missing: Sequence[RemoteFile], hint: str = "") -> None:
         lines = [f"dataset {dataset!r} is not in {folder}; missing:"]
         lines += [f"  {f.name} (md5 {f.md5}) from {' or '.join(f.urls)}" for f in missing]
         lines.append(
             f"Run `snnbench datasets download {dataset}` (set SNNBENCH_MIRROR=<base URL> to use a mirror), "
-            f"or put the files there yourself."
+            f"or put the files there yourself (or choose another data root with --data-dir)."
         )
+        if hint:
+            lines.append(hint)
         super().__init__("\n".join(lines))
 
 
