@@ -20,12 +20,13 @@ Discrete time, per layer and step t (time-major, no bias):
                         rate is ≤ 10 %; with the head's clamp and fallback, not the paper-era code's ±10 clamp
                         and reset terms); or none. The carried δ(t+1) is always the TSSL-BP value (7).
   (9) pooling           2×2 sum-pool of PSPs × 1.1 (``layers/pooling.py``: θ_pool is never set in the configs)
- (10) loss              ``kernel``: ½ Σ_{k,t} (a_k(t) − â_k(t))², â = ε ∗ ε ∗ (desired spike train of the label
-                        neuron; none for the others): the official code filters the desired train twice
-                        (``main.py`` builds the target through ``psp``, then ``functions/loss_f.py``'s
-                        ``loss_kernel`` filters it again), so at T = 5, τs = 3 â = [0, .111, .259, .407, .539];
-                        ``kernel_target: single-filtered`` (ε ∗ desired, [0, .333, .556, .704, .803]) is the
-                        paper's equation read literally, a declared option; ``count`` (N-MNIST): e_k = (Σ_t a_k − c_k)/T with
+ (10) loss              ``kernel``: ½ Σ_{k,t} (a_k(t) − â_k(t))², â = ε ∗ ε ∗ (desired spike train of the
+                        label neuron; none for the others): the official code filters the desired train
+                        twice (``main.py`` builds the target through ``psp``, then ``functions/loss_f.py``'s
+                        ``loss_kernel`` filters it again): at T = 5, τs = 3 â = [0, .111, .259, .407, .539];
+                        ``kernel_target: single-filtered`` (ε ∗ desired, [0, .333, .556, .704, .803]), the
+                        paper's equation read literally, is a declared option; ``count`` (N-MNIST):
+                        e_k = (Σ_t a_k − c_k)/T with
                         c = desired/undesired counts, zero once on the right side, L = ½ Σ_k Σ_t e_k²
  (11) decision          argmax_k Σ_t a_k(t)
 The network input is the normalised image, constant over t, through the same synaptic filter (4); event
@@ -73,7 +74,7 @@ class TSSLBPConfig(AlgorithmConfig):
     undesired_count: float = Field(3.0, ge=0.0, description="count loss: other neurons' target (N-MNIST 3)")
     kernel_target: Literal["double-filtered", "single-filtered"] = Field(
         "double-filtered",
-        description="kernel loss target: ε∗ε∗desired (official main.py + loss_f.py) or ε∗desired (ours before)",
+        description="kernel loss target: ε∗ε∗desired (official main.py + loss_f.py) or ε∗desired",
     )
     warmup: Literal["per-neuron", "per-layer", "none"] = Field(
         "per-neuron",
