@@ -103,15 +103,17 @@ def test_an_lr_edit_without_a_version_bump_is_a_row_of_its_own(runs):
         compare(select_records(load_records(runs.parent), suite), suite, "ottt", ["bptt"])
 
 
-def test_tuning_and_track_split_rows(runs):
+def test_tuning_track_and_code_version_split_rows(runs):
     write(runs, rehashed(seed0(), spec={"tuning_trials": None, "tuned_fields": [], "seed": 7}))
     write(runs, rehashed(seed0(), spec={"track": "official", "seed": 8}))
+    write(runs, rehashed(seed0("ottt"), spec={"seed": 9}, algorithm_version=0))  # an older method version
     suite = load_suite("digits-lowT")
     df = select_records(load_records(runs.parent), suite)
     controlled = build(df[df["track"] == "controlled"])
     assert dict(zip(controlled["algorithm"], controlled["n"], strict=True)) == {
         'bptt (spec.tuned_fields=["lr"], spec.tuning_trials=8)': 3,
-        "ottt": 3,
+        "ottt (algorithm_version=3)": 3,
+        "ottt (algorithm_version=0)": 1,
         "bptt (spec.tuned_fields=[], spec.tuning_trials=null)": 1,
     }
     assert list(build(df[df["track"] == "official"])["n"]) == [1]
@@ -273,7 +275,20 @@ def test_reproduce_refuses_an_entry_that_leaves_the_output_folder(tmp_path, monk
         assert trained == [] and sorted(p for p in tmp_path.rglob("*")) == before
 
 
-def test_reproduce_refuses_a_spec_that_does_not_hash_to_its_run_id(tmp_path):
+def test_run_specs_refuse_entry_suite_and_budget_names_that_leave_the_output_folder():
+    from pydantic import ValidationError
+
+    from snnbench.suite import RunSpec
+
+    assert RunSpec.model_validate(seed0()["spec"]).run_id == seed0()["run_id"]
+    for field in ("entry", "suite", "budget"):
+        for bad in ("../../x", "a/b", ".hidden", ""):
+            with pytest.raises(ValidationError, match=f"{field}\n  Value error, expected a name"):
+                RunSpec.model_validate({**seed0()["spec"], field: bad})
+
+
+def test_reproduce_refuses_a_spec_that_does_not_hash_to_its_run_id(tmp_path, monkeypatch):
+    monkeypatch.setattr("snnbench.runner.run_one", lambda *a, **k: pytest.fail("trained an edited spec"))
     runs = tmp_path / "digits-lowT" / "runs"
     runs.mkdir(parents=True)
     data = seed0()
