@@ -166,11 +166,12 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def metrics_problem(record: RunRecord) -> str | None:
+def metrics_problem(record: RunRecord, ranked: bool = False) -> str | None:
     """Why a record's metrics cannot be true, or None: a documented metric that is not a number or lies
-    outside its physical range (a percentage outside [0, 100], a count below 0), any non-finite number
-    (nested ones included), or an ``ok`` run without ``top1``. Missing values (``null``) are allowed."""
-    if record.status == "ok" and record.metrics.get("top1") is None:
+    outside its physical range (a percentage outside [0, 100], a count below 0), or any non-finite number
+    (nested ones included). Missing values (``null``) are allowed, except, for a ``ranked`` record (one read
+    for a leaderboard or ``reproduce``; a tuning trial never reads the test set), an ``ok`` run's ``top1``."""
+    if ranked and record.status == "ok" and record.metrics.get("top1") is None:
         return "metrics.top1: an ok run must have a top-1"
 
     def walk(name: str, value: Any, bounds: tuple[float, float] | None) -> str | None:
@@ -316,6 +317,8 @@ def load_records(path: str | Path) -> Any:
     rows = []
     for file in sorted(runs.glob("*.json")):
         record = read_record(file)
+        if problem := metrics_problem(record, ranked=True):
+            raise RecordError(file, problem)
         row = {
             key: value
             for key, value in record.model_dump().items()

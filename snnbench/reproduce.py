@@ -23,7 +23,7 @@ from scipy import stats
 
 from snnbench import events as ev
 from snnbench.errors import RecordError, SnnbenchError
-from snnbench.records import RecordStore, RunRecord, read_record, row_identity
+from snnbench.records import RecordStore, RunRecord, metrics_problem, read_record, row_identity
 from snnbench.suite import RunSpec, Suite, canonical_sha256
 
 ENVIRONMENT_KEYS = ("cpu", "cpu_flags", "torch_build", "torch_threads")
@@ -161,6 +161,9 @@ def reproduce(
     ]
     if not committed:
         raise SnnbenchError(f"no ok records of budget {budget!r} to reproduce under {suite_dir}")
+    for record in committed:  # an ok record without a top-1 cannot be compared with
+        if problem := metrics_problem(record, ranked=True):
+            raise RecordError(file_of[id(record)], problem)
     chosen = sample(committed, n, seed)
     specs = [run_spec(old, file_of[id(old)]) for old in chosen]  # every spec checked before any training
     result = Reproduction(environment=environment(resolve_device(device)))

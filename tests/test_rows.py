@@ -171,7 +171,6 @@ def test_two_different_records_of_one_seed_are_refused_naming_both_files(runs):
         ({"top1": -0.5}, "metrics.top1: -0.5 is outside its physical range [0, 100]"),
         ({"top1": "97.5"}, "metrics.top1: expected a number, got '97.5'"),
         ({"top1": float("inf")}, "metrics.top1: expected a finite number, got inf"),
-        ({"top1": None}, "metrics.top1: an ok run must have a top-1"),
         ({"energy_nj": float("nan")}, "metrics.energy_nj: expected a finite number, got nan"),
         (
             {"spike_rate_per_layer": {"l1": float("-inf")}},
@@ -285,6 +284,26 @@ def test_run_specs_refuse_entry_suite_and_budget_names_that_leave_the_output_fol
         for bad in ("../../x", "a/b", ".hidden", ""):
             with pytest.raises(ValidationError, match=f"{field}\n  Value error, expected a name"):
                 RunSpec.model_validate({**seed0()["spec"], field: bad})
+
+
+def test_an_ok_record_without_a_top1_is_refused_for_ranking_and_reproduce(runs, monkeypatch):
+    monkeypatch.setattr("snnbench.runner.run_one", lambda *a, **k: pytest.fail("trained"))
+    data = seed0()
+    del data["metrics"]["top1"]
+    data["content_sha256"] = record_sha256(data)
+    path = write(runs, data)
+    assert (
+        read_record(path).metrics.get("top1") is None
+    )  # a tuning trial's record reads (it has no test top-1)
+    message = f"{path}: metrics.top1: an ok run must have a top-1"
+    with pytest.raises(RecordError, match="an ok run must have a top-1") as caught:
+        load_records(runs.parent)
+    assert str(caught.value) == message
+    from snnbench.reproduce import reproduce
+
+    with pytest.raises(RecordError) as caught:
+        reproduce(load_suite("digits-lowT"), runs.parent, 6)
+    assert str(caught.value) == message
 
 
 def test_reproduce_refuses_a_spec_that_does_not_hash_to_its_run_id(tmp_path, monkeypatch):
