@@ -29,7 +29,8 @@ def check_records(runs: Path) -> list[str]:
 
 
 def check_reports(suite: Suite, suite_dir: Path, budget: str | None = None) -> list[str]:
-    """Records that fail :func:`check_records`, then differences between the committed reports of
+    """Records that fail :func:`check_records` or :func:`snnbench.rows.row_problems` (another suite's
+    records, several set-ups under one entry × T, copies), then differences between the committed reports of
     ``suite_dir`` (of ``budget``: see :func:`~snnbench.leaderboard.report_dir`) and what its records produce.
 
     Returns one message per problem (a unified diff for text files); empty when everything matches.
@@ -38,8 +39,12 @@ def check_reports(suite: Suite, suite_dir: Path, budget: str | None = None) -> l
 
     if not (suite_dir / "runs").is_dir():
         raise SnnbenchError(f"no records for suite {suite.name} under {suite_dir}")
+    from snnbench.records import load_records
+    from snnbench.rows import row_problems
+
     reports = report_dir(suite, suite_dir, budget)
     problems = check_records(suite_dir / "runs")
+    problems += row_problems(load_records(suite_dir), suite.name)  # one row = one set-up, each record once
     with tempfile.TemporaryDirectory() as tmp:
         for regenerated in write_reports(suite, suite_dir, budget, into=Path(tmp)):
             committed = reports / regenerated.name

@@ -39,6 +39,7 @@ import pandas as pd
 from scipy import stats
 
 from snnbench.errors import SnnbenchError
+from snnbench.rows import Row, group_rows
 from snnbench.suite import Suite
 
 ALPHA, POWER, RESAMPLES = 0.05, 0.80, 10_000
@@ -345,8 +346,9 @@ def compare(
     timesteps: list[int] | None = None,
 ) -> list[Comparison]:
     """All rows for ``method`` (a suite entry) against ``baselines`` (default: every other entry) from the
-    ``ok`` records of one budget (see :func:`snnbench.leaderboard.select_records`), Holm-corrected over
-    all of them."""
+    ``ok`` records of one budget (see :func:`snnbench.leaderboard.select_records`), grouped as the
+    leaderboard groups them (:func:`snnbench.rows.group_rows`: each seed once, an entry with records of
+    several set-ups at a T refused), Holm-corrected over all of them."""
     ok = records[records["status"] == "ok"]
     entries = sorted(set(ok["entry"]))
     if method not in entries:
@@ -369,8 +371,19 @@ def compare(
                 "alike: compare only runs of the same track, T, budget and tuning budget"
             )
 
+    rows_at: dict[tuple[str, int], list[Row]] = {}
+    for row in group_rows(ok):  # the leaderboard's rows: one set-up each, each seed once
+        rows_at.setdefault((row.entry, row.T), []).append(row)
+
     def by_seed(entry: str, T: int) -> dict[int, float]:
-        rows = ok[(ok["entry"] == entry) & (ok["T"] == T)]
+        found = rows_at.get((entry, T), [])
+        if len(found) > 1:
+            labels = "; ".join(r.label for r in found)
+            raise SnnbenchError(
+                f"{entry} has records of {len(found)} set-ups at T={T} ({labels}): compare one set-up (a "
+                "suite version bump or another --out separates them)"
+            )
+        rows = found[0].records if found else ok.iloc[:0]
         return {int(s): float(v) for s, v in zip(rows["seed"], rows["top1"], strict=True)}
 
     def test_size(entries: list[str], T: int) -> int:
@@ -404,18 +417,22 @@ def compare(
     ]
 
 
-def _setups(records: pd.DataFrame) -> dict[str, tuple[str, str]]:
-    """Entry → (track, tuning budget): what must match for two entries' runs to be compared."""
+def _setups(records: pd.DataFrame) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Entry → its (track, tuning budget) pairs over all its records: what must match for two entries' runs
+    to be compared (an entry with records of several is like no other)."""
     track = records["track"] if "track" in records else pd.Series("official", index=records.index)
     tuning = records["tuning"] if "tuning" in records else pd.Series("defaults", index=records.index)
+    pairs = pd.DataFrame(
+        {"entry": records["entry"], "track": track.astype(str), "tuning": tuning.astype(str)}
+    )
     return {
-        entry: (str(track[records["entry"] == entry].iloc[0]), str(tuning[records["entry"] == entry].iloc[0]))
-        for entry in set(records["entry"])
+        str(entry): tuple(sorted(set(zip(part["track"], part["tuning"], strict=True))))
+        for entry, part in pairs.groupby("entry")
     }
 
 
-def _describe(setup: tuple[str, str]) -> str:
-    return f"track {setup[0]}, tuning: {setup[1]}"
+def _describe(setup: tuple[tuple[str, str], ...]) -> str:
+    return " and ".join(f"track {track}, tuning: {tuning}" for track, tuning in setup)
 
 
 def to_frame(rows: list[Comparison]) -> pd.DataFrame:

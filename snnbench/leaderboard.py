@@ -1,8 +1,8 @@
 """Records → leaderboard tables (mean ± std over seeds per method × T) and the files in ``results/<suite>``.
 
-Only records of the chosen budget and the suite's current version are ranked; published reference
-rows are listed apart and never mixed with measured ones. Rows whose records were produced by another
-version or source of the method are flagged ``stale``.
+Only records of this suite, the chosen budget and the suite's current version are ranked, one row per
+set-up (:mod:`snnbench.rows`); published reference rows are listed apart and never mixed with measured ones.
+Rows whose records were produced by another source of the method are flagged ``stale``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pandas as pd
 from snnbench.errors import SnnbenchError
 from snnbench.metrics import METRICS
 from snnbench.records import load_records
+from snnbench.rows import group_rows
 from snnbench.suite import TRACKS, Suite
 
 # metric columns shown by default after the accuracy columns, when present in the records
@@ -36,18 +37,21 @@ def _current_sources() -> dict[str, tuple[int, str]]:
 
 
 def select_records(df: pd.DataFrame, suite: Suite, budget: str | None = None) -> pd.DataFrame:
-    """Records of ``budget`` (default: the suite's) and the suite's current version."""
+    """Records of this suite, ``budget`` (default: the suite's) and the suite's current version; rows are
+    then told apart by their whole set-up (:func:`snnbench.rows.group_rows`)."""
     if df.empty:
         return df
     budget = budget or suite.default_budget
-    return df[(df["budget"] == budget) & (df["suite_version"] == suite.version)]
+    return df[(df["suite"] == suite.name) & (df["budget"] == budget) & (df["suite_version"] == suite.version)]
 
 
 SETUP_COLUMNS = ["arch", "params", "epochs", "batch_size", "encoding", "preprocess", "tuning"]
 
 
 def build(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
-    """One row per method × T of ONE track: top-1 mean ± std over ok runs, n, the set-up columns (so that a
+    """One row per set-up × T of ONE track (:func:`snnbench.rows.group_rows`; the ``algorithm`` column is the
+    entry, with the fields that tell set-ups apart when one entry has several at a T): top-1 mean ± std over
+    ok runs, n, the set-up columns (so that a
     reader sees what was held equal), divergences, failures, stale, extras. Rows of different tracks are never
     ranked together: records of several tracks are refused (rank each track with :func:`by_track`)."""
     columns = DEFAULT_COLUMNS if columns is None else columns
@@ -65,7 +69,8 @@ def build(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
         )
     current = _current_sources()
     rows: list[dict[str, Any]] = []
-    for (entry, T), group in df.groupby(["entry", "T"], sort=False):
+    for one in group_rows(df):  # one row = one set-up, each seed once (snnbench.rows)
+        group, T = one.records, one.T
         ok = group[group["status"] == "ok"]
         stale = sum(
             current.get(a, (v, s)) != (v, s)
@@ -76,7 +81,7 @@ def build(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
         top1 = ok["top1"].astype(float) if "top1" in ok else pd.Series(dtype=float)
         row: dict[str, Any] = {
             "track": tracks[0],
-            "algorithm": entry,
+            "algorithm": one.label,
             "T": int(T),
             "top1_mean": top1.mean() if len(top1) else math.nan,
             "top1_std": top1.std(ddof=1) if len(top1) > 1 else (0.0 if len(top1) == 1 else math.nan),
@@ -253,8 +258,9 @@ def to_json(table: pd.DataFrame, df: pd.DataFrame, suite: Suite, budget: str) ->
         return value.item() if hasattr(value, "item") else value
 
     rows = []
+    parts = {(r.label, r.T): r.records for r in group_rows(df)}
     for row in table.to_dict(orient="records"):
-        part = df[(df["entry"] == row["algorithm"]) & (df["T"] == row["T"])]
+        part = parts[(row["algorithm"], row["T"])]
         provenance = {
             "run_ids": sorted(part["run_id"]),
             "statuses": {str(k): int(v) for k, v in sorted(part["status"].value_counts().items())},

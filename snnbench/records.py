@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -133,9 +134,64 @@ def read_record(path: Path) -> RunRecord:
         data = UPGRADES[version](data)
         version = data["schema_version"]
     try:
-        return RunRecord.model_validate(data)
+        record = RunRecord.model_validate(data)
     except ValidationError as exc:
         raise RecordError(path, f"does not match the record schema: {exc.errors()[0]['msg']}") from None
+    problem = metrics_problem(record)
+    if problem:
+        raise RecordError(path, problem)
+    return record
+
+
+# physical range of a metric by its unit (snnbench.metrics.METRICS); any other number need only be finite
+_PERCENT, _FRACTION = (0.0, 100.0), (0.0, 1.0)
+_NON_NEGATIVE_UNITS = {"count", "B", "s", "1/s", "MiB", "ms", "steps", "ops", "nJ", "1/step"}
+
+
+def _metric_range(name: str) -> tuple[float, float] | None:
+    from snnbench.metrics import METRICS
+
+    metric = METRICS.get(name)
+    if metric is None:
+        return None
+    if metric.unit == "%":
+        return _PERCENT
+    if metric.unit == "fraction":
+        return _FRACTION
+    return (0.0, math.inf) if metric.unit in _NON_NEGATIVE_UNITS else (-math.inf, math.inf)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def metrics_problem(record: RunRecord, ranked: bool = False) -> str | None:
+    """Why a record's metrics cannot be true, or None: a documented metric that is not a number or lies
+    outside its physical range (a percentage outside [0, 100], a count below 0), or any non-finite number
+    (nested ones included). Missing values (``null``) are allowed, except, for a ``ranked`` record (one read
+    for a leaderboard or ``reproduce``; a tuning trial never reads the test set), an ``ok`` run's ``top1``."""
+    if ranked and record.status == "ok" and record.metrics.get("top1") is None:
+        return "metrics.top1: an ok run must have a top-1"
+
+    def walk(name: str, value: Any, bounds: tuple[float, float] | None) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, dict):
+            return next((p for k, v in value.items() if (p := walk(f"{name}.{k}", v, None))), None)
+        if isinstance(value, list):
+            return next((p for i, v in enumerate(value) if (p := walk(f"{name}[{i}]", v, None))), None)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number:
+            return f"metrics.{name}: expected a number, got {_shown(value)}" if bounds else None
+        if not math.isfinite(value):
+            return f"metrics.{name}: expected a finite number, got {value}"
+        if bounds and not bounds[0] <= value <= bounds[1]:
+            low, high = bounds
+            return f"metrics.{name}: {_shown(value)} is outside its physical range [{low:g}, {high:g}]"
+        return None
+
+    return next((p for k, v in record.metrics.items() if (p := walk(k, v, _metric_range(k)))), None)
 
 
 class RecordStore:
@@ -222,18 +278,47 @@ def setup_columns(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# RunSpec fields that do not change a run's numbers (scheduling, energy constants), and the seed: the
+# fields a row's records share are everything else
+_NOT_IDENTITY = ("seed", "num_cpus", "num_gpus", "energy")
+
+
+def row_identity(record: RunRecord) -> dict[str, Any]:
+    """What a leaderboard row's records share, as plain JSON: the full resolved spec less the seed and the
+    fields that cannot change the numbers, the record's own suite, version, entry, method, code version,
+    dataset, T and budget (so that a record of another suite, dataset, set-up or method version never
+    joins a row). The method's source hash is not part of it: a changed source only flags a row stale."""
+    return {
+        "suite": record.suite,
+        "suite_version": record.suite_version,
+        "entry": record.entry,
+        "algorithm": record.algorithm,
+        "algorithm_version": record.algorithm_version,
+        "dataset": record.dataset,
+        "T": record.T,
+        "budget": record.budget,
+        "spec": {k: v for k, v in record.spec.items() if k not in _NOT_IDENTITY},
+    }
+
+
 def load_records(path: str | Path) -> Any:
     """Records of a ``runs`` directory (or a suite directory) as a pandas DataFrame, one row per run.
 
-    Columns: the record's scalar fields plus one column per metric.
+    Columns: the record's scalar fields, one column per metric, the set-up columns, ``row_key`` and
+    ``row_identity`` (:func:`row_identity`: which records may share a leaderboard row), ``content_key`` (the
+    record's content hash: copies under two file names share it) and ``file``.
     """
     import pandas as pd
+
+    from snnbench.suite import canonical_sha256
 
     path = Path(path)
     runs = path / "runs" if (path / "runs").is_dir() else path
     rows = []
     for file in sorted(runs.glob("*.json")):
         record = read_record(file)
+        if problem := metrics_problem(record, ranked=True):
+            raise RecordError(file, problem)
         row = {
             key: value
             for key, value in record.model_dump().items()
@@ -241,6 +326,11 @@ def load_records(path: str | Path) -> Any:
         }
         row.update(row.pop("metrics"))
         row.update(setup_columns(record.spec))
+        identity = row_identity(record)
+        row["row_key"] = canonical_sha256(identity)  # what a leaderboard row is: snnbench.rows
+        row["row_identity"] = json.dumps(identity, sort_keys=True)
+        row["content_key"] = record_sha256(record.model_dump(mode="json"))  # copies share it
+        row["file"] = str(file)
         row["git_revision"] = record.environment.get("git", {}).get("revision")
         row["device"] = record.environment.get("device")
         rows.append(row)

@@ -24,6 +24,7 @@ from snnbench.leaderboard import SETUP_COLUMNS, _fmt, _fmt_metric, by_track, sel
 from snnbench.metrics import METRICS
 from snnbench.plots import AXES, PlotData, plot_data
 from snnbench.records import RunRecord, atomic_write_bytes, read_record
+from snnbench.rows import group_rows
 from snnbench.suite import TRACKS, Suite
 
 ASSETS = Path(__file__).parent / "assets"
@@ -193,12 +194,13 @@ def _index(suite: Suite, df: pd.DataFrame, budget: str) -> str:
     ]
     tracks = df["track"] if "track" in df else pd.Series(["official"] * len(df), index=df.index)
     for track, table in by_track(df).items():
-        part = df[tracks == track]
-        runs: dict[tuple[str, int], list[tuple[int, str]]] = {}
-        for entry, T, seed, rid in sorted(
-            zip(part["entry"], part["T"], part["seed"], part["run_id"], strict=True)
-        ):
-            runs.setdefault((entry, int(T)), []).append((int(seed), rid))
+        runs = {  # the leaderboard's rows (snnbench.rows), each seed once
+            (row.label, row.T): sorted(
+                (int(seed), str(rid))
+                for seed, rid in zip(row.records["seed"], row.records["run_id"], strict=True)
+            )
+            for row in group_rows(df[tracks == track])
+        }
         body.append(f"<h2>Track <code>{_e(track)}</code></h2><p>{_e(TRACKS[track])}.</p>")
         figures = [pareto_figure(plot_data(table, suite, axis, track)) for axis in AXES]
         plots = [_plot(f"pareto-{track}-{axis}", figure) for axis, figure in zip(AXES, figures, strict=True)]

@@ -2,9 +2,11 @@
 say how far the new numbers are from the committed ones.
 
 Per record: *exact* when the final top-1 and every epoch's loss are identical, otherwise the differences.
-Per (entry, T) row of the sample: whether the new mean top-1 lies inside the 95 % confidence interval of the
-committed row's mean (Student's t over the committed seeds). Identical numbers need the same CPU model and
-thread count: the environment of both is reported beside the figures.
+Per row of the sample (one set-up at one T, as the leaderboard groups them; a seed once): whether the new
+mean top-1 lies inside the 95 % confidence interval of the committed row's mean (Student's t over the
+committed seeds). Identical numbers need the same CPU model and thread count: the environment of both is
+reported beside the figures. A record whose spec does not validate or hash to its run id is refused before
+any training.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from scipy import stats
 
 from snnbench import events as ev
-from snnbench.errors import SnnbenchError
-from snnbench.records import RecordStore, RunRecord
-from snnbench.suite import RunSpec, Suite
+from snnbench.errors import RecordError, SnnbenchError
+from snnbench.records import RecordStore, RunRecord, metrics_problem, read_record, row_identity
+from snnbench.suite import RunSpec, Suite, canonical_sha256
 
 ENVIRONMENT_KEYS = ("cpu", "cpu_flags", "torch_build", "torch_threads")
 
@@ -107,6 +110,23 @@ def _check(old: RunRecord, new: RunRecord) -> RecordCheck:
     )
 
 
+def run_spec(record: RunRecord, path: Path) -> RunSpec:
+    """The record's spec as a :class:`RunSpec`, refused (naming ``path`` and the field) when it does not
+    validate (an entry like ``../../x`` would name files outside the output folder) or does not hash to the
+    record's ``spec_hash`` and ``run_id``."""
+    try:
+        spec = RunSpec.model_validate(record.spec)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"])
+        raise RecordError(path, f"spec.{field}: {error['msg']}") from None
+    if spec.spec_hash != record.spec_hash or spec.run_id != record.run_id:
+        raise RecordError(
+            path, "spec does not hash to the record's spec_hash and run_id: edited after it was run"
+        )
+    return spec
+
+
 def reproduce(
     suite: Suite,
     suite_dir: Path,
@@ -126,10 +146,14 @@ def reproduce(
     from snnbench.runner import run_one
 
     budget = budget or suite.default_budget
+    runs = RecordStore(suite_dir.parent, suite_dir.name).runs
+    loaded = [(path, read_record(path)) for path in sorted(runs.glob("*.json"))] if runs.is_dir() else []
+    file_of = {id(record): path for path, record in loaded}  # for errors naming the file
     committed = [
         r
-        for r in RecordStore(suite_dir.parent, suite_dir.name).all()
+        for _, r in loaded
         if r.status == "ok"
+        and r.suite == suite.name
         and r.budget == budget
         and r.suite_version == suite.version
         and (entries is None or r.entry in entries)
@@ -137,13 +161,17 @@ def reproduce(
     ]
     if not committed:
         raise SnnbenchError(f"no ok records of budget {budget!r} to reproduce under {suite_dir}")
+    for record in committed:  # an ok record without a top-1 cannot be compared with
+        if problem := metrics_problem(record, ranked=True):
+            raise RecordError(file_of[id(record)], problem)
     chosen = sample(committed, n, seed)
+    specs = [run_spec(old, file_of[id(old)]) for old in chosen]  # every spec checked before any training
     result = Reproduction(environment=environment(resolve_device(device)))
     with tempfile.TemporaryDirectory() as tmp:
         store = RecordStore(tmp, suite.name)
-        for i, old in enumerate(chosen, start=1):
+        for i, (old, spec) in enumerate(zip(chosen, specs, strict=True), start=1):
             new = run_one(
-                RunSpec.model_validate(old.spec),
+                spec,
                 store,
                 device=device,
                 data_dir=data_dir,
@@ -153,9 +181,16 @@ def reproduce(
             )
             result.records.append(_check(old, new))
             result.committed_environments.append(old.environment)
-    for entry, T in sorted({(c.entry, c.T) for c in result.records}):
-        committed_top1 = [r.metrics["top1"] for r in committed if (r.entry, r.T) == (entry, T)]
-        new = [c.new_top1 for c in result.records if (c.entry, c.T) == (entry, T) and c.new_top1 is not None]
+    row_of = {id(r): canonical_sha256(row_identity(r)) for r in committed}  # one row = one set-up
+    checked = list(zip(chosen, result.records, strict=True))
+    for key in sorted(
+        {row_of[id(old)] for old in chosen},
+        key=lambda k: next((c.entry, c.T) for old, c in checked if row_of[id(old)] == k),
+    ):
+        entry, T = next((c.entry, c.T) for old, c in checked if row_of[id(old)] == key)
+        by_seed = {r.seed: r.metrics["top1"] for r in committed if row_of[id(r)] == key}  # a copy counts once
+        committed_top1 = list(by_seed.values())
+        new = [c.new_top1 for old, c in checked if row_of[id(old)] == key and c.new_top1 is not None]
         if not new:
             continue
         mean, low, high = mean_ci(committed_top1)

@@ -235,9 +235,9 @@ class RunSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    suite: str
+    suite: Slug  # suite, entry and budget name files under --out: slugs, so a spec from a record stays inside
     suite_version: int
-    entry: str  # the suite's label for this method (leaderboard row name)
+    entry: Slug  # the suite's label for this method (leaderboard row name)
     algorithm: str
     dataset: str
     dataset_options: dict[str, Any]
@@ -245,7 +245,7 @@ class RunSpec(BaseModel):
     encoding: str
     T: int
     seed: int
-    budget: str
+    budget: Slug
     epochs: int
     batch_size: int
     eval_batch_size: int

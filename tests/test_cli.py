@@ -225,8 +225,8 @@ def test_only_records_of_another_budget_suggest_that_budget(command, tmp_path, m
 
     suite = load_suite("digits-lowT")
     smoke = pd.DataFrame(
-        [{"entry": "bptt", "algorithm": "bptt", "T": 4, "seed": 0, "status": "ok", "top1": 10.0,
-          "budget": "smoke", "suite_version": suite.version, "track": "controlled"}]
+        [{"suite": "digits-lowT", "entry": "bptt", "algorithm": "bptt", "T": 4, "seed": 0, "status": "ok",
+          "top1": 10.0, "budget": "smoke", "suite_version": suite.version, "track": "controlled"}]
     )  # fmt: skip
     monkeypatch.setattr(snnbench.records, "load_records", lambda _: smoke)
     (tmp_path / "digits-lowT" / "runs").mkdir(parents=True)

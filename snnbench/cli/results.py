@@ -54,7 +54,8 @@ def leaderboard(
         if problems:
             err_console.print(
                 f"[red]Error:[/red] {len(problems)} problem(s) in {out / loaded.name} (stale reports: "
-                f"regenerate with `snnbench leaderboard --suite {suite}`; edited or unhashed records)",
+                f"regenerate with `snnbench leaderboard --suite {suite}`; edited, unhashed or copied "
+                "records, records of another suite or of several set-ups in one row)",
                 soft_wrap=True,
             )
             for problem in problems:
