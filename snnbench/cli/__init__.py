@@ -11,6 +11,8 @@ One module per command family, each registering its commands on :data:`app`:
 
 This module holds the app, the shared options and helpers. Only :class:`~snnbench.errors.SnnbenchError` is
 caught (one red line, exit 1, or 2 for bad input); any other exception is a bug and keeps its traceback.
+Exit codes of a command that ran but whose verdict is negative: `run` 3 when any run failed (the others and
+the reports are written); `reproduce`, `leaderboard --check` and `datasets verify` 1.
 Heavy imports (torch) happen inside commands.
 """
 
