@@ -187,12 +187,16 @@ def _ints(value: str | None, option: str, bounds: tuple[int, int] | None = None)
         values = [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
         raise typer.BadParameter(
-            f"expected comma-separated integers, got {value!r}", param_hint=option
+            f"expected comma-separated integers, got {value[:100]!r}", param_hint=option
         ) from None
     if bounds is not None and not (values and all(bounds[0] <= v <= bounds[1] for v in values)):
         raise typer.BadParameter(
-            f"expected comma-separated integers from {bounds[0]} to {bounds[1]}, got {value!r}",
+            f"expected comma-separated integers from {bounds[0]} to {bounds[1]}, got {value[:100]!r}",
             param_hint=option,
+        )
+    if repeated := sorted({v for v in values if values.count(v) > 1}):
+        raise typer.BadParameter(
+            f"expected distinct values; given more than once: {repeated}", param_hint=option
         )
     return values
 

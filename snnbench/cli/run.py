@@ -88,7 +88,7 @@ def run(
             budget=budget,
             algorithms=_names(algorithms),
             timesteps=_ints(timesteps, "--timesteps", (1, MAX_TIMESTEPS)),
-            seeds=_ints(seeds, "--seeds"),
+            seeds=_ints(seeds, "--seeds", (0, 2**32 - 1)),
         )
         if dry_run or not quiet:
             grid = estimate_suite(
