@@ -5,6 +5,10 @@ Per record: *exact* when the final top-1 and every epoch's loss are identical, o
 Per (entry, T) row of the sample: whether the new mean top-1 lies inside the 95 % confidence interval of the
 committed row's mean (Student's t over the committed seeds). Identical numbers need the same CPU model and
 thread count: the environment of both is reported beside the figures.
+
+The verdict (:meth:`Reproduction.problems`, ``reproduce`` exits 1 on any): a retrain that did not end ok, a
+record whose new top-1 is more than ``tolerance`` percentage points (default :data:`TOLERANCE_PP`) from the
+committed one, or a row whose new mean lies outside the committed CI.
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ from typing import Any
 from scipy import stats
 
 from snnbench import events as ev
-from snnbench.errors import SnnbenchError
+from snnbench.errors import RecordError, SnnbenchError
 from snnbench.records import RecordStore, RunRecord
 from snnbench.suite import RunSpec, Suite
 
 ENVIRONMENT_KEYS = ("cpu", "cpu_flags", "torch_build", "torch_threads")
+TOLERANCE_PP = (
+    1.0  # |Δ top-1| of one retrained record, in percentage points, beyond which it does not reproduce
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,8 @@ class RecordCheck:
     new_top1: float | None  # None: the retrained run did not finish ok
     max_loss_difference: float | None  # largest |Δ| over the epochs' losses
     exact: bool
+    status: str = "ok"  # of the retrained run
+    error: str | None = None  # the retrained run's error, when it failed
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,27 @@ class Reproduction:
     rows: list[RowCheck] = field(default_factory=list)
     committed_environments: list[dict[str, Any]] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
+    tolerance: float = TOLERANCE_PP
+
+    def problems(self) -> list[str]:
+        """A line per failed retrain, record beyond the tolerance, row outside its CI; empty: reproduced."""
+        lines = []
+        for c in self.records:
+            if c.new_top1 is None:
+                last = (c.error or "").strip().splitlines()[-1:] or ["no error recorded"]
+                lines.append(f"{c.run_id}: the retrain ended {c.status} ({last[0][:200]})")
+            elif abs(c.new_top1 - c.committed_top1) > self.tolerance:
+                lines.append(
+                    f"{c.run_id}: top-1 {c.new_top1:.2f} against the committed {c.committed_top1:.2f}, "
+                    f"more than {self.tolerance:g} points apart"
+                )
+        lines += [
+            f"{r.entry} T={r.T}: new mean {r.new_mean:.2f} outside the committed 95 % CI "
+            f"[{r.ci_low:.2f}, {r.ci_high:.2f}]"
+            for r in self.rows
+            if r.within is False
+        ]
+        return lines
 
 
 def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
@@ -91,6 +121,8 @@ def _losses(record: RunRecord) -> list[float | None]:
 
 def _check(old: RunRecord, new: RunRecord) -> RecordCheck:
     new_top1 = new.metrics.get("top1") if new.status == "ok" else None
+    if not isinstance(new_top1, (int, float)) or not math.isfinite(new_top1):
+        new_top1 = None
     old_losses, new_losses = _losses(old), _losses(new)
     paired = [(a, b) for a, b in zip(old_losses, new_losses, strict=False) if a is not None and b is not None]
     loss_gap = (
@@ -104,6 +136,8 @@ def _check(old: RunRecord, new: RunRecord) -> RecordCheck:
         new_top1=new_top1,
         max_loss_difference=loss_gap,
         exact=new_top1 == old.metrics["top1"] and new_losses == old_losses,
+        status=new.status if new_top1 is not None or new.status != "ok" else "ok without a top-1",
+        error=new.error,
     )
 
 
@@ -119,9 +153,11 @@ def reproduce(
     device: str = "cpu",
     data_dir: str | Path | None = None,
     on_event: ev.EventSink = ev.ignore,
+    tolerance: float = TOLERANCE_PP,
 ) -> Reproduction:
     """Retrain ``n`` sampled ok records of ``suite_dir`` (of ``budget``, the suite's current version,
-    optionally only ``entries``/``timesteps``) in a temporary folder and compare."""
+    optionally only ``entries``/``timesteps``) in a temporary folder and compare (``tolerance``: see
+    :meth:`Reproduction.problems`)."""
     from snnbench.environment import environment, resolve_device
     from snnbench.runner import run_one
 
@@ -137,8 +173,16 @@ def reproduce(
     ]
     if not committed:
         raise SnnbenchError(f"no ok records of budget {budget!r} to reproduce under {suite_dir}")
+    for record in committed:
+        top1 = record.metrics.get("top1")
+        if not isinstance(top1, (int, float)) or isinstance(top1, bool) or not math.isfinite(top1):
+            raise RecordError(
+                suite_dir / "runs" / f"{record.run_id}.json", f"an ok record without a finite top1 ({top1!r})"
+            )
+    if not (tolerance >= 0 and math.isfinite(tolerance)):
+        raise SnnbenchError(f"--tolerance: expected a number of percentage points >= 0, got {tolerance!r}")
     chosen = sample(committed, n, seed)
-    result = Reproduction(environment=environment(resolve_device(device)))
+    result = Reproduction(environment=environment(resolve_device(device)), tolerance=tolerance)
     with tempfile.TemporaryDirectory() as tmp:
         store = RecordStore(tmp, suite.name)
         for i, old in enumerate(chosen, start=1):
