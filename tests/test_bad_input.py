@@ -153,3 +153,27 @@ def test_a_failed_run_exits_3_and_a_killed_write_leaves_no_tmp_file(write_suite,
     assert sorted(p.name for p in runs.glob(".*.tmp")) == sorted([other_host.name, live.name])
     again = runner.invoke(app, command)  # the failed run is retried, fails again: still 3
     assert again.exit_code == 3 and "Trained 1 runs, skipped 1 with records." in again.output
+
+
+def test_the_billion_laughs_is_refused_in_well_under_a_second_in_a_fresh_process(tmp_path):
+    """Out of process, so that a loader without the alias budget fails this test (by its timeout) rather
+    than hanging the test run."""
+    import subprocess
+    import sys
+
+    path = write(tmp_path, billion_laughs())
+    probe = (
+        "import sys, time; from snnbench.suite import load_suite; from snnbench.errors import SuiteError\n"
+        "import snnbench.algorithms, snnbench.data\n"
+        "start = time.perf_counter()\n"
+        "try:\n    load_suite(sys.argv[1])\nexcept SuiteError as exc:\n    print(exc)\n"
+        "print(f'{time.perf_counter() - start:.3f}')\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("loading the billion-laughs suite did not end within 60 s")
+    message, seconds = done.stdout.splitlines()
+    assert "aliases expand to over 100,000 values" in message and float(seconds) < 0.5, done.stdout
