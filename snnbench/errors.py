@@ -6,22 +6,8 @@ Anything else raised inside snnbench is a bug and keeps its traceback.
 from __future__ import annotations
 
 import difflib
-import reprlib
 from collections.abc import Iterable
 from pathlib import Path
-
-MAX_SHOWN = 200  # characters of a value quoted in an error message
-
-
-def shown(value: object, limit: int = MAX_SHOWN) -> str:
-    """``repr(value)`` cut to ``limit`` characters, built without ever making the whole repr (a value of
-    10⁷ items would otherwise take 35 MB of message)."""
-    brief = reprlib.Repr()
-    brief.maxstring = brief.maxother = limit
-    brief.maxlist = brief.maxtuple = brief.maxdict = brief.maxset = 20
-    brief.maxlevel = 4
-    text = brief.repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class SnnbenchError(Exception):
@@ -39,7 +25,7 @@ class SuiteError(SnnbenchError):
         self.path, self.field, self.expected, self.got = str(path), field, expected, got
         message = f"{path}: {field}: {expected}"
         if got is not None:
-            message += f", got {shown(got)}"
+            message += f", got {got!r}"
         super().__init__(message)
 
 
@@ -52,7 +38,7 @@ class UnknownNameError(SnnbenchError):
         self.kind, self.name = kind, name
         self.available = sorted(available)
         self.suggestions = suggest(name, self.available)
-        message = f"unknown {kind} {shown(name)}"
+        message = f"unknown {kind} {name!r}"
         if self.suggestions:
             message += f"; did you mean {' or '.join(repr(s) for s in self.suggestions)}?"
         else:

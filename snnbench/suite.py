@@ -39,6 +39,26 @@ Timestep = Annotated[int, Field(gt=0, le=MAX_TIMESTEPS)]
 Seed = Annotated[int, Field(ge=0, lt=2**32)]  # NumPy's and scikit-learn's seed range
 MAX_SUITE_BYTES = 1 << 20  # a suite file is tens of KB; beyond 1 MiB it is not a suite
 MAX_YAML_NODES = 100_000  # values after expanding YAML aliases (the largest suite has a few thousand)
+MAX_LAYER_SIZE = 65_536  # units, channels, kernel, stride, padding or pool size of one layer (2¹⁶)
+MAX_SHOWN = 200  # characters of a value quoted in an error message
+
+
+class _Brief:
+    """A value quoted in an error message, cut to :data:`MAX_SHOWN` characters without ever building its
+    whole repr (a value of 10⁷ items once made a 35 MB message)."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        import reprlib
+
+        brief = reprlib.Repr()
+        brief.maxstring = brief.maxother = MAX_SHOWN
+        brief.maxlist = brief.maxtuple = brief.maxdict = brief.maxset = 20
+        brief.maxlevel = 4
+        text = brief.repr(self.value)
+        return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
 
 
 def _distinct(values: list[Any] | None) -> list[Any] | None:
@@ -426,7 +446,13 @@ def load_suite(ref: str | Path) -> Suite:
         raise _suite_error(shown, exc, Suite) from None
     suite = suite.model_copy(update={"path": str(path)})
     suite = _with_plugin_entries(suite, shown)
-    _cross_check(suite, shown)
+    try:
+        _cross_check(suite, shown)
+    except SuiteError as exc:  # an unknown name of 500,000 characters is quoted short
+        if len(str(exc)) <= 2 * MAX_SHOWN + 1000:
+            raise
+        got = None if exc.got is None else _Brief(exc.got)
+        raise SuiteError(exc.path, exc.field, exc.expected[:1000] + "…", got) from None
     return suite
 
 
@@ -471,7 +497,7 @@ def _suite_error(shown: str, exc: ValidationError, model: type[BaseModel], prefi
         loc = loc[:-2]
     field = prefix + ".".join(str(p) for p in loc)
     expected, got = _describe(first, model)
-    return SuiteError(shown, field or "(file)", expected, got)
+    return SuiteError(shown, field or "(file)", expected[:1000], None if got is None else _Brief(got))
 
 
 _EXPECTED = {
@@ -564,9 +590,16 @@ def _cross_check(suite: Suite, shown: str) -> None:
         except ValidationError as exc:
             raise _suite_error(shown, exc, algorithm_cls.Config, where + ".") from None
         try:
-            resolve_architecture(entry.arch)
+            arch = resolve_architecture(entry.arch)
         except SnnbenchError as exc:
             raise SuiteError(shown, where + ".arch", str(exc)) from None
+        except ValueError:  # a size of thousands of digits (int() refuses them)
+            raise SuiteError(shown, where + ".arch", "expected layer sizes of at most 6 digits") from None
+        for layer in arch.layers:
+            sizes = [v for v in vars(layer).values() if isinstance(v, int) and not isinstance(v, bool)]
+            if any(v > MAX_LAYER_SIZE for v in sizes):
+                expected = f"layer sizes from 1 to {MAX_LAYER_SIZE:,} (a typo, not a network)"
+                raise SuiteError(shown, where + ".arch", expected, _Brief(entry.arch))
         if entry.encoding is not None and entry.encoding not in encodings:
             raise SuiteError(
                 shown,

@@ -66,9 +66,7 @@ def test_unknown_architecture_did_you_mean(write_suite):
     assert message.startswith(
         "tiny.yaml: algorithms.bptt.arch: unknown architecture 'mpl'; did you mean 'mlp'? Available:"
     )
-    assert message.endswith(
-        "or a layer notation like 400-400 or 16C3-AP2-128 (cannot read 'mpl'; sizes from 1 to 65536)"
-    )
+    assert message.endswith("or a layer notation like 400-400 or 16C3-AP2-128 (cannot read 'mpl')")
 
 
 def test_literal_lists_allowed_values(write_suite):
@@ -264,10 +262,8 @@ def test_unknown_budget_names_the_suite_file(write_suite):
     assert info.value.exit_code == 2
 
 
-@pytest.mark.parametrize(
-    "arch", ["0", "400-0", "0C3", "16C3s0", "P0", "R0", "1000000000", "400-65537", "65537C3", "B8s65537"]
-)
-def test_layers_of_size_zero_or_over_the_maximum_are_refused(write_suite, arch):
+@pytest.mark.parametrize("arch", ["0", "400-0", "0C3", "16C3s0", "P0", "R0"])
+def test_layers_of_size_zero_are_refused(write_suite, arch):
     message = error_of(write_suite, bptt(arch=arch))
     assert message.startswith("tiny.yaml: algorithms.bptt.arch: unknown architecture")
-    assert message.endswith(f"(cannot read {arch.split('-')[-1]!r}; sizes from 1 to 65536)")
+    assert message.endswith(f"(cannot read {arch.split('-')[-1]!r})")
