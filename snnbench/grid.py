@@ -3,6 +3,7 @@ reports. The chain of calls is one-way: grid → executors → runner (one run) 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from snnbench import events as ev
 from snnbench.algorithms import algorithms
 from snnbench.data import data_root, datasets
 from snnbench.environment import resolve_device
-from snnbench.executors import execute, group_tasks
+from snnbench.executors import execute, group_tasks, has_record, holder
 from snnbench.leaderboard import write_reports as write
 from snnbench.records import RecordStore, RunRecord
 from snnbench.suite import Overrides, RunSpec, Suite, expand, load_suite
@@ -27,6 +28,8 @@ class SuiteResult:
     trained: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # "run_id (host:pid)": left to another process's live lock
+    failed: list[str] = field(default_factory=list)  # trained runs whose record says failed
 
 
 def run_suite(
@@ -47,6 +50,7 @@ def run_suite(
     """Expand a suite, run what has no record (or everything with ``resume=False``) with the chosen
     executor (see :mod:`snnbench.executors`), and write the reports; ``save_models`` keeps each trained
     run's final network."""
+    began = time.time()
     suite = ref if isinstance(ref, Suite) else load_suite(ref)
     specs = expand(suite, overrides)
     resolve_device(device)  # fail before training on a bad device
@@ -62,6 +66,7 @@ def run_suite(
     if todo:  # an unwritable --out, missing or corrupt data fail here, before any training
         datasets.get(suite.dataset)().verify(data_root(data_dir))
         store.ensure_writable()
+        store.remove_stale_temporaries()  # of atomic writes a killed run left behind
     on_event(ev.SuiteStarted(suite.name, len(specs), len(todo), store.root))
     for spec in specs:
         if spec.run_id in done:
@@ -79,9 +84,19 @@ def run_suite(
             address=address,
             on_event=on_event,
             save_models=save_models,
+            recorded_since=0.0 if resume else began,
         )
     result.records += records
     result.trained += [r.run_id for r in records]
+    result.failed += [r.run_id for r in records if r.status == "failed"]
+    for spec in todo:  # not trained here: claimed by a concurrent run, which may have finished it meanwhile
+        if spec.run_id in result.trained:
+            continue
+        if has_record(store, spec, 0.0 if resume else began):
+            result.skipped.append(spec.run_id)
+            result.records.append(store.load(spec.run_id))  # type: ignore[arg-type]  # has_record: it exists
+        else:
+            result.held.append(f"{spec.run_id} ({holder(store, spec.run_id) or 'lock released, no record'})")
     if write_reports and result.records:  # nothing to report when every run was claimed elsewhere
         with store.reports_lock():
             result.files = write(suite, store.root, (overrides or Overrides()).budget)

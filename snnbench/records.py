@@ -16,7 +16,10 @@ import hashlib
 import json
 import math
 import os
+import re
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -80,6 +83,16 @@ def umask_mode(mode: int) -> int:
     return mode & ~mask
 
 
+def temporary_prefix(path: Path) -> str:
+    """The name start of ``path``'s temporary files: ``.<name>.<pid>@<host>+`` (then a random part and
+    ``.tmp``), so that :meth:`RecordStore.remove_stale_temporaries` knows whose write left one behind."""
+    return f".{path.name}.{os.getpid()}@{socket.gethostname()}+"
+
+
+TEMPORARY = re.compile(r"\.(\d+)@([^+/@]*)\+[^/]*\.tmp$")
+ORPHAN_AFTER_S = 3600.0  # a temporary file of another host (or unnamed) untouched this long is a leftover
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same directory, fsync, then ``os.replace``: never half a file.
     The file gets the permissions a plain ``open`` would give (the umask's). A file system error (read-only
@@ -87,7 +100,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=".tmp")
     except OSError as exc:
         raise OutputError(path, exc.strerror or str(exc)) from None
     try:
@@ -224,6 +237,31 @@ class RecordStore:
         except OutputError as exc:
             raise OutputError(self.root, exc.reason) from None
         probe.unlink()
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the ``.*.tmp`` files that killed atomic writes left under the suite's folder; returns them.
+        A file is a leftover when the process named in it (this host) is gone or started after the file was
+        last written, or when it names another host (or nothing) and is over :data:`ORPHAN_AFTER_S` old; a
+        write in progress is never touched."""
+        from snnbench.executors import process_started
+
+        removed = []
+        for path in self.root.rglob(".*.tmp") if self.root.is_dir() else []:
+            try:
+                modified = path.stat().st_mtime
+            except OSError:
+                continue
+            match = TEMPORARY.search(path.name)
+            if match and match[2] == socket.gethostname():
+                started = process_started(int(match[1]))
+                stale = started is None or started > modified + 1.0
+            else:
+                stale = time.time() - modified > ORPHAN_AFTER_S
+            if stale:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed.append(path)
+        return removed
 
     def load(self, run_id: str) -> RunRecord | None:
         """The record of ``run_id``, or None."""

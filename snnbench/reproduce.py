@@ -7,6 +7,10 @@ mean top-1 lies inside the 95 % confidence interval of the committed row's mean 
 committed seeds). Identical numbers need the same CPU model and thread count: the environment of both is
 reported beside the figures. A record whose spec does not validate or hash to its run id is refused before
 any training.
+
+The verdict (:meth:`Reproduction.problems`, ``reproduce`` exits 1 on any): a retrain that did not end ok, a
+record whose new top-1 is more than ``tolerance`` percentage points (default :data:`TOLERANCE_PP`) from the
+committed one, or a row whose new mean lies outside the committed CI.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from snnbench.records import RecordStore, RunRecord, metrics_problem, read_recor
 from snnbench.suite import RunSpec, Suite, canonical_sha256
 
 ENVIRONMENT_KEYS = ("cpu", "cpu_flags", "torch_build", "torch_threads")
+TOLERANCE_PP = (
+    1.0  # |Δ top-1| of one retrained record, in percentage points, beyond which it does not reproduce
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,8 @@ class RecordCheck:
     new_top1: float | None  # None: the retrained run did not finish ok
     max_loss_difference: float | None  # largest |Δ| over the epochs' losses
     exact: bool
+    status: str = "ok"  # of the retrained run
+    error: str | None = None  # the retrained run's error, when it failed
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,27 @@ class Reproduction:
     rows: list[RowCheck] = field(default_factory=list)
     committed_environments: list[dict[str, Any]] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
+    tolerance: float = TOLERANCE_PP
+
+    def problems(self) -> list[str]:
+        """A line per failed retrain, record beyond the tolerance, row outside its CI; empty: reproduced."""
+        lines = []
+        for c in self.records:
+            if c.new_top1 is None:
+                last = (c.error or "").strip().splitlines()[-1:] or ["no error recorded"]
+                lines.append(f"{c.run_id}: the retrain ended {c.status} ({last[0][:200]})")
+            elif abs(c.new_top1 - c.committed_top1) > self.tolerance:
+                lines.append(
+                    f"{c.run_id}: top-1 {c.new_top1:.2f} against the committed {c.committed_top1:.2f}, "
+                    f"more than {self.tolerance:g} points apart"
+                )
+        lines += [
+            f"{r.entry} T={r.T}: new mean {r.new_mean:.2f} outside the committed 95 % CI "
+            f"[{r.ci_low:.2f}, {r.ci_high:.2f}]"
+            for r in self.rows
+            if r.within is False
+        ]
+        return lines
 
 
 def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
@@ -94,6 +124,8 @@ def _losses(record: RunRecord) -> list[float | None]:
 
 def _check(old: RunRecord, new: RunRecord) -> RecordCheck:
     new_top1 = new.metrics.get("top1") if new.status == "ok" else None
+    if not isinstance(new_top1, (int, float)) or not math.isfinite(new_top1):
+        new_top1 = None
     old_losses, new_losses = _losses(old), _losses(new)
     paired = [(a, b) for a, b in zip(old_losses, new_losses, strict=False) if a is not None and b is not None]
     loss_gap = (
@@ -107,6 +139,8 @@ def _check(old: RunRecord, new: RunRecord) -> RecordCheck:
         new_top1=new_top1,
         max_loss_difference=loss_gap,
         exact=new_top1 == old.metrics["top1"] and new_losses == old_losses,
+        status=new.status if new_top1 is not None or new.status != "ok" else "ok without a top-1",
+        error=new.error,
     )
 
 
@@ -139,9 +173,11 @@ def reproduce(
     device: str = "cpu",
     data_dir: str | Path | None = None,
     on_event: ev.EventSink = ev.ignore,
+    tolerance: float = TOLERANCE_PP,
 ) -> Reproduction:
     """Retrain ``n`` sampled ok records of ``suite_dir`` (of ``budget``, the suite's current version,
-    optionally only ``entries``/``timesteps``) in a temporary folder and compare."""
+    optionally only ``entries``/``timesteps``) in a temporary folder and compare (``tolerance``: see
+    :meth:`Reproduction.problems`)."""
     from snnbench.environment import environment, resolve_device
     from snnbench.runner import run_one
 
@@ -164,9 +200,11 @@ def reproduce(
     for record in committed:  # an ok record without a top-1 cannot be compared with
         if problem := metrics_problem(record, ranked=True):
             raise RecordError(file_of[id(record)], problem)
+    if not (tolerance >= 0 and math.isfinite(tolerance)):
+        raise SnnbenchError(f"--tolerance: expected a number of percentage points >= 0, got {tolerance!r}")
     chosen = sample(committed, n, seed)
     specs = [run_spec(old, file_of[id(old)]) for old in chosen]  # every spec checked before any training
-    result = Reproduction(environment=environment(resolve_device(device)))
+    result = Reproduction(environment=environment(resolve_device(device)), tolerance=tolerance)
     with tempfile.TemporaryDirectory() as tmp:
         store = RecordStore(tmp, suite.name)
         for i, (old, spec) in enumerate(zip(chosen, specs, strict=True), start=1):

@@ -2,9 +2,12 @@
 
 Each run of the expanded grid is ``done`` (an ok or diverged record of the current method version and
 source), ``stale`` (a record made by another version or source: ``run`` keeps it, the leaderboard flags it),
-``failed``, ``running`` (its lock is held by a live process, or by another host), ``resumable`` (a
-checkpoint but no holder: ``run`` resumes it) or ``pending``. The time left is the mean wall time of the
-entry's finished records (start to end, evaluation included) times its unfinished runs, one at a time.
+``failed``, ``running`` (its lock is held by a live process, or by another host that keeps refreshing it),
+``resumable`` (a checkpoint but no holder: ``run`` resumes it) or ``pending``. A stale lock (its process is
+gone or its pid reused, another host stopped refreshing it, an empty or unreadable file: see
+:mod:`snnbench.executors`) does not make a run ``running``: it is listed apart, and ``run`` takes it over.
+The time left is the mean wall time of the entry's finished records (start to end, evaluation included)
+times its unfinished runs, one at a time.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class EntryStatus:
     counts: Counter[str] = field(default_factory=Counter)
     seconds_per_run: float | None = None  # mean over finished records; None when there are none
     running: list[str] = field(default_factory=list)  # "run_id (host:pid)"
+    stale_locks: list[str] = field(default_factory=list)  # "run_id (host:pid: why it is stale)"
 
     @property
     def eta_s(self) -> float | None:
@@ -45,7 +49,7 @@ def _seconds(started: str, finished: str) -> float:
 
 def suite_status(suite: Suite, out_dir: str | Path, budget: str | None = None) -> list[EntryStatus]:
     """The state of every run in ``suite``'s grid (budget default: the suite's), grouped by entry."""
-    from snnbench.executors import holder
+    from snnbench.executors import lock_state
     from snnbench.leaderboard import _current_sources
 
     current = _current_sources()
@@ -63,10 +67,12 @@ def suite_status(suite: Suite, out_dir: str | Path, budget: str | None = None) -
                 durations.setdefault(spec.entry, []).append(_seconds(record.started_at, record.finished_at))
                 made_by = (record.algorithm_version, record.algorithm_source_sha256)
                 state = "done" if current.get(record.algorithm) == made_by else "stale"
-        elif (who := holder(store, spec.run_id)) is not None:
+        elif (lock := lock_state(store, spec.run_id)) is not None and lock.stale is None:
             state = "running"
-            status.running.append(f"{spec.run_id} ({who})")
+            status.running.append(f"{spec.run_id} ({lock.owner})")
         else:
+            if lock is not None:
+                status.stale_locks.append(f"{spec.run_id} ({lock.owner}: {lock.stale})")
             state = "resumable" if store.checkpoint_path(spec.run_id).is_file() else "pending"
         status.counts[state] += 1
     for entry, seconds in durations.items():

@@ -36,6 +36,38 @@ def _slug(value: str) -> str:
 
 Slug = Annotated[str, AfterValidator(_slug)]
 Timestep = Annotated[int, Field(gt=0, le=MAX_TIMESTEPS)]
+Seed = Annotated[int, Field(ge=0, lt=2**32)]  # NumPy's and scikit-learn's seed range
+MAX_SUITE_BYTES = 1 << 20  # a suite file is tens of KB; beyond 1 MiB it is not a suite
+MAX_YAML_NODES = 100_000  # values after expanding YAML aliases (the largest suite has a few thousand)
+MAX_LAYER_SIZE = 65_536  # units, channels, kernel, stride, padding or pool size of one layer (2¹⁶)
+MAX_SHOWN = 200  # characters of a value quoted in an error message
+
+
+class _Brief:
+    """A value quoted in an error message, cut to :data:`MAX_SHOWN` characters without ever building its
+    whole repr (a value of 10⁷ items once made a 35 MB message)."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        import reprlib
+
+        brief = reprlib.Repr()
+        brief.maxstring = brief.maxother = MAX_SHOWN
+        brief.maxlist = brief.maxtuple = brief.maxdict = brief.maxset = 20
+        brief.maxlevel = 4
+        text = brief.repr(self.value)
+        return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
+
+
+def _distinct(values: list[Any] | None) -> list[Any] | None:
+    """A grid axis lists each value once (a repeated seed or T would train the same run twice)."""
+    if values is not None:
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise ValueError(f"expected distinct values; given more than once: {repeated}")
+    return values
 
 
 class Budget(BaseModel):
@@ -127,7 +159,7 @@ class AlgorithmEntry(BaseModel):
     algorithm: str | None = None  # registered method; default: the entry's key
     arch: str
     encoding: str | None = None
-    timesteps: list[Timestep] | None = Field(None, min_length=1)
+    timesteps: Annotated[list[Timestep] | None, AfterValidator(_distinct)] = Field(None, min_length=1)
     budgets: dict[Slug, BudgetOverride] = Field(default_factory=dict)
     track: Track = "official"
     preprocess: Preprocess | None = None
@@ -145,8 +177,8 @@ class Energy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    e_ac_pj: float = Field(0.9, gt=0.0, description="32-bit float add")
-    e_mac_pj: float = Field(4.6, gt=0.0, description="32-bit float multiply-add")
+    e_ac_pj: float = Field(0.9, gt=0.0, le=1e6, description="32-bit float add")
+    e_mac_pj: float = Field(4.6, gt=0.0, le=1e6, description="32-bit float multiply-add")  # ≤ 1 µJ per op
 
 
 class ReferenceRow(BaseModel):
@@ -173,7 +205,7 @@ class Validation(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     fraction: float = Field(0.1, gt=0.0, lt=1.0)
-    seed: int = 0
+    seed: Seed = 0
     select: bool = False  # also report the test accuracy of the validation-selected epoch (secondary column)
 
 
@@ -183,8 +215,8 @@ class Tuning(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     trials: int = Field(gt=0)
-    T: int = Field(gt=0)  # the time step the trials train at (an entry whose grid lacks it uses its first T)
-    seed: int = 0  # the trials' training seed and the sampler's seed
+    T: Timestep  # the time step the trials train at (an entry whose grid lacks it uses its first T)
+    seed: Seed = 0  # the trials' training seed and the sampler's seed
     budget: str | None = None  # default: the suite's default budget
     tracks: list[Track] = Field(default_factory=lambda: ["controlled"])
 
@@ -210,8 +242,8 @@ class Suite(BaseModel):
     dataset: str
     dataset_options: dict[str, Any] = Field(default_factory=dict)
     encoding: str | None = None
-    timesteps: list[Timestep]
-    seeds: list[int]
+    timesteps: Annotated[list[Timestep], AfterValidator(_distinct)]
+    seeds: Annotated[list[Seed], AfterValidator(_distinct)]
     default_budget: str = "full"
     budgets: dict[Slug, Budget]
     algorithms: dict[Slug, AlgorithmEntry] = Field(min_length=1)
@@ -328,7 +360,44 @@ def _display(path: Path) -> str:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (plain YAML keeps the last)."""
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (plain YAML keeps the last), and
+    aliases that expand to more than :data:`MAX_YAML_NODES` values or into themselves (a "billion laughs"
+    file of 1 KB would otherwise build 10⁹ values), before anything is built."""
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        sizes: dict[int, int] = {}
+        open_: set[int] = set()  # the nodes on the path being walked (depth first)
+        pending: list[tuple[yaml.Node, bool]] = [(node, False)]
+        while pending:  # expanded size of every node, each counted once (aliases share their node)
+            current, children_done = pending.pop()
+            if id(current) in sizes:
+                continue
+            if not children_done and id(current) in open_:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "an alias refers to a value that contains it", current.start_mark
+                )
+            children = (
+                [n for pair in current.value for n in pair]
+                if isinstance(current, yaml.MappingNode)
+                else current.value
+                if isinstance(current, yaml.SequenceNode)
+                else []
+            )
+            if children_done:
+                open_.discard(id(current))
+                sizes[id(current)] = 1 + sum(sizes[id(c)] for c in children)
+                if sizes[id(current)] > MAX_YAML_NODES:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"aliases expand to over {MAX_YAML_NODES:,} values", current.start_mark
+                    )
+                continue
+            open_.add(id(current))
+            pending.append((current, True))
+            pending += [(c, False) for c in children if id(c) not in sizes]
+        return self.construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -347,7 +416,13 @@ def load_suite(ref: str | Path) -> Suite:
     path = find_suite(ref)
     shown = _display(path)
     try:
+        if (size := path.stat().st_size) > MAX_SUITE_BYTES:  # find_suite: a regular file
+            raise SuiteError(
+                shown, "(file)", f"{size:,} bytes, over the {MAX_SUITE_BYTES >> 20} MiB of a suite file"
+            )
         raw = yaml.load(path.read_bytes().decode("utf-8"), Loader=_UniqueKeyLoader)
+    except RecursionError:
+        raise SuiteError(shown, "(file)", "nested too deeply") from None
     except OSError as exc:
         raise SuiteError(shown, "(file)", f"cannot be read ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
@@ -363,14 +438,34 @@ def load_suite(ref: str | Path) -> Suite:
         raise SuiteError(shown, "(file)", f"not valid YAML{where}: {problem}") from None
     if not isinstance(raw, dict):
         raise SuiteError(shown, "(file)", "expected a mapping of suite fields", type(raw).__name__)
+    if (where := _non_finite(raw)) is not None:
+        raise SuiteError(shown, where[0], "expected a finite number", where[1])
     try:
         suite = Suite.model_validate(raw)
     except ValidationError as exc:
         raise _suite_error(shown, exc, Suite) from None
     suite = suite.model_copy(update={"path": str(path)})
     suite = _with_plugin_entries(suite, shown)
-    _cross_check(suite, shown)
+    try:
+        _cross_check(suite, shown)
+    except SuiteError as exc:  # an unknown name of 500,000 characters is quoted short
+        if len(str(exc)) <= 2 * MAX_SHOWN + 1000:
+            raise
+        got = None if exc.got is None else _Brief(exc.got)
+        raise SuiteError(exc.path, exc.field, exc.expected[:1000] + "…", got) from None
     return suite
+
+
+def _non_finite(value: Any, where: str = "") -> tuple[str, float] | None:
+    """The field (dotted path) and value of the first NaN or infinity in a suite's data, if any: no setting
+    of a suite is meaningful as one (an ``lr: .inf`` was stored as null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "(file)", value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if (found := _non_finite(item, f"{where}.{key}" if where else str(key))) is not None:
+            return found
+    return None
 
 
 def _with_plugin_entries(suite: Suite, shown: str) -> Suite:
@@ -402,7 +497,7 @@ def _suite_error(shown: str, exc: ValidationError, model: type[BaseModel], prefi
         loc = loc[:-2]
     field = prefix + ".".join(str(p) for p in loc)
     expected, got = _describe(first, model)
-    return SuiteError(shown, field or "(file)", expected, got)
+    return SuiteError(shown, field or "(file)", expected[:1000], None if got is None else _Brief(got))
 
 
 _EXPECTED = {
@@ -495,9 +590,16 @@ def _cross_check(suite: Suite, shown: str) -> None:
         except ValidationError as exc:
             raise _suite_error(shown, exc, algorithm_cls.Config, where + ".") from None
         try:
-            resolve_architecture(entry.arch)
+            arch = resolve_architecture(entry.arch)
         except SnnbenchError as exc:
             raise SuiteError(shown, where + ".arch", str(exc)) from None
+        except ValueError:  # a size of thousands of digits (int() refuses them)
+            raise SuiteError(shown, where + ".arch", "expected layer sizes of at most 6 digits") from None
+        for layer in arch.layers:
+            sizes = [v for v in vars(layer).values() if isinstance(v, int) and not isinstance(v, bool)]
+            if any(v > MAX_LAYER_SIZE for v in sizes):
+                expected = f"layer sizes from 1 to {MAX_LAYER_SIZE:,} (a typo, not a network)"
+                raise SuiteError(shown, where + ".arch", expected, _Brief(entry.arch))
         if entry.encoding is not None and entry.encoding not in encodings:
             raise SuiteError(
                 shown,
@@ -633,8 +735,8 @@ class Overrides(BaseModel):
 
     budget: str | None = None
     algorithms: list[str] | None = None
-    timesteps: list[Timestep] | None = None
-    seeds: list[int] | None = None
+    timesteps: Annotated[list[Timestep] | None, AfterValidator(_distinct)] = None
+    seeds: Annotated[list[Seed] | None, AfterValidator(_distinct)] = None
 
 
 def expand(suite: Suite, overrides: Overrides | None = None) -> list[RunSpec]:

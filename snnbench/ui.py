@@ -111,6 +111,8 @@ def reproduction_tables(result: Any) -> list[Table]:
         delta = "–" if c.new_top1 is None else f"{c.new_top1 - c.committed_top1:+.2f}"
         loss = "–" if c.max_loss_difference is None else f"{c.max_loss_difference:.3g}"
         verdict = "[green]exact[/green]" if c.exact else "[yellow]differs[/yellow]"
+        if c.new_top1 is None:
+            verdict = f"[red]{c.status}[/red]"
         records.add_row(c.run_id, f"{c.committed_top1:.2f}", new, delta, loss, verdict)
     rows = Table(title="rows: new mean against the committed 95 % CI", header_style="bold")
     for column in ("algorithm", "T", "committed mean [95 % CI] (n)", "new mean (n)", "within"):

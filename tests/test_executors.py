@@ -127,3 +127,140 @@ def test_runs_flush_subnormals_and_leave_the_process_as_they_found_it(write_suit
     pool = run_suite(path, out_dir=tmp_path / "pool", device="cpu", executor="pool", jobs=1)
     assert [r.environment["flush_denormal"] for r in local.records + pool.records] == [True, True]
     assert not flushes_denormals()
+
+
+# locks that never block forever (issue 47) --------------------------------------------------------------
+def _lock_of(tmp_path, write_suite):
+    from snnbench.suite import expand, load_suite
+
+    path = write_suite()
+    (spec,) = expand(load_suite(path))
+    store = RecordStore(tmp_path, "tiny")
+    store.checkpoints.mkdir(parents=True, exist_ok=True)
+    return path, spec, store, store.checkpoints / f"{spec.run_id}.lock"
+
+
+def _my_lock(**changes) -> str:
+    import os
+    import socket
+    import time
+
+    import psutil
+
+    data = {"host": socket.gethostname(), "pid": os.getpid(),
+            "process_started": psutil.Process().create_time(), "locked_at": time.time()}  # fmt: skip
+    return json.dumps({**data, **changes})
+
+
+def _old(path, seconds: float) -> None:
+    import os
+    import time
+
+    os.utime(path, (time.time() - seconds, time.time() - seconds))
+
+
+def _stale_cases(spec_lock):
+    """(what the lock file says, how to age it, why it is stale) for every lock no running process holds."""
+    import os
+    import socket
+
+    import psutil
+
+    started = psutil.Process().create_time()
+    host = socket.gethostname()
+    return {
+        "dead pid": (f"{host}:999999999", None, "process 999999999 is gone"),
+        "pid reused (lock older than its process)": (
+            _my_lock(process_started=None, locked_at=started - 100), None, "started after the lock"),
+        "pid reused (another start time recorded)": (
+            _my_lock(process_started=started - 50, locked_at=started + 1), None, "not the one that took"),
+        "pid reused (old host:pid form, file older than its process)": (
+            f"{host}:{os.getpid()}", 10**6, "started after the lock"),
+        "another host, not refreshed": ("elsewhere.example:4242", 10**4, "not refreshed for"),
+        "empty file": ("", None, "empty lock file"),
+        "unreadable file": ("\x00\ufffdgarbage", None, "unreadable lock file"),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(_stale_cases(None)))
+def test_stale_locks_are_taken_over_with_a_warning_and_shown_stale(case, write_suite, tmp_path):
+    from snnbench.executors import claim, holder, lock_state, release
+    from snnbench.status import suite_status
+    from snnbench.suite import load_suite
+
+    path, spec, store, lock = _lock_of(tmp_path, write_suite)
+    text, age, why = _stale_cases(None)[case]
+    lock.write_text(text)
+    if age:
+        _old(lock, age)
+    assert holder(store, spec.run_id) is None and why in lock_state(store, spec.run_id).stale
+    (status,) = suite_status(load_suite(path), tmp_path)
+    assert dict(status.counts) == {"pending": 1} and status.running == []
+    assert len(status.stale_locks) == 1 and why in status.stale_locks[0]
+    with pytest.warns(UserWarning, match="taking over a stale lock"):
+        assert claim(store, spec.run_id)
+    assert json.loads(lock.read_text())["pid"] == __import__("os").getpid()  # ours now, with our name
+    release(store, spec.run_id)
+
+
+def test_live_locks_hold_and_are_named(write_suite, tmp_path, monkeypatch):
+    import os
+    import socket
+
+    from typer.testing import CliRunner
+
+    from snnbench.cli import app
+    from snnbench.executors import claim, holder
+
+    path, spec, store, lock = _lock_of(tmp_path, write_suite)
+    live = {
+        "this process, as it wrote it": _my_lock(),
+        "parent process, old host:pid form": f"{socket.gethostname()}:{os.getppid()}",
+        "another host, refreshed": "elsewhere.example:4242",
+    }
+    for text in live.values():
+        lock.write_text(text)
+        assert holder(store, spec.run_id) is not None and not claim(store, spec.run_id)
+    cli = CliRunner().invoke(app, ["run", "--suite", str(path), "--out", str(tmp_path), "--device", "cpu"])
+    assert cli.exit_code == 0, cli.output
+    assert f"Nothing trained here: 0 runs have records; 1 held by another process's lock: {spec.run_id} " \
+        "(elsewhere.example:4242)" in cli.output  # fmt: skip
+    assert "Nothing to train" not in cli.output
+    status = CliRunner().invoke(app, ["status", "--suite", str(path), "--out", str(tmp_path)])
+    assert f"running: {spec.run_id} (elsewhere.example:4242)" in status.output
+    monkeypatch.setenv("SNNBENCH_LOCK_STALE_S", "0")  # the other host stopped refreshing it
+    _old(lock, 1)
+    assert holder(store, spec.run_id) is None
+
+
+def test_a_claim_rechecks_for_a_record_written_meanwhile(write_suite, tmp_path, monkeypatch):
+    """Two `run`s into one --out: the second claims a run only after the first released it with its record
+    written; it must not train it again (issue 47: 9 trainings for 8 runs)."""
+    import shutil
+
+    from snnbench import executors, runner
+
+    path = write_suite()
+    first = run_suite(path, out_dir=tmp_path / "first", device="cpu")
+    (record_file,) = (tmp_path / "first" / "tiny" / "runs").glob("*.json")
+    real_claim, trained = executors.claim, []
+
+    def claim_after_the_other_run(store, run_id):  # the concurrent run finishes while we wait for the lock
+        store.runs.mkdir(parents=True, exist_ok=True)
+        shutil.copy(record_file, store.record_path(run_id))
+        return real_claim(store, run_id)
+
+    real_run_one = runner.run_one
+    monkeypatch.setattr(
+        runner, "run_one", lambda spec, *a, **k: trained.append(spec) or real_run_one(spec, *a, **k)
+    )
+    monkeypatch.setattr(executors, "claim", claim_after_the_other_run)
+    second = run_suite(path, out_dir=tmp_path / "second", device="cpu")
+    assert trained == [] and second.trained == [] and second.skipped == first.trained and second.held == []
+    assert [r.run_id for r in second.records] == first.trained
+    # --no-resume: a record written meanwhile is kept, one older than this run is replaced
+    again = run_suite(path, out_dir=tmp_path / "second", device="cpu", resume=False)
+    assert trained == [] and again.trained == [] and again.skipped == first.trained
+    monkeypatch.setattr(executors, "claim", real_claim)
+    again = run_suite(path, out_dir=tmp_path / "second", device="cpu", resume=False)
+    assert len(trained) == 1 and again.trained == first.trained

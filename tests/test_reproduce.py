@@ -56,3 +56,38 @@ def test_same_machine_reproduces_exactly_and_an_edited_record_falls_outside_its_
     assert cli.exit_code == 1, cli.output
     assert "exact" not in cli.output and "11.00 [" in cli.output  # the record differs; the row is outside
     assert not list(RecordStore(out, "tiny").runs.glob(".*")) and len(list(out.rglob("*.json"))) == 2
+
+
+def test_a_record_beyond_the_tolerance_or_a_failed_retrain_exits_1(write_suite, tmp_path, monkeypatch):
+    """Issue 47: `reproduce` exited 0 on "differs" and left failed retrains out of its verdict."""
+    import inspect
+
+    from snnbench import runner as runner_module
+    from snnbench.cli.records import reproduce as reproduce_command
+    from snnbench.reproduce import TOLERANCE_PP
+
+    assert inspect.signature(reproduce_command).parameters["tolerance"].default == TOLERANCE_PP
+    path = write_suite({"seeds": [0, 1]})
+    suite, out = load_suite(path), tmp_path / "results"
+    run_suite(suite, out_dir=out, device="cpu", write_reports=False)
+    files = sorted((out / "tiny" / "runs").glob("*.json"))
+    for shift, file in zip((5.0, -5.0), files, strict=True):  # a wide CI around the true mean
+        data = json.loads(file.read_text())
+        data["metrics"]["top1"] += shift
+        file.write_text(json.dumps(data))
+    command = ["reproduce", "--suite", str(path), "--out", str(out), "--sample", "1"]
+    cli = runner.invoke(app, command)
+    assert cli.exit_code == 1, cli.output
+    assert "does not reproduce: " in cli.output and "more than 1 points apart" in cli.output
+    assert "outside the committed" not in cli.output  # the row is inside its CI: the record alone fails
+    assert runner.invoke(app, [*command, "--tolerance", "6"]).exit_code == 0
+
+    real = runner_module.run_one
+
+    def failing(*args, **kwargs):
+        record = real(*args, **kwargs)
+        return record.model_copy(update={"status": "failed", "error": "Traceback\nRuntimeError: boom"})
+
+    monkeypatch.setattr(runner_module, "run_one", failing)
+    cli = runner.invoke(app, [*command, "--tolerance", "6"])
+    assert cli.exit_code == 1 and "the retrain ended failed (RuntimeError: boom)" in cli.output, cli.output

@@ -11,6 +11,8 @@ One module per command family, each registering its commands on :data:`app`:
 
 This module holds the app, the shared options and helpers. Only :class:`~snnbench.errors.SnnbenchError` is
 caught (one red line, exit 1, or 2 for bad input); any other exception is a bug and keeps its traceback.
+Exit codes of a command that ran but whose verdict is negative: `run` 3 when any run failed (the others and
+the reports are written); `reproduce`, `leaderboard --check` and `datasets verify` 1.
 Heavy imports (torch) happen inside commands.
 """
 
@@ -185,12 +187,16 @@ def _ints(value: str | None, option: str, bounds: tuple[int, int] | None = None)
         values = [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
         raise typer.BadParameter(
-            f"expected comma-separated integers, got {value!r}", param_hint=option
+            f"expected comma-separated integers, got {value[:100]!r}", param_hint=option
         ) from None
     if bounds is not None and not (values and all(bounds[0] <= v <= bounds[1] for v in values)):
         raise typer.BadParameter(
-            f"expected comma-separated integers from {bounds[0]} to {bounds[1]}, got {value!r}",
+            f"expected comma-separated integers from {bounds[0]} to {bounds[1]}, got {value[:100]!r}",
             param_hint=option,
+        )
+    if repeated := sorted({v for v in values if values.count(v) > 1}):
+        raise typer.BadParameter(
+            f"expected distinct values; given more than once: {repeated}", param_hint=option
         )
     return values
 

@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
-from snnbench.cli import Plugins, _fail, _ints, _load_plugins, _names, app, console, say
+from snnbench.cli import Plugins, _fail, _ints, _load_plugins, _names, app, console, err_console, say
+
+RUN_FAILED_EXIT = 3  # `run` finished, but at least one run's record says failed
 
 
 class Device(str, Enum):
@@ -67,7 +69,8 @@ def run(
         ),
     ] = False,
 ) -> None:
-    """Train and evaluate a suite's grid (algorithms × T × seeds); write records, leaderboard and plots."""
+    """Train and evaluate a suite's grid (algorithms × T × seeds); write records, leaderboard and plots.
+    Exit 3 when any run failed (its record says why; the other runs and the reports are written)."""
     from snnbench.errors import SnnbenchError
 
     try:
@@ -85,7 +88,7 @@ def run(
             budget=budget,
             algorithms=_names(algorithms),
             timesteps=_ints(timesteps, "--timesteps", (1, MAX_TIMESTEPS)),
-            seeds=_ints(seeds, "--seeds"),
+            seeds=_ints(seeds, "--seeds", (0, 2**32 - 1)),
         )
         if dry_run or not quiet:
             grid = estimate_suite(
@@ -117,17 +120,35 @@ def run(
         raise _fail(exc) from None
     if not quiet:
         console.print(summary_table(result))
-    if not result.trained:  # the one line --quiet keeps (errors are printed either way)
+    held = ""
+    if result.held:  # claimed by live processes elsewhere: named, so that a stuck lock can be found
+        shown = ", ".join(result.held[:5]) + (
+            f" and {len(result.held) - 5} more" if len(result.held) > 5 else ""
+        )
+        held = f"; {len(result.held)} held by another process's lock: {shown}"
+    if not result.trained and not result.held:  # the one line --quiet keeps (errors are printed either way)
         say(
             f"Nothing to train: all {len(result.skipped)} runs already have records "
             "(use --no-resume to rerun)."
         )
+    elif not result.trained:
+        say(f"Nothing trained here: {len(result.skipped)} runs have records{held}.")
     else:
-        say(f"Trained {len(result.trained)} runs, skipped {len(result.skipped)} with records.")
+        say(f"Trained {len(result.trained)} runs, skipped {len(result.skipped)} with records{held}.")
     if not quiet:
         say(f"Records: {result.out_dir / 'runs'}")
         for path in result.files:
             say(f"Wrote {path}")
+    if result.failed:
+        shown = ", ".join(result.failed[:5]) + (" …" if len(result.failed) > 5 else "")
+        err_console.print(
+            f"[red]Error:[/red] {len(result.failed)} of {len(result.trained)} runs failed (recorded with "
+            f"status failed and their error; the others are complete): {shown}",
+            highlight=False,
+            markup=True,
+            soft_wrap=True,
+        )
+        raise typer.Exit(RUN_FAILED_EXIT)
 
 
 @app.command(epilog="Example: snnbench tune --suite digits-lowT --algorithms bptt --trials 8")
@@ -212,4 +233,6 @@ def status(
     for s in statuses:
         for line in s.running:
             say(f"running: {line}")
+        for line in s.stale_locks:
+            say(f"stale lock (run takes it over): {line}")
     say(summary_line(statuses))

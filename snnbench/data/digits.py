@@ -21,7 +21,7 @@ class DigitsOptions(DatasetOptions):
     """Split of the 1,797 images."""
 
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    split_seed: int = 0
+    split_seed: int = Field(0, ge=0, lt=2**32)  # scikit-learn's random_state range
 
 
 @datasets.register("digits")

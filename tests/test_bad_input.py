@@ -1,0 +1,182 @@
+"""Bad input, as a hostile user or a faulty machine gives it (issue 47), one case per row: what was tried and
+what must come out. Every suite case fails at load, before any training, with one line on stderr that names
+the file and the field, no traceback, and a non-zero exit code; quoted values are cut short."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from snnbench.cli import app
+
+runner = CliRunner()
+PLUGIN = Path(__file__).parent / "fixtures" / "plugins" / "testing_methods.py"
+
+
+def billion_laughs() -> str:
+    """The classic alias bomb (10⁹ leaves once expanded) as a suite's ``timesteps``."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, 10):
+        prev = f"*a{level - 1}"
+        lines.append(f"a{level}: &a{level} [{', '.join([prev] * 10)}]")
+    return "\n".join(lines) + "\ntimesteps: *a9\n"
+
+
+def bptt(**changes):
+    return {"algorithms": {"bptt": {"arch": "mlp", "lr": 0.01, **changes}}}
+
+
+# (case, what the suite file gets: a dict merged into the tiny suite or YAML text appended, field, message)
+SUITE_CASES = [
+    ("billion laughs (YAML aliases)", billion_laughs(), "(file)", "aliases expand to over 100,000"),
+    ("alias into itself", "loop: &loop [1, *loop]\n", "(file)", "alias refers to a value that contains it"),
+    ("nesting 100,000 deep", "deep: " + "[" * 100_000 + "]" * 100_000 + "\n", "(file)", "nested too deeply"),
+    ("file over 1 MiB", f"description: {'x' * (1 << 20)}\n", "(file)", "over the 1 MiB of a suite file"),
+    ("seed 2**70", {"seeds": [2**70]}, "seeds.0", "less than 4294967296"),
+    ("negative seed", {"seeds": [-1]}, "seeds.0", "greater than or equal to 0"),
+    ("seed given twice", {"seeds": [0, 1, 0]}, "seeds", "given more than once: [0]"),
+    ("T given twice", {"timesteps": [2, 4, 2]}, "timesteps", "given more than once: [2]"),
+    ("T over 100,000", {"timesteps": [100_001]}, "timesteps.0", "less than or equal to 100000"),
+    ("entry's T given twice", bptt(timesteps=[4, 4]), "algorithms.bptt.timesteps", "more than once: [4]"),
+    ("split_seed 2**40", {"dataset_options": {"split_seed": 2**40}}, "dataset_options.split_seed", "less"),
+    ("validation seed 2**40", {"validation": {"seed": 2**40}}, "validation.seed", "less than 4294967296"),
+    ("tuning T 10**6", {"tuning": {"trials": 2, "T": 10**6}}, "tuning.T", "less than or equal to 100000"),
+    ("width 10**9", bptt(arch="1000000000"), "algorithms.bptt.arch", "sizes from 1 to 65,536"),
+    ("a 65,537-unit layer", bptt(arch="400-65537"), "algorithms.bptt.arch", "sizes from 1 to 65,536"),
+    ("a 65,537-channel block", bptt(arch="B65537"), "algorithms.bptt.arch", "sizes from 1 to 65,536"),
+    ("a size of 5,000 digits", bptt(arch="1" * 5000), "algorithms.bptt.arch", "at most 6 digits"),
+    ("an arch name of 500,000 characters", bptt(arch="x" * 500_000), "algorithms.bptt.arch", "unknown arch"),
+    ("lr .inf", bptt(lr=float("inf")), "algorithms.bptt.lr", "expected a finite number, got inf"),
+    ("lr .nan", bptt(lr=float("nan")), "algorithms.bptt.lr", "expected a finite number, got nan"),
+    ("negative lr", bptt(lr=-1.0), "algorithms.bptt.lr", "greater than 0"),
+    ("energy 1e308 pJ", {"energy": {"e_ac_pj": 1e308}}, "energy.e_ac_pj", "less than or equal to 1000000"),
+    ("energy .inf", {"energy": {"e_mac_pj": float("inf")}}, "energy.e_mac_pj", "expected a finite number"),
+    ("NaN in preprocess", bptt(preprocess={"mean": [float("nan")], "std": [1.0]}),
+     "algorithms.bptt.preprocess.mean.0", "expected a finite number"),
+    ("a 500,000-character name", {"name": "n" * 500_000 + "!"}, "name", "expected a name"),
+]  # fmt: skip
+
+
+def write(tmp_path: Path, change: dict | str) -> Path:
+    from conftest import TINY_SUITE
+
+    path = tmp_path / "bad.yaml"
+    if isinstance(change, dict):
+        text = yaml.safe_dump({**TINY_SUITE, **change}, sort_keys=False)
+    else:  # YAML text: appended to the suite, replacing its timesteps where it gives them
+        replaced = {k: v for k, v in TINY_SUITE.items() if k != "timesteps" or "timesteps:" not in change}
+        text = yaml.safe_dump(replaced, sort_keys=False) + change
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("case", SUITE_CASES, ids=[c[0] for c in SUITE_CASES])
+def test_a_bad_suite_file_fails_at_load_on_one_line(case, tmp_path, monkeypatch):
+    name, change, field, message = case
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, change)
+    result = runner.invoke(app, ["run", "--suite", str(path.name), "--out", "out", "--device", "cpu"])
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    line = result.stderr
+    assert line.startswith(f"Error: bad.yaml: {field}: ") and line.count("\n") == 1, line[:500]
+    assert message in line, line[:500]
+    assert len(line) < 1200  # values are quoted cut short (a 35 MB repr once)
+    assert not (tmp_path / "out").exists()  # nothing trained
+    if "alias" in name:  # refused before anything is built (the bomb once hung `run` > 150 s)
+        from snnbench.errors import SuiteError
+        from snnbench.suite import load_suite
+
+        started = time.perf_counter()
+        with pytest.raises(SuiteError):
+            load_suite(path)
+        assert time.perf_counter() - started < 0.5
+
+
+def test_the_billion_laughs_document_is_small():
+    assert len(billion_laughs().encode()) <= 1200  # 10⁹ "lol"s from at most the issue's 1.2 KB
+
+
+CLI_CASES = [
+    ("--seeds 2**70", ["--seeds", str(2**70)], "--seeds"),
+    ("--seeds -1", ["--seeds", "-1"], "--seeds"),
+    ("--seeds 0,0", ["--seeds", "0,0"], "given more than once"),
+    ("--timesteps 2,2", ["--timesteps", "2,2"], "given more than once"),
+    ("--timesteps 10**6", ["--timesteps", str(10**6)], "from 1 to 100000"),
+]
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_bad_command_line_values_fail_before_training(case, write_suite, tmp_path):
+    _, options, message = case
+    path = write_suite()
+    result = runner.invoke(app, ["run", "--suite", str(path), "--out", "out", "--device", "cpu", *options])
+    flat = " ".join(result.output.replace("│", " ").split())  # Click's error box wraps the message
+    assert result.exit_code == 2 and message in flat, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failed_run_exits_3_and_a_killed_write_leaves_no_tmp_file(write_suite, tmp_path):
+    """`run` exited 0 when runs failed; `.tmp` files of killed atomic writes were never removed."""
+    path = write_suite({"algorithms": {"crashing": {"arch": "mlp"}, "bptt": {"arch": "mlp", "lr": 0.01}}})
+    runs = tmp_path / "out" / "tiny" / "runs"
+    runs.mkdir(parents=True)
+    host = socket.gethostname()
+    killed = runs / f".x.json.999999999@{host}+k1ll3d00.tmp"  # its writer is gone
+    unnamed = runs / ".y.json.abcdefgh.tmp"  # an older snnbench's, two hours old
+    other_host = runs / ".z.json.42@elsewhere.example+abcdefgh.tmp"  # may still be writing: kept
+    live = runs / f".w.json.{os.getpid()}@{host}+abcdefgh.tmp"  # this process writing: kept
+    for file in (killed, unnamed, other_host, live):
+        file.write_bytes(b"{half a rec")
+    two_hours_ago = time.time() - 7200
+    os.utime(unnamed, (two_hours_ago, two_hours_ago))
+    command = [
+        "run",
+        "--suite",
+        str(path),
+        "--out",
+        "out",
+        "--device",
+        "cpu",
+        "--plugin",
+        str(PLUGIN),
+        "--quiet",
+    ]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 3, result.output
+    assert result.stderr.startswith("Error: 1 of 2 runs failed") and result.stderr.count("\n") == 1
+    assert "crashing_T2_s0_smoke_" in result.stderr
+    assert sorted(p.name for p in runs.glob(".*.tmp")) == sorted([other_host.name, live.name])
+    again = runner.invoke(app, command)  # the failed run is retried, fails again: still 3
+    assert again.exit_code == 3 and "Trained 1 runs, skipped 1 with records." in again.output
+
+
+def test_the_billion_laughs_is_refused_in_well_under_a_second_in_a_fresh_process(tmp_path):
+    """Out of process, so that a loader without the alias budget fails this test (by its timeout) rather
+    than hanging the test run."""
+    import subprocess
+    import sys
+
+    path = write(tmp_path, billion_laughs())
+    probe = (
+        "import sys, time; from snnbench.suite import load_suite; from snnbench.errors import SuiteError\n"
+        "import snnbench.algorithms, snnbench.data\n"
+        "start = time.perf_counter()\n"
+        "try:\n    load_suite(sys.argv[1])\nexcept SuiteError as exc:\n    print(exc)\n"
+        "print(f'{time.perf_counter() - start:.3f}')\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("loading the billion-laughs suite did not end within 60 s")
+    message, seconds = done.stdout.splitlines()
+    assert "aliases expand to over 100,000 values" in message and float(seconds) < 0.5, done.stdout
