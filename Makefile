@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # the digits grid: independent runs on both cores, one compute thread each (the committed records were made so)
 GRID   := --executor pool --jobs 2
 
-.PHONY: demo test test-all lint faults leaderboards report clean
+.PHONY: demo test test-all lint faults leaderboards report fmnist fmnist-report clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,18 @@ report: $(STAMP)
 	command -v chromium >/dev/null && chromium --headless --no-sandbox --disable-gpu --hide-scrollbars \
 	  --window-size=1400,1500 --virtual-time-budget=10000 --screenshot=docs/report.png \
 	  "file://$(CURDIR)/results/digits-lowT/site/index.html" 2>/dev/null || echo "no chromium: screenshot not updated"
+
+## fmnist: train the real-data suite fmnist-cpu into the committed results/ (needs the real Fashion-MNIST:
+## apt-get install dataset-fashion-mnist). Resumes: a finished record is never retrained, so the grid runs in
+## pieces, e.g. make fmnist ARGS="--algorithms bptt,ide --timesteps 1,2"; commit results/fmnist-cpu/runs as
+## records complete
+fmnist: $(STAMP)
+	$(BIN)/snnbench run --suite fmnist-cpu --out results $(GRID) $(ARGS)
+
+## fmnist-report: the fmnist-cpu leaderboard, plots and HTML report from its committed records
+fmnist-report: $(STAMP)
+	$(BIN)/snnbench leaderboard --suite fmnist-cpu
+	$(BIN)/snnbench report --suite fmnist-cpu
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
