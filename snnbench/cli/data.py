@@ -42,7 +42,8 @@ def dataset_rows(data_dir: Path | None) -> tuple[list[str], list[list[str]]]:
         dataset = datasets.get(name)()
         folder = dataset.folder(root)
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
-        source, where = dataset.source(root)
+        # IDX sets say where they were found (data root or system package); others read the data root
+        source, where = dataset.source(root) if hasattr(dataset, "source") else ("data root", folder)
         if where != folder and where.exists():
             size = sum(p.stat().st_size for p in where.rglob("*") if p.is_file())
         embedded = not dataset.remote_files()

@@ -184,10 +184,6 @@ class Dataset(ABC):
             return "extracted"
         return f"partial ({present}/{len(files)})" if present else "missing"
 
-    def source(self, root: Path) -> tuple[str, Path]:
-        """Where the files are read from, for ``datasets list``: a label and the folder."""
-        return "data root", self.folder(root)
-
     def download(self, root: Path, progress: object | None = None) -> list[Path]:
         """Fetch every missing file (resuming, verified); intact files are kept."""
         from snnbench.data.download import download

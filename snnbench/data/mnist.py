@@ -172,10 +172,11 @@ class IdxDataset(Dataset):
         return out
 
     def source(self, root: Path) -> tuple[str, Path]:
+        """Where the files are read from, for ``datasets list``: a label and the folder."""
         try:
             found = self.locate(root)
         except DatasetMissingError:
-            return super().source(root)
+            return "data root", self.folder(root)
         return found.label.removesuffix(f" ({found.folder})"), found.folder
 
     def status(self, root: Path) -> str:
