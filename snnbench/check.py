@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from snnbench.errors import SnnbenchError
-from snnbench.records import atomic_write_bytes, read_record, record_sha256
+from snnbench.records import atomic_write_bytes, content_problem, read_record
 from snnbench.suite import Suite
 
 
@@ -19,12 +19,8 @@ def check_records(runs: Path) -> list[str]:
     problems = []
     for path in sorted(runs.glob("*.json")):
         read_record(path)  # a corrupt record is an error naming it
-        data = json.loads(path.read_bytes())
-        stored = data.get("content_sha256")
-        if stored is None:
-            problems.append(f"{path}: unhashed record (no content_sha256; rerun it to rewrite it)")
-        elif stored != record_sha256(data):
-            problems.append(f"{path}: content hash mismatch: edited after it was written")
+        if problem := content_problem(json.loads(path.read_bytes())):
+            problems.append(f"{path}: {problem}")
     return problems
 
 
