@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import difflib
 import json
+import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from snnbench.errors import SnnbenchError
-from snnbench.records import atomic_write_bytes, read_record, record_sha256
+from snnbench.records import atomic_write_bytes, content_problem, read_record
 from snnbench.suite import Suite
 
 
@@ -19,12 +20,109 @@ def check_records(runs: Path) -> list[str]:
     problems = []
     for path in sorted(runs.glob("*.json")):
         read_record(path)  # a corrupt record is an error naming it
-        data = json.loads(path.read_bytes())
-        stored = data.get("content_sha256")
-        if stored is None:
-            problems.append(f"{path}: unhashed record (no content_sha256; rerun it to rewrite it)")
-        elif stored != record_sha256(data):
-            problems.append(f"{path}: content hash mismatch: edited after it was written")
+        if problem := content_problem(json.loads(path.read_bytes())):
+            problems.append(f"{path}: {problem}")
+    return problems
+
+
+def _git(cwd: Path, *args: str) -> str | None:
+    """``git args`` in ``cwd``; None when git is missing or fails (not a checkout)."""
+    try:
+        done = subprocess.run(
+            ["git", "-c", "core.quotepath=off", *args], cwd=cwd, capture_output=True, text=True, check=False
+        )
+    except OSError:
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _blobs(top: Path, names: list[str]) -> dict[str, bytes | None]:
+    """``commit:path`` → its bytes (None: missing), read by one ``git cat-file --batch``."""
+    if not names:
+        return {}
+    listing = "".join(name + "\n" for name in names).encode()
+    out = subprocess.run(
+        ["git", "cat-file", "--batch"], cwd=top, input=listing, capture_output=True, check=True
+    )
+    blobs: dict[str, bytes | None] = {}
+    data, at = out.stdout, 0
+    for name in names:
+        end = data.index(b"\n", at)
+        header = data[at:end].split()
+        at = end + 1
+        if len(header) != 3:  # "<name> missing"
+            blobs[name] = None
+            continue
+        size = int(header[2])
+        blobs[name] = data[at : at + size]
+        at += size + 1
+    return blobs
+
+
+def _started_at(data: bytes | None) -> object:
+    try:
+        return json.loads(data).get("started_at") if data is not None else None
+    except (ValueError, AttributeError):
+        return None
+
+
+def check_git_history(runs: Path) -> list[str]:
+    """Committed records that differ from the content the commit that added their run gave them.
+
+    A record is one run, named by its ``started_at``: the commit that added it is the oldest commit in the
+    file's history (newest first, back to its addition) whose version still has the current ``started_at``.
+    The file (working tree) must be byte-identical to that version: a record edited after the commit that
+    added it fails, even with a recomputed content hash and regenerated reports. A version with another
+    ``started_at`` is another run (a regeneration), which git history shows as such; a new record not yet
+    committed is not checked. Skipped (no problems) outside a git checkout, without git, or when no record
+    is tracked; a shallow clone checks back to its first commit only. Unkeyed like the content hash: it
+    makes every edit visible in history, it does not prove a record true (``reproduce`` retrains)."""
+    runs = runs.resolve()
+    top_line = _git(runs, "rev-parse", "--show-toplevel") if runs.is_dir() else None
+    if not top_line:
+        return []
+    top = Path(top_line.strip()).resolve()
+    if not runs.is_relative_to(top):
+        return []
+    folder = runs.relative_to(top).as_posix()
+    tracked = _git(top, "ls-files", "--", folder)
+    names = [n for n in (tracked or "").splitlines() if n.endswith(".json") and (top / n).parent == runs]
+    if not names:
+        return []
+    log = _git(top, "log", "--topo-order", "--no-renames", "--format=@%H", "--name-status", "--", folder)
+    history: dict[str, list[tuple[str, str]]] = {name: [] for name in names}  # newest first
+    commit = ""
+    for line in (log or "").splitlines():
+        if line.startswith("@"):
+            commit = line[1:]
+        elif "\t" in line:
+            status, name = line.split("\t", 1)
+            if name in history:
+                history[name].append((commit, status[:1]))
+    versions: dict[str, list[str]] = {name: [] for name in names}  # commits back to the last addition
+    for name in names:
+        for commit, status in history[name]:
+            if status == "D":
+                break
+            versions[name].append(commit)
+            if status == "A":
+                break
+    blobs = _blobs(top, [f"{commit}:{name}" for name in names for commit in versions[name]])
+    problems = []
+    for name in names:
+        current = (top / name).read_bytes()
+        run = _started_at(current)
+        origin: tuple[str, bytes] | None = None
+        for commit in versions[name]:
+            blob = blobs[f"{commit}:{name}"]
+            if blob is None or _started_at(blob) != run:
+                break  # an older run of this record (a regeneration)
+            origin = (commit, blob)
+        if origin is not None and origin[1] != current:
+            problems.append(
+                f"{top / name}: differs from the record commit {origin[0][:12]} added (run started {run}): "
+                "edited after it was committed"
+            )
     return problems
 
 
@@ -44,6 +142,7 @@ def check_reports(suite: Suite, suite_dir: Path, budget: str | None = None) -> l
 
     reports = report_dir(suite, suite_dir, budget)
     problems = check_records(suite_dir / "runs")
+    problems += check_git_history(suite_dir / "runs")  # committed records: as the commit that added them
     problems += row_problems(load_records(suite_dir), suite.name)  # one row = one set-up, each record once
     with tempfile.TemporaryDirectory() as tmp:
         for regenerated in write_reports(suite, suite_dir, budget, into=Path(tmp)):
@@ -116,4 +215,4 @@ def merge_summary(report: MergeReport) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["MergeReport", "check_records", "check_reports", "merge", "merge_summary"]
+__all__ = ["MergeReport", "check_git_history", "check_records", "check_reports", "merge", "merge_summary"]

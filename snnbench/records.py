@@ -76,6 +76,18 @@ def record_sha256(data: dict[str, Any]) -> str:
     return canonical_sha256({key: value for key, value in data.items() if key != "content_sha256"})
 
 
+def content_problem(data: dict[str, Any]) -> str | None:
+    """Why a record's JSON fails its content hash (missing, or not :func:`record_sha256` of the rest), or
+    None. The hash is unkeyed: it catches accidental edits and copies that were not rehashed, not a forger
+    who recomputes it (``snnbench reproduce`` retrains and is the check of truth)."""
+    stored = data.get("content_sha256")
+    if stored is None:
+        return "unhashed record (no content_sha256; rerun it to rewrite it)"
+    if stored != record_sha256(data):
+        return "content hash mismatch: edited after it was written"
+    return None
+
+
 def umask_mode(mode: int) -> int:
     """``mode`` less the process's umask: what ``open``/``mkdir`` would create (``mkstemp`` ignores it)."""
     mask = os.umask(0o022)

@@ -10,11 +10,14 @@ any training.
 
 The verdict (:meth:`Reproduction.problems`, ``reproduce`` exits 1 on any): a retrain that did not end ok, a
 record whose new top-1 is more than ``tolerance`` percentage points (default :data:`TOLERANCE_PP`) from the
-committed one, or a row whose new mean lies outside the committed CI.
+committed one, or a row whose new mean lies outside the committed CI. Before any training, every record
+that would be sampled or enter a row's CI must carry its content hash
+(:func:`~snnbench.records.content_problem`): an edited or unhashed record is refused with its file named.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import tempfile
@@ -27,7 +30,14 @@ from scipy import stats
 
 from snnbench import events as ev
 from snnbench.errors import RecordError, SnnbenchError
-from snnbench.records import RecordStore, RunRecord, metrics_problem, read_record, row_identity
+from snnbench.records import (
+    RecordStore,
+    RunRecord,
+    content_problem,
+    metrics_problem,
+    read_record,
+    row_identity,
+)
 from snnbench.suite import RunSpec, Suite, canonical_sha256
 
 ENVIRONMENT_KEYS = ("cpu", "cpu_flags", "torch_build", "torch_threads")
@@ -200,6 +210,10 @@ def reproduce(
     for record in committed:  # an ok record without a top-1 cannot be compared with
         if problem := metrics_problem(record, ranked=True):
             raise RecordError(file_of[id(record)], problem)
+    for record in committed:  # an edited record is refused, not retrained against (nor in a row's CI)
+        path = file_of[id(record)]
+        if problem := content_problem(json.loads(path.read_bytes())):
+            raise RecordError(path, problem)
     if not (tolerance >= 0 and math.isfinite(tolerance)):
         raise SnnbenchError(f"--tolerance: expected a number of percentage points >= 0, got {tolerance!r}")
     chosen = sample(committed, n, seed)

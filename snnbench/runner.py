@@ -157,6 +157,30 @@ def _load_saved(path: Path, device: torch.device) -> dict[str, Any] | None:
     return saved if isinstance(saved, dict) else None
 
 
+def checkpoint_problem(checkpoint: dict[str, Any], spec: RunSpec, source: str) -> str | None:
+    """Why ``checkpoint`` cannot resume ``spec``, or None. A checkpoint names the code, run, spec hash, seed
+    and epoch it was written at, and its history must hold exactly that many epochs: another run's
+    checkpoint at this run's path (seed 1's at seed 0's), a relabelled epoch (5 trained, labelled 40), or
+    one made by other code of the method is refused. The fields are not keyed: a forger who rewrites all of
+    them consistently is not caught here (``snnbench reproduce`` retrains and is the check of truth)."""
+    if checkpoint.get("source_sha256") != source:
+        return "written by another version of the method's code"
+    for key, expected in (("run_id", spec.run_id), ("spec_hash", spec.spec_hash), ("seed", spec.seed)):
+        if checkpoint.get(key) != expected:
+            return f"{key} {str(checkpoint.get(key))[:80]!r} is not this run's {expected!r}"
+    epoch, history = checkpoint.get("epoch"), checkpoint.get("history")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 < epoch < spec.epochs:
+        return f"epoch {str(epoch)[:80]!r} is not one of this run's epochs 1..{spec.epochs - 1}"
+    if not isinstance(history, list) or [
+        row.get("epoch") if isinstance(row, dict) else None for row in history
+    ] != list(range(1, epoch + 1)):
+        return f"its history does not hold epochs 1..{epoch}: relabelled"
+    best = checkpoint.get("best")
+    if best is not None and not (isinstance(best, dict) and 0 < best.get("epoch", 0) <= epoch):
+        return f"its validation-selected epoch is not one of epochs 1..{epoch}"
+    return None
+
+
 def run_one(
     spec: RunSpec,
     store: RecordStore,
@@ -280,6 +304,11 @@ def _train_and_evaluate(
     shared = _load_saved(trained_path, device) if not algorithm_cls.training_depends_on_T else None
     if shared is not None and shared.get("source_sha256") != source:
         shared = None  # trained by another version of the method's code: train again
+    elif shared is not None and len(shared.get("history") or []) != spec.epochs:
+        warnings.warn(
+            f"{trained_path}: refused (does not hold {spec.epochs} epochs); trained again", stacklevel=2
+        )
+        shared = None
 
     if shared is not None:
         net.load_state_dict(shared["net"])
@@ -290,7 +319,12 @@ def _train_and_evaluate(
         state: TrainState = algorithm.configure(net, ctx)
         checkpoint_path = store.checkpoint_path(spec.run_id)
         checkpoint = _load_saved(checkpoint_path, device)
-        if checkpoint is not None and checkpoint.get("source_sha256") == source:
+        problem = checkpoint_problem(checkpoint, spec, source) if checkpoint is not None else None
+        if problem:
+            warnings.warn(
+                f"{checkpoint_path}: refused ({problem}); the run restarts from scratch", stacklevel=2
+            )
+        elif checkpoint is not None:
             net.load_state_dict(checkpoint["net"])
             state.load_state_dict(checkpoint["state"])
             _set_rng_state(checkpoint["rng"], generator)
@@ -336,9 +370,14 @@ def _train_and_evaluate(
                         "train_seconds": train_seconds,
                         "peak_mib": peak_mib,
                         "source_sha256": source,
+                        "run_id": spec.run_id,
+                        "spec_hash": spec.spec_hash,
+                        "seed": spec.seed,
                         "best": best,
                     },
                 )
+        if status == "ok" and len(history) != spec.epochs:  # an ok record trained every epoch it claims
+            raise RuntimeError(f"trained {len(history)} epochs of the spec's {spec.epochs}")
         if status == "ok":
             algorithm.finalize(net, train, ctx)
             if not algorithm_cls.training_depends_on_T:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ def pytest_configure(config: pytest.Config) -> None:
     one thread: two workers with a thread per core each would oversubscribe the cores, and OpenMP's
     spinning threads then wait on each other."""
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    # the dataset manifests' key (snnbench.data.download.manifest_key): the tests' own, not the user's
+    os.environ.setdefault("SNNBENCH_MANIFEST_KEY", os.path.join(tempfile.mkdtemp(), "manifest.key"))
     if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ["OMP_NUM_THREADS"] = "1"
         torch.set_num_threads(1)

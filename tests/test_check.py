@@ -148,3 +148,59 @@ def test_check_catches_an_edited_or_unhashed_record_even_after_reports_are_regen
     saved.write_text(json.dumps({**json.loads(saved.read_text()), "content_sha256": None}))
     unhashed = runner.invoke(app, ["leaderboard", "--suite", path, "--out", str(out), "--check"])
     assert unhashed.exit_code == 1 and f"{saved}: unhashed record (no content_sha256" in unhashed.stderr
+
+
+def _git(repo, *args):  # noqa: ANN001, ANN202
+    import subprocess
+
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "commit.gpgsign=false"]
+    return subprocess.run(["git", *identity, *args], cwd=repo, check=True, capture_output=True, text=True)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_check_fails_on_a_committed_record_edited_after_the_commit_that_added_it(write_suite, tmp_path):
+    """Issue 47: an edited top-1 with a recomputed content hash and regenerated reports passed `--check`.
+    For a committed suite the record must also be what the commit that added its run gave it: the edit
+    fails whether committed or only in the working tree, naming the file and that commit; a regeneration
+    (a new run, committed over the old one) passes; outside a git checkout the check is skipped."""
+    import json
+    import time
+
+    from snnbench.check import check_git_history
+    from snnbench.records import record_sha256
+
+    path = str(write_suite({"seeds": [0, 1]}))
+    out = tmp_path / "results"
+    run_suite(path, out_dir=out, device="cpu")
+    runs = out / "tiny" / "runs"
+    check = ["leaderboard", "--suite", path, "--out", str(out), "--check"]
+    assert check_git_history(runs) == []  # not a git checkout: skipped cleanly
+    assert runner.invoke(app, check).exit_code == 0
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "records")
+    added = _git(tmp_path, "rev-parse", "HEAD").stdout.strip()
+    assert runner.invoke(app, check).exit_code == 0
+
+    edited = sorted(runs.glob("*.json"))[0]
+    data = json.loads(edited.read_text())
+    data["metrics"]["top1"] = 99.0
+    data["content_sha256"] = record_sha256(data)  # the content hash agrees...
+    edited.write_text(json.dumps(data))
+    assert (
+        runner.invoke(app, ["leaderboard", "--suite", path, "--out", str(out)]).exit_code == 0
+    )  # ...and reports
+    for committed in (False, True):
+        if committed:
+            _git(tmp_path, "commit", "-q", "-am", "edit")
+        bad = runner.invoke(app, check)
+        assert bad.exit_code == 1, bad.output
+        assert f"{edited}: differs from the record commit {added[:12]} added" in bad.stderr
+        assert "edited after it was committed" in bad.stderr and bad.stderr.count("edited after") == 1
+
+    time.sleep(max(0.0, 1.05 - (time.time() % 1)))  # a new run starts in another second
+    edited.unlink()
+    run_suite(path, out_dir=out, device="cpu")  # regenerated: a new run of the same run id
+    assert json.loads(edited.read_text())["started_at"] != data["started_at"]
+    _git(tmp_path, "commit", "-q", "-am", "regenerated")
+    assert runner.invoke(app, check).exit_code == 0

@@ -487,3 +487,34 @@ def test_every_suite_entry_trains_and_evaluates_on_the_fixtures(suite_name, mirr
 @pytest.mark.parametrize("suite_name", SUITES)
 def test_every_suite_runs_its_smoke_budget_on_the_fixtures(suite_name, mirror, tmp_path, monkeypatch):
     _run_every_entry_on_the_fixtures(suite_name, "smoke", mirror, tmp_path, monkeypatch)
+
+
+def test_a_poisoned_manifest_does_not_let_fake_cifar_load(mirror, tmp_path, monkeypatch):
+    """Issue 47: a fake CIFAR archive of the genuine size and mtime, with a manifest entry claiming the
+    published MD5 (the old size + mtime layout), trained and the record claimed the MD5. The entry is not
+    this user's (no MAC under their key, and the ctime moved): the file is rehashed and refused."""
+    import json
+    import os
+
+    from snnbench.data.download import MANIFEST
+
+    served, _ = mirror
+    files = publish(monkeypatch, served, "cifar10")
+    root = tmp_path / "data"
+    datasets.get("cifar10")().download(root)
+    (archive,) = (root / "cifar10").glob("*.tar.gz")
+    stat = archive.stat()
+    archive.write_bytes(bytes(reversed(files[archive.name])))
+    os.utime(archive, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    poisoned = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "md5": _md5(files[archive.name])}
+    (archive.parent / MANIFEST).write_text(json.dumps({archive.name: poisoned}))
+    result = runner.invoke(app, ["datasets", "verify", "cifar10", "--data-dir", str(root)])
+    assert result.exit_code == 1 and f"{archive}: checksum mismatch" in result.stderr
+    with pytest.raises(DatasetMissingError):
+        datasets.get("cifar10")().load(datasets.get("cifar10").Options(), root, 1)
+
+
+def _md5(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.md5(data).hexdigest()

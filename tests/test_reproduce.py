@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from snnbench.cli import app
 from snnbench.grid import run_suite
-from snnbench.records import RecordStore
+from snnbench.records import RecordStore, record_sha256
 from snnbench.reproduce import mean_ci, reproduce, sample
 from snnbench.suite import load_suite
 
@@ -51,6 +51,7 @@ def test_same_machine_reproduces_exactly_and_an_edited_record_falls_outside_its_
     for top1, file in zip((10.0, 12.0), sorted((out / "tiny" / "runs").glob("*.json")), strict=True):
         data = json.loads(file.read_text())
         data["metrics"]["top1"] = top1  # committed figures that this code cannot produce
+        data["content_sha256"] = record_sha256(data)  # rehashed: only retraining shows the edit
         file.write_text(json.dumps(data))
     cli = runner.invoke(app, ["reproduce", "--suite", str(path), "--out", str(out), "--sample", "1"])
     assert cli.exit_code == 1, cli.output
@@ -74,6 +75,7 @@ def test_a_record_beyond_the_tolerance_or_a_failed_retrain_exits_1(write_suite, 
     for shift, file in zip((5.0, -5.0), files, strict=True):  # a wide CI around the true mean
         data = json.loads(file.read_text())
         data["metrics"]["top1"] += shift
+        data["content_sha256"] = record_sha256(data)
         file.write_text(json.dumps(data))
     command = ["reproduce", "--suite", str(path), "--out", str(out), "--sample", "1"]
     cli = runner.invoke(app, command)
@@ -91,3 +93,28 @@ def test_a_record_beyond_the_tolerance_or_a_failed_retrain_exits_1(write_suite, 
     monkeypatch.setattr(runner_module, "run_one", failing)
     cli = runner.invoke(app, [*command, "--tolerance", "6"])
     assert cli.exit_code == 1 and "the retrain ended failed (RuntimeError: boom)" in cli.output, cli.output
+
+
+@pytest.mark.parametrize("edit", ["top1", "unhashed"])
+def test_a_record_failing_its_content_hash_is_refused_before_any_training(
+    write_suite, tmp_path, monkeypatch, edit
+):
+    """Issue 47: `reproduce` did not check the content hash. A record edited without rehashing (or with no
+    hash) is refused with its file named before anything trains, whether or not it is the sampled one:
+    it would enter its row's CI."""
+    from snnbench import runner as runner_module
+
+    path = write_suite({"seeds": [0, 1]})
+    suite, out = load_suite(path), tmp_path / "results"
+    run_suite(suite, out_dir=out, device="cpu", write_reports=False)
+    edited = sorted((out / "tiny" / "runs").glob("*.json"))[1]
+    data = json.loads(edited.read_text())
+    if edit == "top1":
+        data["metrics"]["top1"] = 99.0
+    else:
+        del data["content_sha256"]
+    edited.write_text(json.dumps(data))
+    monkeypatch.setattr(runner_module, "run_one", lambda *a, **k: pytest.fail("trained an edited suite"))
+    cli = runner.invoke(app, ["reproduce", "--suite", str(path), "--out", str(out), "--sample", "1"])
+    reason = "content hash mismatch: edited after it was written" if edit == "top1" else "unhashed record"
+    assert cli.exit_code == 1 and f"{edited}: {reason}" in cli.stderr, cli.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import os
@@ -309,3 +310,90 @@ def test_a_last_training_batch_of_one_sample_is_dropped_so_batch_norm_runs(write
     assert sizes == [4, 4, 4]
     kept = [len(y) for _, y in training_batches(split, 5, torch.Generator().manual_seed(0), "cpu", None)]
     assert kept == [5, 5, 3]  # a remainder of two or more samples is trained
+
+
+def _checkpoints_of(path, tmp_path, monkeypatch, out: str) -> dict[str, dict]:
+    """Run the suite at ``path`` into ``tmp_path/out`` checkpointing every epoch; returns each run's
+    epoch-2 checkpoint (as written) by seed."""
+    from snnbench import runner
+
+    kept: dict[str, dict] = {}
+    original = runner.atomic_torch_save
+
+    def keeping(file, obj):  # noqa: ANN001, ANN202
+        if file.parent.name == "checkpoints" and obj["epoch"] == 2:  # a copy: training goes on in place
+            kept[obj["seed"]] = copy.deepcopy(obj)
+        return original(file, obj)
+
+    monkeypatch.setattr(runner, "atomic_torch_save", keeping)
+    monkeypatch.setenv("SNNBENCH_CHECKPOINT_EVERY_S", "0")
+    run_suite(path, out_dir=tmp_path / out, device="cpu")
+    monkeypatch.setattr(runner, "atomic_torch_save", original)
+    return kept
+
+
+@pytest.mark.parametrize(
+    ("plant", "refusal"),
+    [
+        ("own", None),  # control: the run's own epoch-2 checkpoint resumes
+        ("other-seed", "run_id"),  # seed 1's checkpoint at seed 0's path
+        ("other-seed-relabelled", "history does not hold epochs 1..4"),  # and its labels rewritten to seed 0
+        ("final-epoch", "is not one of this run's epochs 1..4"),  # labelled as trained to the end
+        ("other-spec", "spec_hash"),  # another lr's checkpoint at this run's path
+    ],
+)
+def test_a_planted_checkpoint_is_refused_and_the_run_restarts(
+    write_suite, tmp_path, monkeypatch, plant, refusal
+):
+    """Issue 47: seed 1's epoch-5 checkpoint relabelled epoch 40 at seed 0's path gave an ``ok`` record of 5
+    epochs under a 40-epoch row. A checkpoint names its run, spec hash, seed and epoch, and its history
+    must hold that many epochs: a mismatch is refused with a warning naming the file, and the run trains
+    from scratch to the numbers of a straight run; its own checkpoint still resumes."""
+    from snnbench.suite import expand
+
+    budget = {"smoke": {"epochs": 5, "batch_size": 32, "train_subset": 128, "test_subset": 32}}
+    path = write_suite({"seeds": [0, 1], "budgets": budget})
+    kept = _checkpoints_of(path, tmp_path, monkeypatch, "donor")
+    other_lr = write_suite(
+        {"seeds": [0], "budgets": budget, "algorithms": {"bptt": {"arch": "mlp", "lr": 0.02}}}, "lr.yaml"
+    )
+    kept_other = _checkpoints_of(other_lr, tmp_path, monkeypatch, "donor-lr")
+    straight = {r.seed: r for r in RecordStore(tmp_path / "donor", "tiny").all()}
+    monkeypatch.setenv("SNNBENCH_CHECKPOINT_EVERY_S", "1e9")
+    target = next(s for s in expand(load_suite(path)) if s.seed == 0)
+    relabel = {"run_id": target.run_id, "spec_hash": target.spec_hash, "seed": 0, "epoch": 4}
+    planted = {
+        "own": kept[0],
+        "other-seed": kept[1],
+        "other-seed-relabelled": {**kept[1], **relabel},
+        "final-epoch": {**kept[0], "epoch": 5},
+        "other-spec": {**kept_other[0], "run_id": target.run_id},
+    }[plant]
+    store = RecordStore(tmp_path / "victim", "tiny")
+    store.checkpoint_path(target.run_id).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(planted, store.checkpoint_path(target.run_id))
+    one_seed = write_suite({"seeds": [0], "budgets": budget}, "seed0.yaml")
+    if refusal is None:
+        (record,) = run_suite(one_seed, out_dir=tmp_path / "victim", device="cpu").records
+        assert record.resumed_from_epoch == 2
+    else:
+        with pytest.warns(UserWarning, match=r"checkpoints/bptt_T2_s0_smoke_\w+\.pt: refused \(.*" + refusal):
+            (record,) = run_suite(one_seed, out_dir=tmp_path / "victim", device="cpu").records
+        assert record.resumed_from_epoch == 0
+    assert record.status == "ok" and record.metrics["epochs_completed"] == 5
+    assert numbers(record) == numbers(straight[0])
+
+
+def test_a_shared_training_of_fewer_epochs_is_refused(plugins, write_suite, tmp_path):
+    """A T-independent training cached under --out must hold every epoch of the spec: one cut short (or
+    planted from a shorter budget) is refused with a warning and trained again."""
+    path = write_suite({"timesteps": [1], "algorithms": {"t-free": {"arch": "mlp"}}})
+    run_suite(path, out_dir=tmp_path, device="cpu")
+    (cached,) = RecordStore(tmp_path, "tiny").root.glob("cache/*.pt")
+    saved = torch.load(cached, weights_only=True)
+    torch.save({**saved, "history": saved["history"][:1]}, cached)
+    path = write_suite({"timesteps": [2], "algorithms": {"t-free": {"arch": "mlp"}}})
+    with pytest.warns(UserWarning, match=r"cache/\S+\.pt: refused \(does not hold 3 epochs\)"):
+        (record,) = run_suite(path, out_dir=tmp_path, device="cpu").records
+    assert record.status == "ok" and record.training_shared_with is None
+    assert record.metrics["epochs_completed"] == 3

@@ -4,13 +4,14 @@ A file is usable only once its MD5 equals the published one; a downloaded file t
 renamed ``*.corrupt`` (never read) and reported with both hashes. Downloads go to ``name.part`` and resume
 with an HTTP ``Range`` request after an interruption. ``SNNBENCH_MIRROR`` (a base URL) is tried before the
 canonical URLs: ``$SNNBENCH_MIRROR/<dataset>/<file name>``, so that an offline lab can serve the files.
-Verified hashes are remembered in ``.snnbench-verified.json`` next to the files (keyed by size and mtime),
-so that runs do not rehash gigabytes.
+Verified hashes are remembered in ``.snnbench-verified.json`` next to the files, so that runs do not rehash
+gigabytes: see :func:`cached_md5` for why a planted or stale entry cannot pass a wrong file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import time
@@ -26,6 +27,7 @@ from snnbench.records import atomic_write_bytes
 CHUNK = 1 << 20
 ATTEMPTS_PER_URL = 3
 MANIFEST = ".snnbench-verified.json"
+KEY_ENV = "SNNBENCH_MANIFEST_KEY"
 
 
 @dataclass(frozen=True)
@@ -74,24 +76,98 @@ def md5sum(path: Path) -> str:
     return digest.hexdigest()
 
 
+def manifest_key() -> bytes | None:
+    """This user's secret for the manifests' MACs: 32 random bytes in ``$SNNBENCH_MANIFEST_KEY`` (a file
+    path), else ``manifest.key`` in the user's config directory (outside any data folder), created on first
+    use readable by its owner only. None when it can be neither read nor created: nothing is cached then."""
+    from platformdirs import user_config_dir
+
+    path = Path(os.environ.get(KEY_ENV) or Path(user_config_dir("snnbench")) / "manifest.key").expanduser()
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(os.urandom(32))
+            try:
+                os.link(fresh, path)  # atomic and exclusive: a key made meanwhile by another process wins
+            except FileExistsError:
+                pass
+            finally:
+                fresh.unlink()
+            key = path.read_bytes()
+        except OSError:
+            return None
+    except OSError:
+        return None
+    return key if len(key) >= 32 else None
+
+
+def _entry_mac(key: bytes, name: str, entry: dict[str, object]) -> str:
+    fields = {k: entry.get(k) for k in ("size", "mtime_ns", "ctime_ns", "ino", "md5")}
+    message = json.dumps({"name": name, **fields}, sort_keys=True).encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
 def _manifest(folder: Path) -> dict[str, dict[str, object]]:
     path = folder / MANIFEST
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
 def cached_md5(path: Path) -> str:
-    """MD5 of ``path``, reused from the folder's manifest while size and mtime are unchanged."""
+    """MD5 of ``path``, reused from the folder's manifest only while the entry is this user's and the file
+    is the one that was hashed.
+
+    The manifest exists so that runs do not rehash gigabytes, so it cannot key entries by a hash of the
+    content (that reads the file: the cost it saves). Instead an entry names the file's identity as the
+    kernel keeps it: size, mtime, inode and ctime. ctime cannot be set by a user (any write, ``touch -d``,
+    rename or replacement of the file sets it to now), so a file swapped under a genuine entry is rehashed.
+    The entry carries an HMAC-SHA256 of the file name, that identity and the MD5 under this user's secret
+    (:func:`manifest_key`, kept outside the data folder): an entry written by anyone without the key (a
+    poisoned manifest, one shipped in a copied data folder) does not verify and the file is rehashed.
+    Entries live under the key's id, so users sharing a data folder keep their own. The cost: a copied
+    or moved folder, or another user, rehashes once. Not covered: whoever can read this user's key (or edit
+    snnbench itself)."""
     stat = path.stat()
-    entries = _manifest(path.parent)
+    identity = {
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "ctime_ns": stat.st_ctime_ns,
+        "ino": stat.st_ino,
+    }
+    key = manifest_key()
+    if key is None:
+        return md5sum(path)
+    key_id = hashlib.sha256(key).hexdigest()[:16]
+    manifest = _manifest(path.parent)
+    mine = manifest.get(key_id)
+    entries: dict[str, object] = mine if isinstance(mine, dict) else {}
     entry = entries.get(path.name)
-    if entry and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+    if (
+        isinstance(entry, dict)
+        and all(entry.get(k) == v for k, v in identity.items())
+        and isinstance(entry.get("mac"), str)
+        and hmac.compare_digest(str(entry["mac"]), _entry_mac(key, path.name, entry))
+    ):
         return str(entry["md5"])
     digest = md5sum(path)
-    entries[path.name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "md5": digest}
-    atomic_write_bytes(path.parent / MANIFEST, json.dumps(entries, indent=1, sort_keys=True).encode())
+    fresh: dict[str, object] = {**identity, "md5": digest}
+    fresh["mac"] = _entry_mac(key, path.name, fresh)
+    entries[path.name] = fresh
+    # other users' sections stay; entries of the old unkeyed layout (file name → entry) go
+    manifest = {k: v for k, v in manifest.items() if isinstance(v, dict) and k != key_id and "md5" not in v}
+    manifest[key_id] = entries
+    try:
+        atomic_write_bytes(path.parent / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    except (OSError, SnnbenchError):  # a read-only data folder: verified, just not remembered
+        pass
     return digest
 
 
