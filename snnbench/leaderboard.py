@@ -1,18 +1,29 @@
-"""Records → leaderboard tables (mean ± std over seeds per method × T) and the files in ``results/<suite>``.
+"""Records → leaderboard tables (mean ± 95 % CI over seeds per method × T), files in ``results/<suite>``.
 
 Only records of this suite, the chosen budget and the suite's current version are ranked, one row per
 set-up (:mod:`snnbench.rows`); published reference rows are listed apart and never mixed with measured ones.
 Rows whose records were produced by another source of the method are flagged ``stale``.
+
+Ranks say only what the seeds separate (:func:`tied_ranks`): a row's interval is the two-sided 95 % Student's
+t interval of its mean top-1 over seeds, never narrower than ± half a test image (:func:`ci_half_width`); a
+row is separably better than another when its whole interval lies above the other's (:func:`beats`), and its
+rank is 1 + the number of rows separably better than it, so rows that overlap share a rank. Rows at chance
+(:func:`chance_bound`) and rows of fewer than two ok seeds are listed apart, unranked, and are never on a
+front. The latency front (and every Pareto plot's front, :func:`pareto_front`) uses the same rule: a row is on
+it unless another row of equal-or-lower cost is separably better.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from scipy import stats
 
 from snnbench.errors import SnnbenchError
 from snnbench.metrics import METRICS
@@ -45,15 +56,90 @@ def select_records(df: pd.DataFrame, suite: Suite, budget: str | None = None) ->
     return df[(df["suite"] == suite.name) & (df["budget"] == budget) & (df["suite_version"] == suite.version)]
 
 
+CONFIDENCE = 0.95  # two-sided level of every row's top-1 interval
+CHANCE_QUANTILE = 0.95  # at chance: mean top-1 at most this quantile of a uniform guesser's top-1
+
+
+def ci_half_width(values: Sequence[float], test_size: int | None = None) -> float:
+    """Half-width (points) of the two-sided 95 % Student's t confidence interval of the mean of ``values``
+    (one top-1 per seed): ``t(0.975, n − 1) · s / √n``, ``s`` the std (ddof 1), and never less than half a
+    test image (``50 / test_size`` points) where the test-set size is known, so that two rows whose means
+    differ by one image or less are never separated (three seeds that agree give ``s = 0``, not certainty).
+    NaN for fewer than two values: one seed has no interval."""
+    n = len(values)
+    if n < 2:
+        return math.nan
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * statistics.stdev(values) / math.sqrt(n)
+    return max(half, 50.0 / test_size) if test_size else half
+
+
+def chance_bound(num_classes: int, test_size: int) -> float:
+    """The chance level's upper bound (%): ``100 · k / N``, ``k`` the smallest count of correct answers that
+    a uniform guesser over ``num_classes`` classes stays at or under with probability ≥ 95 % on
+    ``N = test_size`` images (the 0.95 quantile of Binomial(N, 1/num_classes)); 12.78 % for 10 classes and
+    360 images. A row whose mean top-1 is at most this bound is at chance."""
+    if num_classes < 1 or test_size < 1:
+        raise SnnbenchError(
+            f"chance level needs positive class and test-set counts, got {num_classes} and {test_size}"
+        )
+    k = float(stats.binom.ppf(CHANCE_QUANTILE, test_size, 1.0 / num_classes))
+    return 100.0 * k / test_size
+
+
+def beats(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether interval ``a = (low, high)`` is separably better than ``b``: it lies entirely above it
+    (``a.low > b.high``). Overlapping or touching intervals, identical ones included, do not separate."""
+    return a[0] > b[1]
+
+
+def tied_ranks(intervals: Sequence[tuple[float, float] | None]) -> list[int | None]:
+    """The tied-groups rule, one rank per interval ``(low, high)``: 1 + the number of OTHER intervals lying
+    entirely above it (:func:`beats`). Rows whose intervals overlap every better row share its rank; equal
+    intervals always share one, whatever else (T, name, order) differs. ``None`` (an unranked row: at chance,
+    or no interval) gets ``None`` and pushes no one down. Ranks are not equivalence classes: a rank-2 row is
+    beaten by at least one row, yet may overlap other rank-1 rows."""
+    shown = [iv for iv in intervals if iv is not None]
+    return [None if iv is None else 1 + sum(beats(other, iv) for other in shown) for iv in intervals]
+
+
+def pareto_front(points: Sequence[tuple[float, float, float]]) -> list[int]:
+    """Indices of the points ``(cost, low, high)`` on the front, in input order: a point is on it unless
+    another point of equal-or-lower cost is separably better (:func:`beats`, the rule of :func:`tied_ranks`).
+    A point beaten only within noise stays on the front."""
+    return [
+        i
+        for i, (x, low, high) in enumerate(points)
+        if not any(x2 <= x and beats((low2, high2), (low, high)) for x2, low2, high2 in points)
+    ]
+
+
+def _num_classes(datasets: Sequence[str]) -> int | None:
+    """The class count of the records' dataset (None when unknown or several: no chance level then)."""
+    from snnbench.data import datasets as registry
+
+    names = sorted(set(datasets))
+    if len(names) != 1:
+        return None
+    try:
+        cls = registry.get(names[0])
+        return int(cls().info(cls.Options.model_validate({})).num_classes)
+    except (SnnbenchError, ValueError):  # unknown here, or options that need values: no class count
+        return None
+
+
+RANK_COLUMNS = ["top1_ci95", "top1_ci_low", "top1_ci_high", "rank", "rank_at_T", "latency_front", "at_chance"]
 SETUP_COLUMNS = ["arch", "params", "epochs", "batch_size", "encoding", "preprocess", "tuning"]
 
 
 def build(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
     """One row per set-up × T of ONE track (:func:`snnbench.rows.group_rows`; the ``algorithm`` column is the
-    entry, with the fields that tell set-ups apart when one entry has several at a T): top-1 mean ± std over
-    ok runs, n, the set-up columns (so that a
-    reader sees what was held equal), divergences, failures, stale, extras. Rows of different tracks are never
-    ranked together: records of several tracks are refused (rank each track with :func:`by_track`)."""
+    entry, with the fields that tell set-ups apart when one entry has several at a T): top-1 mean ± std and
+    95 % CI over ok runs, n, the tied ranks (``rank`` over the whole track, ``rank_at_T`` within its T;
+    :func:`tied_ranks`), chance level (``at_chance``, ``chance_top1``: :func:`chance_bound`), membership of
+    the latency front (``latency_front``: :func:`pareto_front` over T), the set-up columns (so that a reader
+    sees what was held equal), divergences, failures, stale, extras. Ranked rows first, by rank, then mean
+    (best first), then name and T for display only. Rows of different tracks are never ranked together:
+    records of several tracks are refused (rank each track with :func:`by_track`)."""
     columns = DEFAULT_COLUMNS if columns is None else columns
     unknown = [c for c in columns if c not in METRICS]
     if unknown:
@@ -61,13 +147,14 @@ def build(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
 
         raise UnknownNameError("metric column", unknown[0], METRICS)
     if df.empty:
-        return pd.DataFrame(columns=["track", "algorithm", "T", "top1_mean", "top1_std", "n"])
+        return pd.DataFrame(columns=["track", "algorithm", "T", "top1_mean", "top1_std", "n", *RANK_COLUMNS])
     tracks = sorted(set(df["track"])) if "track" in df else ["official"]
     if len(tracks) > 1:
         raise SnnbenchError(
             f"records of tracks {', '.join(tracks)} cannot be ranked in one table: rank each track apart"
         )
     current = _current_sources()
+    classes = _num_classes(list(df["dataset"])) if "dataset" in df else None
     rows: list[dict[str, Any]] = []
     for one in group_rows(df):  # one row = one set-up, each seed once (snnbench.rows)
         group, T = one.records, one.T
@@ -79,13 +166,23 @@ def build(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
             )
         )
         top1 = ok["top1"].astype(float) if "top1" in ok else pd.Series(dtype=float)
+        sizes = pd.to_numeric(ok["test_size"], errors="coerce").dropna() if "test_size" in ok else []
+        test_size = int(min(sizes)) if len(sizes) else None
+        mean = top1.mean() if len(top1) else math.nan
+        half = ci_half_width(list(top1), test_size)
+        bound = chance_bound(classes, test_size) if classes and test_size else math.nan
         row: dict[str, Any] = {
             "track": tracks[0],
             "algorithm": one.label,
             "T": int(T),
-            "top1_mean": top1.mean() if len(top1) else math.nan,
+            "top1_mean": mean,
             "top1_std": top1.std(ddof=1) if len(top1) > 1 else (0.0 if len(top1) == 1 else math.nan),
             "n": len(top1),
+            "top1_ci95": half,
+            "top1_ci_low": mean - half,
+            "top1_ci_high": mean + half,
+            "at_chance": bool(mean <= bound),  # False when the bound or the mean is unknown (NaN)
+            "chance_top1": bound,
             "n_diverged": int((group["status"] == "diverged").sum()),
             "n_failed": int((group["status"] == "failed").sum()),
             "stale": int(stale),
@@ -105,9 +202,57 @@ def build(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
                 row[f"{column}_mean"] = pd.to_numeric(ok[column], errors="coerce").mean()
         rows.append(row)
     table = pd.DataFrame(rows)
-    return table.sort_values(["top1_mean", "T"], ascending=[False, True], na_position="last").reset_index(
-        drop=True
+    intervals = [
+        None if r["at_chance"] or math.isnan(r["top1_ci95"]) else (r["top1_ci_low"], r["top1_ci_high"])
+        for r in rows
+    ]
+    ranked = [iv is not None for iv in intervals]
+    at_T: dict[int, list[int]] = {}
+    for i, r in enumerate(rows):
+        at_T.setdefault(r["T"], []).append(i)
+    rank_at_T: list[int | None] = [None] * len(rows)
+    for members in at_T.values():
+        for i, rank in zip(members, tied_ranks([intervals[i] for i in members]), strict=True):
+            rank_at_T[i] = rank
+    eligible = [i for i in range(len(rows)) if ranked[i]]
+    front = {
+        eligible[k]
+        for k in pareto_front([(float(rows[i]["T"]), *intervals[i]) for i in eligible])  # type: ignore[misc]
+    }
+    position = table.columns.get_loc("top1_ci95")
+    for offset, (name, values) in enumerate(
+        [
+            ("rank", pd.array(tied_ranks(intervals), dtype="Int64")),
+            ("rank_at_T", pd.array(rank_at_T, dtype="Int64")),
+            ("latency_front", [i in front for i in range(len(rows))]),
+        ]
+    ):
+        table.insert(position + 3 + offset, name, values)  # after top1_ci95, top1_ci_low, top1_ci_high
+    order = sorted(
+        range(len(rows)),
+        key=lambda i: (
+            not ranked[i],
+            table["rank"].iloc[i] if ranked[i] else 0,
+            -rows[i]["top1_mean"] if not math.isnan(rows[i]["top1_mean"]) else math.inf,
+            str(rows[i]["algorithm"]),
+            rows[i]["T"],
+        ),
     )
+    return table.iloc[order].reset_index(drop=True)
+
+
+def per_T(table: pd.DataFrame) -> list[tuple[int, pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+    """The primary view of one track's table: per T (ascending), its ranked rows (by ``rank_at_T``, then
+    mean), its rows at chance and its rows without an interval (fewer than two ok seeds), both unranked."""
+    views = []
+    for T in sorted({int(t) for t in table["T"]}):
+        rows = table[table["T"] == T]
+        ranked = rows[rows["rank_at_T"].notna()]
+        ranked = ranked.assign(_m=-ranked["top1_mean"]).sort_values(["rank_at_T", "_m", "algorithm"])
+        chance = rows[rows["rank_at_T"].isna() & rows["at_chance"]]
+        few = rows[rows["rank_at_T"].isna() & ~rows["at_chance"]]
+        views.append((T, ranked.drop(columns="_m"), chance, few))
+    return views
 
 
 def by_track(df: pd.DataFrame, columns: list[str] | None = None) -> dict[str, pd.DataFrame]:
@@ -137,11 +282,85 @@ def _fmt_metric(value: Any) -> str:
     return _fmt(value, 3)
 
 
+def _top1(row: dict[str, Any]) -> str:
+    """``mean ± CI half-width`` (the mean alone when there is no interval)."""
+    if isinstance(row["top1_ci95"], float) and math.isnan(row["top1_ci95"]):
+        return _fmt(row["top1_mean"])
+    return f"{_fmt(row['top1_mean'])} ± {_fmt(row['top1_ci95'])}"
+
+
+def _interval(row: dict[str, Any]) -> str:
+    if isinstance(row["top1_ci95"], float) and math.isnan(row["top1_ci95"]):
+        return "–"
+    return f"[{_fmt(row['top1_ci_low'])}, {_fmt(row['top1_ci_high'])}]"
+
+
+def _rank(row: dict[str, Any], key: str = "rank") -> str:
+    if not pd.isna(row[key]):
+        return str(int(row[key]))
+    return "– (chance)" if row["at_chance"] else "– (n < 2)"
+
+
+def _apart(rows: pd.DataFrame) -> str:
+    return ", ".join(f"{r['algorithm']} {_top1(r)} (n = {r['n']})" for r in rows.to_dict("records"))
+
+
+def legend(suite: Suite) -> list[str]:
+    """The legend of ``leaderboard.md``: how rows are ranked, and what every column means."""
+    lines = [
+        "## How to read the tables",
+        "",
+        "- **top-1 (%)**: final-epoch accuracy on the whole test set, mean over the n ok seeds ± the "
+        "half-width of its **95 % CI**: Student's t over seeds, t(0.975, n − 1) · s / √n with s the std "
+        "(ddof 1), never narrower than ± half a test image (50 / N points, N test images), so that means one "
+        "image apart or closer never separate. One seed has no interval.",
+        "- **#** (tied rank): 1 + the number of rows (of the same T in the per-T tables, of the whole track "
+        "in *All rows*) whose 95 % CI lies entirely above this row's. Rows whose intervals overlap share a "
+        "rank, exact ties always do, and nothing else (T, name) breaks a tie; a rank is not a group: a "
+        "rank-2 row is beaten by some rank-1 row, and may overlap others. Rows are listed by rank, then "
+        "mean.",
+        "- **at chance**: mean top-1 at most the 95th percentile of a uniform guesser's top-1, "
+        "100 · F⁻¹(0.95; Binomial(N, 1/K)) / N for K classes; such rows and rows of fewer than two ok seeds "
+        "are listed apart, unranked (`–`), and are never on a front.",
+        "- **latency front** (✓): no row of equal-or-lower T lies separably above it (its CI entirely above "
+        "this row's); a row beaten only within noise stays on the front. The Pareto plots' fronts (T, "
+        "synaptic operations, energy) use the same rule.",
+    ]
+    shown = {
+        "n": "n",
+        "top1_val_selected_mean": "val-selected (%)",
+        "arch": "arch",
+        "params": "params",
+        "epochs": "epochs",
+        "batch_size": "batch",
+        "encoding": "encoding",
+        "preprocess": "preprocess",
+        "tuning": "tuning",
+    }
+    for column, label in shown.items():
+        if column == "top1_val_selected_mean":
+            if suite.validation.select:
+                lines.append(
+                    "- **val-selected (%)**: test top-1 of the epoch with the best validation top-1, mean "
+                    "over seeds (secondary)"
+                )
+            continue
+        lines.append(f"- **{label}**: {COLUMNS[column]}")
+    lines.append(
+        "- **metric columns** (unit in brackets): mean over ok seeds; "
+        + "; ".join(f"*{name}*: {METRICS[name].definition}" for name in DEFAULT_COLUMNS)
+    )
+    lines += [f"- **{c}**: {COLUMNS[k]}" for c, k in (("diverged", "n_diverged"), ("failed", "n_failed"))]
+    lines += [f"- **stale**: {COLUMNS['stale']}", ""]
+    return lines
+
+
 def to_markdown(
     tables: dict[str, pd.DataFrame], suite: Suite, n_records: int, revisions: list[str], budget: str
 ) -> str:
-    """The committed ``leaderboard.md``: header naming the command, records and revision, one ranked table
-    per track, then the published figures with their selection rule."""
+    """The committed ``leaderboard.md``: header naming the command, records and revision, the legend, then
+    per track the per-T tables with tied ranks (the primary view), the latency front and all rows ranked
+    across T; then the published figures with their selection rule."""
     lines = [
         f"# {suite.name} leaderboard",
         "",
@@ -150,8 +369,8 @@ def to_markdown(
         f"Generated by `snnbench leaderboard --suite {suite.name}"
         f"{'' if budget == suite.default_budget else f' --budget {budget}'}` from {n_records} records "
         f"(budget `{budget}`, suite version {suite.version}, revision {', '.join(revisions) or 'unknown'}).",
-        "Top-1 is the **final-epoch** accuracy on the whole test set, mean ± std over seeds (n runs); the "
-        "test set is evaluated once per run. Per-epoch curves and every model selection use a validation "
+        "Top-1 is the **final-epoch** accuracy on the whole test set, mean ± 95 % CI over seeds (n runs); "
+        "the test set is evaluated once per run. Per-epoch curves and every model selection use a validation "
         f"split carved from the training set ({suite.validation.fraction:g} per class, seed "
         f"{suite.validation.seed})."
         + (
@@ -159,11 +378,16 @@ def to_markdown(
             if suite.validation.select
             else ""
         ),
-        "Rows are ranked only within their track; tracks are never mixed.",
+        "Rows are ranked only within their track; tracks are never mixed. Ranks are tied where the seeds do "
+        "not separate rows.",
         "",
     ]
+    lines += legend(suite)
     for track, table in tables.items():
         lines += [f"## Track `{track}`", "", TRACKS[track] + ".", ""]
+        lines += _per_T_markdown(table)
+        lines += _front_markdown(table)
+        lines += ["### All rows", "", "Every row of the track, ranked across T by the same rule.", ""]
         lines += _markdown_table(table)
         lines.append("")
     if suite.reference:
@@ -187,25 +411,60 @@ def to_markdown(
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def _per_T_markdown(table: pd.DataFrame) -> list[str]:
+    lines = ["### Top-1 at each T", ""]
+    for T, ranked, chance, few in per_T(table):
+        lines += [f"#### T = {T}", ""]
+        if len(ranked):
+            lines += [
+                "| # | algorithm | top-1 (%) | 95 % CI | n | latency front |",
+                "|---|---|---|---|---|---|",
+            ]
+            for row in ranked.to_dict("records"):
+                lines.append(
+                    f"| {_rank(row, 'rank_at_T')} | {row['algorithm']} | {_top1(row)} | {_interval(row)} | "
+                    f"{row['n']} | {'✓' if row['latency_front'] else ''} |"
+                )
+            lines.append("")
+        if len(chance):
+            bound = float(chance["chance_top1"].max())
+            lines += [f"At chance (top-1 ≤ {_fmt(bound)} %), unranked: {_apart(chance)}.", ""]
+        if len(few):
+            lines += [f"Fewer than two ok seeds (no interval), unranked: {_apart(few)}.", ""]
+    return lines
+
+
+def _front_markdown(table: pd.DataFrame) -> list[str]:
+    front = table[table["latency_front"].astype(bool)]
+    front = front.assign(_m=-front["top1_mean"]).sort_values(["T", "_m", "algorithm"])
+    lines = [
+        "### Latency front",
+        "",
+        "Rows that no row of equal-or-lower T beats separably (95 % CI entirely above), by T, then mean; "
+        "chance-level rows are never on it.",
+        "",
+    ]
+    if front.empty:
+        return lines + ["No ranked row.", ""]
+    lines += ["| T | algorithm | top-1 (%) | 95 % CI | n |", "|---|---|---|---|---|"]
+    for row in front.to_dict("records"):
+        lines.append(f"| {row['T']} | {row['algorithm']} | {_top1(row)} | {_interval(row)} | {row['n']} |")
+    return lines + [""]
+
+
 def _markdown_table(table: pd.DataFrame) -> list[str]:
     selected = "top1_val_selected_mean" in table
     extra = [
         c for c in table.columns if c.endswith("_mean") and c not in ("top1_mean", "top1_val_selected_mean")
     ]
-    header = ["#", "algorithm", "T", "top-1 (%)", "n"]
+    header = ["#", "algorithm", "T", "top-1 (%)", "95 % CI", "n"]
     header += ["val-selected (%)"] if selected else []
     header += ["arch", "params", "epochs", "batch", "encoding", "preprocess", "tuning"]
     header += [f"{c[:-5]} ({METRICS[c[:-5]].unit})" for c in extra]
     header += ["diverged", "failed", "stale"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for rank, row in enumerate(table.to_dict("records"), start=1):
-        cells = [
-            str(rank),
-            row["algorithm"],
-            str(row["T"]),
-            f"{_fmt(row['top1_mean'])} ± {_fmt(row['top1_std'])}",
-        ]
-        cells.append(str(row["n"]))
+    for row in table.to_dict("records"):
+        cells = [_rank(row), row["algorithm"], str(row["T"]), _top1(row), _interval(row), str(row["n"])]
         if selected:
             cells.append(_fmt(row.get("top1_val_selected_mean")))
         cells += [str(row[c]) for c in SETUP_COLUMNS]
@@ -220,6 +479,16 @@ COLUMNS = {
     "algorithm": "the suite entry (a method, or a labelled variant of one)",
     "T": "time steps",
     "n": "ok runs averaged (seeds)",
+    "top1_ci95": "half-width (points) of the 95 % Student's t CI of the mean top-1 over seeds, at least half "
+    "a test image (snnbench.leaderboard.ci_half_width)",
+    "top1_ci_low": "top1_mean − top1_ci95",
+    "top1_ci_high": "top1_mean + top1_ci95",
+    "rank": "tied rank in the track: 1 + rows whose CI lies entirely above this row's (empty: unranked)",
+    "rank_at_T": "tied rank among the rows of the same T, by the same rule (empty: unranked)",
+    "latency_front": "no row of equal-or-lower T has its CI entirely above this row's",
+    "at_chance": "mean top-1 at most chance_top1: listed apart, unranked, never on a front",
+    "chance_top1": "the 0.95 quantile of a uniform guesser's top-1 on the test set (%; "
+    "snnbench.leaderboard.chance_bound)",
     "n_diverged": "runs stopped on a non-finite loss or weights",
     "n_failed": "runs that raised an error",
     "stale": "records made by another version or source of the method than the current one",
@@ -253,7 +522,7 @@ def to_json(table: pd.DataFrame, df: pd.DataFrame, suite: Suite, budget: str) ->
     was computed from (run ids, revisions, devices, method versions); published figures apart."""
 
     def plain(value: Any) -> Any:
-        if isinstance(value, float) and math.isnan(value):
+        if value is pd.NA or (isinstance(value, float) and math.isnan(value)):
             return None
         return value.item() if hasattr(value, "item") else value
 

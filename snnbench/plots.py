@@ -1,5 +1,10 @@
 """Pareto plots: accuracy against latency (T), synaptic operations or energy; one line per method, error bars
-over seeds, the front marked, published points in their method's colour.
+of the 95 % CI over seeds, the front marked, published points in their method's colour.
+
+The front is :func:`snnbench.leaderboard.pareto_front`, the leaderboard's own rule: a ranked row is on it
+unless another row of equal-or-lower cost has its whole 95 % CI above this row's; rows at chance or without an
+interval are never on it. The dashed step line is only a guide: the best mean at each cost among the front's
+rows.
 
 :func:`plot_data` decides what is drawn (series, front, published points, y-range, clipped points) once;
 :func:`pareto` draws it with matplotlib (PNG + SVG) and :mod:`snnbench.report` with Plotly (HTML).
@@ -14,19 +19,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from snnbench.leaderboard import pareto_front
 from snnbench.records import atomic_write_bytes
 from snnbench.suite import ReferenceRow, Suite
 
 
-def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points not dominated by another with lower-or-equal cost and higher-or-equal accuracy
-    (one of them strictly)."""
-    front = []
-    for x, y in points:
-        dominated = any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for x2, y2 in points)
-        if not dominated:
-            front.append((x, y))
-    return sorted(set(front))
+def best_so_far(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The step line's corners: the points ``(cost, mean)`` whose mean is higher than every point's of
+    lower-or-equal cost (one per cost), by cost."""
+    line: list[tuple[float, float]] = []
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not line or y > line[-1][1]:
+            line.append((x, y))
+    return line
 
 
 AXES = {
@@ -43,12 +48,15 @@ PALETTE = [
 MARKERS = "osD^vP*Xh<>"
 DODGE = 0.035  # horizontal separation of points stacked on one x, in decades of the log axis ...
 DODGE_WIDTH = 0.12  # ... at most this wide in all (decades), however many points share the x
+FRONT_LABEL = "Pareto front (no row of ≤ cost separably above, 95 % CI)"
+BEST_LABEL = "best mean at ≤ cost (front rows)"
 SHOWN_BELOW_FRONT = 25.0  # top-1 points (%) shown below the lowest front point; lower ones are clipped
 
 
 @dataclass
 class Series:
-    """One method's points: x as measured, x as drawn (stacked points dodged apart), top-1 mean ± std."""
+    """One method's points: x as measured, x as drawn (stacked points dodged apart), top-1 mean ± the
+    half-width of its 95 % CI (0 where there is none)."""
 
     name: str
     colour: str
@@ -56,7 +64,7 @@ class Series:
     x: list[float]
     x_drawn: list[float]
     y: list[float]
-    std: list[float]
+    ci: list[float]
     T: list[int]
     n: list[int]
 
@@ -82,7 +90,8 @@ class PlotData:
     title: str
     subtitle: str
     series: list[Series]
-    front: list[tuple[float, float]]  # (x drawn, top-1)
+    front: list[tuple[float, float]]  # (x drawn, top-1) of the rows on the front (95 % CI rule)
+    best: list[tuple[float, float]]  # (x drawn, top-1): the step line, the best front mean at each cost
     published: list[Published]
     y_range: tuple[float, float] | None
     clipped: list[tuple[str, float, float]] = field(default_factory=list)  # (method, x drawn, y) below range
@@ -107,7 +116,7 @@ def _dodged(points: list[tuple[int, float]]) -> dict[int, float]:
 
 
 def _y_range(front: list[float], points: list[tuple[float, float]]) -> tuple[float, float] | None:
-    """Top-1 range shown: every point (± std) within ``SHOWN_BELOW_FRONT`` of the lowest front or published
+    """Top-1 range shown: every point (± CI) within ``SHOWN_BELOW_FRONT`` of the lowest front or published
     point, up to 100; points further below are drawn clipped on the bottom edge."""
     if not front:
         return None
@@ -143,20 +152,35 @@ def plot_data(table: pd.DataFrame, suite: Suite, x: str = "T", track: str | None
                 x=[float(v) for v in g[column]],
                 x_drawn=[drawn[offset + j] for j in range(len(g))],
                 y=[float(v) for v in g["top1_mean"]],
-                std=[0.0 if math.isnan(s) else float(s) for s in g["top1_std"]],
+                ci=[0.0 if math.isnan(s) else float(s) for s in g["top1_ci95"]],
                 T=[int(t) for t in g["T"]],
                 n=[int(n) for n in g["n"]],
             )
         )
         offset += len(g)
-    drawn_at = {(px, py): dx for s in series for px, dx, py in zip(s.x, s.x_drawn, s.y, strict=True)}
-    front = [(drawn_at[p], p[1]) for p in pareto_front(list(drawn_at))]
+    # the rows in the order of the series' points: (x drawn, top-1 mean, interval or None when unranked)
+    rows = [
+        (
+            drawn[i],
+            float(r["top1_mean"]),
+            None if pd.isna(r["rank"]) else (r["top1_ci_low"], r["top1_ci_high"]),
+        )
+        for i, r in enumerate(r for _, g in groups for r in g.to_dict("records"))
+    ]
+    measured = [x for _, g in groups for x in g[column]]
+    ranked = [i for i, (_, _, interval) in enumerate(rows) if interval is not None]
+    on_front = [
+        ranked[k]
+        for k in pareto_front([(float(measured[i]), *rows[i][2]) for i in ranked])  # type: ignore[misc]
+    ]
+    front = sorted((rows[i][0], rows[i][1]) for i in on_front)
+    best = best_so_far(front)
     published = [
         Published(r.algorithm, palette[r.algorithm], float(r.T), r.top1, r.top1_std, _published_label(r))
         for r in suite.reference
         if x == "T" and r.T is not None and track in (None, "official")
     ]
-    points = [(y, sd) for s in series for y, sd in zip(s.y, s.std, strict=True)]
+    points = [(y, ci) for s in series for y, ci in zip(s.y, s.ci, strict=True)]
     points += [(p.top1, p.std or 0.0) for p in published]
     y_range = _y_range([y for _, y in front] + [p.top1 for p in published], points)
     clipped = [
@@ -173,7 +197,7 @@ def plot_data(table: pd.DataFrame, suite: Suite, x: str = "T", track: str | None
         )
     what = "latency" if x == "T" else x_label.split(" per ")[0]
     title = f"{suite.name}{f' ({track} track)' if track else ''}: accuracy vs {what}"
-    return PlotData(column, x_label, title, subtitle, series, front, published, y_range, clipped)
+    return PlotData(column, x_label, title, subtitle, series, front, best, published, y_range, clipped)
 
 
 def pareto(
@@ -193,7 +217,7 @@ def pareto(
         ax.errorbar(
             s.x_drawn,
             s.y,
-            yerr=s.std,
+            yerr=s.ci,
             marker=s.marker,
             markersize=5,
             capsize=3,
@@ -202,11 +226,12 @@ def pareto(
             label=s.name,
         )
     if data.front:
+        xs, ys = zip(*data.best, strict=True)
+        ax.step(xs, ys, where="post", color="black", linestyle="--", linewidth=1, alpha=0.6, label=BEST_LABEL)
         xs, ys = zip(*data.front, strict=True)
-        ax.step(
-            xs, ys, where="post", color="black", linestyle="--", linewidth=1, alpha=0.6, label="Pareto front"
+        ax.scatter(
+            xs, ys, s=150, facecolors="none", edgecolors="black", linewidths=1.2, zorder=5, label=FRONT_LABEL
         )
-        ax.scatter(xs, ys, s=150, facecolors="none", edgecolors="black", linewidths=1.2, zorder=5)
     for p in data.published:
         ax.errorbar(
             [p.T], [p.top1], yerr=[p.std or 0.0], marker="*", markersize=11, color=p.colour,
@@ -234,7 +259,7 @@ def pareto(
     elif values:
         ax.set_xscale("log")
     ax.set_xlabel(data.x_label)
-    ax.set_ylabel("top-1 accuracy (%), final epoch, mean ± std")
+    ax.set_ylabel("top-1 accuracy (%), final epoch, mean ± 95 % CI")
     ax.set_title(data.title + (f"\n{data.subtitle}" if data.subtitle else ""), fontsize=10)
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:

@@ -20,9 +20,18 @@ from typing import Any
 import pandas as pd
 
 from snnbench.errors import SnnbenchError
-from snnbench.leaderboard import SETUP_COLUMNS, _fmt, _fmt_metric, by_track, select_records
+from snnbench.leaderboard import (
+    SETUP_COLUMNS,
+    _fmt,
+    _fmt_metric,
+    _interval,
+    _top1,
+    by_track,
+    per_T,
+    select_records,
+)
 from snnbench.metrics import METRICS
-from snnbench.plots import AXES, PlotData, plot_data
+from snnbench.plots import AXES, BEST_LABEL, FRONT_LABEL, PlotData, plot_data
 from snnbench.records import RunRecord, atomic_write_bytes, read_record
 from snnbench.rows import group_rows
 from snnbench.suite import TRACKS, Suite
@@ -73,9 +82,9 @@ def pareto_figure(data: PlotData) -> dict[str, Any]:
     traces: list[dict[str, Any]] = []
     for s in data.series:
         text = [
-            f"{s.name}<br>T = {t}<br>top-1 {y:.2f} ± {sd:.2f} % (n = {n})<br>"
+            f"{s.name}<br>T = {t}<br>top-1 {y:.2f} ± {ci:.2f} % (95 % CI, n = {n})<br>"
             f"{AXES_SHORT[data.column]} {_num(x)}"
-            for t, y, sd, n, x in zip(s.T, s.y, s.std, s.n, s.x, strict=True)
+            for t, y, ci, n, x in zip(s.T, s.y, s.ci, s.n, s.x, strict=True)
         ]
         traces.append(
             {
@@ -84,7 +93,7 @@ def pareto_figure(data: PlotData) -> dict[str, Any]:
                 "name": s.name,
                 "x": [_r(v) for v in s.x_drawn],
                 "y": [_r(v) for v in s.y],
-                "error_y": {"type": "data", "array": [_r(v) for v in s.std], "visible": True},
+                "error_y": {"type": "data", "array": [_r(v) for v in s.ci], "visible": True},
                 "marker": {"color": s.colour, "size": 7},
                 "line": {"color": s.colour},
                 "text": text,
@@ -95,12 +104,22 @@ def pareto_figure(data: PlotData) -> dict[str, Any]:
         traces.append(
             {
                 "type": "scatter",
-                "mode": "lines+markers",
-                "name": "Pareto front",
+                "mode": "markers",
+                "name": FRONT_LABEL,
                 "x": [_r(x) for x, _ in data.front],
                 "y": [_r(y) for _, y in data.front],
-                "line": {"shape": "hv", "dash": "dash", "color": "black", "width": 1},
                 "marker": {"symbol": "circle-open", "size": 16, "color": "black"},
+                "hoverinfo": "skip",
+            }
+        )
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": BEST_LABEL,
+                "x": [_r(x) for x, _ in data.best],
+                "y": [_r(y) for _, y in data.best],
+                "line": {"shape": "hv", "dash": "dash", "color": "black", "width": 1},
                 "hoverinfo": "skip",
             }
         )
@@ -131,7 +150,7 @@ def pareto_figure(data: PlotData) -> dict[str, Any]:
     layout = {
         "title": {"text": title},
         "xaxis": xaxis,
-        "yaxis": {"title": {"text": "top-1 (%), final epoch, mean ± std"}, "range": data.y_range},
+        "yaxis": {"title": {"text": "top-1 (%), final epoch, mean ± 95 % CI"}, "range": data.y_range},
         "annotations": annotations,
         "legend": {"font": {"size": 11}},
         "margin": {"t": 70 if data.subtitle else 50},
@@ -143,18 +162,20 @@ def _leaderboard(table: pd.DataFrame, runs: dict[tuple[str, int], list[tuple[int
     metrics = [c for c in LEADERBOARD_METRICS if f"{c}_mean" in table]
     selected = "top1_val_selected_mean" in table
     setup = [c for c in SETUP_COLUMNS if c in table]
-    heads = [("rank", "#"), ("algorithm", "algorithm"), ("T", "T"), ("top1", "top-1 %"), ("std", "±")]
-    heads += [("n", "n")] + ([("selected", "val-selected %")] if selected else [])
+    heads = [("rank", "#"), ("algorithm", "algorithm"), ("T", "T"), ("top1", "top-1 %"), ("ci", "± 95 % CI")]
+    heads += [("n", "n"), ("rank_at_T", "# at T"), ("front", "latency front")]
+    heads += [("selected", "val-selected %")] if selected else []
     heads += [(c, c.replace("_size", "")) for c in setup]
     heads += [(c, f"{LEADERBOARD_METRICS[c]} ({METRICS[c].unit})") for c in metrics]
     heads += [("diverged", "diverged"), ("failed", "failed"), ("stale", "stale")]
     head = "".join(f'<th data-key="{k}">{_e(label)}</th>' for k, label in heads) + "<th>runs</th>"
     rows = []
-    for rank, row in enumerate(table.to_dict("records"), start=1):
+    for row in table.to_dict("records"):
         seeds = runs[(row["algorithm"], row["T"])]
         links = " ".join(f'<a href="runs/{_e(rid)}.html">s{seed}</a>' for seed, rid in seeds)
-        cells = [_cell(rank), f"<td>{_e(row['algorithm'])}</td>", _cell(int(row["T"]))]
-        cells += [_cell(row["top1_mean"]), _cell(row["top1_std"]), _cell(int(row["n"]))]
+        cells = [_rank_cell(row, "rank"), f"<td>{_e(row['algorithm'])}</td>", _cell(int(row["T"]))]
+        cells += [_cell(row["top1_mean"]), _cell(row["top1_ci95"]), _cell(int(row["n"]))]
+        cells += [_rank_cell(row, "rank_at_T"), f"<td>{'✓' if row['latency_front'] else ''}</td>"]
         cells += [_cell(row["top1_val_selected_mean"])] if selected else []
         cells += [f"<td>{_e(str(row[c]))}</td>" for c in setup]
         cells += [_cell(row[f"{c}_mean"], 3) for c in metrics]
@@ -167,6 +188,37 @@ def _leaderboard(table: pd.DataFrame, runs: dict[tuple[str, int], list[tuple[int
         f'<table class="sortable" id="leaderboard-{key}" data-filter="filter-{key}">'
         f"<thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table>"
     )
+
+
+def _rank_cell(row: dict[str, Any], key: str) -> str:
+    """A tied rank (sorted by it); unranked rows say why and sort last."""
+    if not pd.isna(row[key]):
+        return _cell(int(row[key]))
+    return f'<td class="num" data-v="">{"chance" if row["at_chance"] else "n &lt; 2"}</td>'
+
+
+def _per_T(table: pd.DataFrame) -> str:
+    """The primary view: one small table per T with tied ranks and 95 % CIs; rows at chance listed apart."""
+    parts = ['<h3>Top-1 at each T</h3><div class="per-t">']
+    for T, ranked, chance, few in per_T(table):
+        rows = "".join(
+            f"<tr><td>{int(r['rank_at_T'])}</td><td>{_e(r['algorithm'])}</td><td>{_top1(r)}</td>"
+            f"<td>{_interval(r)}</td><td>{r['n']}</td><td>{'✓' if r['latency_front'] else ''}</td></tr>"
+            for r in ranked.to_dict("records")
+        )
+        parts.append(f"<h4>T = {T}</h4>")
+        if rows:
+            parts.append(
+                "<table><thead><tr><th>#</th><th>algorithm</th><th>top-1 %</th><th>95 % CI</th><th>n</th>"
+                f"<th>latency front</th></tr></thead><tbody>{rows}</tbody></table>"
+            )
+        for what, rows_apart in (("at chance", chance), ("fewer than two ok seeds", few)):
+            if len(rows_apart):
+                listed = ", ".join(
+                    f"{_e(r['algorithm'])} {_top1(r)} (n = {r['n']})" for r in rows_apart.to_dict("records")
+                )
+                parts.append(f'<p class="muted">Unranked, {what}: {listed}.</p>')
+    return "".join(parts) + "</div>"
 
 
 def _published(suite: Suite) -> str:
@@ -189,8 +241,12 @@ def _index(suite: Suite, df: pd.DataFrame, budget: str) -> str:
         f'<p class="muted">Generated by <code>snnbench report --suite {_e(suite.name)}</code> from {len(df)} '
         f"records (budget <code>{_e(budget)}</code>, suite version {suite.version}, revision "
         f"{_e(', '.join(revisions) or 'unknown')}). Top-1 is the final-epoch accuracy on the whole test set, "
-        "mean ± std over seeds; the test set is evaluated once per run, curves and model selection use the "
-        "validation split. Rankings and fronts stay inside one track.</p>",
+        "mean ± 95 % CI over seeds (Student's t, at least ± half a test image); the test set is evaluated "
+        "once per run, curves and model selection use the validation split. Rankings and fronts stay inside "
+        "one track. A rank is 1 + the number of rows whose CI lies entirely above this row's, so rows that "
+        "the seeds do not separate share it; rows at chance (top-1 at most the 95th percentile of a uniform "
+        "guesser's) are unranked and never on a front; a row is on a front unless a row of equal-or-lower "
+        "cost is separably better. The legend of every column is in <code>leaderboard.md</code>.</p>",
     ]
     tracks = df["track"] if "track" in df else pd.Series(["official"] * len(df), index=df.index)
     for track, table in by_track(df).items():
@@ -205,6 +261,8 @@ def _index(suite: Suite, df: pd.DataFrame, budget: str) -> str:
         figures = [pareto_figure(plot_data(table, suite, axis, track)) for axis in AXES]
         plots = [_plot(f"pareto-{track}-{axis}", figure) for axis, figure in zip(AXES, figures, strict=True)]
         body.append('<div class="plots">' + "".join(plots) + "</div>")
+        body.append(_per_T(table))
+        body.append("<h3>All rows (ranked across T)</h3>")
         body.append(_leaderboard(table, runs, track))
     body.append(_published(suite))
     return _page(f"{suite.name} — snnbench report", "\n".join(body))

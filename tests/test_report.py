@@ -12,6 +12,7 @@ from test_leaderboard import record as leaderboard_record
 from typer.testing import CliRunner
 
 from snnbench.cli import app
+from snnbench.plots import BEST_LABEL, FRONT_LABEL
 from snnbench.records import RecordStore, RunRecord
 from snnbench.suite import load_suite
 
@@ -77,15 +78,26 @@ def test_site_pages_are_offline_sortable_and_link_every_run(results):
     index = (site / "index.html").read_text()
     for page in [index, *(p.read_text() for p in (site / "runs").iterdir())]:
         assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched from the network
-    rows = re.findall(r"<tr(?: class=\"stale\")?>(.*?)</tr>", index.split("<tbody>")[1].split("</tbody>")[0])
+    board = index.split('id="leaderboard-official"')[1].split("<tbody>")[1].split("</tbody>")[0]
+    rows = re.findall(r"<tr(?: class=\"stale\")?>(.*?)</tr>", board)
     assert len(rows) == 3  # bptt T1, bptt T4, bptt-arctan T4
     bptt1 = next(r for r in rows if '<td>bptt</td><td class="num" data-v="1">' in r)
     assert 'data-v="82.0">82.00<' in bptt1 and 'href="runs/bptt_T1_s1_smoke_deadbeef.html"' in bptt1
+    # 82 ± t(0.975, 1) · 2.83 / √2 = 82 ± 25.41; the one-seed rows have no interval and no rank
+    assert bptt1.startswith('<td class="num" data-v="1">1</td>') and 'data-v="25.41' in bptt1
+    assert [r.split("</td>")[0] for r in rows[1:]] == ['<td class="num" data-v="">n &lt; 2'] * 2
+    per_T = index.split('id="leaderboard-official"')[0].split("<h3>Top-1 at each T</h3>")[1]
+    assert "<h4>T = 1</h4>" in per_T and "<td>82.00 ± 25.41</td><td>[56.59, 107.41]</td>" in per_T
+    assert (
+        '<h4>T = 4</h4><p class="muted">Unranked, fewer than two ok seeds: bptt-arctan 95.00 (n = 1), '
+        "bptt 92.00 (n = 1).</p>" in per_T
+    )
     assert index.count('class="plot"') == 6  # three Pareto plots: a div and its figure each
     figure = json.loads(re.search(r'data-target="pareto-official-T">(.*?)</script>', index).group(1))
     names = [trace["name"] for trace in figure["data"]]
-    assert names == ["bptt", "bptt-arctan", "Pareto front", "bptt (published, selection not stated)"]
-    assert figure["data"][3]["marker"]["color"] == figure["data"][0]["marker"]["color"]
+    assert names == ["bptt", "bptt-arctan", FRONT_LABEL, BEST_LABEL, "bptt (published, selection not stated)"]
+    assert figure["data"][2]["x"] == [1] and figure["data"][2]["y"] == [82]  # the only ranked row
+    assert figure["data"][4]["marker"]["color"] == figure["data"][0]["marker"]["color"]
     assert "Someone 2020, Table 1" in index
     run = (site / "runs" / "bptt_T4_s0_smoke_deadbeef.html").read_text()
     assert "snnbench run --suite tiny --budget smoke --algorithms bptt --timesteps 4 --seeds 0" in run
