@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from snnbench.algorithms import Algorithm, algorithms
-from snnbench.architectures import Conv, Dense, Dropout, Pool, parse_notation, resolve_architecture
+from snnbench.architectures import (
+    Block,
+    Conv,
+    Dense,
+    Dropout,
+    Pool,
+    output_shape,
+    parse_notation,
+    resolve_architecture,
+)
 from snnbench.errors import SnnbenchError, UnknownNameError
 from snnbench.registry import Registry
 
@@ -68,3 +77,20 @@ def test_notation():
     )  # fmt: skip
     assert resolve_architecture("400-400").layers == (Dense(400), Dense(400))
     assert resolve_architecture("mlp").notation == "256"
+    assert parse_notation("64C7p3s2-B64-B128s2") == (Conv(64, 7, 2, 3), Block(64), Block(128, 2))
+
+
+IMAGENET_STAGES = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}
+
+
+@pytest.mark.parametrize("name", ["ms-resnet18", "ms-resnet34", "sew-resnet18", "sew-resnet34"])
+def test_imagenet_resnets_have_the_official_stages_and_downsampling(name):
+    """He et al.'s ImageNet layout, as both official codes build it: blocks of 64, 128, 256, 512 channels in
+    [2, 2, 2, 2] (ResNet-18) or [3, 4, 6, 3] (ResNet-34) stages, and 224 × 224 reduced 32× to 7 × 7 before
+    the global pooling (stride-2 stem, then SEW's stem max pooling or MS-ResNet's stride-2 first stage, then
+    a stride-2 first block in each later stage)."""
+    layers = resolve_architecture(name).layers
+    blocks = [layer.channels for layer in layers if isinstance(layer, Block)]
+    assert [blocks.count(c) for c in (64, 128, 256, 512)] == IMAGENET_STAGES[int(name[-2:])]
+    assert layers[-1] == Pool(0, "global_avg")
+    assert output_shape(layers[:-1], (3, 224, 224)) == (512, 7, 7)
