@@ -189,18 +189,31 @@ def test_tune_searches_on_validation_only_with_the_same_trials_and_run_applies_i
     assert counted_passes and sum(c.passes for c in counted_passes) == 0  # nothing tunes on test
     records = {p.stem: json.loads(p.read_text()) for p in (out / "tiny" / "tuning").glob("*.json")}
     assert set(records) == {"bptt", "proxy"}  # only the tuned (controlled) track
-    for record in records.values():
-        assert len(record["trials"]) == 3 and record["budget"] == {
-            "trials": 3,
-            "T": 2,
-            "seed": 1,
-            "budget": "smoke",
-        }
+    from snnbench.algorithms import algorithms as registry
+    from snnbench.leaderboard import chance_bound
+    from snnbench.provenance import source_sha256
+    from snnbench.suite import load_suite
+    from snnbench.tuning import _num_classes, tuning_specs
+
+    specs = {s.entry: s for s in tuning_specs(load_suite(path))}
+    for entry, record in records.items():
+        rounds = {t["round"] for t in record["trials"]}
+        assert [sum(t["round"] == r for t in record["trials"]) for r in sorted(rounds)] == [3] * len(rounds)
+        assert len(record["rounds"]) == len(rounds) and (len(rounds) == 2) == bool(record["widened"])
+        assert record["budget"] == {"trials": 3, "T": 2, "seed": 1, "budget": "smoke"}
         assert all(t["status"] == "ok" and t["val_top1"] is not None for t in record["trials"])
         best = max(record["trials"], key=lambda t: (t["val_top1"], -t["number"]))
         assert record["chosen"]["values"] == best["values"]
+        # the code hash of run records, the method version and the untuned spec: what `--check` compares
+        method = registry.get(record["algorithm"])
+        assert record["algorithm_source_sha256"] == source_sha256(method) != ""
+        assert record["algorithm_version"] == method.version and record["suite_version"] == 1
+        assert record["spec_hash"] == specs[entry].spec_hash
+        bound = chance_bound(_num_classes(specs[entry].dataset, {}), record["trials"][0]["val_size"])
+        assert record["all_trials_at_chance"] is (max(t["val_top1"] for t in record["trials"]) <= bound)
     assert records["bptt"]["trials"][0]["values"] == {"lr": 0.01}  # trial 0: the entry's own value
-    assert records["bptt"]["space"]["lr"] == {"low": 0.001, "high": 0.1, "log": True, "integer": False}
+    first = {"low": 0.001, "high": 0.1, "log": True, "integer": False}  # ±10× around the entry's value
+    assert records["bptt"]["rounds"][0]["space"]["lr"] == first
     assert records["proxy"]["trials"][0]["values"] == {"lr": 1e-4}  # the paper's default
     assert "tuned:" in result.output and "values:" in result.output
 
@@ -210,9 +223,9 @@ def test_tune_searches_on_validation_only_with_the_same_trials_and_run_applies_i
     assert run.exit_code == 0, run.output
     record = json.loads(next((out / "tiny" / "runs").glob("bptt_*.json")).read_text())
     assert record["spec"]["hparams"]["lr"] == records["bptt"]["chosen"]["values"]["lr"]
-    assert record["spec"]["tuned_fields"] == ["lr"] and record["spec"]["tuning_trials"] == 3
-    from snnbench.suite import Tuned, load_suite
-    from snnbench.tuning import tuning_specs
+    assert record["spec"]["tuned_fields"] == ["lr"]
+    assert record["spec"]["tuning_trials"] == len(records["bptt"]["trials"])  # every trial run counts
+    from snnbench.suite import Tuned
 
     suite = load_suite(path)
     block = Tuned(values={"lr": 0.5}, trials=3)

@@ -174,9 +174,11 @@ def tune(
         import yaml
 
         from snnbench.suite import load_suite
-        from snnbench.tuning import tune_suite, tuned_block
+        from snnbench.tuning import seed_note, tune_suite, tuned_block
 
         loaded = load_suite(suite)
+        if note := seed_note(loaded):
+            err_console.print(f"[yellow]Warning:[/yellow] {note}", soft_wrap=True, highlight=False)
         records = tune_suite(
             loaded, _names(algorithms), out_dir=out, trials=trials, jobs=jobs, data_dir=data_dir
         )
@@ -190,6 +192,13 @@ def tune(
             f"{record['entry']}: {len(record['trials'])} trials at T={record['budget']['T']}, "
             f"validation top-1 {low:.2f}–{record['chosen']['val_top1']:.2f} %; "
             f"chosen {record['chosen']['values']} (trial {record['chosen']['trial']}); record {path}"
+            + (
+                f"; a first choice at the edge of its range widened {', '.join(record['widened'])} for a "
+                "second round"
+                if record.get("widened")
+                else ""
+            )
+            + ("; all trials at chance (arbitrary choice)" if record.get("all_trials_at_chance") else "")
         )
         block = tuned_block(record, path).model_dump()
         console.print(yaml.safe_dump({record["entry"]: {"tuned": block}}, sort_keys=False), markup=False)
