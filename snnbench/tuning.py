@@ -14,22 +14,31 @@ every method, so that no method gets a wider search than another by accident.
 Results: ``OUT/<suite>/tuning/<entry>.json`` lists every trial (values, validation top-1, status, run id),
 the chosen values and the budget; the trial runs' own records (validation figures only) are under
 ``OUT/<suite>/tuning/trials/runs/``. The
-``tuned:`` block to paste into the suite entry is printed; ``run --tuned`` applies the records directly.
+``tuned:`` block to paste into the suite entry is printed; ``run --tuned`` applies the records directly
+(only the selected entries' records are needed).
+
+Progress and resume: every finished trial is reported as a :class:`snnbench.events.TrialFinished` event
+(the CLI prints one line per trial). A trial whose spec already has an ok or diverged record made by the
+method's current source (an interrupted or repeated ``tune``) reuses that record instead of retraining; as
+the sampler is seeded and sees the same scores, a resumed study proposes the same trials and ends with the
+same record.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from snnbench import events as ev
 from snnbench.errors import RecordError, SnnbenchError
-from snnbench.records import atomic_write_bytes
+from snnbench.records import RecordStore, RunRecord, atomic_write_bytes
 from snnbench.suite import Overrides, RunSpec, Suite, Tuned, expand
 
 
@@ -103,21 +112,53 @@ def tuning_specs(suite: Suite, entries: list[str] | None = None) -> list[RunSpec
     return specs
 
 
-def tune_entry(job: TuningJob) -> dict[str, Any]:
+def tune_entry(job: TuningJob, on_event: ev.EventSink = ev.ignore) -> dict[str, Any]:
     """Run one entry's study and write its tuning record; returns the record. Subnormal floats are flushed
     to zero meanwhile, as in the runner's workers (:func:`snnbench.environment.flushed_denormals`)."""
     from snnbench.environment import flushed_denormals
 
     with flushed_denormals():
-        return _study(job)
+        return _study(job, on_event)
 
 
-def _study(job: TuningJob) -> dict[str, Any]:
+def reusable_trial(store: RecordStore, spec: RunSpec, algorithm_cls: type) -> RunRecord | None:
+    """The finished record of a trial ``spec`` from an earlier ``tune`` (ok or diverged, made by the
+    method's current version and source), or None: the trial trains."""
+    from snnbench.provenance import source_sha256
+
+    try:
+        record = store.load(spec.run_id)
+    except RecordError:  # unreadable: the trial trains again and replaces it
+        return None
+    if record is None or record.status not in ("ok", "diverged") or record.spec_hash != spec.spec_hash:
+        return None
+    if (record.algorithm_version, record.algorithm_source_sha256) != (
+        algorithm_cls.version,
+        source_sha256(algorithm_cls),
+    ):
+        return None
+    return record
+
+
+def trial_event(entry: str, trials: int, trial: dict[str, Any]) -> ev.TrialFinished:
+    """The progress event of one trial of a tuning record."""
+    return ev.TrialFinished(
+        entry,
+        trial["number"] + 1,
+        trials,
+        trial["values"],
+        trial["val_top1"],
+        trial["status"],
+        trial.get("seconds", 0.0),
+        trial.get("reused", False),
+    )
+
+
+def _study(job: TuningJob, on_event: ev.EventSink = ev.ignore) -> dict[str, Any]:
     import optuna
 
     from snnbench.algorithms import algorithms
     from snnbench.environment import environment, resolve_device, reuse_freed_cpu_memory
-    from snnbench.records import RecordStore
     from snnbench.runner import run_one
 
     reuse_freed_cpu_memory()
@@ -142,7 +183,14 @@ def _study(job: TuningJob) -> dict[str, Any]:
         values = {name: _suggest(trial, name, search) for name, search in space.items()}
         hparams = algorithm_cls.Config.model_validate({**base.hparams, **values}).model_dump(mode="json")
         spec = base.model_copy(update={"hparams": hparams, "tuned_fields": sorted(values)})
-        record = run_one(spec, store, data_dir=job.data_dir, final_test=False)
+        record = reusable_trial(store, spec, algorithm_cls)
+        reused = record is not None
+        if record is None:
+            began = time.perf_counter()
+            record = run_one(spec, store, data_dir=job.data_dir, final_test=False)
+            seconds = time.perf_counter() - began
+        else:
+            seconds = float(record.metrics.get("train_time_s") or 0.0)
         val = record.metrics.get("val_top1") if record.status == "ok" else None
         trials.append(
             {
@@ -151,8 +199,11 @@ def _study(job: TuningJob) -> dict[str, Any]:
                 "val_top1": val,
                 "status": record.status,
                 "run_id": record.run_id,
+                "seconds": round(seconds, 3),
+                "reused": reused,
             }
         )
+        on_event(trial_event(base.entry, job.trials, trials[-1]))
         return float(val) if val is not None else 0.0  # a diverged or failed trial scores chance or worse
 
     study.optimize(objective, n_trials=job.trials)
@@ -184,8 +235,11 @@ def tune_suite(
     trials: int | None = None,
     jobs: int = 1,
     data_dir: str | Path | None = None,
+    on_event: ev.EventSink = ev.ignore,
 ) -> list[dict[str, Any]]:
-    """Tune every entry of the suite's tuned tracks (or ``entries``) with the same number of trials."""
+    """Tune every entry of the suite's tuned tracks (or ``entries``) with the same number of trials;
+    ``on_event`` gets a :class:`~snnbench.events.TrialFinished` per trial (with ``jobs`` > 1, an entry's
+    trials are reported when its study ends)."""
     specs = tuning_specs(suite, entries)  # raises the clear error when the suite has no tuning block
     assert suite.tuning is not None
     count = trials or suite.tuning.trials
@@ -193,11 +247,18 @@ def tune_suite(
     folder = None if data_dir is None else str(data_dir)
     jobs_list = [TuningJob(spec, count, suite.tuning.seed, str(out_dir), folder, threads) for spec in specs]
     if jobs <= 1:
-        return [tune_entry(job) for job in jobs_list]
+        return [tune_entry(job, on_event) for job in jobs_list]
     import multiprocessing
 
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(tune_entry, jobs_list))
+        futures = {pool.submit(tune_entry, job): index for index, job in enumerate(jobs_list)}
+        records: list[dict[str, Any] | None] = [None] * len(jobs_list)
+        for future in as_completed(futures):
+            record = future.result()
+            records[futures[future]] = record
+            for trial in record["trials"]:
+                on_event(trial_event(record["entry"], count, trial))
+        return [r for r in records if r is not None]
 
 
 def tuned_block(record: dict[str, Any], path: Path) -> Tuned:
@@ -205,13 +266,15 @@ def tuned_block(record: dict[str, Any], path: Path) -> Tuned:
     return Tuned(values=record["chosen"]["values"], trials=record["budget"]["trials"], record=str(path))
 
 
-def with_tuning_records(suite: Suite, out_dir: str | Path) -> Suite:
+def with_tuning_records(suite: Suite, out_dir: str | Path, entries: list[str] | None = None) -> Suite:
     """``suite`` with every tuned-track entry's ``tuned`` block taken from ``OUT/<suite>/tuning/<entry>.json``
-    (``run --tuned``); an entry without a record is an error naming the command that makes it."""
+    (``run --tuned``); only ``entries`` (default: all) need a record, and a selected entry without one is
+    an error naming the command that makes it."""
     folder = Path(out_dir) / suite.name / "tuning"
     updated = {}
     for key, entry in suite.algorithms.items():
-        if suite.tuning is None or entry.track not in suite.tuning.tracks:
+        skipped = entries is not None and key not in entries  # not run: its record is not needed
+        if skipped or suite.tuning is None or entry.track not in suite.tuning.tracks:
             updated[key] = entry
             continue
         path = folder / f"{key}.json"

@@ -81,8 +81,8 @@ def run(
         from snnbench.tuning import with_tuning_records
 
         loaded = load_suite(suite)
-        if tuned:
-            loaded = with_tuning_records(loaded, out)
+        if tuned:  # only the selected entries need a tuning record
+            loaded = with_tuning_records(loaded, out, _names(algorithms))
 
         overrides = Overrides(
             budget=budget,
@@ -164,9 +164,11 @@ def tune(
     jobs: Annotated[int, typer.Option(help="entries tuned in parallel processes", min=1)] = 1,
     data_dir: Annotated[Path | None, typer.Option(help="dataset root")] = None,
     plugin: Plugins = None,
+    quiet: Annotated[bool, typer.Option(help="no line per trial")] = False,
 ) -> None:
     """Search each entry's declared hyperparameters on the validation split, the same trials for every
-    method (seeded TPE, trial 0 = the entry's values); write tuning records and print the `tuned:` blocks."""
+    method (seeded TPE, trial 0 = the entry's values); print a line per finished trial; write tuning
+    records and print the `tuned:` blocks. A re-run reuses the trials that already have records."""
     from snnbench.errors import SnnbenchError
 
     try:
@@ -175,11 +177,19 @@ def tune(
 
         from snnbench.suite import load_suite
         from snnbench.tuning import tune_suite, tuned_block
+        from snnbench.ui import ProgressRenderer
 
         loaded = load_suite(suite)
-        records = tune_suite(
-            loaded, _names(algorithms), out_dir=out, trials=trials, jobs=jobs, data_dir=data_dir
-        )
+        with ProgressRenderer(console, quiet=quiet) as renderer:
+            records = tune_suite(
+                loaded,
+                _names(algorithms),
+                out_dir=out,
+                trials=trials,
+                jobs=jobs,
+                data_dir=data_dir,
+                on_event=renderer,
+            )
     except SnnbenchError as exc:
         raise _fail(exc) from None
     for record in records:
@@ -191,6 +201,9 @@ def tune(
             f"validation top-1 {low:.2f}–{record['chosen']['val_top1']:.2f} %; "
             f"chosen {record['chosen']['values']} (trial {record['chosen']['trial']}); record {path}"
         )
+        reused = sum(1 for t in record["trials"] if t.get("reused"))
+        if reused:
+            say(f"{record['entry']}: {reused} of {len(record['trials'])} trials reused their records")
         block = tuned_block(record, path).model_dump()
         console.print(yaml.safe_dump({record["entry"]: {"tuned": block}}, sort_keys=False), markup=False)
 
