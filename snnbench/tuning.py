@@ -290,3 +290,65 @@ def with_tuning_records(suite: Suite, out_dir: str | Path, entries: list[str] | 
             raise RecordError(path, f"not a tuning record ({exc})") from None
         updated[key] = entry.model_copy(update={"tuned": block})
     return suite.model_copy(update={"algorithms": updated})
+
+
+def _plugin_file(algorithm: str) -> str:
+    """The file a plugin method was loaded from, relative to the working directory where it lies below it."""
+    import inspect
+
+    from snnbench.algorithms import algorithms
+
+    try:
+        path = Path(inspect.getsourcefile(algorithms.get(algorithm)) or "FILE").resolve()
+    except TypeError:
+        return "FILE"
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _tuning_problem(suite: Suite, key: str, tuned: Tuned | None) -> str | None:
+    """Why the ``tuned`` block of entry ``key`` is not a record made with the suite's tuning budget."""
+    assert suite.tuning is not None
+    if tuned is None:
+        return "it was given no tuned values (`run --tuned` takes them from its tuning record)"
+    path = Path(tuned.record)
+    try:
+        record = json.loads(path.read_text())
+        made_with = record["budget"]
+        chosen = record["chosen"]["values"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"its tuned values come from no readable tuning record ({tuned.record or 'none named'})"
+    (spec,) = tuning_specs(suite, [key])
+    budget = {"trials": suite.tuning.trials, "T": spec.T, "seed": spec.seed, "budget": spec.budget}
+    if (record.get("suite"), record.get("entry")) != (suite.name, key) or made_with != budget:
+        return f"its tuning record {path} was made with {made_with}, not the suite's tuning budget {budget}"
+    if chosen != tuned.values or tuned.trials != suite.tuning.trials:
+        return f"its tuned values are not the ones its tuning record {path} chose"
+    return None
+
+
+def refuse_untuned_plugin_entries(
+    suite: Suite, entries: list[str] | None = None, out_dir: str | Path = "results"
+) -> None:
+    """A plugin's entry (``suite_entries``) in a tuned track, such as the controlled track, where every
+    built-in entry was tuned with the suite's budget, runs only with a tuning record made with that budget
+    (``tune --plugin``, then ``run --tuned``); otherwise it would be ranked untuned against tuned baselines.
+    ``entries``: the selected ones (default: all)."""
+    if suite.tuning is None:
+        return
+    for key in suite.plugin_entries:
+        entry = suite.algorithms[key]
+        if (entries is not None and key not in entries) or entry.track not in suite.tuning.tracks:
+            continue
+        problem = _tuning_problem(suite, key, entry.tuned)
+        if problem is None:
+            continue
+        plugin = _plugin_file(entry.algorithm or key)
+        common = f"--suite {suite.name} --plugin {plugin} --algorithms {key} --out {out_dir}"
+        raise SnnbenchError(
+            f"{key}: a plugin's entry in the {entry.track} track of {suite.name} runs only tuned with the "
+            f"suite's tuning budget ({suite.tuning.trials} trials on validation), as every entry there is, "
+            f"and {problem}; make it with `snnbench tune {common}`, then `snnbench run {common} --tuned`"
+        )

@@ -78,11 +78,12 @@ def run(
         from snnbench.estimate import PRINT_BEFORE_RUN_S, describe, estimate_suite
         from snnbench.grid import run_suite
         from snnbench.suite import MAX_TIMESTEPS, Overrides, load_suite
-        from snnbench.tuning import with_tuning_records
+        from snnbench.tuning import refuse_untuned_plugin_entries, with_tuning_records
 
         loaded = load_suite(suite)
         if tuned:  # only the selected entries need a tuning record
             loaded = with_tuning_records(loaded, out, _names(algorithms))
+        refuse_untuned_plugin_entries(loaded, _names(algorithms), out)
 
         overrides = Overrides(
             budget=budget,
