@@ -106,3 +106,16 @@ def test_tune_plugin_then_run_tuned_then_compare_gives_a_verdict(tmp_path, monke
     assert compared.exit_code == 0, compared.output
     (row,) = json.loads(compared.stdout)
     assert row["baseline"] == "bptt" and row["T"] == 1 and row["verdict"]
+
+
+def test_the_built_in_methods_own_suite_entries_are_not_plugin_entries(tmp_path, monkeypatch):
+    """desire-bp, ide, ... add their controlled entries to digits-lowT through `suite_entries` too, tuned in
+    the repository; they are snnbench's own and run from any folder, without `run --tuned`."""
+    from snnbench.suite import load_suite
+    from snnbench.tuning import refuse_untuned_plugin_entries
+
+    monkeypatch.chdir(tmp_path)  # their `tuned.record` paths are relative to the repository
+    suite = load_suite("digits-lowT")
+    assert "desire-bp" in suite.algorithms and suite.algorithms["desire-bp"].track == "controlled"
+    assert "desire-bp" not in suite.plugin_entries
+    refuse_untuned_plugin_entries(suite, ["desire-bp"])  # no error
