@@ -171,6 +171,7 @@ def tune(
     method (seeded TPE, trial 0 = the entry's values); print a line per finished trial; write tuning
     records and print the `tuned:` blocks. A re-run reuses the trials that already have records."""
     from snnbench.errors import SnnbenchError
+    from snnbench.events import Event, TrialFinished
 
     try:
         _load_plugins(plugin)
@@ -178,19 +179,22 @@ def tune(
 
         from snnbench.suite import load_suite
         from snnbench.tuning import tune_suite, tuned_block
-        from snnbench.ui import ProgressRenderer
+        from snnbench.ui import trial_line
+
+        def show(event: Event) -> None:  # one line per finished trial, as it finishes
+            if isinstance(event, TrialFinished) and not quiet:
+                say(trial_line(event))
 
         loaded = load_suite(suite)
-        with ProgressRenderer(console, quiet=quiet) as renderer:
-            records = tune_suite(
-                loaded,
-                _names(algorithms),
-                out_dir=out,
-                trials=trials,
-                jobs=jobs,
-                data_dir=data_dir,
-                on_event=renderer,
-            )
+        records = tune_suite(
+            loaded,
+            _names(algorithms),
+            out_dir=out,
+            trials=trials,
+            jobs=jobs,
+            data_dir=data_dir,
+            on_event=show,
+        )
     except SnnbenchError as exc:
         raise _fail(exc) from None
     for record in records:
