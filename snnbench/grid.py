@@ -51,8 +51,11 @@ def run_suite(
     executor (see :mod:`snnbench.executors`), and write the reports; ``save_models`` keeps each trained
     run's final network."""
     began = time.time()
+    from snnbench.tuning import refuse_untuned_plugin_entries
+
     suite = ref if isinstance(ref, Suite) else load_suite(ref)
     specs = expand(suite, overrides)
+    refuse_untuned_plugin_entries(suite, (overrides or Overrides()).algorithms, out_dir)
     resolve_device(device)  # fail before training on a bad device
     store = RecordStore(out_dir, suite.name)
     done = {}

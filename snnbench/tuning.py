@@ -34,6 +34,12 @@ The trials' training seed should never be an evaluation seed of the suite (the c
 fitted to one of the seeds they are then scored on): ``tune`` warns where ``tuning.seed`` is one of
 ``seeds`` and the leaderboard's legend says so (:func:`seed_note`). Such suites are not refused, so that a
 committed suite's records stay loadable; a new suite should pick a trial seed outside ``seeds``.
+
+Progress and resume: every finished trial is reported as a :class:`snnbench.events.TrialFinished` event
+(the CLI prints one line per trial). A trial whose spec already has an ok or diverged record made by the
+method's current source (an interrupted or repeated ``tune``) reuses that record instead of retraining; as
+the sampler is seeded and sees the same scores, a resumed study proposes the same trials and ends with the
+same record.
 """
 
 from __future__ import annotations
@@ -41,16 +47,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from snnbench import events as ev
 from snnbench.errors import RecordError, SnnbenchError
-from snnbench.records import atomic_write_bytes
+from snnbench.records import RecordStore, RunRecord, atomic_write_bytes
 from snnbench.suite import Overrides, RunSpec, Suite, Tuned, expand
 
 
@@ -124,13 +132,13 @@ def tuning_specs(suite: Suite, entries: list[str] | None = None) -> list[RunSpec
     return specs
 
 
-def tune_entry(job: TuningJob) -> dict[str, Any]:
+def tune_entry(job: TuningJob, on_event: ev.EventSink = ev.ignore) -> dict[str, Any]:
     """Run one entry's study and write its tuning record; returns the record. Subnormal floats are flushed
     to zero meanwhile, as in the runner's workers (:func:`snnbench.environment.flushed_denormals`)."""
     from snnbench.environment import flushed_denormals
 
     with flushed_denormals():
-        return _study(job)
+        return _study(job, on_event)
 
 
 EDGE_LOG_FACTOR = 1.5  # log range: a value within this factor of low or high is at the edge
@@ -192,6 +200,41 @@ def widen(search: Search, side: str, info: Any = None) -> Search:
     return search.model_copy(update=update)
 
 
+def reusable_trial(store: RecordStore, spec: RunSpec, algorithm_cls: type) -> RunRecord | None:
+    """The finished record of a trial ``spec`` from an earlier ``tune`` (ok or diverged, made by the
+    method's current version and source), or None: the trial trains."""
+    from snnbench.provenance import source_sha256
+
+    try:
+        record = store.load(spec.run_id)
+    except RecordError:  # unreadable: the trial trains again and replaces it
+        return None
+    if record is None or record.status not in ("ok", "diverged") or record.spec_hash != spec.spec_hash:
+        return None
+    if (record.algorithm_version, record.algorithm_source_sha256) != (
+        algorithm_cls.version,
+        source_sha256(algorithm_cls),
+    ):
+        return None
+    return record
+
+
+def trial_event(entry: str, trials: int, trial: dict[str, Any]) -> ev.TrialFinished:
+    """The progress event of one trial of a tuning record (numbered within its round)."""
+    round_index = int(trial.get("round", 0))
+    return ev.TrialFinished(
+        entry,
+        trial["number"] - round_index * trials + 1,
+        trials,
+        trial["values"],
+        trial["val_top1"],
+        trial["status"],
+        trial.get("seconds", 0.0),
+        trial.get("reused", False),
+        round_index + 1,
+    )
+
+
 # an objective runs one trial: values → {"val_top1": float | None, "status": str, "run_id": str, ...}
 Objective = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -209,6 +252,7 @@ def _round(
     objective: Objective,
     first_number: int,
     round_index: int,
+    on_trial: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One seeded-TPE round of ``trials`` trials over ``space``; trial 0 is ``start`` when given."""
     import optuna
@@ -227,6 +271,8 @@ def _round(
         done.append(
             {"round": round_index, "number": first_number + trial.number, "values": values, **outcome}
         )
+        if on_trial is not None:
+            on_trial(done[-1])
         return float(val) if val is not None else 0.0  # a diverged or failed trial scores chance or worse
 
     study.optimize(run, n_trials=trials)
@@ -240,6 +286,7 @@ def search_rounds(
     seed: int,
     objective: Objective,
     fields: dict[str, Any] | None = None,
+    on_trial: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Search ``space`` with ``trials`` trials (trial 0 = ``start``); when the best trial's value of a
     numeric hyperparameter is at an edge of its range (:func:`at_edge`), widen that edge (:func:`widen`,
@@ -250,7 +297,9 @@ def search_rounds(
     every: list[dict[str, Any]] = []
     current, widened = space, []
     for index in range(2):
-        found = _round(current, start if index == 0 else None, trials, seed, objective, len(every), index)
+        found = _round(
+            current, start if index == 0 else None, trials, seed, objective, len(every), index, on_trial
+        )
         every += found
         best = _best(found)
         edges = {
@@ -301,7 +350,7 @@ def _num_classes(dataset: str, options: dict[str, Any]) -> int:
     return int(cls().info(cls.Options.model_validate(options)).num_classes)
 
 
-def _study(job: TuningJob) -> dict[str, Any]:
+def _study(job: TuningJob, on_event: ev.EventSink = ev.ignore) -> dict[str, Any]:
     from snnbench.algorithms import algorithms
     from snnbench.environment import environment, resolve_device, reuse_freed_cpu_memory
     from snnbench.provenance import source_sha256
@@ -324,18 +373,31 @@ def _study(job: TuningJob) -> dict[str, Any]:
     def objective(values: dict[str, Any]) -> dict[str, Any]:
         hparams = algorithm_cls.Config.model_validate({**base.hparams, **values}).model_dump(mode="json")
         spec = base.model_copy(update={"hparams": hparams, "tuned_fields": sorted(values)})
-        record = run_one(spec, store, data_dir=job.data_dir, final_test=False)
+        record = reusable_trial(store, spec, algorithm_cls)
+        reused = record is not None
+        if record is None:
+            began = time.perf_counter()
+            record = run_one(spec, store, data_dir=job.data_dir, final_test=False)
+            seconds = time.perf_counter() - began
+        else:
+            seconds = float(record.metrics.get("train_time_s") or 0.0)
         val = record.metrics.get("val_top1") if record.status == "ok" else None
         return {
             "val_top1": val,
             "status": record.status,
             "run_id": record.run_id,
             "val_size": record.metrics.get("val_size"),
+            "seconds": round(seconds, 3),
+            "reused": reused,
         }
 
     start = {name: base.hparams[name] for name in space}  # trial 0: the resolved values
     fields = algorithm_cls.Config.model_fields
-    found = search_rounds(space, start, job.trials, job.seed, objective, fields)
+
+    def report(trial: dict[str, Any]) -> None:  # one progress event per finished trial, as it finishes
+        on_event(trial_event(base.entry, job.trials, trial))
+
+    found = search_rounds(space, start, job.trials, job.seed, objective, fields, on_trial=report)
     at_chance = all_at_chance(found["trials"], _num_classes(base.dataset, base.dataset_options))
     record = {
         "suite": base.suite,
@@ -371,8 +433,11 @@ def tune_suite(
     trials: int | None = None,
     jobs: int = 1,
     data_dir: str | Path | None = None,
+    on_event: ev.EventSink = ev.ignore,
 ) -> list[dict[str, Any]]:
-    """Tune every entry of the suite's tuned tracks (or ``entries``) with the same number of trials."""
+    """Tune every entry of the suite's tuned tracks (or ``entries``) with the same number of trials;
+    ``on_event`` gets a :class:`~snnbench.events.TrialFinished` per trial (with ``jobs`` > 1, an entry's
+    trials are reported when its study ends)."""
     specs = tuning_specs(suite, entries)  # raises the clear error when the suite has no tuning block
     assert suite.tuning is not None
     count = trials or suite.tuning.trials
@@ -380,11 +445,18 @@ def tune_suite(
     folder = None if data_dir is None else str(data_dir)
     jobs_list = [TuningJob(spec, count, suite.tuning.seed, str(out_dir), folder, threads) for spec in specs]
     if jobs <= 1:
-        return [tune_entry(job) for job in jobs_list]
+        return [tune_entry(job, on_event) for job in jobs_list]
     import multiprocessing
 
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(tune_entry, jobs_list))
+        futures = {pool.submit(tune_entry, job): index for index, job in enumerate(jobs_list)}
+        records: list[dict[str, Any] | None] = [None] * len(jobs_list)
+        for future in as_completed(futures):
+            record = future.result()
+            records[futures[future]] = record
+            for trial in record["trials"]:
+                on_event(trial_event(record["entry"], count, trial))
+        return [r for r in records if r is not None]
 
 
 def tuned_block(record: dict[str, Any], path: Path) -> Tuned:
@@ -393,13 +465,15 @@ def tuned_block(record: dict[str, Any], path: Path) -> Tuned:
     return Tuned(values=record["chosen"]["values"], trials=len(record["trials"]), record=str(path))
 
 
-def with_tuning_records(suite: Suite, out_dir: str | Path) -> Suite:
+def with_tuning_records(suite: Suite, out_dir: str | Path, entries: list[str] | None = None) -> Suite:
     """``suite`` with every tuned-track entry's ``tuned`` block taken from ``OUT/<suite>/tuning/<entry>.json``
-    (``run --tuned``); an entry without a record is an error naming the command that makes it."""
+    (``run --tuned``); only ``entries`` (default: all) need a record, and a selected entry without one is
+    an error naming the command that makes it."""
     folder = Path(out_dir) / suite.name / "tuning"
     updated = {}
     for key, entry in suite.algorithms.items():
-        if suite.tuning is None or entry.track not in suite.tuning.tracks:
+        skipped = entries is not None and key not in entries  # not run: its record is not needed
+        if skipped or suite.tuning is None or entry.track not in suite.tuning.tracks:
             updated[key] = entry
             continue
         path = folder / f"{key}.json"
@@ -489,3 +563,65 @@ def seed_note(suite: Suite) -> str | None:
         "which is also one of its evaluation seeds, so the tuned values were chosen on that seed's training "
         "run (on validation, never on test); a trial seed outside `seeds` avoids it"
     )
+
+
+def _plugin_file(algorithm: str) -> str:
+    """The file a plugin method was loaded from, relative to the working directory where it lies below it."""
+    import inspect
+
+    from snnbench.algorithms import algorithms
+
+    try:
+        path = Path(inspect.getsourcefile(algorithms.get(algorithm)) or "FILE").resolve()
+    except TypeError:
+        return "FILE"
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _tuning_problem(suite: Suite, key: str, tuned: Tuned | None) -> str | None:
+    """Why the ``tuned`` block of entry ``key`` is not a record made with the suite's tuning budget."""
+    assert suite.tuning is not None
+    if tuned is None:
+        return "it was given no tuned values (`run --tuned` takes them from its tuning record)"
+    path = Path(tuned.record)
+    try:
+        record = json.loads(path.read_text())
+        made_with = record["budget"]
+        chosen = record["chosen"]["values"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"its tuned values come from no readable tuning record ({tuned.record or 'none named'})"
+    (spec,) = tuning_specs(suite, [key])
+    budget = {"trials": suite.tuning.trials, "T": spec.T, "seed": spec.seed, "budget": spec.budget}
+    if (record.get("suite"), record.get("entry")) != (suite.name, key) or made_with != budget:
+        return f"its tuning record {path} was made with {made_with}, not the suite's tuning budget {budget}"
+    if chosen != tuned.values or tuned.trials != suite.tuning.trials:
+        return f"its tuned values are not the ones its tuning record {path} chose"
+    return None
+
+
+def refuse_untuned_plugin_entries(
+    suite: Suite, entries: list[str] | None = None, out_dir: str | Path = "results"
+) -> None:
+    """A plugin's entry (``suite_entries``) in a tuned track, such as the controlled track, where every
+    built-in entry was tuned with the suite's budget, runs only with a tuning record made with that budget
+    (``tune --plugin``, then ``run --tuned``); otherwise it would be ranked untuned against tuned baselines.
+    ``entries``: the selected ones (default: all)."""
+    if suite.tuning is None:
+        return
+    for key in suite.plugin_entries:
+        entry = suite.algorithms[key]
+        if (entries is not None and key not in entries) or entry.track not in suite.tuning.tracks:
+            continue
+        problem = _tuning_problem(suite, key, entry.tuned)
+        if problem is None:
+            continue
+        plugin = _plugin_file(entry.algorithm or key)
+        common = f"--suite {suite.name} --plugin {plugin} --algorithms {key} --out {out_dir}"
+        raise SnnbenchError(
+            f"{key}: a plugin's entry in the {entry.track} track of {suite.name} runs only tuned with the "
+            f"suite's tuning budget ({suite.tuning.trials} trials on validation), as every entry there is, "
+            f"and {problem}; make it with `snnbench tune {common}`, then `snnbench run {common} --tuned`"
+        )

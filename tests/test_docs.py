@@ -76,3 +76,25 @@ def test_committed_records_regenerate_the_committed_leaderboard(tmp_path, suite)
     table = pd.read_csv(ROOT / "results" / suite / "leaderboard.csv").set_index(["algorithm", "T"])
     floor = {"digits-lowT": 95.0, "fmnist-cpu": 80.0}[suite]  # measured in the committed records
     assert table.loc[("bptt", 4), "top1_mean"] >= floor
+
+
+def test_results_readme_names_the_files_that_are_there():
+    """Issue 44: results/README.md named `pareto.png`, a file no command writes. Every file it names exists
+    under results/digits-lowT (``<track>``, ``<entry>``, ``<run_id>`` as placeholders), and every entry there
+    is named."""
+    readme = (ROOT / "results" / "README.md").read_text()
+    suite_dir = ROOT / "results" / "digits-lowT"
+    named = [
+        name
+        for line in readme.splitlines()
+        if line.startswith("| `")
+        for name in re.findall(r"`([^`]+)`", line.split(" | ")[0])
+    ]
+    patterns = [
+        re.sub(r"<[a-z_]+>", "[^/]+", re.escape(n).replace("<track>", "[a-z]+")).rstrip("/") for n in named
+    ]
+    present = [str(p.relative_to(suite_dir)) for p in suite_dir.rglob("*")]
+    for name, pattern in zip(named, patterns, strict=True):
+        assert any(re.fullmatch(pattern, path) for path in present), f"results/README.md names {name}: absent"
+    for top in suite_dir.iterdir():
+        assert any(re.fullmatch(p.split("/")[0], top.name) for p in patterns), f"{top.name} is not described"

@@ -214,3 +214,5 @@ app.registered_commands.sort(key=lambda info: _ORDER.index(info.name or info.cal
 for _info in app.registered_commands + data.datasets_app.registered_commands:
     if _info.cls in (None, TyperCommand):
         _info.cls = Command
+    if _info.short_help is None and _info.callback is not None:  # the commands list: one line per paragraph,
+        _info.short_help = summary(_info.callback.__doc__)  # wrapped to the terminal, not the docstring

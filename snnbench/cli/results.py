@@ -156,8 +156,10 @@ def plot(
 )
 def report(
     suite: Annotated[str, typer.Option(help="suite name or path")],
-    out: Annotated[Path | None, typer.Option(help="site directory (default: RESULTS/<suite>/site)")] = None,
-    results: Annotated[Path, typer.Option(help="directory holding <suite>/runs")] = Path("results"),
+    out: Annotated[Path, typer.Option(help="output directory holding <suite>/runs")] = Path("results"),
+    site_dir: Annotated[
+        Path | None, typer.Option(help="where the site is written (default: OUT/<suite>/site)")
+    ] = None,
     budget: Annotated[str | None, typer.Option(help="budget to report (default: the suite's)")] = None,
     check: Annotated[
         bool, typer.Option("--check", help="only verify the site equals what the records produce")
@@ -172,8 +174,8 @@ def report(
         from snnbench.suite import load_suite
 
         loaded = load_suite(suite)
-        suite_dir = results / loaded.name
-        site = out or suite_dir / "site"
+        suite_dir = out / loaded.name
+        site = site_dir or suite_dir / "site"
         if check:
             problems = check_site(loaded, suite_dir, site, budget)
             if problems:

@@ -78,11 +78,12 @@ def run(
         from snnbench.estimate import PRINT_BEFORE_RUN_S, describe, estimate_suite
         from snnbench.grid import run_suite
         from snnbench.suite import MAX_TIMESTEPS, Overrides, load_suite
-        from snnbench.tuning import with_tuning_records
+        from snnbench.tuning import refuse_untuned_plugin_entries, with_tuning_records
 
         loaded = load_suite(suite)
-        if tuned:
-            loaded = with_tuning_records(loaded, out)
+        if tuned:  # only the selected entries need a tuning record
+            loaded = with_tuning_records(loaded, out, _names(algorithms))
+        refuse_untuned_plugin_entries(loaded, _names(algorithms), out)
 
         overrides = Overrides(
             budget=budget,
@@ -164,10 +165,13 @@ def tune(
     jobs: Annotated[int, typer.Option(help="entries tuned in parallel processes", min=1)] = 1,
     data_dir: Annotated[Path | None, typer.Option(help="dataset root")] = None,
     plugin: Plugins = None,
+    quiet: Annotated[bool, typer.Option(help="no line per trial")] = False,
 ) -> None:
     """Search each entry's declared hyperparameters on the validation split, the same trials for every
-    method (seeded TPE, trial 0 = the entry's values); write tuning records and print the `tuned:` blocks."""
+    method (seeded TPE, trial 0 = the entry's values); print a line per finished trial; write tuning
+    records and print the `tuned:` blocks. A re-run reuses the trials that already have records."""
     from snnbench.errors import SnnbenchError
+    from snnbench.events import Event, TrialFinished
 
     try:
         _load_plugins(plugin)
@@ -175,12 +179,23 @@ def tune(
 
         from snnbench.suite import load_suite
         from snnbench.tuning import seed_note, tune_suite, tuned_block
+        from snnbench.ui import trial_line
+
+        def show(event: Event) -> None:  # one line per finished trial, as it finishes
+            if isinstance(event, TrialFinished) and not quiet:
+                say(trial_line(event))
 
         loaded = load_suite(suite)
         if note := seed_note(loaded):
             err_console.print(f"[yellow]Warning:[/yellow] {note}", soft_wrap=True, highlight=False)
         records = tune_suite(
-            loaded, _names(algorithms), out_dir=out, trials=trials, jobs=jobs, data_dir=data_dir
+            loaded,
+            _names(algorithms),
+            out_dir=out,
+            trials=trials,
+            jobs=jobs,
+            data_dir=data_dir,
+            on_event=show,
         )
     except SnnbenchError as exc:
         raise _fail(exc) from None
@@ -200,6 +215,9 @@ def tune(
             )
             + ("; all trials at chance (arbitrary choice)" if record.get("all_trials_at_chance") else "")
         )
+        reused = sum(1 for t in record["trials"] if t.get("reused"))
+        if reused:
+            say(f"{record['entry']}: {reused} of {len(record['trials'])} trials reused their records")
         block = tuned_block(record, path).model_dump()
         console.print(yaml.safe_dump({record["entry"]: {"tuned": block}}, sort_keys=False), markup=False)
 
