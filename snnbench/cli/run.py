@@ -135,16 +135,17 @@ def run(
     if result.models_kept:
         say(
             f"Retrained {len(result.models_kept)} runs that had records but no saved network: each "
-            f"reproduced its record (same test and validation top-1); networks in {result.out_dir / 'models'} (records unchanged)."
+            f"reproduced its record (same test and validation top-1); networks in "
+            f"{result.out_dir / 'models'} (records unchanged)."
         )
-    for_models = result.models_kept or result.models_not_reproduced  # reported above and below
-    if not result.trained and not result.held and for_models:
-        say(f"No run trained for a record: {len(result.skipped)} runs have records.")
-    elif not result.trained and not result.held:  # the one line --quiet keeps (errors are printed either way)
-        say(
-            f"Nothing to train: all {len(result.skipped)} runs already have records "
-            "(use --no-resume to rerun)."
-        )
+    if not result.trained and not result.held:  # the one line --quiet keeps (errors are printed either way)
+        if result.models_kept or result.models_not_reproduced:  # retrained for networks: said above/below
+            say(f"No run trained for a record: {len(result.skipped)} runs have records.")
+        else:
+            say(
+                f"Nothing to train: all {len(result.skipped)} runs already have records "
+                "(use --no-resume to rerun)."
+            )
     elif not result.trained:
         say(f"Nothing trained here: {len(result.skipped)} runs have records{held}.")
     else:
