@@ -4,7 +4,10 @@ loading a saved network from Python as docs/export.md shows."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -197,8 +200,17 @@ def test_export_takes_plugin_methods(tmp_path) -> None:
     result = run("run", *SMOKE, "--algorithms", "bptt-arctan", "--save-models", *common)
     assert result.exit_code == 0, result.output
     run_id = only_record(tmp_path, "bptt-arctan").stem
-    result = run("export", run_id, *common, "--to", tmp_path / "arctan.nir")
-    assert result.exit_code == 0, result.output
+    # a fresh process, as a user runs it: the plugin is known only if `export` loads it
+    # (without the plugin list this process hands its workers: SNNBENCH_PLUGINS_ALGORITHMS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SNNBENCH_PLUGINS_")}
+    export = [sys.executable, "-m", "snnbench", "export", run_id, "--out", str(tmp_path)]
+    common_run = {"capture_output": True, "text": True, "env": env}
+    done = subprocess.run([*export, "--to", str(tmp_path / "bare.nir")], **common_run)
+    assert done.returncode != 0 and "bptt-arctan" in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run(
+        [*export, "--plugin", str(plugin), "--to", str(tmp_path / "arctan.nir")], **common_run
+    )
+    assert done.returncode == 0, done.stderr
     graph = nir.read(tmp_path / "arctan.nir")
     kinds = sorted(type(n).__name__ for n in graph.nodes.values())  # BPTT's MLP: one hidden LIF layer
     assert kinds == sorted(["Input", "Flatten", "Affine", "LIF", "Affine", "LI", "Output"])
