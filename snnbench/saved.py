@@ -85,6 +85,8 @@ def load_model(out_dir: str | Path, suite: str, run_id: str) -> tuple[RunRecord,
     record = store.load(run_id)
     if record is None:
         raise SnnbenchError(f"no record {run_id} under {store.runs}")
+    if record.status != "ok":
+        raise SnnbenchError(f"{run_id}: its record says {record.status}: no network is kept for such a run")
     path = store.model_path(run_id)
     sha = expected_sha256(store, record)
     if sha is None or not path.is_file():
