@@ -65,12 +65,18 @@ def run(
     save_models: Annotated[
         bool,
         typer.Option(
-            "--save-models", help="keep each run's final network (<out>/<suite>/models/, for export)"
+            "--save-models",
+            help="keep each run's final network (<out>/<suite>/models/, for export and evaluate); runs "
+            "with records but no network are retrained for it (kept when the record is reproduced)",
         ),
     ] = False,
 ) -> None:
     """Train and evaluate a suite's grid (algorithms × T × seeds); write records, leaderboard and plots.
-    Exit 3 when any run failed (its record says why; the other runs and the reports are written)."""
+    With --save-models, a selected run whose record exists without a network is retrained for it in a
+    temporary folder; the network is kept when the retrain reproduces the record exactly (the record is
+    not rewritten), else nothing is kept and the error says how to train your own. Exit 3 when any run
+    failed (its record says why; the other runs and the reports are written) or a retrain for a network
+    did not reproduce its record."""
     from snnbench.errors import SnnbenchError
 
     try:
@@ -127,11 +133,20 @@ def run(
             f" and {len(result.held) - 5} more" if len(result.held) > 5 else ""
         )
         held = f"; {len(result.held)} held by another process's lock: {shown}"
-    if not result.trained and not result.held:  # the one line --quiet keeps (errors are printed either way)
+    if result.models_kept:
         say(
-            f"Nothing to train: all {len(result.skipped)} runs already have records "
-            "(use --no-resume to rerun)."
+            f"Retrained {len(result.models_kept)} runs that had records but no saved network: each "
+            f"reproduced its record (same test and validation top-1); networks in "
+            f"{result.out_dir / 'models'} (records unchanged)."
         )
+    if not result.trained and not result.held:  # the one line --quiet keeps (errors are printed either way)
+        if result.models_kept or result.models_not_reproduced:  # retrained for networks: said above/below
+            say(f"No run trained for a record: {len(result.skipped)} runs have records.")
+        else:
+            say(
+                f"Nothing to train: all {len(result.skipped)} runs already have records "
+                "(use --no-resume to rerun)."
+            )
     elif not result.trained:
         say(f"Nothing trained here: {len(result.skipped)} runs have records{held}.")
     else:
@@ -140,6 +155,8 @@ def run(
         say(f"Records: {result.out_dir / 'runs'}")
         for path in result.files:
             say(f"Wrote {path}")
+    for line in result.models_not_reproduced:
+        err_console.print(f"[red]Error:[/red] {line}", highlight=False, markup=True, soft_wrap=True)
     if result.failed:
         shown = ", ".join(result.failed[:5]) + (" …" if len(result.failed) > 5 else "")
         err_console.print(
@@ -149,6 +166,8 @@ def run(
             markup=True,
             soft_wrap=True,
         )
+        raise typer.Exit(RUN_FAILED_EXIT)
+    if result.models_not_reproduced:
         raise typer.Exit(RUN_FAILED_EXIT)
 
 
