@@ -18,9 +18,11 @@ training at the first T of each seed only; the others at that T cost ``build`` a
   every method here is affine in T: a loop over the T steps), one beyond them is scaled in proportion to
   T; and the per-T figures of an entry are made non-decreasing in T (a later T never estimated cheaper:
   what remains of probe noise after the minimum is taken);
-* noise: the probes of one point are repeated in interleaved rounds (each point once per round, up to
-  ``PROBE_ROUNDS`` rounds) and the minimum is kept, with Python's garbage collector paused: a stall of a
-  busy machine or a collection lands in one repetition, not in the estimate;
+* noise: a probe counts the smaller of its wall and CPU time (the time this process computed, not the
+  turns other processes took on the cores), the probes of one point are repeated in interleaved rounds
+  (each point once per round, up to ``PROBE_ROUNDS`` rounds) and the minimum is kept, with Python's
+  garbage collector paused: a stall of a busy machine or a collection lands in one repetition, not in the
+  estimate. The estimate is thus of the runs on this machine when it is not shared;
 * time: the probes share ``probe_budget_s`` (15 s for ``--dry-run``, ``QUICK_PROBE_BUDGET_S`` before a
   real run) equally among the entries still to probe; an entry whose budget is spent keeps its warm-up
   timings (an overestimate: first calls pay allocations) and its smallest T only.
@@ -85,11 +87,13 @@ class GridEstimate:
     @property
     def total_s(self) -> float:
         """Seconds for the whole grid, run one after another."""
-        return sum(r.seconds for r in self.runs)
+        return sum(r.seconds for r in self.runs if not math.isnan(r.seconds))
 
 
 def duration(seconds: float) -> str:
-    """``45 s``, ``12 min``, ``3.4 h`` or ``2.1 d``."""
+    """``45 s``, ``12 min``, ``3.4 h`` or ``2.1 d`` (``?`` when not timed)."""
+    if math.isnan(seconds):
+        return "?"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
@@ -106,6 +110,15 @@ class EntryCost:
     build_s: float
     train: dict[int, float] = field(default_factory=dict)  # T -> seconds per training batch
     eval: dict[int, float] = field(default_factory=dict)  # T -> seconds per evaluation batch
+
+    def scaled_copy(self) -> EntryCost:
+        """The costs per step of T (per batch ÷ T), for another entry of the same network: read back at
+        any T through :meth:`at`, proportional to T."""
+        return EntryCost(
+            self.build_s,
+            {1: min(s / t for t, s in self.train.items())},
+            {1: min(s / t for t, s in self.eval.items())},
+        )
 
     def at(self, T: int, Ts: list[int]) -> tuple[float, float]:
         """Seconds per training and per evaluation batch at ``T``: probed, interpolated, or scaled in
@@ -195,8 +208,16 @@ def estimate_suite(
         with flushed_denormals():
             if threads:
                 torch.set_num_threads(threads)
-            for left, (entry, by_T) in enumerate(to_probe.items()):
-                share = max(0.0, deadline - time.monotonic()) / (len(to_probe) - left)
+            # one entry of each network first, so that a spent budget leaves every network timed once
+            first_of_arch: dict[str, str] = {}
+            for entry, by_T in to_probe.items():
+                first_of_arch.setdefault(_arch_key(by_T[min(by_T)]), entry)
+            order = [*first_of_arch.values(), *(e for e in to_probe if e not in first_of_arch.values())]
+            for left, entry in enumerate(order):
+                if costs and time.monotonic() >= deadline:
+                    break
+                share = max(0.0, deadline - time.monotonic()) / (len(order) - left)
+                by_T = to_probe[entry]
                 costs[entry], sizes[entry] = _probe_entry(by_T, on_disk, root, grid, torch_device, share)
     finally:
         torch.set_num_threads(previous_threads)
@@ -206,6 +227,16 @@ def estimate_suite(
         if known is not None:
             grid.runs.append(known)
             continue
+        borrowed = ""
+        if spec.entry not in costs:  # the budget ran out before this entry: its network's probe, by T
+            donor = next(
+                (e for e in costs if _arch_key(to_probe[e][min(to_probe[e])]) == _arch_key(spec)), None
+            )
+            if donor is None:
+                grid.runs.append(RunEstimate(spec, math.nan, "not timed"))
+                continue
+            costs[spec.entry], sizes[spec.entry] = costs[donor].scaled_copy(), sizes[donor]
+            borrowed = f" (probe of {donor}, same network)"
         n_train, n_val, n_test = sizes[spec.entry]
         train_batch_s, eval_batch_s = costs[spec.entry].at(spec.T, list(to_probe[spec.entry]))
         trains = algorithms.get(spec.algorithm).training_depends_on_T or spec.training_key not in trained
@@ -219,9 +250,14 @@ def estimate_suite(
                 _batches(n_train, spec.batch_size) * train_batch_s + batches * eval_batch_s
             )
         seconds = costs[spec.entry].build_s + training + final * eval_batch_s
-        source = "timed" if trains else "timed (training shared)"
+        source = ("timed" if trains else "timed (training shared)") + borrowed
         grid.runs.append(RunEstimate(spec, seconds, source, training))
     return grid
+
+
+def _arch_key(spec: RunSpec) -> str:
+    """Runs with the same network, batch sizes and input cost alike per step (the method aside)."""
+    return f"{spec.arch}|{spec.batch_size}|{spec.eval_batch_size}|{spec.encoding}"
 
 
 def _batches(n: int, batch: int) -> int:
@@ -374,9 +410,12 @@ def _timed(step: Callable[[int], object], n: int) -> float:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        tick = time.perf_counter()
+        tick, cpu = time.perf_counter(), time.process_time()
         step(n)
-        return time.perf_counter() - tick
+        # the smaller of wall and CPU time: on a busy machine the wall clock counts the other processes'
+        # turns on the cores (5× on 2 cores at load 10), this process's CPU time does not; on an idle one
+        # a multi-threaded step's CPU time exceeds its wall time
+        return min(time.perf_counter() - tick, time.process_time() - cpu)
     finally:
         if collecting:
             gc.enable()
@@ -391,7 +430,9 @@ def _per_batch(step: Callable[[int], object], full: int, available: int, deadlin
     deadline (at least one round), the minimum of each kept. The cost is
     affine in the sample count through the two points, extrapolated to ``full``."""
     small = min(PROBE_SAMPLES, full, available)
-    _warm_up(step, small)
+    warm = _warm_up(step, small)
+    if time.monotonic() >= deadline:  # one step is all the budget allows: linear in n (an upper bound)
+        return warm * full / small
     best = {small: _timed(step, small)}
     large = min(full, available)
     if best[small] * full / small >= CHEAP_BATCH_S:
@@ -443,6 +484,11 @@ def describe(grid: GridEstimate, workers: int = 1) -> list[str]:
                 note = f"; includes training {duration(charged[0].training_s)}, shared by its other T"
             elif any(r.source == "timed (training shared)" for r in todo):
                 note = "; training shared (charged to the first T)"
+        donors = sorted(
+            {r.source.split("(probe of ")[1].split(",")[0] for r in todo if "(probe of " in r.source}
+        )
+        if donors:
+            note += f"; scaled from the probe of {', '.join(donors)}, the same network"
         lines.append(
             f"  {entry:<{width}}  T={T:<4} {len(todo)}/{len(runs)} to run  {duration(per_run):>7} each  "
             f"{duration(sum(r.seconds for r in runs)):>7}  ({', '.join(sources)}{note})"
@@ -452,9 +498,17 @@ def describe(grid: GridEstimate, workers: int = 1) -> list[str]:
             f"  {', '.join(sorted(shared_entries))} train once per seed: the training is charged to the "
             "first T of each seed; the other T only convert and evaluate"
         )
+    untimed = sorted({r.spec.entry for r in grid.runs if math.isnan(r.seconds)})
+    if untimed:
+        lines.append(
+            f"  not timed (the probe budget ran out; no entry with the same network was timed): "
+            f"{', '.join(untimed)}: the total leaves them out"
+        )
     total = f"Total: {duration(grid.total_s)} run one after another on {grid.device}"
     if workers > 1:
-        longest = max((r.seconds for r in grid.runs), default=0.0)  # a run with a record counts 0 s
+        longest = max(
+            (r.seconds for r in grid.runs if not math.isnan(r.seconds)), default=0.0
+        )  # a run with a record counts 0 s
         total += f"; about {duration(max(grid.total_s / workers, longest))} on {workers} workers"
     if grid.probe_seconds >= 0.5:  # "0 s" says nothing
         total += f" (probes took {grid.probe_seconds:.0f} s)"

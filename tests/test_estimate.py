@@ -99,7 +99,9 @@ def test_probes_are_repeated_interleaved_and_the_minimum_kept(monkeypatch) -> No
     """A stall in one repetition (a busy machine) does not reach the estimate: each point is timed in
     interleaved rounds and the minimum kept; the cost is affine in the sample count through two points."""
     calls: list[int] = []
-    stalls = iter([0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 5.0, 0.0, 0.0])  # warm-ups, then a stall on each point once
+    stalls = iter(
+        [0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 0.0, 0.0, 5.0]
+    )  # warm-ups; a stall in the first and last round
 
     def fake_timed(step, n):
         calls.append(n)
@@ -236,3 +238,27 @@ def test_fresh_estimates_are_within_twice_the_recorded_run_times_of_the_digits_g
         wall = statistics.median(walls)
         low, high = max(wall - 1.0, 0.0), wall + 1.0
         assert low / 2 <= run.seconds <= 2 * high, (run.spec.run_id, run.seconds, walls)
+
+
+def test_a_spent_probe_budget_borrows_the_same_networks_probe_or_says_not_timed(
+    tmp_path, fixed_timing
+) -> None:
+    """Past the probe budget no entry is probed: one with the same network as a probed entry takes its
+    cost per step of T, scaled to its own T (said so); one with another network is "not timed", shown
+    as ? and left out of the total (said so), never a made-up figure."""
+    overrides = Overrides(
+        budget="smoke", algorithms=["bptt", "ottt", "bptt-convnet"], timesteps=[2, 4], seeds=[0]
+    )
+    grid = estimate_suite("digits-lowT", overrides, out_dir=tmp_path, probe_budget_s=0.0)
+    by_entry = {(r.spec.entry, r.spec.T): r for r in grid.runs}
+    assert by_entry["bptt", 2].source == "timed"
+    assert by_entry["ottt", 2].source == "timed (probe of bptt, same network)"
+    assert by_entry["ottt", 4].seconds == pytest.approx(by_entry["bptt", 4].seconds)
+    assert by_entry["bptt-convnet", 2].source == "not timed"
+    assert math.isnan(by_entry["bptt-convnet", 4].seconds)
+    assert grid.total_s == pytest.approx(sum(r.seconds for r in grid.runs if r.spec.entry != "bptt-convnet"))
+    lines = describe(grid)
+    assert any("scaled from the probe of bptt, the same network" in line for line in lines)
+    assert any(
+        line.startswith("  not timed (the probe budget ran out") and "bptt-convnet" in line for line in lines
+    )
