@@ -160,9 +160,10 @@ def estimate_suite(
     ``synthetic=False``: an empty estimate when the data is not on disk (``run`` then stops on the missing
     data itself, before any timing). ``fresh=True``: probe every run, ignoring finished records (their
     measured times and the runs they mark done). ``threads``: torch threads of each run (the pool executor
-    sets one per worker's share of the cores; None: this process's), used by the probes too, which also
-    flush subnormal floats as the runs do: on a busy machine a probe on two threads where the run has one
-    was 40× slower than the run."""
+    sets one per worker's share of the cores), used by the probes, which also flush subnormal floats as the
+    runs do. None (a local run on all cores): the probes use one thread, an upper bound for a run on more
+    threads of an idle machine; on a busy one, threads that wait for each other's turn on the cores made a
+    two-thread probe 40-300× slower than the run, in wall and in CPU time (OpenMP threads spin)."""
     suite = ref if isinstance(ref, Suite) else load_suite(ref)
     specs = expand(suite, overrides)
     torch_device = resolve_device(device)
@@ -206,8 +207,7 @@ def estimate_suite(
     previous_threads = torch.get_num_threads()
     try:
         with flushed_denormals():
-            if threads:
-                torch.set_num_threads(threads)
+            torch.set_num_threads(threads or 1)
             # one entry of each network first, so that a spent budget leaves every network timed once
             first_of_arch: dict[str, str] = {}
             for entry, by_T in to_probe.items():
@@ -338,7 +338,9 @@ def _probe_entry(
         if cost is not None and time.monotonic() >= deadline:
             break
         spec = by_T[T]
+        loading = time.monotonic()
         train, test, info, sizes = _data(spec, on_disk, root, grid)
+        deadline += time.monotonic() - loading  # reading the dataset from disk (once) is not a probe
         # the budget left for this T, shared with the T still to probe (at least the first two)
         left = max(0.0, deadline - time.monotonic()) / max(1, min(2, len(order) - order.index(T)))
         build_s, train_s, eval_s = _time_batches(spec, train, test, info, device, left)
@@ -430,10 +432,10 @@ def _per_batch(step: Callable[[int], object], full: int, available: int, deadlin
     deadline (at least one round), the minimum of each kept. The cost is
     affine in the sample count through the two points, extrapolated to ``full``."""
     small = min(PROBE_SAMPLES, full, available)
-    warm = _warm_up(step, small)
-    if time.monotonic() >= deadline:  # one step is all the budget allows: linear in n (an upper bound)
-        return warm * full / small
+    _warm_up(step, small)
     best = {small: _timed(step, small)}
+    if time.monotonic() >= deadline:  # one step is all the budget allows: linear in n (an upper bound)
+        return best[small] * full / small
     large = min(full, available)
     if best[small] * full / small >= CHEAP_BATCH_S:
         large = min(PROBE_LARGE, full, available)
