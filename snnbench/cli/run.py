@@ -81,7 +81,14 @@ def run(
 
     try:
         _load_plugins(plugin)
-        from snnbench.estimate import PRINT_BEFORE_RUN_S, describe, estimate_suite
+        from snnbench.estimate import (
+            DRY_RUN_PROBE_BUDGET_S,
+            PRINT_BEFORE_RUN_S,
+            QUICK_PROBE_BUDGET_S,
+            describe,
+            estimate_suite,
+        )
+        from snnbench.executors import pool_threads
         from snnbench.grid import run_suite
         from snnbench.suite import MAX_TIMESTEPS, Overrides, load_suite
         from snnbench.tuning import refuse_untuned_plugin_entries, with_tuning_records
@@ -100,7 +107,8 @@ def run(
         if dry_run or not quiet:
             grid = estimate_suite(
                 suite, overrides, out_dir=out, device=device.value, resume=resume, data_dir=data_dir,
-                synthetic=dry_run,
+                synthetic=dry_run, probe_budget_s=DRY_RUN_PROBE_BUDGET_S if dry_run else QUICK_PROBE_BUDGET_S,
+                threads=pool_threads(jobs) if executor == Executor.pool else None,
             )  # fmt: skip
             if dry_run or grid.total_s > PRINT_BEFORE_RUN_S:
                 for line in describe(grid, workers=jobs if executor == Executor.pool else 1):
