@@ -597,7 +597,8 @@ def _tuning_problem(suite: Suite, key: str, tuned: Tuned | None) -> str | None:
     budget = {"trials": suite.tuning.trials, "T": spec.T, "seed": spec.seed, "budget": spec.budget}
     if (record.get("suite"), record.get("entry")) != (suite.name, key) or made_with != budget:
         return f"its tuning record {path} was made with {made_with}, not the suite's tuning budget {budget}"
-    if chosen != tuned.values or tuned.trials != suite.tuning.trials:
+    run = len(record.get("trials") or [])  # every trial run, a widening round's included (`tuned_block`)
+    if chosen != tuned.values or tuned.trials != run or run < suite.tuning.trials:
         return f"its tuned values are not the ones its tuning record {path} chose"
     return None
 

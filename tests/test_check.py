@@ -252,6 +252,6 @@ def test_report_check_fails_on_a_truncated_site_file_naming_it(digits_copy):
     truncated = [site / "site.js", next((site / "runs").glob("proxy_*.html"))]
     for file in truncated:
         file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
-    bad = runner.invoke(app, ["report", "--suite", "digits-lowT", "--results", results, "--check"])
+    bad = runner.invoke(app, ["report", "--suite", "digits-lowT", "--out", results, "--check"])
     assert bad.exit_code == 1 and "2 stale file(s)" in bad.output  # those two, nothing else
     assert all(f"{file}: differs from what the records produce" in bad.output for file in truncated)

@@ -37,7 +37,10 @@ def write_plugin_tuning_record(out: Path, suite: str = "digits-lowT", lr: float 
         "entry": "bptt-arctan",
         "algorithm": "bptt-arctan",
         "budget": made_with,
-        "trials": [{"number": 0, "values": {"lr": lr}, "val_top1": 90.0, "status": "ok", "run_id": "x"}],
+        "trials": [
+            {"number": k, "values": {"lr": lr}, "val_top1": 90.0, "status": "ok", "run_id": f"x{k}"}
+            for k in range(made_with["trials"])
+        ],
         "chosen": {"values": {"lr": lr}, "val_top1": 90.0, "trial": 0},
     }
     path = out / loaded.name / "tuning" / "bptt-arctan.json"

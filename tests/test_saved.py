@@ -197,7 +197,10 @@ def test_export_takes_plugin_methods(tmp_path) -> None:
     nir = pytest.importorskip("nir")
     plugin = ROOT / "examples" / "my_method.py"
     common = ("--plugin", plugin, "--out", tmp_path)
-    result = run("run", *SMOKE, "--algorithms", "bptt-arctan", "--save-models", *common)
+    from test_plugin_path import write_plugin_tuning_record
+
+    write_plugin_tuning_record(tmp_path)  # a plugin entry of the controlled track runs tuned (issue 44)
+    result = run("run", *SMOKE, "--algorithms", "bptt-arctan", "--save-models", "--tuned", *common)
     assert result.exit_code == 0, result.output
     run_id = only_record(tmp_path, "bptt-arctan").stem
     # a fresh process, as a user runs it: the plugin is known only if `export` loads it
