@@ -119,7 +119,7 @@ def main() -> int:
     fraction = (suite.get("validation") or {}).get("fraction", 0.0)
     train_size = args.train_size or round(info.sizes[0] * (1 - fraction))
     resolved = load_suite(suite_path)
-    measured: dict[tuple[str, int], list[tuple[float, float, float, str, str | None]]] = {}
+    measured: dict[tuple[str, int], list[tuple[float, float, float, str, str | None, float]]] = {}
     cpu = None
     for path in sorted(records_dir.glob("*.json")):
         record = json.loads(path.read_text())
@@ -132,11 +132,13 @@ def main() -> int:
         seconds = float(metrics.get("train_time_s") or 0.0) / epochs_done  # one epoch, as measured
         size = int(metrics.get("train_size") or args.subset)
         wall = datetime.fromisoformat(record["finished_at"]) - datetime.fromisoformat(record["started_at"])
-        other = wall.total_seconds() - seconds * epochs_done
+        other = wall.total_seconds() - (0.0 if shared else seconds * epochs_done)  # evaluation, simulation
         key = (record["entry"], int(record["T"]))
-        measured.setdefault(key, []).append((seconds, size, other, record["status"], shared))
+        measured.setdefault(key, []).append(
+            (seconds, size, other, record["status"], shared, wall.total_seconds())
+        )
     seeds = len(suite["seeds"])
-    total = 0.0
+    total = walls = 0.0
     sizes = ", ".join(sorted({str(m[1]) for found in measured.values() for m in found}))
     print(
         f"One epoch per (entry, T) as measured ({sizes} training images; median over the records found), "
@@ -146,9 +148,9 @@ def main() -> int:
     print()
     print(
         "| entry | T | records | measured epoch (s) | full epoch (s, scaled) | epochs | per run (min) | "
-        "x seeds (min) | evaluation etc. per run (s) |"
+        "x seeds (min) | evaluation etc. per run (s) | measured wall per run (s) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for (name, T), found in sorted(measured.items()):
         entry = resolved.algorithms[name]
         own = entry.budgets.get(suite.get("default_budget", "full"))
@@ -164,9 +166,11 @@ def main() -> int:
         failed = sorted({m[3] for m in found} - {"ok"})
         note += f" ({', '.join(failed)})" if failed else ""
         cells = [name + note, T, len(found), f"{seconds:.2f}", f"{per_epoch:.0f}", epochs, f"{run / 60:.1f}"]
-        cells += [f"{run * seeds / 60:.1f}", f"{other:.0f}"]
+        cells += [f"{run * seeds / 60:.1f}", f"{other:.0f}", f"{statistics.median(m[5] for m in found):.0f}"]
+        walls += sum(m[5] for m in found)
         print("| " + " | ".join(str(c) for c in cells) + " |")
     print()
+    print(f"Measured wall time of the records read, summed: {walls / 3600:.2f} CPU-hours (one core each)")
     print(
         f"Training time of the whole grid (scaled, no loading or evaluation): {total / 3600:.2f} CPU-hours "
         f"({math.ceil(total / 60)} CPU-minutes)"

@@ -126,9 +126,37 @@ def check_git_history(runs: Path) -> list[str]:
     return problems
 
 
-def check_reports(suite: Suite, suite_dir: Path, budget: str | None = None) -> list[str]:
+def check_tuning(suite: Suite, suite_dir: Path) -> tuple[list[str], list[str]]:
+    """``(problems, warnings)`` of the tuning records ``suite_dir/tuning/<entry>.json``
+    (:func:`snnbench.tuning.tuning_states`): a stale record (a code hash that differs from today's method,
+    or another untuned set-up) is a problem; records without a code hash (made before hashes were recorded)
+    are one warning, not a failure, until the entries are tuned again."""
+    from snnbench.tuning import UNVERIFIABLE, tuning_states
+
+    states = tuning_states(suite, suite_dir)
+    problems = [
+        f"{state.path}: stale tuning record ({state.stale}); tune again with `snnbench tune --suite "
+        f"{suite.name} --algorithms {entry}`"
+        for entry, state in states.items()
+        if state.stale
+    ]
+    old = sorted(entry for entry, state in states.items() if state.unverifiable)
+    warnings = []
+    if old:
+        warnings.append(
+            f"{len(old)} tuning record(s) of {suite.name} {UNVERIFIABLE}: {', '.join(old)}; not a failure "
+            f"(nothing to compare), labelled `unverifiable` in the tuning column; `snnbench tune --suite "
+            f"{suite.name}` records the hash"
+        )
+    return problems, warnings
+
+
+def check_reports(
+    suite: Suite, suite_dir: Path, budget: str | None = None, warnings: list[str] | None = None
+) -> list[str]:
     """Records that fail :func:`check_records` or :func:`snnbench.rows.row_problems` (another suite's
-    records, several set-ups under one entry × T, copies), then differences between the committed reports of
+    records, several set-ups under one entry × T, copies), stale tuning records (:func:`check_tuning`; its
+    warnings are appended to ``warnings`` when given), then differences between the committed reports of
     ``suite_dir`` (of ``budget``: see :func:`~snnbench.leaderboard.report_dir`) and what its records produce.
 
     Returns one message per problem (a unified diff for text files); empty when everything matches.
@@ -144,6 +172,10 @@ def check_reports(suite: Suite, suite_dir: Path, budget: str | None = None) -> l
     problems = check_records(suite_dir / "runs")
     problems += check_git_history(suite_dir / "runs")  # committed records: as the commit that added them
     problems += row_problems(load_records(suite_dir), suite.name)  # one row = one set-up, each record once
+    stale_tuning, old_tuning = check_tuning(suite, suite_dir)
+    problems += stale_tuning
+    if warnings is not None:
+        warnings += old_tuning
     with tempfile.TemporaryDirectory() as tmp:
         for regenerated in write_reports(suite, suite_dir, budget, into=Path(tmp)):
             committed = reports / regenerated.name
@@ -215,4 +247,12 @@ def merge_summary(report: MergeReport) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["MergeReport", "check_git_history", "check_records", "check_reports", "merge", "merge_summary"]
+__all__ = [
+    "MergeReport",
+    "check_git_history",
+    "check_records",
+    "check_reports",
+    "check_tuning",
+    "merge",
+    "merge_summary",
+]

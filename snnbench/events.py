@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from snnbench.records import RunRecord
@@ -72,7 +72,23 @@ class SuiteFinished:
     files: tuple[Path, ...]
 
 
-Event = SuiteStarted | RunSkipped | RunStarted | EpochEnd | RunFinished | SuiteFinished
+@dataclass(frozen=True)
+class TrialFinished:
+    """``snnbench tune``: one trial of an entry's search ended (``reused``: its record from an earlier,
+    interrupted or repeated ``tune`` of the same spec was taken instead of retraining)."""
+
+    entry: str
+    number: int  # 1-based
+    trials: int
+    values: dict[str, Any]
+    val_top1: float | None
+    status: str
+    seconds: float
+    reused: bool
+    round: int = 1  # 2: the second round over a widened range (a choice of round 1 sat at an edge)
+
+
+Event = SuiteStarted | RunSkipped | RunStarted | EpochEnd | RunFinished | SuiteFinished | TrialFinished
 EventSink = Callable[[Event], None]
 
 

@@ -295,6 +295,11 @@ def _finished(on_event: ev.EventSink, records: list[RunRecord], specs: list[RunS
         on_event(ev.RunFinished(by_id[record.run_id], record))
 
 
+def pool_threads(jobs: int) -> int:
+    """Torch threads of each of ``jobs`` pool workers: an equal share of this machine's cores."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
 def _pool(
     tasks: list[list[RunSpec]], common: dict[str, Any], jobs: int, on_event: ev.EventSink
 ) -> list[RunRecord]:
@@ -303,7 +308,7 @@ def _pool(
     import torch
 
     gpus = torch.cuda.device_count() if common["device"] in ("auto", "cuda") else 0
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = pool_threads(jobs)
     records: list[RunRecord] = []
     context = multiprocessing.get_context("spawn")  # no forked torch state
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:

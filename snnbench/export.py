@@ -1,14 +1,14 @@
-"""Saved networks and their export as a NIR graph (Neuromorphic Intermediate Representation, ``nir``).
+"""Saved networks exported as a NIR graph (Neuromorphic Intermediate Representation, ``nir``).
 
-A run trained with ``run --save-models`` keeps its final state dict in ``<out>/<suite>/models/<run_id>.pt``
-(tensors only, read back with ``torch.load(..., weights_only=True)``; its sha256 is in the record).
-:func:`export_run` rebuilds the network from the record's spec, checks the hash, loads the weights and
-writes the graph. The mapping of every module, with the time step ``DT``, is in ``docs/export.md``.
+Saved networks themselves (where they are, loading, getting one for an existing record) are in
+:mod:`snnbench.saved`. :func:`export_run` rebuilds the network from the record's spec, checks the hash,
+loads the weights and writes the graph. The mapping of every module, with the time step ``DT``, is in
+``docs/export.md``. A plugin method that subclasses an exported built-in method and builds the same
+network (does not override ``build``) is exported with its parent's mapping.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +21,7 @@ from torch import nn
 from snnbench.errors import SnnbenchError
 from snnbench.neurons.functional import LIFParams
 from snnbench.neurons.layers import LIF, LeakyReadout, TimeDistributed
-from snnbench.records import RecordStore, RunRecord
+from snnbench.saved import build_network, load_model  # noqa: F401  (re-exported: the older home)
 
 DT = 1e-4  # seconds per time step in the exported graph: the step snnTorch's NIR import assumes
 
@@ -41,41 +41,6 @@ NOT_EXPORTABLE = {
     "biolcnet": "its hidden neurons have adaptive thresholds and lateral inhibition, which NIR 1.0.8 lacks",
     "desire-bp": "its neurons reset by subtraction (u − ϑ·s)",
 }
-
-
-def load_model(out_dir: str | Path, suite: str, run_id: str) -> tuple[RunRecord, nn.Module]:
-    """The record and the saved final network of a run (hash checked, weights only)."""
-    store = RecordStore(out_dir, suite)
-    record = store.load(run_id)
-    if record is None:
-        raise SnnbenchError(f"no record {run_id} under {store.runs}")
-    path = store.model_path(run_id)
-    if record.model_sha256 is None or not path.is_file():
-        raise SnnbenchError(
-            f"{run_id}: no saved network ({path}); rerun it with "
-            f"`snnbench run --suite {suite} --save-models --no-resume ...`"
-        )
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != record.model_sha256:
-        raise SnnbenchError(f"{path}: sha256 differs from the record's model_sha256 (file changed)")
-    net = build_network(record.spec)
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return record, net.eval()
-
-
-def build_network(spec: dict[str, Any]) -> nn.Module:
-    """The untrained network a run spec (``RunRecord.spec``) builds."""
-    from snnbench.algorithms import algorithms
-    from snnbench.architectures import resolve_architecture
-    from snnbench.data import datasets
-
-    algorithm_cls = algorithms.get(spec["algorithm"])
-    dataset = datasets.get(spec["dataset"])()
-    info = dataset.info(dataset.Options.model_validate(spec["dataset_options"]))
-    algorithm = algorithm_cls(
-        algorithm_cls.Config.model_validate(spec["hparams"]), resolve_architecture(spec["arch"]), info
-    )
-    return algorithm.build(spec["T"])
 
 
 def export_run(out_dir: str | Path, suite: str, run_id: str, path: str | Path) -> Path:
@@ -106,15 +71,41 @@ def to_nir(net: nn.Module, algorithm: str, input_shape: tuple[int, ...]) -> Any:
     node's inputs)."""
     import nir
 
-    if algorithm in NOT_EXPORTABLE:
-        raise SnnbenchError(f"{algorithm} cannot be exported to NIR: {NOT_EXPORTABLE[algorithm]}")
+    mapped = mapped_algorithm(algorithm)
+    if mapped in NOT_EXPORTABLE:
+        via = "" if mapped == algorithm else f" (it is {mapped}'s network)"
+        raise SnnbenchError(f"{algorithm} cannot be exported to NIR{via}: {NOT_EXPORTABLE[mapped]}")
     graph = _Graph({"input": nir.Input(input_type=np.array(input_shape))})
-    ends, shape = _emit(_chain(net, algorithm), tuple(input_shape), ["input"], graph)
+    ends, shape = _emit(_chain(net, mapped), tuple(input_shape), ["input"], graph)
     graph.add(nir.Output(output_type=np.array(shape)), ends, name="output")
     dangling = set(graph.nodes) - {source for source, _ in graph.edges} - {"output"}
     if dangling:  # a path that feeds nothing (nirtorch would wait on it forever)
         raise SnnbenchError(f"NIR export of {algorithm}: nodes {sorted(dangling)} feed no other node")
     return nir.NIRGraph(nodes=graph.nodes, edges=graph.edges)
+
+
+MAPPED = ("bptt", "proxy", "tssl-bp", "temporal-surrogate-bp", "stl-snn", "sew-resnet", "ms-resnet")
+
+
+def mapped_algorithm(algorithm: str) -> str:
+    """The built-in method whose mapping exports ``algorithm``'s network: itself, or for a plugin the
+    nearest registered base class, provided the plugin builds that class's network (does not override
+    ``build``). An unregistered name is returned as is (and refused by :func:`_chain`)."""
+    from snnbench.algorithms import algorithms
+
+    if algorithm in MAPPED or algorithm in NOT_EXPORTABLE or algorithm not in algorithms.names():
+        return algorithm
+    cls = algorithms.get(algorithm)
+    for base in cls.__mro__[1:]:
+        name = base.__dict__.get("registry_name")
+        if name in MAPPED or name in NOT_EXPORTABLE:
+            if cls.build is not base.build:
+                raise SnnbenchError(
+                    f"{algorithm} subclasses {name} but builds its own network (overrides build): no NIR "
+                    "mapping for it"
+                )
+            return name
+    return algorithm
 
 
 class _Graph:
@@ -142,7 +133,10 @@ def _chain(net: nn.Module, algorithm: str) -> list[nn.Module]:
         return [*net.body, net.head, net.output]  # population average), after the graph
     if algorithm in ("sew-resnet", "ms-resnet"):  # the head is linear: the mean over T of its per-step
         return [*net.body, net.head]  # outputs is our logits
-    raise SnnbenchError(f"no NIR export for algorithm {algorithm!r} (plugin methods are not mapped)")
+    raise SnnbenchError(
+        f"no NIR export for algorithm {algorithm!r}: a plugin is exported only when it subclasses an "
+        f"exported method ({', '.join(MAPPED)}) without overriding build"
+    )
 
 
 def _leaves(module: nn.Module) -> list[nn.Module]:

@@ -30,6 +30,9 @@ class SuiteResult:
     files: list[Path] = field(default_factory=list)
     held: list[str] = field(default_factory=list)  # "run_id (host:pid)": left to another process's live lock
     failed: list[str] = field(default_factory=list)  # trained runs whose record says failed
+    # ``save_models``: runs with records but no network, retrained for it (records untouched)
+    models_kept: list[str] = field(default_factory=list)  # the retrain reproduced the record: network kept
+    models_not_reproduced: list[str] = field(default_factory=list)  # one line each: why none was kept
 
 
 def run_suite(
@@ -48,11 +51,16 @@ def run_suite(
     save_models: bool = False,
 ) -> SuiteResult:
     """Expand a suite, run what has no record (or everything with ``resume=False``) with the chosen
-    executor (see :mod:`snnbench.executors`), and write the reports; ``save_models`` keeps each trained
-    run's final network."""
+    executor (see :mod:`snnbench.executors`), and write the reports. ``save_models`` keeps each trained
+    run's final network, and gets one for each selected ok run whose record exists without it: retrained
+    in a temporary folder and kept when it reproduces the record exactly, the record untouched
+    (:func:`snnbench.saved.retrain_for_models`)."""
     began = time.time()
+    from snnbench.tuning import refuse_untuned_plugin_entries
+
     suite = ref if isinstance(ref, Suite) else load_suite(ref)
     specs = expand(suite, overrides)
+    refuse_untuned_plugin_entries(suite, (overrides or Overrides()).algorithms, out_dir)
     resolve_device(device)  # fail before training on a bad device
     store = RecordStore(out_dir, suite.name)
     done = {}
@@ -63,7 +71,12 @@ def run_suite(
                 done[spec.run_id] = record
     result = SuiteResult(suite, store.root, specs, [])
     todo = [s for s in specs if s.run_id not in done]
-    if todo:  # an unwritable --out, missing or corrupt data fail here, before any training
+    need_model = []
+    if save_models:
+        from snnbench.saved import has_saved_model
+
+        need_model = [r for r in done.values() if r.status == "ok" and not has_saved_model(store, r)]
+    if todo or need_model:  # an unwritable --out, missing or corrupt data fail here, before any training
         datasets.get(suite.dataset)().verify(data_root(data_dir))
         store.ensure_writable()
         store.remove_stale_temporaries()  # of atomic writes a killed run left behind
@@ -86,6 +99,16 @@ def run_suite(
             save_models=save_models,
             recorded_since=0.0 if resume else began,
         )
+    if need_model:
+        from snnbench.saved import retrain_for_models
+
+        with algorithms.frozen():
+            retrained = retrain_for_models(
+                store, need_model, executor=executor, device=device, data_dir=data_dir, jobs=jobs,
+                address=address, on_event=on_event,
+            )  # fmt: skip
+        result.models_kept += retrained.kept
+        result.models_not_reproduced += retrained.not_reproduced
     result.records += records
     result.trained += [r.run_id for r in records]
     result.failed += [r.run_id for r in records if r.status == "failed"]

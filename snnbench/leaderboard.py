@@ -351,8 +351,43 @@ def legend(suite: Suite) -> list[str]:
         + "; ".join(f"*{name}*: {METRICS[name].definition}" for name in DEFAULT_COLUMNS)
     )
     lines += [f"- **{c}**: {COLUMNS[k]}" for c, k in (("diverged", "n_diverged"), ("failed", "n_failed"))]
-    lines += [f"- **stale**: {COLUMNS['stale']}", ""]
-    return lines
+    lines += [f"- **stale**: {COLUMNS['stale']}"]
+    if suite.tuning is not None:
+        from snnbench.tuning import seed_note
+
+        lines.append(
+            "- **tuning labels** (from the entry's tuning record, `tuning/<entry>.json`): *stale*: the "
+            "method's code or version, or the entry's untuned set-up, changed since the trials ran "
+            "(`--check` fails); *unverifiable*: made before code hashes were recorded in tuning records, so "
+            "nothing tells whether today's code would choose the same; *all trials at chance*: no trial's "
+            "validation top-1 exceeded the chance bound of the validation split, so the tuned value is "
+            "arbitrary; *range of X widened*: the first round chose X at the edge of its range, and a second "
+            "round of as many trials searched the widened range"
+        )
+        if note := seed_note(suite):
+            lines.append(f"- **{note.split(':')[0]}**:{note.split(':', 1)[1]}")
+    return lines + [""]
+
+
+def label_tuning(df: pd.DataFrame, suite: Suite, suite_dir: Path) -> pd.DataFrame:
+    """``df`` with the ``tuning`` column of tuned runs labelled by the state of their entry's tuning record
+    (:class:`snnbench.tuning.TuningState`: stale, unverifiable, all trials at chance, range widened)."""
+    from snnbench.tuning import tuning_states
+
+    if df.empty or "tuning" not in df or "entry" not in df:
+        return df
+    sizes: dict[tuple[str, str], int] = {}
+    if "val_size" in df:
+        for entry, budget, size in zip(df["entry"], df["budget"], df["val_size"], strict=True):
+            if not pd.isna(size):
+                sizes[(str(entry), str(budget))] = int(size)
+    states = tuning_states(suite, suite_dir, sizes)
+
+    def label(entry: str, text: Any) -> Any:
+        labels = states[entry].labels() if entry in states else []
+        return f"{text} ({'; '.join(labels)})" if labels and text != "defaults" else text
+
+    return df.assign(tuning=[label(str(e), t) for e, t in zip(df["entry"], df["tuning"], strict=True)])
 
 
 def to_markdown(
@@ -500,7 +535,8 @@ COLUMNS = {
     "batch_size": "training batch size",
     "encoding": "input encoding",
     "preprocess": "input normalisation: the dataset's statistics or the entry's own",
-    "tuning": "where the hyperparameters came from (defaults, or trials on the validation split)",
+    "tuning": "where the hyperparameters came from (defaults, or trials on the validation split), with the "
+    "state of the tuning record in brackets (see *tuning labels*)",
 }
 
 
@@ -583,6 +619,7 @@ def write_reports(
     )
     if df.empty:
         raise SnnbenchError(f"no records of budget {budget!r} for suite {suite.name} under {suite_dir}")
+    df = label_tuning(df, suite, suite_dir)
     tables = by_track(df, columns)
     revisions = sorted({str(r)[:10] for r in df["git_revision"].dropna()})
     markdown = to_markdown(tables, suite, len(df), revisions, budget)

@@ -27,6 +27,7 @@ from snnbench.leaderboard import (
     _interval,
     _top1,
     by_track,
+    label_tuning,
     per_T,
     select_records,
 )
@@ -397,6 +398,7 @@ def _write_site(suite: Suite, suite_dir: Path, site: Path, budget: str) -> list[
     df = select_records(
         load_records(suite_dir) if (suite_dir / "runs").is_dir() else pd.DataFrame(), suite, budget
     )
+    df = label_tuning(df, suite, suite_dir)  # the tuning column as in leaderboard.md
     if df.empty:
         raise SnnbenchError(f"no records of budget {budget!r} for suite {suite.name} under {suite_dir}")
     files = {"index.html": _index(suite, df, budget).encode()}

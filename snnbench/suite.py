@@ -260,6 +260,9 @@ class Suite(BaseModel):
         return value
 
     path: str = ""  # where it was loaded from (not part of the file)
+    plugin_entries: tuple[
+        str, ...
+    ] = ()  # entries added by plugins' `suite_entries`, not snnbench's (not in the file)
 
 
 class RunSpec(BaseModel):
@@ -440,6 +443,8 @@ def load_suite(ref: str | Path) -> Suite:
         raise SuiteError(shown, "(file)", "expected a mapping of suite fields", type(raw).__name__)
     if (where := _non_finite(raw)) is not None:
         raise SuiteError(shown, where[0], "expected a finite number", where[1])
+    if "plugin_entries" in raw:  # set by loading, from the plugins' own `suite_entries`
+        raise SuiteError(shown, "plugin_entries", "no such field (plugins add their entries themselves)")
     try:
         suite = Suite.model_validate(raw)
     except ValidationError as exc:
@@ -474,6 +479,7 @@ def _with_plugin_entries(suite: Suite, shown: str) -> Suite:
     from snnbench.algorithms import algorithms
 
     added: dict[str, AlgorithmEntry] = {}
+    plugins: list[str] = []  # added by a plugin file or package (not a method shipped in snnbench.algorithms)
     for name in algorithms.names():
         for key, entry in getattr(algorithms.get(name), "suite_entries", {}).get(suite.name, {}).items():
             if key in suite.algorithms:
@@ -484,9 +490,13 @@ def _with_plugin_entries(suite: Suite, shown: str) -> Suite:
                 raise _suite_error(
                     f"{shown} (plugin {name})", exc, AlgorithmEntry, f"algorithms.{key}."
                 ) from None
+            if not algorithms.get(name).__module__.startswith("snnbench."):
+                plugins.append(key)
     if not added:
         return suite
-    return suite.model_copy(update={"algorithms": {**suite.algorithms, **added}})
+    return suite.model_copy(
+        update={"algorithms": {**suite.algorithms, **added}, "plugin_entries": tuple(plugins)}
+    )
 
 
 def _suite_error(shown: str, exc: ValidationError, model: type[BaseModel], prefix: str = "") -> SuiteError:
@@ -551,7 +561,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         candidates = [a for a in (target, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
         if candidates:
             current = candidates[0]
-    fields = [f for f in getattr(current, "model_fields", {}) if f != "path"]
+    fields = [f for f in getattr(current, "model_fields", {}) if f not in ("path", "plugin_entries")]
     return sorted(fields)
 
 

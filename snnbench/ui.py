@@ -77,6 +77,20 @@ class ProgressRenderer:
             self.progress.console.print(f"  {record.run_id}: {status}")
             if self.suite_task is not None:
                 self.progress.advance(self.suite_task)
+        elif isinstance(event, ev.TrialFinished):
+            self.progress.console.print(trial_line(event), markup=False, highlight=False, soft_wrap=True)
+
+
+def trial_line(event: ev.TrialFinished) -> str:
+    """One line per finished tuning trial: entry, trial k/n, values, validation top-1, seconds."""
+    values = ", ".join(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
+                       for name, value in event.values.items())  # fmt: skip
+    score = f"validation top-1 {event.val_top1:.2f} %" if event.val_top1 is not None else event.status
+    if event.val_top1 is not None and event.status != "ok":
+        score += f" ({event.status})"
+    took = f"{event.seconds:.1f} s" + (", record reused" if event.reused else "")
+    widened = f" of round {event.round} (widened range)" if event.round > 1 else ""
+    return f"{event.entry}: trial {event.number}/{event.trials}{widened}: {values}: {score} ({took})"
 
 
 def summary_table(result: Any) -> Table:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -33,6 +34,10 @@ def test_check_passes_then_fails_with_a_diff_after_tampering(write_suite, tmp_pa
 def test_committed_digits_results_are_current():
     result = runner.invoke(app, ["leaderboard", "--suite", "digits-lowT", "--check"])
     assert result.exit_code == 0, result.stderr
+    # its tuning records predate code hashes: a warning that says so, never a failure
+    assert "tuning record(s) of digits-lowT unverifiable (made before code hashes were recorded)" in (
+        result.stderr
+    )
 
 
 def test_merge_copies_skips_duplicates_and_reports_conflicts(write_suite, tmp_path):
@@ -204,3 +209,49 @@ def test_check_fails_on_a_committed_record_edited_after_the_commit_that_added_it
     assert json.loads(edited.read_text())["started_at"] != data["started_at"]
     _git(tmp_path, "commit", "-q", "-am", "regenerated")
     assert runner.invoke(app, check).exit_code == 0
+
+
+@pytest.fixture
+def digits_copy(tmp_path):
+    """A copy of the committed digits-lowT records of one extra and two controlled entries (36 records) in
+    tmp_path/results/digits-lowT. The tests write its reports with the current code (a method edit that marks
+    the committed records stale changes the reports, not their agreement with the records)."""
+    committed = Path(__file__).resolve().parents[1] / "results" / "digits-lowT" / "runs"
+    suite_dir = tmp_path / "results" / "digits-lowT"
+    (suite_dir / "runs").mkdir(parents=True)
+    for entry in ("bptt", "proxy", "bptt-convnet"):
+        for record in committed.glob(f"{entry}_T*.json"):
+            shutil.copy(record, suite_dir / "runs" / record.name)
+    return suite_dir
+
+
+def test_leaderboard_check_fails_on_a_truncated_plot_naming_it(digits_copy):
+    """Issue 48: ``--check`` compared the leaderboard's tables only; a truncated pareto-controlled.png
+    passed."""
+    from snnbench.leaderboard import write_reports
+    from snnbench.suite import load_suite
+
+    write_reports(load_suite("digits-lowT"), digits_copy)
+    out = str(digits_copy.parent)
+    plots = [digits_copy / "pareto-controlled.png", digits_copy / "pareto-energy-extra.svg"]
+    for plot in plots:
+        plot.write_bytes(plot.read_bytes()[: plot.stat().st_size // 2])
+    bad = runner.invoke(app, ["leaderboard", "--suite", "digits-lowT", "--out", out, "--check"])
+    assert bad.exit_code == 1 and "Error: 2 problem(s)" in bad.stderr  # those two, nothing else
+    assert all(f"{plot}: differs from what the records produce" in bad.stderr for plot in plots)
+
+
+def test_report_check_fails_on_a_truncated_site_file_naming_it(digits_copy):
+    """The site's check covers every file it writes: the scripts and the run pages, not the index only."""
+    from snnbench.report import write_site
+    from snnbench.suite import load_suite
+
+    write_site(load_suite("digits-lowT"), digits_copy)
+    results = str(digits_copy.parent)
+    site = digits_copy / "site"
+    truncated = [site / "site.js", next((site / "runs").glob("proxy_*.html"))]
+    for file in truncated:
+        file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+    bad = runner.invoke(app, ["report", "--suite", "digits-lowT", "--out", results, "--check"])
+    assert bad.exit_code == 1 and "2 stale file(s)" in bad.output  # those two, nothing else
+    assert all(f"{file}: differs from what the records produce" in bad.output for file in truncated)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from typer.testing import CliRunner
 
@@ -158,12 +160,13 @@ def test_list_at_80_columns_cuts_nothing_and_shows_no_markup(what):
 def test_list_algorithms_at_80_columns_wraps_at_word_boundaries():
     """Every word of every description, citation and origin appears whole (none split over two lines)."""
     from snnbench.algorithms import algorithms as registry
+    from snnbench.cli.listing import citation
 
     result = runner.invoke(app, ["list", "algorithms"], env=NARROW)
     words = set(result.output.split())
     for name in registry.names():
         cls = registry.get(name)
-        text = f"{cls.description} {cls.paper.cite() if cls.paper else ''} {registry.origin(name)}"
+        text = f"{cls.description} {citation(cls.paper) if cls.paper else ''} {registry.origin(name)}"
         missing = [word for word in text.split() if word not in words]
         assert not missing, (name, missing)
 
@@ -235,3 +238,33 @@ def test_only_records_of_another_budget_suggest_that_budget(command, tmp_path, m
     result = runner.invoke(app, [command, *args])
     assert result.exit_code == 1
     assert "no records of budget 'full'" in result.output and "add --budget smoke" in result.output
+
+
+@pytest.mark.parametrize("group", [[], ["datasets"]])
+def test_the_commands_list_keeps_no_line_break_of_the_docstrings(group):
+    """Issue 44: at 600 columns every command's first paragraph is one line of the commands list (the
+    docstrings' hard line breaks are not kept); at 80 columns it wraps at the terminal's width."""
+    from snnbench.cli import data, summary
+
+    infos = data.datasets_app.registered_commands if group else app.registered_commands
+    wide = runner.invoke(app, [*group, "--help"], env={"COLUMNS": "600"})
+    assert wide.exit_code == 0
+    lines = [" ".join(line.strip("│ ").split()) for line in wide.output.splitlines()]
+    for info in infos:
+        name = info.name or info.callback.__name__
+        text = summary(info.callback.__doc__)
+        assert f"{name} {text}" in lines, (name, text)
+    narrow = runner.invoke(app, [*group, "--help"], env=NARROW)
+    assert max(len(line) for line in narrow.output.splitlines()) <= 80
+
+
+def test_list_algorithms_gives_each_year_once():
+    """Issue 44: conversion's venue names its years ("…, 2017; ICLR 2022"): "ICLR 2022 2022" was printed."""
+    result = runner.invoke(app, ["list", "algorithms"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    assert "ICLR 2022)" in result.output
+    assert not re.search(r"\b(\d{4}) \1\b", result.output)
+    from snnbench.algorithms import algorithms as registry
+
+    bptt = registry.get("bptt").paper
+    assert f"({bptt.venue} {bptt.year})" in result.output  # a venue without its year gets it appended

@@ -305,8 +305,11 @@ def test_committed_digits_ottt_is_not_better_than_bntt_by_one_image():
 
 
 def test_plugin_file_runs_on_the_unchanged_suite_and_is_recorded(tmp_path):
+    from test_plugin_path import write_plugin_tuning_record
+
     listing = runner.invoke(app, ["list", "algorithms", "--plugin", str(EXAMPLE)])
     assert listing.exit_code == 0 and "bptt-arctan" in listing.output
+    write_plugin_tuning_record(tmp_path)  # its controlled-track entry runs tuned (tests/test_plugin_path.py)
     result = runner.invoke(
         app,
         [
@@ -326,6 +329,7 @@ def test_plugin_file_runs_on_the_unchanged_suite_and_is_recorded(tmp_path):
             "--out",
             str(tmp_path),
             "--quiet",
+            "--tuned",
         ],
     )
     assert result.exit_code == 0, result.output

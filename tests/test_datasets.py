@@ -128,8 +128,30 @@ def test_a_failed_download_says_what_each_source_answered(mirror, tmp_path):
     assert lines[0] == "could not download f.bin; what each source answered:"
     mirror_url = os.environ["SNNBENCH_MIRROR"]
     assert lines[1] == f"  {mirror_url}/ds/f.bin: HTTP Error 404: Not Found (3 attempts)"
-    assert [line.split(": ")[0].strip() for line in lines[2:]] == list(dead)
-    assert all("refused" in line for line in lines[2:])
+    assert [line.split(": ")[0].strip() for line in lines[2:4]] == list(dead)
+    assert all("refused" in line for line in lines[2:4])
+    # issue 44: and what else to do: the mirror, copying the file in, another data root
+    assert lines[4:] == [
+        "Other ways to get it:",
+        f"  the mirror SNNBENCH_MIRROR={mirror_url} was tried first: "
+        f"serve the file at {mirror_url}/ds/f.bin;",
+        f"  or copy f.bin (md5 {'0' * 32}) into {tmp_path / 'data'} yourself;",
+        "  or point --data-dir (or SNNBENCH_DATA) at a data root that already has it.",
+    ]
+
+
+def test_a_failed_download_without_a_mirror_says_how_to_use_one_or_import(tmp_path, monkeypatch):
+    from snnbench.data.download import DownloadError, RemoteFile
+
+    monkeypatch.delenv("SNNBENCH_MIRROR", raising=False)
+    monkeypatch.setattr("snnbench.data.download.ATTEMPTS_PER_URL", 1)
+    dead = RemoteFile("train-images-idx3-ubyte.gz", ("http://127.0.0.1:9/t.gz",), "0" * 32)
+    with pytest.raises(DownloadError) as raised:
+        download("mnist", dead, tmp_path)
+    message = str(raised.value)
+    assert "set SNNBENCH_MIRROR=<base URL> to fetch it from a mirror serving <base URL>/mnist/" in message
+    assert f"into {tmp_path} yourself (`snnbench datasets import mnist FOLDER` verifies" in message
+    assert "--data-dir" in message
 
 
 def test_corrupted_file_is_named_set_aside_and_never_used(mirror, tmp_path, monkeypatch):

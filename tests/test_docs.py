@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import tomllib
 import typer.main
 
@@ -32,32 +33,68 @@ def table_rows(text: str) -> list[str]:
     return [line for line in text.splitlines() if re.match(r"\| \d+ \| ", line)]
 
 
-def test_readme_shows_the_committed_digits_leaderboard():
+COMMITTED_SUITES = ["fmnist-cpu", "digits-lowT"]  # the suites whose results are committed and shown
+
+
+def test_readme_shows_every_committed_leaderboard_real_data_first():
+    readme = (ROOT / "README.md").read_text()
+    marks = re.findall(r"<!-- leaderboard:(\S+) -->", readme)
+    assert marks == COMMITTED_SUITES
+    assert all((ROOT / "results" / suite / "leaderboard.md").is_file() for suite in marks)
+
+
+@pytest.mark.parametrize("suite", COMMITTED_SUITES)
+def test_readme_shows_the_committed_leaderboard(suite):
     import runpy
 
     readme = (ROOT / "README.md").read_text()
-    block = readme.split("<!-- leaderboard:digits-lowT -->")[1].split("<!-- /leaderboard -->")[0]
-    committed = (ROOT / "results" / "digits-lowT" / "leaderboard.md").read_text()
+    block = readme.split(f"<!-- leaderboard:{suite} -->")[1].split("<!-- /leaderboard -->")[0]
+    committed = (ROOT / "results" / suite / "leaderboard.md").read_text()
     readme_block = runpy.run_path(str(ROOT / "tools" / "readme_leaderboard.py"))["readme_block"]
-    assert block.strip() == readme_block(committed).strip()
+    assert block.strip() == readme_block(committed, suite).strip()
     # the per-T tables with tied ranks and the legend are there; the long table ranked across T is not
     assert table_rows(block) and set(table_rows(block)) <= set(table_rows(committed))
     assert "#### Top-1 at each T" in block and "### How to read the tables" in block
     assert "### All rows" in committed and "### All rows" not in block
 
 
-def test_committed_records_regenerate_the_committed_leaderboard(tmp_path):
+@pytest.mark.parametrize("suite", COMMITTED_SUITES)
+def test_committed_records_regenerate_the_committed_leaderboard(tmp_path, suite):
     import shutil
 
     from snnbench.leaderboard import write_reports
     from snnbench.suite import load_suite
 
-    shutil.copytree(ROOT / "results" / "digits-lowT" / "runs", tmp_path / "digits-lowT" / "runs")
-    write_reports(load_suite("digits-lowT"), tmp_path / "digits-lowT")
-    regenerated = (tmp_path / "digits-lowT" / "leaderboard.md").read_text()
-    committed = (ROOT / "results" / "digits-lowT" / "leaderboard.md").read_text()
+    for folder in ("runs", "tuning"):  # the tuning column labels each tuned row by its tuning record's state
+        shutil.copytree(ROOT / "results" / suite / folder, tmp_path / suite / folder)
+    write_reports(load_suite(suite), tmp_path / suite)
+    regenerated = (tmp_path / suite / "leaderboard.md").read_text()
+    committed = (ROOT / "results" / suite / "leaderboard.md").read_text()
     assert regenerated == committed
     import pandas as pd
 
-    table = pd.read_csv(ROOT / "results" / "digits-lowT" / "leaderboard.csv").set_index(["algorithm", "T"])
-    assert table.loc[("bptt", 4), "top1_mean"] >= 95.0  # the issue's floor, measured in the committed records
+    table = pd.read_csv(ROOT / "results" / suite / "leaderboard.csv").set_index(["algorithm", "T"])
+    floor = {"digits-lowT": 95.0, "fmnist-cpu": 80.0}[suite]  # measured in the committed records
+    assert table.loc[("bptt", 4), "top1_mean"] >= floor
+
+
+def test_results_readme_names_the_files_that_are_there():
+    """Issue 44: results/README.md named `pareto.png`, a file no command writes. Every file it names exists
+    under results/digits-lowT (``<track>``, ``<entry>``, ``<run_id>`` as placeholders), and every entry there
+    is named."""
+    readme = (ROOT / "results" / "README.md").read_text()
+    suite_dir = ROOT / "results" / "digits-lowT"
+    named = [
+        name
+        for line in readme.splitlines()
+        if line.startswith("| `")
+        for name in re.findall(r"`([^`]+)`", line.split(" | ")[0])
+    ]
+    patterns = [
+        re.sub(r"<[a-z_]+>", "[^/]+", re.escape(n).replace("<track>", "[a-z]+")).rstrip("/") for n in named
+    ]
+    present = [str(p.relative_to(suite_dir)) for p in suite_dir.rglob("*")]
+    for name, pattern in zip(named, patterns, strict=True):
+        assert any(re.fullmatch(pattern, path) for path in present), f"results/README.md names {name}: absent"
+    for top in suite_dir.iterdir():
+        assert any(re.fullmatch(p.split("/")[0], top.name) for p in patterns), f"{top.name} is not described"

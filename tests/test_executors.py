@@ -106,11 +106,14 @@ def test_pool_workers_load_plugin_files(tmp_path):
     """Spawned workers import nothing from the parent: the plugin reaches them through the environment."""
     from pathlib import Path
 
+    from test_plugin_path import write_plugin_tuning_record
+
     example = Path(__file__).resolve().parents[1] / "examples" / "my_method.py"
     out = tmp_path / "out"
+    write_plugin_tuning_record(out)  # its controlled-track entry runs tuned (tests/test_plugin_path.py)
     command = [sys.executable, "-m", "snnbench", "run", "--suite", "digits-lowT", "--budget", "smoke",
                "--plugin", str(example), "--algorithms", "bptt-arctan", "--seeds", "0,1", "--timesteps", "1",
-               "--out", str(out), "--quiet", "--executor", "pool", "--jobs", "2"]  # fmt: skip
+               "--out", str(out), "--quiet", "--executor", "pool", "--jobs", "2", "--tuned"]  # fmt: skip
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     records = [read_record(f) for f in sorted((out / "digits-lowT" / "runs").glob("*.json"))]

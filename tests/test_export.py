@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -186,6 +187,19 @@ def test_round_trip_gives_our_outputs(case: str, tmp_path) -> None:
         assert torch.equal(got, expected)
 
 
+def test_snntorch_cannot_import_the_li_readout_as_the_readme_says() -> None:
+    """The README states the limit (snnTorch's import has no LI): if a snnTorch release maps LI, this fails
+    and the README's paragraph must change."""
+    from pathlib import Path
+
+    graph = to_nir(spiking_network(spec("bptt")), "bptt", (1, 8, 8))  # membrane read-out: an LI node
+    message = "Unknown node type <class 'nir.ir.neuron.LI'>, mapping does not exist in node_map"
+    with contextlib.redirect_stdout(io.StringIO()), pytest.raises(ValueError, match=re.escape(message)):
+        snntorch_import.import_from_nir(graph)
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert message in readme and "`readout: spike_count`" in readme
+
+
 def test_hidden_layers_fire_in_the_round_trip_networks() -> None:
     """Otherwise the comparison above could not see a wrong threshold or reset."""
     neurons = ("LIF", "ProxyNeuron", "TSSLNeuron", "PLIF", "MSNeuron", "ResetLIF", "ThresholdLIF")
@@ -281,5 +295,5 @@ def test_save_models_then_export(tmp_path) -> None:
 
 def test_export_without_saved_model_is_a_clean_error(tmp_path) -> None:
     result = CliRunner().invoke(app, ["export", "bptt_T2_s0_smoke_00000000", "--out", str(tmp_path)])
-    assert result.exit_code == 1
-    assert "no record bptt_T2_s0_smoke_00000000.json under" in result.output
+    assert result.exit_code == 2  # bad input, as for `show` and `evaluate`
+    assert "no record 'bptt_T2_s0_smoke_00000000' under" in result.output

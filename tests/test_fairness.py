@@ -67,6 +67,47 @@ def test_controlled_entries_must_share_architecture_and_budget(write_suite):
     assert len(expand(load_suite(write_suite({"algorithms": mixed})))) == 2
 
 
+# every field the controlled track promises to share (suite.TRACKS["controlled"]: architecture, epochs, batch,
+# preprocessing and data), each set differently on one of two controlled entries
+CONTROLLED_DIFFERENCES = {
+    "arch": {"arch": "128"},
+    "epochs": {"budgets": {"smoke": {"epochs": 9}}},
+    "batch_size": {"budgets": {"smoke": {"batch_size": 16}}},
+    "train_subset": {"budgets": {"smoke": {"train_subset": 128}}},
+    "test_subset": {"budgets": {"smoke": {"test_subset": 48}}},
+    "preprocess": {"preprocess": {"mean": [0.5], "std": [0.25]}},
+}
+
+
+@pytest.mark.parametrize("field", list(CONTROLLED_DIFFERENCES))
+def test_a_controlled_entry_differing_in_a_shared_field_fails_naming_it(write_suite, field):
+    shared = {
+        "bptt": {"arch": "mlp", "track": "controlled"},
+        "tssl-bp": {"arch": "mlp", "track": "controlled"},
+    }
+    assert len(expand(load_suite(write_suite({"algorithms": shared})))) == 2
+    own = {**shared["tssl-bp"], **CONTROLLED_DIFFERENCES[field]}
+    message = error_of(write_suite, {"algorithms": {**shared, "tssl-bp": own}})
+    assert message.startswith(f"tiny.yaml: algorithms.tssl-bp: controlled track: {field} (budget smoke) is ")
+    assert "but 'bptt' has" in message
+    # the same difference is fine in another track
+    assert (
+        len(expand(load_suite(write_suite({"algorithms": {**shared, "tssl-bp": {**own, "track": "extra"}}}))))
+        == 2
+    )
+
+
+@pytest.mark.parametrize(("key", "value"), [("dataset", "mnist"), ("dataset_options", {"variant": "other"})])
+def test_the_data_cannot_be_set_per_entry(write_suite, key, value):
+    """The dataset and its options are the suite's: an entry cannot give its own (so the controlled track's
+    data is shared by construction)."""
+    entry = {"arch": "mlp", "track": "controlled", key: value}
+    message = error_of(
+        write_suite, {"algorithms": {"bptt": {"arch": "mlp", "track": "controlled"}, "tssl-bp": entry}}
+    )
+    assert message.startswith(f"tiny.yaml: algorithms.tssl-bp.{key}: unknown key")
+
+
 def test_preprocess_reaches_the_method_and_needs_one_value_per_channel(write_suite):
     from snnbench.runner import data_info, load_data
 
@@ -189,18 +230,31 @@ def test_tune_searches_on_validation_only_with_the_same_trials_and_run_applies_i
     assert counted_passes and sum(c.passes for c in counted_passes) == 0  # nothing tunes on test
     records = {p.stem: json.loads(p.read_text()) for p in (out / "tiny" / "tuning").glob("*.json")}
     assert set(records) == {"bptt", "proxy"}  # only the tuned (controlled) track
-    for record in records.values():
-        assert len(record["trials"]) == 3 and record["budget"] == {
-            "trials": 3,
-            "T": 2,
-            "seed": 1,
-            "budget": "smoke",
-        }
+    from snnbench.algorithms import algorithms as registry
+    from snnbench.leaderboard import chance_bound
+    from snnbench.provenance import source_sha256
+    from snnbench.suite import load_suite
+    from snnbench.tuning import _num_classes, tuning_specs
+
+    specs = {s.entry: s for s in tuning_specs(load_suite(path))}
+    for entry, record in records.items():
+        rounds = {t["round"] for t in record["trials"]}
+        assert [sum(t["round"] == r for t in record["trials"]) for r in sorted(rounds)] == [3] * len(rounds)
+        assert len(record["rounds"]) == len(rounds) and (len(rounds) == 2) == bool(record["widened"])
+        assert record["budget"] == {"trials": 3, "T": 2, "seed": 1, "budget": "smoke"}
         assert all(t["status"] == "ok" and t["val_top1"] is not None for t in record["trials"])
         best = max(record["trials"], key=lambda t: (t["val_top1"], -t["number"]))
         assert record["chosen"]["values"] == best["values"]
+        # the code hash of run records, the method version and the untuned spec: what `--check` compares
+        method = registry.get(record["algorithm"])
+        assert record["algorithm_source_sha256"] == source_sha256(method) != ""
+        assert record["algorithm_version"] == method.version and record["suite_version"] == 1
+        assert record["spec_hash"] == specs[entry].spec_hash
+        bound = chance_bound(_num_classes(specs[entry].dataset, {}), record["trials"][0]["val_size"])
+        assert record["all_trials_at_chance"] is (max(t["val_top1"] for t in record["trials"]) <= bound)
     assert records["bptt"]["trials"][0]["values"] == {"lr": 0.01}  # trial 0: the entry's own value
-    assert records["bptt"]["space"]["lr"] == {"low": 0.001, "high": 0.1, "log": True, "integer": False}
+    first = {"low": 0.001, "high": 0.1, "log": True, "integer": False}  # ±10× around the entry's value
+    assert records["bptt"]["rounds"][0]["space"]["lr"] == first
     assert records["proxy"]["trials"][0]["values"] == {"lr": 1e-4}  # the paper's default
     assert "tuned:" in result.output and "values:" in result.output
 
@@ -210,9 +264,9 @@ def test_tune_searches_on_validation_only_with_the_same_trials_and_run_applies_i
     assert run.exit_code == 0, run.output
     record = json.loads(next((out / "tiny" / "runs").glob("bptt_*.json")).read_text())
     assert record["spec"]["hparams"]["lr"] == records["bptt"]["chosen"]["values"]["lr"]
-    assert record["spec"]["tuned_fields"] == ["lr"] and record["spec"]["tuning_trials"] == 3
-    from snnbench.suite import Tuned, load_suite
-    from snnbench.tuning import tuning_specs
+    assert record["spec"]["tuned_fields"] == ["lr"]
+    assert record["spec"]["tuning_trials"] == len(records["bptt"]["trials"])  # every trial run counts
+    from snnbench.suite import Tuned
 
     suite = load_suite(path)
     block = Tuned(values={"lr": 0.5}, trials=3)
@@ -232,6 +286,25 @@ def test_tune_searches_on_validation_only_with_the_same_trials_and_run_applies_i
     assert (
         missing.exit_code == 1 and "no tuning record" in missing.output and "snnbench tune" in missing.output
     )
+
+
+def test_trials_train_at_the_tuning_T_else_at_the_entrys_first_T(write_suite):
+    """Issue 48: the trials trained at the entry's first T (T = 1 for most digits entries) instead of
+    ``tuning.T``; an entry whose grid lacks ``tuning.T`` uses its first T (suite.Tuning)."""
+    from snnbench.suite import load_suite
+    from snnbench.tuning import tuning_specs
+
+    algorithms = {
+        "bptt": {"arch": "mlp", "track": "controlled", "timesteps": [1, 2, 4]},
+        "proxy": {"arch": "mlp", "track": "controlled", "timesteps": [2, 8]},
+        "tssl-bp": {"arch": "mlp", "track": "extra", "timesteps": [4]},
+    }
+    tuning = {"trials": 3, "T": 4, "seed": 7}
+    specs = tuning_specs(load_suite(write_suite({"algorithms": algorithms, "tuning": tuning})))
+    assert {s.entry: (s.T, s.seed, s.budget) for s in specs} == {
+        "bptt": (4, 7, "smoke"),
+        "proxy": (2, 7, "smoke"),
+    }
 
 
 def test_show_prints_the_card_and_the_resolved_config(write_suite, monkeypatch):

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import socket
+from pathlib import Path
 
 import pytest
 from test_leaderboard import record as leaderboard_record
@@ -139,9 +140,27 @@ def test_site_is_deterministic_and_checked(results):
     assert not (site / "runs" / "bptt_T1_s1_smoke_deadbeef.html").exists()
     assert check_site(suite, store.root) == []
     result = runner.invoke(
-        app, ["report", "--suite", "tiny.yaml", "--results", str(store.root.parent), "--check"]
+        app, ["report", "--suite", "tiny.yaml", "--out", str(store.root.parent), "--check"]
     )
     assert result.exit_code == 0 and "the report matches the records" in result.output
+
+
+def test_report_out_is_the_records_folder_as_everywhere_and_site_dir_the_site(results, tmp_path):
+    import shutil
+
+    suite, store = results
+    shutil.copytree(store.runs, tmp_path / "mine" / "tiny" / "runs")  # the user's own records folder
+    store.record_path("bptt_T1_s1_smoke_deadbeef").unlink()  # the default results/ differs from it
+    result = runner.invoke(app, ["report", "--suite", "tiny.yaml", "--out", "mine"])
+    assert result.exit_code == 0, result.output
+    index = Path("mine") / "tiny" / "site" / "index.html"  # OUT/<suite>/site, from OUT's records
+    assert f"open {index}" in result.output and not (store.root / "site").exists()
+    assert "bptt_T1_s1_smoke_deadbeef" in index.read_text()
+    elsewhere = tmp_path / "elsewhere"
+    result = runner.invoke(
+        app, ["report", "--suite", "tiny.yaml", "--out", "mine", "--site-dir", str(elsewhere)]
+    )
+    assert result.exit_code == 0 and (elsewhere / "index.html").read_bytes() == index.read_bytes()
 
 
 def test_leaderboard_json_has_units_and_provenance(results):

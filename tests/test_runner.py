@@ -397,3 +397,28 @@ def test_a_shared_training_of_fewer_epochs_is_refused(plugins, write_suite, tmp_
         (record,) = run_suite(path, out_dir=tmp_path, device="cpu").records
     assert record.status == "ok" and record.training_shared_with is None
     assert record.metrics["epochs_completed"] == 3
+
+
+def test_workload_metrics_are_per_validation_sample_as_docs_metrics_says(write_suite, tmp_path, monkeypatch):
+    """Issue 44: docs/metrics.md said "per test sample"; the counts come from one pass over the validation
+    split, divided by its size (``val_size``), and the page says so."""
+    import snnbench.metrics
+    from snnbench.grid import run_suite
+
+    counted: list[int] = []
+    summary = snnbench.metrics.OperationCounter.summary
+
+    def spy(self, samples, *args, **kwargs):
+        counted.append(samples)
+        return summary(self, samples, *args, **kwargs)
+
+    monkeypatch.setattr(snnbench.metrics.OperationCounter, "summary", spy)
+    path = write_suite(
+        {"budgets": {"smoke": {"epochs": 1, "batch_size": 32, "train_subset": 200, "test_subset": 96}}}
+    )
+    (record,) = run_suite(path, out_dir=tmp_path / "out", device="cpu", write_reports=False).records
+    metrics = record.metrics
+    assert counted == [metrics["val_size"]] and metrics["val_size"] != metrics["test_size"]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
+    assert "## Workload (per validation sample)" in page and "per test sample" not in page
+    assert "counted on the **validation split**, not the test set" in page

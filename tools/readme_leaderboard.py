@@ -1,14 +1,24 @@
-"""Paste the committed digits-lowT leaderboard into README.md between its markers: the legend and, per track,
-the per-T tables and the latency front (the full table ranked across T stays in leaderboard.md)."""
+"""Paste committed leaderboards into README.md between their markers (``<!-- leaderboard:SUITE -->`` …
+``<!-- /leaderboard -->``): the legend and, per track, the per-T tables and the latency front (the full table
+ranked across T stays in leaderboard.md). ``python tools/readme_leaderboard.py [SUITE ...]`` (default: every
+suite with a marker in README.md)."""
 
 import re
+import sys
 from pathlib import Path
 
-START, END = "<!-- leaderboard:digits-lowT -->", "<!-- /leaderboard -->"
-FULL = "results/digits-lowT/leaderboard.md"
+END = "<!-- /leaderboard -->"
 
 
-def readme_block(board: str) -> str:
+def start(suite: str) -> str:
+    return f"<!-- leaderboard:{suite} -->"
+
+
+def full(suite: str) -> str:
+    return f"results/{suite}/leaderboard.md"
+
+
+def readme_block(board: str, suite: str = "digits-lowT") -> str:
     """What README.md shows of ``board`` (a leaderboard.md): from the legend to the published figures, less
     each track's "All rows" section, every heading one level down."""
     measured = board.split("## Published figures")[0]
@@ -16,12 +26,19 @@ def readme_block(board: str) -> str:
     # an "All rows" section runs to the next track (or the end)
     measured = re.sub(r"### All rows\n.*?(?=^## |\Z)", "", measured, flags=re.S | re.M)
     shifted = re.sub(r"^(#+) ", r"#\1 ", measured, flags=re.M).strip()
-    return shifted + f"\n\nEvery row of each track, ranked across T by the same rule: `{FULL}`."
+    return shifted + f"\n\nEvery row of each track, ranked across T by the same rule: `{full(suite)}`."
+
+
+def marked_suites(text: str) -> list[str]:
+    return re.findall(r"<!-- leaderboard:(\S+) -->", text)
 
 
 if __name__ == "__main__":
     readme = Path("README.md")
     text = readme.read_text()
-    before, rest = text.split(START)
-    _, after = rest.split(END)
-    readme.write_text(before + START + "\n" + readme_block(Path(FULL).read_text()) + "\n" + END + after)
+    for suite in sys.argv[1:] or marked_suites(text):
+        before, rest = text.split(start(suite))
+        _, after = rest.split(END, 1)
+        block = readme_block(Path(full(suite)).read_text(), suite)
+        text = before + start(suite) + "\n" + block + "\n" + END + after
+    readme.write_text(text)

@@ -6,7 +6,8 @@ One module per command family, each registering its commands on :data:`app`:
 - :mod:`~snnbench.cli.listing`: ``list`` (registered algorithms, datasets, suites, architectures, encodings);
 - :mod:`~snnbench.cli.results`: ``leaderboard``, ``plot``, ``report``, ``compare`` (a suite's records as
   tables, plots and verdicts);
-- :mod:`~snnbench.cli.records`: ``show``, ``merge``, ``export``, ``reproduce`` (single records and entries);
+- :mod:`~snnbench.cli.records`: ``show``, ``merge``, ``export``, ``evaluate``, ``reproduce`` (single records,
+  entries and saved networks);
 - :mod:`~snnbench.cli.data`: the ``datasets`` group (``list``, ``download``, ``verify``, ``path``).
 
 This module holds the app, the shared options and helpers. Only :class:`~snnbench.errors.SnnbenchError` is
@@ -209,8 +210,10 @@ def _names(value: str | None) -> list[str] | None:
 from snnbench.cli import data, listing, records, results, run  # noqa: E402, F401
 
 _ORDER = ("run", "tune", "list", "leaderboard", "plot", "report", "show", "status", "merge", "export",
-          "reproduce", "compare")  # fmt: skip
+          "evaluate", "reproduce", "compare")  # fmt: skip
 app.registered_commands.sort(key=lambda info: _ORDER.index(info.name or info.callback.__name__))
 for _info in app.registered_commands + data.datasets_app.registered_commands:
     if _info.cls in (None, TyperCommand):
         _info.cls = Command
+    if _info.short_help is None and _info.callback is not None:  # the commands list: one line per paragraph,
+        _info.short_help = summary(_info.callback.__doc__)  # wrapped to the terminal, not the docstring

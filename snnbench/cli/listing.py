@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,6 +17,14 @@ class Listing(str, Enum):
     suites = "suites"
     architectures = "architectures"
     encodings = "encodings"
+
+
+def citation(paper: Any) -> str:
+    """``Authors (Venue Year)``, the year left out where the venue already gives it (a method of two papers
+    names both venues with their years: "…, 2017; ICLR 2022")."""
+    if re.search(rf"\b{paper.year}\b", paper.venue):
+        return f"{paper.authors} ({paper.venue})"
+    return paper.cite()
 
 
 @app.command(name="list", epilog="Example: snnbench list algorithms")
@@ -33,7 +42,7 @@ def list_(what: Annotated[Listing, typer.Argument(help="what to list")], plugin:
             rows = []
             for name in registry.names():
                 cls = registry.get(name)
-                cite = cls.paper.cite() if cls.paper else ""
+                cite = citation(cls.paper) if cls.paper else ""
                 rows.append([name, cls.description, cite, str(cls.version), registry.origin(name)])
         elif what is Listing.datasets:
             from snnbench.cli.data import dataset_rows

@@ -1,4 +1,4 @@
-"""Single entries and records: ``show``, ``merge``, ``export``, ``reproduce``."""
+"""Single entries and records: ``show``, ``merge``, ``export``, ``evaluate``, ``reproduce``."""
 
 from __future__ import annotations
 
@@ -126,21 +126,78 @@ def export(
         Path | None, typer.Option(help="file to write (default: <out>/<suite>/models/RUN_ID.nir)")
     ] = None,
     format: Annotated[ExportFormat, typer.Option(help="graph format")] = ExportFormat.nir,
-    out: Annotated[Path, typer.Option(help="output directory holding <suite>/runs")] = Path("results"),
+    out: Annotated[Path, typer.Option(help="the records folder the run was trained into (run --out)")] = Path(
+        "results"
+    ),
+    plugin: Plugins = None,
 ) -> None:
-    """Write a saved network as a NIR graph (Neuromorphic Intermediate Representation); see docs/export.md."""
+    """Write a saved network as a NIR graph (Neuromorphic Intermediate Representation); see docs/export.md.
+    A plugin method (--plugin) is exported when it subclasses an exported method without overriding build."""
     from snnbench.errors import SnnbenchError
 
     try:
+        _load_plugins(plugin)
         from snnbench.export import export_run
+        from snnbench.report import find_record
 
-        found = sorted(out.glob(f"*/runs/{run_id}.json"))
-        if not found:
-            raise SnnbenchError(f"no record {run_id}.json under {out}/*/runs")
-        suite = found[0].parent.parent.name
+        suite = find_record(out, run_id).suite
         path = export_run(out, suite, run_id, to or out / suite / "models" / f"{run_id}.{format.value}")
     except SnnbenchError as exc:
         raise _fail(exc) from None
+    say(f"Wrote {path}")
+
+
+class Split(str, Enum):
+    test = "test"
+    val = "val"
+
+
+@app.command(
+    epilog="Example: snnbench run --suite digits-lowT --budget smoke --algorithms bptt --timesteps 2 "
+    "--save-models --out mine; snnbench evaluate bptt_T2_s0_smoke_1a2b3c4d --timesteps 8 --out mine"
+)
+def evaluate(
+    run_id: Annotated[str, typer.Argument(help="a run saved with `run --save-models`")],
+    timesteps: Annotated[
+        int | None, typer.Option(help="T to run the network at (default: the T it was trained at)", min=1)
+    ] = None,
+    split: Annotated[Split, typer.Option(help="the run's test subset or its validation split")] = Split.test,
+    out: Annotated[Path, typer.Option(help="the records folder the run was trained into (run --out)")] = Path(
+        "results"
+    ),
+    data_dir: Annotated[Path | None, typer.Option(help="dataset root")] = None,
+    plugin: Plugins = None,
+) -> None:
+    """Run a saved network again, at any T its method can build with the same parameters, on the test or
+    validation split of its data; print top-1 and spike metrics and write an evaluation record
+    (<out>/<suite>/evaluations/: not a training record, never in leaderboards or comparisons)."""
+    from snnbench.errors import SnnbenchError
+
+    try:
+        _load_plugins(plugin)
+        from snnbench.report import find_record
+        from snnbench.saved import evaluate_saved
+
+        suite = find_record(out, run_id).suite
+        result, path = evaluate_saved(out, suite, run_id, T=timesteps, split=split.value, data_dir=data_dir)
+    except SnnbenchError as exc:
+        raise _fail(exc) from None
+    m = result.metrics
+    say(
+        f"{run_id} (trained at T = {result.trained_T}) at T = {result.T} on {result.split} "
+        f"({result.samples} samples): top-1 {m['top1']:.2f} %"
+    )
+    spikes = [
+        f"{label} {m[key]:{fmt}}"
+        for key, label, fmt in (
+            ("spike_rate", "spike rate", ".4f"),
+            ("synops_per_sample", "synaptic ops/sample", ",.0f"),
+            ("energy_nj", "energy/sample (nJ)", ".3g"),
+        )
+        if isinstance(m.get(key), (int, float))
+    ]
+    if spikes:
+        say("  " + "; ".join(spikes))
     say(f"Wrote {path}")
 
 

@@ -48,14 +48,18 @@ def leaderboard(
             from snnbench.suite import load_suite
 
             loaded = load_suite(suite)
-            problems = check_reports(loaded, out / loaded.name, budget)
+            warnings: list[str] = []
+            problems = check_reports(loaded, out / loaded.name, budget, warnings)
         except SnnbenchError as exc:
             raise _fail(exc) from None
+        for warning in warnings:
+            err_console.print(f"[yellow]Warning:[/yellow] {warning}", soft_wrap=True, highlight=False)
         if problems:
             err_console.print(
                 f"[red]Error:[/red] {len(problems)} problem(s) in {out / loaded.name} (stale reports: "
                 f"regenerate with `snnbench leaderboard --suite {suite}`; edited, unhashed or copied "
-                "records, records of another suite or of several set-ups in one row)",
+                "records, records of another suite or of several set-ups in one row; stale tuning records: "
+                f"tune again with `snnbench tune --suite {suite}`)",
                 soft_wrap=True,
             )
             for problem in problems:
@@ -73,11 +77,12 @@ def leaderboard(
         if columns is not None or format is Format.json:  # a view printed; the written files stay as they are
             import pandas as pd
 
-            from snnbench.leaderboard import by_track, select_records, to_json, to_markdown
+            from snnbench.leaderboard import by_track, label_tuning, select_records, to_json, to_markdown
             from snnbench.records import load_records
 
             chosen = budget or loaded.default_budget
             df = select_records(load_records(out / loaded.name), loaded, budget)
+            df = label_tuning(df, loaded, out / loaded.name)
             tables = by_track(df, None if columns is None else _names(columns))
             combined = pd.concat(list(tables.values()), ignore_index=True)
             text = {
@@ -151,8 +156,10 @@ def plot(
 )
 def report(
     suite: Annotated[str, typer.Option(help="suite name or path")],
-    out: Annotated[Path | None, typer.Option(help="site directory (default: RESULTS/<suite>/site)")] = None,
-    results: Annotated[Path, typer.Option(help="directory holding <suite>/runs")] = Path("results"),
+    out: Annotated[Path, typer.Option(help="output directory holding <suite>/runs")] = Path("results"),
+    site_dir: Annotated[
+        Path | None, typer.Option(help="where the site is written (default: OUT/<suite>/site)")
+    ] = None,
     budget: Annotated[str | None, typer.Option(help="budget to report (default: the suite's)")] = None,
     check: Annotated[
         bool, typer.Option("--check", help="only verify the site equals what the records produce")
@@ -167,8 +174,8 @@ def report(
         from snnbench.suite import load_suite
 
         loaded = load_suite(suite)
-        suite_dir = results / loaded.name
-        site = out or suite_dir / "site"
+        suite_dir = out / loaded.name
+        site = site_dir or suite_dir / "site"
         if check:
             problems = check_site(loaded, suite_dir, site, budget)
             if problems:

@@ -65,24 +65,38 @@ def run(
     save_models: Annotated[
         bool,
         typer.Option(
-            "--save-models", help="keep each run's final network (<out>/<suite>/models/, for export)"
+            "--save-models",
+            help="keep each run's final network (<out>/<suite>/models/, for export and evaluate); runs "
+            "with records but no network are retrained for it (kept when the record is reproduced)",
         ),
     ] = False,
 ) -> None:
     """Train and evaluate a suite's grid (algorithms × T × seeds); write records, leaderboard and plots.
-    Exit 3 when any run failed (its record says why; the other runs and the reports are written)."""
+    With --save-models, a selected run whose record exists without a network is retrained for it in a
+    temporary folder; the network is kept when the retrain reproduces the record exactly (the record is
+    not rewritten), else nothing is kept and the error says how to train your own. Exit 3 when any run
+    failed (its record says why; the other runs and the reports are written) or a retrain for a network
+    did not reproduce its record."""
     from snnbench.errors import SnnbenchError
 
     try:
         _load_plugins(plugin)
-        from snnbench.estimate import PRINT_BEFORE_RUN_S, describe, estimate_suite
+        from snnbench.estimate import (
+            DRY_RUN_PROBE_BUDGET_S,
+            PRINT_BEFORE_RUN_S,
+            QUICK_PROBE_BUDGET_S,
+            describe,
+            estimate_suite,
+        )
+        from snnbench.executors import pool_threads
         from snnbench.grid import run_suite
         from snnbench.suite import MAX_TIMESTEPS, Overrides, load_suite
-        from snnbench.tuning import with_tuning_records
+        from snnbench.tuning import refuse_untuned_plugin_entries, with_tuning_records
 
         loaded = load_suite(suite)
-        if tuned:
-            loaded = with_tuning_records(loaded, out)
+        if tuned:  # only the selected entries need a tuning record
+            loaded = with_tuning_records(loaded, out, _names(algorithms))
+        refuse_untuned_plugin_entries(loaded, _names(algorithms), out)
 
         overrides = Overrides(
             budget=budget,
@@ -93,7 +107,8 @@ def run(
         if dry_run or not quiet:
             grid = estimate_suite(
                 suite, overrides, out_dir=out, device=device.value, resume=resume, data_dir=data_dir,
-                synthetic=dry_run,
+                synthetic=dry_run, probe_budget_s=DRY_RUN_PROBE_BUDGET_S if dry_run else QUICK_PROBE_BUDGET_S,
+                threads=pool_threads(jobs) if executor == Executor.pool else None,
             )  # fmt: skip
             if dry_run or grid.total_s > PRINT_BEFORE_RUN_S:
                 for line in describe(grid, workers=jobs if executor == Executor.pool else 1):
@@ -126,11 +141,20 @@ def run(
             f" and {len(result.held) - 5} more" if len(result.held) > 5 else ""
         )
         held = f"; {len(result.held)} held by another process's lock: {shown}"
-    if not result.trained and not result.held:  # the one line --quiet keeps (errors are printed either way)
+    if result.models_kept:
         say(
-            f"Nothing to train: all {len(result.skipped)} runs already have records "
-            "(use --no-resume to rerun)."
+            f"Retrained {len(result.models_kept)} runs that had records but no saved network: each "
+            f"reproduced its record (same test and validation top-1); networks in "
+            f"{result.out_dir / 'models'} (records unchanged)."
         )
+    if not result.trained and not result.held:  # the one line --quiet keeps (errors are printed either way)
+        if result.models_kept or result.models_not_reproduced:  # retrained for networks: said above/below
+            say(f"No run trained for a record: {len(result.skipped)} runs have records.")
+        else:
+            say(
+                f"Nothing to train: all {len(result.skipped)} runs already have records "
+                "(use --no-resume to rerun)."
+            )
     elif not result.trained:
         say(f"Nothing trained here: {len(result.skipped)} runs have records{held}.")
     else:
@@ -139,6 +163,8 @@ def run(
         say(f"Records: {result.out_dir / 'runs'}")
         for path in result.files:
             say(f"Wrote {path}")
+    for line in result.models_not_reproduced:
+        err_console.print(f"[red]Error:[/red] {line}", highlight=False, markup=True, soft_wrap=True)
     if result.failed:
         shown = ", ".join(result.failed[:5]) + (" …" if len(result.failed) > 5 else "")
         err_console.print(
@@ -148,6 +174,8 @@ def run(
             markup=True,
             soft_wrap=True,
         )
+        raise typer.Exit(RUN_FAILED_EXIT)
+    if result.models_not_reproduced:
         raise typer.Exit(RUN_FAILED_EXIT)
 
 
@@ -164,21 +192,37 @@ def tune(
     jobs: Annotated[int, typer.Option(help="entries tuned in parallel processes", min=1)] = 1,
     data_dir: Annotated[Path | None, typer.Option(help="dataset root")] = None,
     plugin: Plugins = None,
+    quiet: Annotated[bool, typer.Option(help="no line per trial")] = False,
 ) -> None:
     """Search each entry's declared hyperparameters on the validation split, the same trials for every
-    method (seeded TPE, trial 0 = the entry's values); write tuning records and print the `tuned:` blocks."""
+    method (seeded TPE, trial 0 = the entry's values); print a line per finished trial; write tuning
+    records and print the `tuned:` blocks. A re-run reuses the trials that already have records."""
     from snnbench.errors import SnnbenchError
+    from snnbench.events import Event, TrialFinished
 
     try:
         _load_plugins(plugin)
         import yaml
 
         from snnbench.suite import load_suite
-        from snnbench.tuning import tune_suite, tuned_block
+        from snnbench.tuning import seed_note, tune_suite, tuned_block
+        from snnbench.ui import trial_line
+
+        def show(event: Event) -> None:  # one line per finished trial, as it finishes
+            if isinstance(event, TrialFinished) and not quiet:
+                say(trial_line(event))
 
         loaded = load_suite(suite)
+        if note := seed_note(loaded):
+            err_console.print(f"[yellow]Warning:[/yellow] {note}", soft_wrap=True, highlight=False)
         records = tune_suite(
-            loaded, _names(algorithms), out_dir=out, trials=trials, jobs=jobs, data_dir=data_dir
+            loaded,
+            _names(algorithms),
+            out_dir=out,
+            trials=trials,
+            jobs=jobs,
+            data_dir=data_dir,
+            on_event=show,
         )
     except SnnbenchError as exc:
         raise _fail(exc) from None
@@ -190,7 +234,17 @@ def tune(
             f"{record['entry']}: {len(record['trials'])} trials at T={record['budget']['T']}, "
             f"validation top-1 {low:.2f}–{record['chosen']['val_top1']:.2f} %; "
             f"chosen {record['chosen']['values']} (trial {record['chosen']['trial']}); record {path}"
+            + (
+                f"; a first choice at the edge of its range widened {', '.join(record['widened'])} for a "
+                "second round"
+                if record.get("widened")
+                else ""
+            )
+            + ("; all trials at chance (arbitrary choice)" if record.get("all_trials_at_chance") else "")
         )
+        reused = sum(1 for t in record["trials"] if t.get("reused"))
+        if reused:
+            say(f"{record['entry']}: {reused} of {len(record['trials'])} trials reused their records")
         block = tuned_block(record, path).model_dump()
         console.print(yaml.safe_dump({record["entry"]: {"tuned": block}}, sort_keys=False), markup=False)
 

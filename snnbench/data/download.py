@@ -254,4 +254,37 @@ def download(dataset: str, file: RemoteFile, folder: Path, progress: object | No
         f"  {url}: {'; '.join(dict.fromkeys(errors))} ({len(errors)} attempts)"
         for url, errors in failures.items()
     ]
-    raise DownloadError(f"could not download {file.name}; what each source answered:\n" + "\n".join(answers))
+    raise DownloadError(
+        f"could not download {file.name}; what each source answered:\n"
+        + "\n".join(answers + download_alternatives(dataset, file, folder))
+    )
+
+
+def download_alternatives(dataset: str, file: RemoteFile, folder: Path) -> list[str]:
+    """What to do when no source delivered ``file``: a mirror, copying it in, another data root."""
+    mirror = os.environ.get("SNNBENCH_MIRROR", "").rstrip("/")
+    at = f"{dataset}/{file.name}"
+    if mirror:
+        serve = f"the mirror SNNBENCH_MIRROR={mirror} was tried first: serve the file at {mirror}/{at}"
+    else:
+        serve = f"set SNNBENCH_MIRROR=<base URL> to fetch it from a mirror serving <base URL>/{at}"
+    copy = f"  or copy {file.name} (md5 {file.md5}) into {folder} yourself"
+    if _importable(dataset):
+        copy += f" (`snnbench datasets import {dataset} FOLDER` verifies a folder's files and copies them)"
+    return [
+        "Other ways to get it:",
+        f"  {serve};",
+        copy + ";",
+        "  or point --data-dir (or SNNBENCH_DATA) at a data root that already has it.",
+    ]
+
+
+def _importable(dataset: str) -> bool:
+    """Whether ``snnbench datasets import`` takes the dataset's files from a folder."""
+    from snnbench.data import datasets
+    from snnbench.errors import UnknownNameError
+
+    try:
+        return hasattr(datasets.get(dataset), "import_folder")
+    except UnknownNameError:
+        return False

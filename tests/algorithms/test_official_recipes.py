@@ -133,7 +133,6 @@ NOT_ON_A_CARD: dict[str, dict[str, list[str]]] = {
             "loss",
             "desired_count",
             "undesired_count",
-            "kernel_target",
             "warmup",
             "warmup_psp",
             "warmup_rate",

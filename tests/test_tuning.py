@@ -1,0 +1,154 @@
+"""Tuning records that stay true: code hashes (stale / unverifiable), chance labels, widened ranges."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+from pydantic import Field
+from typer.testing import CliRunner
+
+from snnbench.check import check_tuning
+from snnbench.cli import app
+from snnbench.suite import load_suite
+from snnbench.tuning import Search, all_at_chance, at_edge, search_rounds, seed_note, tuning_specs, widen
+
+COMMITTED = Path(__file__).resolve().parents[1] / "results" / "digits-lowT"
+
+
+def stub(score):
+    """An objective that trains nothing: ``score(values) -> val_top1``; records each call."""
+    calls = []
+
+    def objective(values):
+        calls.append(values)
+        return {"val_top1": score(values), "status": "ok", "run_id": f"trial{len(calls)}", "val_size": 142}
+
+    return objective, calls
+
+
+def test_edges_are_a_factor_1_5_on_log_ranges_and_the_outer_5_percent_on_linear_ones():
+    log = Search(low=1e-3, high=1e-1, log=True)
+    assert at_edge(log, 1.4e-3) == "low" and at_edge(log, 1.6e-3) is None
+    assert at_edge(log, 0.07) == "high" and at_edge(log, 0.06) is None and at_edge(log, 0.01) is None
+    linear = Search(low=0.0, high=1.0)
+    assert at_edge(linear, 0.04) == "low" and at_edge(linear, 0.96) == "high" and at_edge(linear, 0.5) is None
+    assert at_edge(Search(choices=["a", "b"]), "a") is None
+    # ×10 beyond the edge for a log range, the range's width for a linear one, never past the field's bound
+    assert widen(log, "high").high == pytest.approx(1.0) and widen(log, "high").low == 1e-3
+    assert widen(log, "low").low == pytest.approx(1e-4)
+    assert (widen(linear, "low").low, widen(linear, "high").high) == (-1.0, 2.0)
+    assert widen(linear, "low", Field(ge=0.0)).low == 0.0  # no room: unchanged
+    assert widen(linear, "high", Field(lt=1.5)).high == 1.25  # a strict bound: halfway to it
+
+
+def test_a_choice_at_the_edge_widens_the_range_and_searches_again_with_as_many_trials():
+    # validation top-1 keeps rising with lr past the range's top: round 1 picks a value at its high edge
+    objective, calls = stub(lambda v: min(99.0, 60.0 + 10.0 * math.log10(v["lr"] / 1e-3)))
+    space = {"lr": Search(low=1e-3, high=1e-1, log=True)}
+    found = search_rounds(space, {"lr": 1e-2}, 6, 0, objective)
+    assert len(calls) == 12 and [t["round"] for t in found["trials"]] == [0] * 6 + [1] * 6
+    assert found["widened"] == ["lr"] and len(found["rounds"]) == 2
+    first, second = found["rounds"]
+    assert first["edges"] == {"lr": "high"} and first["space"]["lr"]["high"] == 0.1
+    assert second["space"]["lr"]["low"] == 1e-3 and second["space"]["lr"]["high"] == pytest.approx(1.0)
+    assert all(1e-3 <= t["values"]["lr"] <= 1.0 for t in found["trials"][6:])
+    assert any(t["values"]["lr"] > 0.1 for t in found["trials"][6:])  # the second round looked beyond
+    best = max(found["trials"], key=lambda t: t["val_top1"])
+    assert (
+        found["chosen"]["values"] == best["values"]
+        and found["chosen"]["val_top1"] > first["chosen"]["val_top1"]
+    )
+    assert [t["number"] for t in found["trials"]] == list(range(12))
+
+
+def test_a_choice_inside_the_range_is_searched_once():
+    objective, calls = stub(lambda v: 90.0 - 10.0 * abs(math.log10(v["lr"] / 1e-2)))
+    found = search_rounds({"lr": Search(low=1e-3, high=1e-1, log=True)}, {"lr": 1e-2}, 6, 0, objective)
+    assert len(calls) == 6 and found["widened"] == [] and len(found["rounds"]) == 1
+    assert found["chosen"]["values"] == {"lr": 1e-2} and found["rounds"][0]["edges"] == {}
+
+
+def test_every_trial_at_chance_is_told_from_one_above_it():
+    # 10 classes, 142 validation images: the bound is 14.08 %
+    trials = [{"val_top1": 9.86, "val_size": 142}, {"val_top1": None, "val_size": None}]
+    assert all_at_chance(trials, 10) is True
+    assert all_at_chance([*trials, {"val_top1": 20.0, "val_size": 142}], 10) is False
+    assert all_at_chance([{"val_top1": 9.86}], 10) is None  # size unknown
+    assert all_at_chance([{"val_top1": 9.86}], 10, val_size=142) is True
+
+
+def test_the_tuning_seed_of_digits_is_an_evaluation_seed_and_is_said_so():
+    digits, fmnist = load_suite("digits-lowT"), load_suite("fmnist-cpu")
+    assert digits.tuning.seed in digits.seeds and "tuning seed = evaluation seed" in seed_note(digits)
+    assert fmnist.tuning.seed not in fmnist.seeds and seed_note(fmnist) is None
+    assert "tuning seed = evaluation seed" in (COMMITTED / "leaderboard.md").read_text()
+
+
+def _copy(tmp_path: Path) -> Path:
+    target = tmp_path / "digits-lowT"
+    shutil.copytree(COMMITTED, target, ignore=shutil.ignore_patterns("site"))
+    return target
+
+
+def _hash(path: Path, **fields) -> None:
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, **fields}, indent=2) + "\n")
+
+
+def _current(entry: str) -> dict:
+    from snnbench.algorithms import algorithms
+    from snnbench.provenance import source_sha256
+
+    method = algorithms.get(entry)
+    spec = tuning_specs(load_suite("digits-lowT"), [entry])[0]
+    return {
+        "algorithm_version": method.version,
+        "algorithm_source_sha256": source_sha256(method),
+        "spec_hash": spec.spec_hash,
+    }
+
+
+def test_leaderboard_check_fails_on_a_stale_tuning_record_of_digits(tmp_path):
+    copy = _copy(tmp_path)
+    _hash(copy / "tuning" / "bntt.json", **{**_current("bntt"), "algorithm_source_sha256": "0" * 64})
+    result = CliRunner().invoke(
+        app, ["leaderboard", "--suite", "digits-lowT", "--out", str(tmp_path), "--check"]
+    )
+    assert result.exit_code == 1
+    assert f"{copy / 'tuning' / 'bntt.json'}: stale tuning record (the method's code" in result.stderr
+    assert "snnbench tune --suite digits-lowT --algorithms bntt" in result.stderr
+    assert "| 8 trials on val (stale) |" in result.stderr  # the table's tuning column says so too
+    # the 13 records without a hash only warn
+    assert "13 tuning record(s) of digits-lowT unverifiable (made before code hashes were recorded)" in (
+        result.stderr
+    )
+
+
+def test_a_current_record_is_neither_stale_nor_unverifiable_and_a_changed_set_up_is_stale(tmp_path):
+    suite = load_suite("digits-lowT")
+    copy = _copy(tmp_path)
+    record = copy / "tuning" / "bptt.json"
+    _hash(record, **_current("bptt"))
+    problems, warnings = check_tuning(suite, copy)
+    assert problems == [] and "13 tuning record(s)" in warnings[0] and "bptt," not in warnings[0]
+    _hash(record, spec_hash="f" * 64)
+    problems, _ = check_tuning(suite, copy)
+    assert len(problems) == 1 and "stale tuning record (the entry's set-up" in problems[0]
+    _hash(record, **{**_current("bptt"), "algorithm_version": _current("bptt")["algorithm_version"] + 1})
+    problems, _ = check_tuning(suite, copy)
+    assert len(problems) == 1 and "stale tuning record (the method's code or version" in problems[0]
+
+
+def test_committed_records_without_a_hash_are_labelled_in_the_tuning_column():
+    board = (COMMITTED / "leaderboard.md").read_text()
+    assert "| 8 trials on val (unverifiable) |" in board
+    rows = [line for line in board.splitlines() if line.startswith("| ") and "trials on val" in line]
+    for line in rows:  # soft-lif and st-rsbp never left chance in any trial; bptt did
+        cells = [c.strip() for c in line.split("|")]
+        at_chance = "8 trials on val (unverifiable; all trials at chance)" in cells
+        assert at_chance == (cells[2] in ("soft-lif", "st-rsbp")), line
+    assert any("| soft-lif |" in line for line in rows) and any("| bptt |" in line for line in rows)
