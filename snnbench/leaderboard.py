@@ -355,8 +355,14 @@ def legend(suite: Suite) -> list[str]:
     if suite.tuning is not None:
         from snnbench.tuning import seed_note
 
+        where = (
+            "the entry's tuning record at the row's T, `tuning/<entry>_T<T>.json`, or for every T, "
+            "`tuning/<entry>.json`"
+            if suite.tuning.per_T
+            else "the entry's tuning record, `tuning/<entry>.json`"
+        )
         lines.append(
-            "- **tuning labels** (from the entry's tuning record, `tuning/<entry>.json`): *stale*: the "
+            f"- **tuning labels** (from {where}): *stale*: the "
             "method's code or version, or the entry's untuned set-up, changed since the trials ran "
             "(`--check` fails); *unverifiable*: made before code hashes were recorded in tuning records, so "
             "nothing tells whether today's code would choose the same; *all trials at chance*: no trial's "

@@ -6,6 +6,14 @@ test set is never read: the runner evaluates it only at the end of a run, and tr
 validation figures). The sampler is Optuna's TPE, seeded; trial 0 is the entry's resolved configuration
 (the paper's defaults or the suite's values), so tuning can only keep or improve it on validation.
 
+**Which T** (:func:`tuning_specs`): by default every entry is tuned once, at ``tuning.T`` (its first T when
+its grid lacks it), and the chosen values apply at every T. With ``tuning.per_T: true`` every entry is tuned
+at **every T of its grid**, each T a study of its own with the same trials, its own record and its own
+values (``tuned: {by_T: {T: {values, trials, record}}}``, which each T's runs take) — except a method whose
+training does not depend on T (``training_depends_on_T = False``: conversion, soft-lif, stdbp), which trains
+the same network at every T and is tuned once, at ``tuning.T`` (or its first T), for every T
+(:func:`tuned_per_T`). One rule for every method: per T exactly where the method's training sees T.
+
 The search space of a method: every ``Config`` field that declares ``json_schema_extra={"search": {"low":
 …, "high": …, "log": …}}`` (or ``{"choices": [...]}``); a method that declares none has its learning rate
 ``lr`` searched log-uniformly over [value / 10, value × 10] around the entry's resolved value — one rule for
@@ -18,17 +26,20 @@ bound the ``Config`` field declares — and the entry is searched again over the
 number of trials (a second round, once; the chosen values are the best of both rounds). One rule for every
 method: an entry gets a second round only because its first choice sat at an edge.
 
-Results: ``OUT/<suite>/tuning/<entry>.json`` lists every trial (round, values, validation top-1, status, run
-id), the rounds (space and choice of each), the chosen values, the budget, the code that ran the trials
-(``algorithm_version`` and ``algorithm_source_sha256``, the hash of run records:
-:func:`snnbench.provenance.source_sha256`), the suite version, the ``spec_hash`` of the entry's resolved
-spec at the tuning T, seed and budget before tuning (the tuned values excluded) and whether every trial was
-at chance (validation top-1 at most :func:`snnbench.leaderboard.chance_bound` of the validation split). A
-record whose code or set-up differs from today's is *stale*; one without a code hash (made before hashes
-were recorded) is *unverifiable* (:func:`tuning_states`; the leaderboard's ``tuning`` column shows both and
-``leaderboard --check`` fails on a stale one). The trial runs' own records (validation figures only) are
-under ``OUT/<suite>/tuning/trials/runs/``. The ``tuned:`` block to paste into the suite entry is printed;
-``run --tuned`` applies the records directly.
+Results: ``OUT/<suite>/tuning/<entry>.json`` (values for every T) or ``<entry>_T<T>.json`` (tuned per T:
+values for T only, ``"per_T": true``; :func:`record_name`) lists every trial (round, values, validation top-1,
+status, run id), the rounds (space and choice of each), the chosen values, the budget, the code that ran the
+trials (``algorithm_version`` and ``algorithm_source_sha256``, the hash of run records:
+:func:`snnbench.provenance.source_sha256`), the suite version, the ``spec_hash`` of the entry's resolved spec
+at the record's T, seed and budget before tuning (the tuned values excluded) and whether every trial was at
+chance (validation top-1 at most :func:`snnbench.leaderboard.chance_bound` of the validation split). A record
+whose code or set-up differs from today's is *stale*; one without a code hash (made before hashes were
+recorded) is *unverifiable* (:func:`tuning_states`; the leaderboard's ``tuning`` column shows both and
+``leaderboard --check`` fails on a stale one; per T, each (entry, T) record has its own state, and a record
+for every T where the suite now tunes the entry per T is stale). The trial runs' own records (validation
+figures only) are under ``OUT/<suite>/tuning/trials/runs/``. The ``tuned:`` block to paste into the suite
+entry is printed; ``run --tuned`` applies the records directly (per T: each T its own record). ``tune
+--dry-run`` lists the studies (entry, T, record file) without training.
 
 The trials' training seed should never be an evaluation seed of the suite (the chosen values would be
 fitted to one of the seeds they are then scored on): ``tune`` warns where ``tuning.seed`` is one of
@@ -39,7 +50,7 @@ Progress and resume: every finished trial is reported as a :class:`snnbench.even
 (the CLI prints one line per trial). A trial whose spec already has an ok or diverged record made by the
 method's current source (an interrupted or repeated ``tune``) reuses that record instead of retraining; as
 the sampler is seeded and sees the same scores, a resumed study proposes the same trials and ends with the
-same record.
+same record. Trial run ids carry T, so this holds per (entry, T).
 """
 
 from __future__ import annotations
@@ -501,15 +512,15 @@ def tuned_blocks(found: list[tuple[str, int | None, Tuned]]) -> dict[str, Tuned]
     """Entry → its ``tuned:`` block from the values of its tuning records, given as ``(entry, T, values)``
     with ``T`` None for a record that applies at every T: that record's values, or ``by_T`` (each T its own
     record's values) for per-T records."""
-    blocks: dict[str, Tuned] = {}
+    every_T: dict[str, Tuned] = {}
     by_T: dict[str, dict[int, Tuned]] = {}
     for entry, T, block in found:
         if T is None:
-            blocks[entry] = block
+            every_T[entry] = block
         else:
             by_T.setdefault(entry, {})[int(T)] = block
-    blocks.update({entry: Tuned(by_T=dict(sorted(per.items()))) for entry, per in by_T.items()})
-    return blocks
+    order = list(dict.fromkeys(entry for entry, _, _ in found))  # the entries in the order found
+    return {e: every_T[e] if e in every_T else Tuned(by_T=dict(sorted(by_T[e].items()))) for e in order}
 
 
 def record_T(record: dict[str, Any]) -> int | None:

@@ -263,7 +263,9 @@ def tune(
             say(f"{record_label(record)}: {reused} of {len(record['trials'])} trials reused their records")
     for entry, block in tuned_blocks(found).items():  # the `tuned:` block to paste: per T when tuned per T
         dumped = block.model_dump(exclude_defaults=True)
-        console.print(yaml.safe_dump({entry: {"tuned": dumped}}, sort_keys=False), markup=False)
+        console.print(
+            yaml.safe_dump({entry: {"tuned": dumped}}, sort_keys=False), markup=False, soft_wrap=True
+        )
 
 
 def _list_studies(loaded: Any, entries: list[str] | None, out: Path, trials: int | None) -> None:
