@@ -127,20 +127,24 @@ def check_git_history(runs: Path) -> list[str]:
 
 
 def check_tuning(suite: Suite, suite_dir: Path) -> tuple[list[str], list[str]]:
-    """``(problems, warnings)`` of the tuning records ``suite_dir/tuning/<entry>.json``
-    (:func:`snnbench.tuning.tuning_states`): a stale record (a code hash that differs from today's method,
-    or another untuned set-up) is a problem; records without a code hash (made before hashes were recorded)
-    are one warning, not a failure, until the entries are tuned again."""
+    """``(problems, warnings)`` of the tuning records ``suite_dir/tuning/<entry>.json`` (and, tuned per T,
+    ``<entry>_T<T>.json``; :func:`snnbench.tuning.tuning_states`): a stale record (a code hash that differs
+    from today's method, or another untuned set-up) is a problem; records without a code hash (made before
+    hashes were recorded) are one warning, not a failure, until the entries are tuned again."""
     from snnbench.tuning import UNVERIFIABLE, tuning_states
 
     states = tuning_states(suite, suite_dir)
     problems = [
         f"{state.path}: stale tuning record ({state.stale}); tune again with `snnbench tune --suite "
         f"{suite.name} --algorithms {entry}`"
-        for entry, state in states.items()
+        for (entry, _), state in states.items()
         if state.stale
     ]
-    old = sorted(entry for entry, state in states.items() if state.unverifiable)
+    old = sorted(
+        entry + ("" if T is None else f" at T={T}")
+        for (entry, T), state in states.items()
+        if state.unverifiable
+    )
     warnings = []
     if old:
         warnings.append(

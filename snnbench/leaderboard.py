@@ -355,8 +355,14 @@ def legend(suite: Suite) -> list[str]:
     if suite.tuning is not None:
         from snnbench.tuning import seed_note
 
+        where = (
+            "the entry's tuning record at the row's T, `tuning/<entry>_T<T>.json`, or for every T, "
+            "`tuning/<entry>.json`"
+            if suite.tuning.per_T
+            else "the entry's tuning record, `tuning/<entry>.json`"
+        )
         lines.append(
-            "- **tuning labels** (from the entry's tuning record, `tuning/<entry>.json`): *stale*: the "
+            f"- **tuning labels** (from {where}): *stale*: the "
             "method's code or version, or the entry's untuned set-up, changed since the trials ran "
             "(`--check` fails); *unverifiable*: made before code hashes were recorded in tuning records, so "
             "nothing tells whether today's code would choose the same; *all trials at chance*: no trial's "
@@ -370,8 +376,9 @@ def legend(suite: Suite) -> list[str]:
 
 
 def label_tuning(df: pd.DataFrame, suite: Suite, suite_dir: Path) -> pd.DataFrame:
-    """``df`` with the ``tuning`` column of tuned runs labelled by the state of their entry's tuning record
-    (:class:`snnbench.tuning.TuningState`: stale, unverifiable, all trials at chance, range widened)."""
+    """``df`` with the ``tuning`` column of tuned runs labelled by the state of their entry's tuning record at
+    their T (a per-T record), else for every T (:class:`snnbench.tuning.TuningState`: stale, unverifiable,
+    all trials at chance, range widened)."""
     from snnbench.tuning import tuning_states
 
     if df.empty or "tuning" not in df or "entry" not in df:
@@ -382,12 +389,15 @@ def label_tuning(df: pd.DataFrame, suite: Suite, suite_dir: Path) -> pd.DataFram
             if not pd.isna(size):
                 sizes[(str(entry), str(budget))] = int(size)
     states = tuning_states(suite, suite_dir, sizes)
+    times = df["T"] if "T" in df else [None] * len(df)
 
-    def label(entry: str, text: Any) -> Any:
-        labels = states[entry].labels() if entry in states else []
+    def label(entry: str, T: Any, text: Any) -> Any:  # a per-T record labels the rows of its T only
+        state = states.get((entry, None if T is None or pd.isna(T) else int(T))) or states.get((entry, None))
+        labels = state.labels() if state is not None else []
         return f"{text} ({'; '.join(labels)})" if labels and text != "defaults" else text
 
-    return df.assign(tuning=[label(str(e), t) for e, t in zip(df["entry"], df["tuning"], strict=True)])
+    rows = zip(df["entry"], times, df["tuning"], strict=True)
+    return df.assign(tuning=[label(str(e), T, t) for e, T, t in rows])
 
 
 def to_markdown(

@@ -12,7 +12,7 @@ def render_entry(suite: Suite, key: str, fields: dict[str, Any]) -> str:
     reasons) and every resolved field, each marked with where its value comes from."""
     entry = suite.algorithms[key]
     card = entry.fidelity
-    tuned = set(entry.tuned.values) if entry.tuned is not None else set()
+    tuned = entry.tuned.fields if entry.tuned is not None else set()
     lines = [
         f"{suite.name}/{key}: {entry.algorithm or key}, track {entry.track} ({TRACKS[entry.track]})",
         "",
@@ -46,6 +46,11 @@ def render_entry(suite: Suite, key: str, fields: dict[str, Any]) -> str:
         else:
             origin = "default"
         lines.append(f"  {name} = {value!r}  ({origin})")
-    if entry.tuned is not None:
+    if entry.tuned is not None and entry.tuned.by_T is None:
         lines.append(f"Tuned: {entry.tuned.trials} trials on validation, record {entry.tuned.record}")
+    elif entry.tuned is not None:  # a set per T; the resolved configuration above is the first T's
+        for T, block in sorted(entry.tuned.by_T.items()):
+            lines.append(
+                f"Tuned at T={T}: {block.values}, {block.trials} trials on validation, record {block.record}"
+            )
     return "\n".join(lines)

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from snnbench.errors import SnnbenchError, SuiteError, UnknownNameError
 
@@ -210,7 +218,12 @@ class Validation(BaseModel):
 
 
 class Tuning(BaseModel):
-    """The suite's tuning budget: every entry of a track gets the same number of trials on validation."""
+    """The suite's tuning budget: every entry of a track gets the same number of trials on validation.
+
+    ``per_T: true`` tunes every entry at every T of its grid, each T with the same trials (one record and
+    one set of values per T: :class:`Tuned` ``by_T``); a method whose training does not depend on T
+    (``training_depends_on_T = False``) is still tuned once, at ``T``. Without it, every entry is tuned once,
+    at ``T``, and its values apply at every T (an entry whose grid lacks ``T`` uses its first T)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -219,16 +232,40 @@ class Tuning(BaseModel):
     seed: Seed = 0  # the trials' training seed and the sampler's seed
     budget: str | None = None  # default: the suite's default budget
     tracks: list[Track] = Field(default_factory=lambda: ["controlled"])
+    per_T: bool = False  # tune at every T of each entry's grid (T-independent methods: once, at T)
 
 
 class Tuned(BaseModel):
-    """Hyperparameters chosen by ``snnbench tune`` (copied from its tuning record), used by ``run``."""
+    """Hyperparameters chosen by ``snnbench tune`` (copied from its tuning record), used by ``run``: either
+    one set for every T (``values``, ``trials``, ``record``) or one set per T (``by_T: {T: {values, trials,
+    record}}``, from a suite whose tuning is ``per_T``); a T that ``by_T`` lacks runs untuned."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    values: dict[str, Any]
-    trials: int = Field(gt=0)
+    values: dict[str, Any] | None = None
+    trials: int | None = Field(None, gt=0)
     record: str = ""  # the tuning record the values come from (path or sha256)
+    by_T: dict[Timestep, Tuned] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Tuned:
+        if self.by_T is None and (self.values is None or self.trials is None):
+            raise ValueError("expected `values` and `trials` (one set for every T) or `by_T` (a set per T)")
+        if self.by_T is not None and (self.values is not None or self.trials is not None or self.record):
+            raise ValueError("expected either `values`, `trials`, `record` (every T) or `by_T`, not both")
+        if self.by_T is not None and any(block.by_T is not None for block in self.by_T.values()):
+            raise ValueError("expected `values` and `trials` under each T of `by_T`")
+        return self
+
+    def at(self, T: int) -> Tuned | None:
+        """The block that applies at ``T`` (None: untuned at ``T``)."""
+        return self if self.by_T is None else self.by_T.get(T)
+
+    @property
+    def fields(self) -> set[str]:
+        """The hyperparameters tuned at some T."""
+        blocks = [self] if self.by_T is None else list(self.by_T.values())
+        return {name for block in blocks for name in block.values or {}}
 
 
 class Suite(BaseModel):
@@ -621,11 +658,20 @@ def _cross_check(suite: Suite, shown: str) -> None:
                 raise SuiteError(
                     shown, f"{where}.budgets.{budget}", f"expected one of {sorted(suite.budgets)}"
                 )
-        if entry.tuned is not None:
+        blocks = (
+            {}
+            if entry.tuned is None
+            else {"": entry.tuned}
+            if entry.tuned.by_T is None
+            else {f"by_T.{T}.": block for T, block in entry.tuned.by_T.items()}
+        )
+        for prefix, block in blocks.items():
             try:
-                algorithm_cls.Config.model_validate({**entry.hparams, **entry.tuned.values})
+                algorithm_cls.Config.model_validate({**entry.hparams, **(block.values or {})})
             except ValidationError as exc:
-                raise _suite_error(shown, exc, algorithm_cls.Config, where + ".tuned.values.") from None
+                raise _suite_error(
+                    shown, exc, algorithm_cls.Config, f"{where}.tuned.{prefix}values."
+                ) from None
         if entry.preprocess is not None and not (
             len(entry.preprocess.mean)
             == len(entry.preprocess.std)
@@ -769,14 +815,15 @@ def expand(suite: Suite, overrides: Overrides | None = None) -> list[RunSpec]:
     for key in selected:
         entry = suite.algorithms[key]
         algorithm_cls = algorithms.get(entry.algorithm or key)
-        tuned = entry.tuned.values if entry.tuned is not None else {}
-        config = algorithm_cls.Config.model_validate({**entry.hparams, **tuned})
         budget = suite.budgets[budget_name].model_dump()
         if budget_name in entry.budgets:
             budget.update(entry.budgets[budget_name].model_dump(exclude_none=True))
         timesteps = overrides.timesteps or entry.timesteps or suite.timesteps
         seeds = overrides.seeds if overrides.seeds is not None else suite.seeds
         for T in timesteps:
+            block = entry.tuned.at(T) if entry.tuned is not None else None  # per-T tuned values: T's own
+            tuned = block.values or {} if block is not None else {}
+            config = algorithm_cls.Config.model_validate({**entry.hparams, **tuned})
             for seed in seeds:
                 specs.append(
                     RunSpec(
@@ -801,7 +848,7 @@ def expand(suite: Suite, overrides: Overrides | None = None) -> list[RunSpec]:
                         preprocess=entry.preprocess.model_dump() if entry.preprocess is not None else None,
                         validation=suite.validation.model_dump(),
                         tuned_fields=sorted(tuned),
-                        tuning_trials=entry.tuned.trials if entry.tuned is not None else None,
+                        tuning_trials=block.trials if block is not None else None,
                         num_cpus=budget["num_cpus"],
                         num_gpus=budget["num_gpus"],
                         energy=suite.energy.model_dump(),

@@ -6,6 +6,14 @@ test set is never read: the runner evaluates it only at the end of a run, and tr
 validation figures). The sampler is Optuna's TPE, seeded; trial 0 is the entry's resolved configuration
 (the paper's defaults or the suite's values), so tuning can only keep or improve it on validation.
 
+**Which T** (:func:`tuning_specs`): by default every entry is tuned once, at ``tuning.T`` (its first T when
+its grid lacks it), and the chosen values apply at every T. With ``tuning.per_T: true`` every entry is tuned
+at **every T of its grid**, each T a study of its own with the same trials, its own record and its own
+values (``tuned: {by_T: {T: {values, trials, record}}}``, which each T's runs take) — except a method whose
+training does not depend on T (``training_depends_on_T = False``: conversion, soft-lif, stdbp), which trains
+the same network at every T and is tuned once, at ``tuning.T`` (or its first T), for every T
+(:func:`tuned_per_T`). One rule for every method: per T exactly where the method's training sees T.
+
 The search space of a method: every ``Config`` field that declares ``json_schema_extra={"search": {"low":
 …, "high": …, "log": …}}`` (or ``{"choices": [...]}``); a method that declares none has its learning rate
 ``lr`` searched log-uniformly over [value / 10, value × 10] around the entry's resolved value — one rule for
@@ -18,17 +26,20 @@ bound the ``Config`` field declares — and the entry is searched again over the
 number of trials (a second round, once; the chosen values are the best of both rounds). One rule for every
 method: an entry gets a second round only because its first choice sat at an edge.
 
-Results: ``OUT/<suite>/tuning/<entry>.json`` lists every trial (round, values, validation top-1, status, run
-id), the rounds (space and choice of each), the chosen values, the budget, the code that ran the trials
-(``algorithm_version`` and ``algorithm_source_sha256``, the hash of run records:
-:func:`snnbench.provenance.source_sha256`), the suite version, the ``spec_hash`` of the entry's resolved
-spec at the tuning T, seed and budget before tuning (the tuned values excluded) and whether every trial was
-at chance (validation top-1 at most :func:`snnbench.leaderboard.chance_bound` of the validation split). A
-record whose code or set-up differs from today's is *stale*; one without a code hash (made before hashes
-were recorded) is *unverifiable* (:func:`tuning_states`; the leaderboard's ``tuning`` column shows both and
-``leaderboard --check`` fails on a stale one). The trial runs' own records (validation figures only) are
-under ``OUT/<suite>/tuning/trials/runs/``. The ``tuned:`` block to paste into the suite entry is printed;
-``run --tuned`` applies the records directly.
+Results: ``OUT/<suite>/tuning/<entry>.json`` (values for every T) or ``<entry>_T<T>.json`` (tuned per T:
+values for T only, ``"per_T": true``; :func:`record_name`) lists every trial (round, values, validation top-1,
+status, run id), the rounds (space and choice of each), the chosen values, the budget, the code that ran the
+trials (``algorithm_version`` and ``algorithm_source_sha256``, the hash of run records:
+:func:`snnbench.provenance.source_sha256`), the suite version, the ``spec_hash`` of the entry's resolved spec
+at the record's T, seed and budget before tuning (the tuned values excluded) and whether every trial was at
+chance (validation top-1 at most :func:`snnbench.leaderboard.chance_bound` of the validation split). A record
+whose code or set-up differs from today's is *stale*; one without a code hash (made before hashes were
+recorded) is *unverifiable* (:func:`tuning_states`; the leaderboard's ``tuning`` column shows both and
+``leaderboard --check`` fails on a stale one; per T, each (entry, T) record has its own state, and a record
+for every T where the suite now tunes the entry per T is stale). The trial runs' own records (validation
+figures only) are under ``OUT/<suite>/tuning/trials/runs/``. The ``tuned:`` block to paste into the suite
+entry is printed; ``run --tuned`` applies the records directly (per T: each T its own record). ``tune
+--dry-run`` lists the studies (entry, T, record file) without training.
 
 The trials' training seed should never be an evaluation seed of the suite (the chosen values would be
 fitted to one of the seeds they are then scored on): ``tune`` warns where ``tuning.seed`` is one of
@@ -39,7 +50,7 @@ Progress and resume: every finished trial is reported as a :class:`snnbench.even
 (the CLI prints one line per trial). A trial whose spec already has an ok or diverged record made by the
 method's current source (an interrupted or repeated ``tune``) reuses that record instead of retraining; as
 the sampler is seeded and sees the same scores, a resumed study proposes the same trials and ends with the
-same record.
+same record. Trial run ids carry T, so this holds per (entry, T).
 """
 
 from __future__ import annotations
@@ -97,7 +108,7 @@ def _suggest(trial: Any, name: str, search: Search) -> Any:
 
 @dataclass
 class TuningJob:
-    """One entry to tune: its spec at the tuning T and seed, and the output folder."""
+    """One entry to tune at one T: its spec at that T and the tuning seed, and the output folder."""
 
     spec: RunSpec
     trials: int
@@ -105,10 +116,32 @@ class TuningJob:
     out_dir: str
     data_dir: str | None
     threads: int | None = None
+    per_T: bool = False  # the record holds the values of spec.T only (`<entry>_T<T>.json`)
+
+
+def tuned_per_T(suite: Suite, algorithm: str) -> bool:
+    """Whether ``algorithm`` is tuned at every T of its entries' grids in ``suite`` (``tuning.per_T`` and a
+    method whose training depends on T); otherwise once, at the tuning T, for every T."""
+    from snnbench.algorithms import algorithms
+
+    return bool(suite.tuning and suite.tuning.per_T and algorithms.get(algorithm).training_depends_on_T)
+
+
+def record_name(entry: str, T: int | None) -> str:
+    """The tuning record's file name: ``<entry>_T<T>.json`` for the values of one T, ``<entry>.json`` for
+    values that apply at every T (``T`` None)."""
+    return f"{entry}.json" if T is None else f"{entry}_T{T}.json"
+
+
+def record_label(record: dict[str, Any]) -> str:
+    """How progress lines and messages name a tuning record: the entry, and its T for a per-T record."""
+    return f"{record['entry']} at T={record['budget']['T']}" if record.get("per_T") else str(record["entry"])
 
 
 def tuning_specs(suite: Suite, entries: list[str] | None = None) -> list[RunSpec]:
-    """One spec per tuned entry: the tuning budget, the tuning T (or the entry's first T) and seed."""
+    """The specs to tune, with the tuning budget and seed: per tuned entry, one at the tuning T (or the
+    entry's first T when its grid lacks it), or with ``tuning.per_T`` one at every T of its grid for a
+    method whose training depends on T (:func:`tuned_per_T`)."""
     if suite.tuning is None:
         raise SnnbenchError(f"suite {suite.name} declares no tuning budget (a `tuning:` block)")
     tuning = suite.tuning
@@ -128,7 +161,10 @@ def tuning_specs(suite: Suite, entries: list[str] | None = None) -> list[RunSpec
     specs = []
     for key in keys:
         grid = expand(untuned, Overrides(budget=tuning.budget, algorithms=[key], seeds=[tuning.seed]))
-        specs.append({s.T: s for s in grid}.get(tuning.T, grid[0]))
+        if tuned_per_T(suite, grid[0].algorithm):
+            specs += grid
+        else:
+            specs.append({s.T: s for s in grid}.get(tuning.T, grid[0]))
     return specs
 
 
@@ -394,8 +430,10 @@ def _study(job: TuningJob, on_event: ev.EventSink = ev.ignore) -> dict[str, Any]
     start = {name: base.hparams[name] for name in space}  # trial 0: the resolved values
     fields = algorithm_cls.Config.model_fields
 
+    label = f"{base.entry} at T={base.T}" if job.per_T else base.entry
+
     def report(trial: dict[str, Any]) -> None:  # one progress event per finished trial, as it finishes
-        on_event(trial_event(base.entry, job.trials, trial))
+        on_event(trial_event(label, job.trials, trial))
 
     found = search_rounds(space, start, job.trials, job.seed, objective, fields, on_trial=report)
     at_chance = all_at_chance(found["trials"], _num_classes(base.dataset, base.dataset_options))
@@ -409,6 +447,7 @@ def _study(job: TuningJob, on_event: ev.EventSink = ev.ignore) -> dict[str, Any]
         "spec_hash": base.spec_hash,  # the entry's resolved spec at the tuning T, seed and budget, untuned
         "objective": "final-epoch validation top-1 (%)",
         "budget": {"trials": job.trials, "T": base.T, "seed": base.seed, "budget": base.budget},
+        "per_T": job.per_T,  # the chosen values apply at budget.T only (else: at every T)
         "sampler": f"optuna TPE (seed {job.seed}, {max(1, job.trials // 3)} startup trials), trial 0 = "
         "the entry's resolved values; a choice at the edge of its range widens it for a second round of as "
         "many trials",
@@ -420,7 +459,7 @@ def _study(job: TuningJob, on_event: ev.EventSink = ev.ignore) -> dict[str, Any]
         "all_trials_at_chance": at_chance,
         "environment": environment(resolve_device("cpu")),
     }
-    path = folder / f"{base.entry}.json"
+    path = folder / record_name(base.entry, base.T if job.per_T else None)
     atomic_write_bytes(path, (json.dumps(record, indent=2) + "\n").encode())
     return record
 
@@ -435,15 +474,20 @@ def tune_suite(
     data_dir: str | Path | None = None,
     on_event: ev.EventSink = ev.ignore,
 ) -> list[dict[str, Any]]:
-    """Tune every entry of the suite's tuned tracks (or ``entries``) with the same number of trials;
-    ``on_event`` gets a :class:`~snnbench.events.TrialFinished` per trial (with ``jobs`` > 1, an entry's
-    trials are reported when its study ends)."""
+    """Tune every entry of the suite's tuned tracks (or ``entries``) with the same number of trials, at
+    each T of :func:`tuning_specs`; ``on_event`` gets a :class:`~snnbench.events.TrialFinished` per trial
+    (with ``jobs`` > 1, a study's trials are reported when it ends)."""
     specs = tuning_specs(suite, entries)  # raises the clear error when the suite has no tuning block
     assert suite.tuning is not None
     count = trials or suite.tuning.trials
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     folder = None if data_dir is None else str(data_dir)
-    jobs_list = [TuningJob(spec, count, suite.tuning.seed, str(out_dir), folder, threads) for spec in specs]
+    jobs_list = [
+        TuningJob(
+            spec, count, suite.tuning.seed, str(out_dir), folder, threads, tuned_per_T(suite, spec.algorithm)
+        )
+        for spec in specs
+    ]
     if jobs <= 1:
         return [tune_entry(job, on_event) for job in jobs_list]
     import multiprocessing
@@ -455,39 +499,72 @@ def tune_suite(
             record = future.result()
             records[futures[future]] = record
             for trial in record["trials"]:
-                on_event(trial_event(record["entry"], count, trial))
+                on_event(trial_event(record_label(record), count, trial))
         return [r for r in records if r is not None]
 
 
 def tuned_block(record: dict[str, Any], path: Path) -> Tuned:
-    """The suite entry's ``tuned:`` block for a tuning record: every trial run counts, a widening round's
-    included."""
+    """The ``tuned:`` values of one tuning record: every trial run counts, a widening round's included."""
     return Tuned(values=record["chosen"]["values"], trials=len(record["trials"]), record=str(path))
 
 
-def with_tuning_records(suite: Suite, out_dir: str | Path, entries: list[str] | None = None) -> Suite:
-    """``suite`` with every tuned-track entry's ``tuned`` block taken from ``OUT/<suite>/tuning/<entry>.json``
-    (``run --tuned``); only ``entries`` (default: all) need a record, and a selected entry without one is
-    an error naming the command that makes it."""
+def tuned_blocks(found: list[tuple[str, int | None, Tuned]]) -> dict[str, Tuned]:
+    """Entry → its ``tuned:`` block from the values of its tuning records, given as ``(entry, T, values)``
+    with ``T`` None for a record that applies at every T: that record's values, or ``by_T`` (each T its own
+    record's values) for per-T records."""
+    every_T: dict[str, Tuned] = {}
+    by_T: dict[str, dict[int, Tuned]] = {}
+    for entry, T, block in found:
+        if T is None:
+            every_T[entry] = block
+        else:
+            by_T.setdefault(entry, {})[int(T)] = block
+    order = list(dict.fromkeys(entry for entry, _, _ in found))  # the entries in the order found
+    return {e: every_T[e] if e in every_T else Tuned(by_T=dict(sorted(by_T[e].items()))) for e in order}
+
+
+def record_T(record: dict[str, Any]) -> int | None:
+    """The T a tuning record's values apply at (None: every T)."""
+    return int(record["budget"]["T"]) if record.get("per_T") else None
+
+
+def with_tuning_records(
+    suite: Suite, out_dir: str | Path, entries: list[str] | None = None, timesteps: list[int] | None = None
+) -> Suite:
+    """``suite`` with every tuned-track entry's ``tuned`` block taken from its tuning records
+    ``OUT/<suite>/tuning/<entry>.json`` (or, tuned per T, ``<entry>_T<T>.json`` for each T: a ``by_T``
+    block) (``run --tuned``); only ``entries`` (default: all) at ``timesteps`` (default: their grids) need a
+    record, and a selected one without it is an error naming the command that makes it."""
     folder = Path(out_dir) / suite.name / "tuning"
-    updated = {}
-    for key, entry in suite.algorithms.items():
-        skipped = entries is not None and key not in entries  # not run: its record is not needed
-        if skipped or suite.tuning is None or entry.track not in suite.tuning.tracks:
-            updated[key] = entry
+    selected = [
+        key
+        for key, entry in suite.algorithms.items()
+        if (entries is None or key in entries)  # not run: its record is not needed
+        and suite.tuning is not None
+        and entry.track in suite.tuning.tracks
+    ]
+    found = []
+    for spec in tuning_specs(suite, selected) if selected else []:
+        per_T = tuned_per_T(suite, spec.algorithm)
+        if per_T and timesteps is not None and spec.T not in timesteps:
             continue
-        path = folder / f"{key}.json"
+        path = folder / record_name(spec.entry, spec.T if per_T else None)
         if not path.is_file():
             raise SnnbenchError(
                 f"--tuned: no tuning record {path}; make it with `snnbench tune --suite {suite.name} "
-                f"--algorithms {key} --out {out_dir}`"
+                f"--algorithms {spec.entry} --out {out_dir}`"
             )
         try:
-            record = json.loads(path.read_text())
-            block = tuned_block(record, path)
+            found.append(
+                (spec.entry, spec.T if per_T else None, tuned_block(json.loads(path.read_text()), path))
+            )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise RecordError(path, f"not a tuning record ({exc})") from None
-        updated[key] = entry.model_copy(update={"tuned": block})
+    blocks = tuned_blocks(found)
+    updated = {
+        key: entry.model_copy(update={"tuned": blocks[key]}) if key in blocks else entry
+        for key, entry in suite.algorithms.items()
+    }
     return suite.model_copy(update={"algorithms": updated})
 
 
@@ -513,11 +590,13 @@ class TuningState:
 
 def tuning_states(
     suite: Suite, suite_dir: Path, val_sizes: dict[tuple[str, str], int] | None = None
-) -> dict[str, TuningState]:
-    """Entry → the state of its tuning record ``suite_dir/tuning/<entry>.json`` (entries of the suite's tuned
-    tracks that have one): *stale* when the method's version or code hash (:func:`~snnbench.provenance.
-    source_sha256`, as run records) or the entry's untuned spec at the tuning T, seed and budget
-    (``spec_hash``) differs from today's; *unverifiable* when it has no code hash. ``val_sizes``: (entry,
+) -> dict[tuple[str, int | None], TuningState]:
+    """(entry, T) → the state of its tuning record under ``suite_dir/tuning/`` (entries of the suite's tuned
+    tracks that have one; ``T`` None for ``<entry>.json``, whose values apply at every T; an int for a per-T
+    record ``<entry>_T<T>.json``): *stale* when the method's version or code hash (:func:`~snnbench.
+    provenance.source_sha256`, as run records) or the entry's untuned spec at the record's T, seed and budget
+    (``spec_hash``) differs from today's, or when the suite tunes the entry per T (``tuning.per_T``) and the
+    record is an earlier one for every T; *unverifiable* when it has no code hash. ``val_sizes``: (entry,
     budget) → validation size, for records whose trials do not carry it (made before it was recorded)."""
     from snnbench.algorithms import algorithms
     from snnbench.provenance import source_sha256
@@ -527,10 +606,18 @@ def tuning_states(
         return {}
     keys = [k for k, e in suite.algorithms.items() if e.track in suite.tuning.tracks]
     classes = _num_classes(suite.dataset, suite.dataset_options)
-    states: dict[str, TuningState] = {}
-    for key in keys:
-        path = folder / f"{key}.json"
-        if not path.is_file():
+    states: dict[tuple[str, int | None], TuningState] = {}
+    for spec in tuning_specs(suite, keys) if keys else []:
+        key, per_T = spec.entry, tuned_per_T(suite, spec.algorithm)
+        T = spec.T if per_T else None
+        path = folder / record_name(key, T)
+        one_for_every_T = None  # a per-T entry's record from before the suite tuned it per T
+        if per_T and not path.is_file():
+            path, T = folder / record_name(key, None), None
+            one_for_every_T = (
+                "the suite now tunes this entry at every T (`tuning.per_T`); this record is one for every T"
+            )
+        if not path.is_file() or (key, T) in states:
             continue
         try:
             record = json.loads(path.read_text())
@@ -538,19 +625,21 @@ def tuning_states(
             budget = str(record["budget"]["budget"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise RecordError(path, f"not a tuning record ({exc})") from None
-        stale = None
+        stale = one_for_every_T
         source = record.get("algorithm_source_sha256")
-        if source:
+        if source and stale is None:
             algorithm_cls = algorithms.get(record.get("algorithm", key))
             made = (record.get("algorithm_version"), source)
             if made != (algorithm_cls.version, source_sha256(algorithm_cls)):
                 stale = "the method's code or version changed since"
-            elif record.get("spec_hash") and record["spec_hash"] != tuning_specs(suite, [key])[0].spec_hash:
-                stale = "the entry's set-up (untuned spec at the tuning T, seed and budget) changed since"
+            elif record.get("spec_hash") and record["spec_hash"] != spec.spec_hash:
+                stale = (
+                    f"the entry's set-up (untuned spec at T={spec.T}, tuning seed and budget) changed since"
+                )
         at_chance = record.get("all_trials_at_chance")
         if at_chance is None:
             at_chance = all_at_chance(trials, classes, (val_sizes or {}).get((key, budget)))
-        states[key] = TuningState(path, stale, not source, at_chance, list(record.get("widened", [])))
+        states[(key, T)] = TuningState(path, stale, not source, at_chance, list(record.get("widened", [])))
     return states
 
 
@@ -582,24 +671,30 @@ def _plugin_file(algorithm: str) -> str:
 
 
 def _tuning_problem(suite: Suite, key: str, tuned: Tuned | None) -> str | None:
-    """Why the ``tuned`` block of entry ``key`` is not a record made with the suite's tuning budget."""
+    """Why the ``tuned`` block of entry ``key`` is not a record made with the suite's tuning budget (at each
+    T of :func:`tuning_specs`: tuned per T, every T needs its own record's values)."""
     assert suite.tuning is not None
     if tuned is None:
         return "it was given no tuned values (`run --tuned` takes them from its tuning record)"
-    path = Path(tuned.record)
-    try:
-        record = json.loads(path.read_text())
-        made_with = record["budget"]
-        chosen = record["chosen"]["values"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"its tuned values come from no readable tuning record ({tuned.record or 'none named'})"
-    (spec,) = tuning_specs(suite, [key])
-    budget = {"trials": suite.tuning.trials, "T": spec.T, "seed": spec.seed, "budget": spec.budget}
-    if (record.get("suite"), record.get("entry")) != (suite.name, key) or made_with != budget:
-        return f"its tuning record {path} was made with {made_with}, not the suite's tuning budget {budget}"
-    run = len(record.get("trials") or [])  # every trial run, a widening round's included (`tuned_block`)
-    if chosen != tuned.values or tuned.trials != run or run < suite.tuning.trials:
-        return f"its tuned values are not the ones its tuning record {path} chose"
+    for spec in tuning_specs(suite, [key]):
+        block = tuned.at(spec.T) if tuned_per_T(suite, spec.algorithm) else tuned
+        if block is None or block.by_T is not None:
+            return f"it was given no tuned values for T={spec.T} (`run --tuned` takes them from its records)"
+        path = Path(block.record)
+        try:
+            record = json.loads(path.read_text())
+            made_with = record["budget"]
+            chosen = record["chosen"]["values"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return f"its tuned values come from no readable tuning record ({block.record or 'none named'})"
+        budget = {"trials": suite.tuning.trials, "T": spec.T, "seed": spec.seed, "budget": spec.budget}
+        if (record.get("suite"), record.get("entry")) != (suite.name, key) or made_with != budget:
+            return (
+                f"its tuning record {path} was made with {made_with}, not the suite's tuning budget {budget}"
+            )
+        run = len(record.get("trials") or [])  # every trial run, a widening round's included (`tuned_block`)
+        if chosen != block.values or block.trials != run or run < suite.tuning.trials:
+            return f"its tuned values are not the ones its tuning record {path} chose"
     return None
 
 

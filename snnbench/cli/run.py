@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -94,16 +94,15 @@ def run(
         from snnbench.tuning import refuse_untuned_plugin_entries, with_tuning_records
 
         loaded = load_suite(suite)
-        if tuned:  # only the selected entries need a tuning record
-            loaded = with_tuning_records(loaded, out, _names(algorithms))
-        refuse_untuned_plugin_entries(loaded, _names(algorithms), out)
-
         overrides = Overrides(
             budget=budget,
             algorithms=_names(algorithms),
             timesteps=_ints(timesteps, "--timesteps", (1, MAX_TIMESTEPS)),
             seeds=_ints(seeds, "--seeds", (0, 2**32 - 1)),
         )
+        if tuned:  # only the selected entries (at the selected T, when tuned per T) need a tuning record
+            loaded = with_tuning_records(loaded, out, _names(algorithms), overrides.timesteps)
+        refuse_untuned_plugin_entries(loaded, _names(algorithms), out)
         if dry_run or not quiet:
             grid = estimate_suite(
                 suite, overrides, out_dir=out, device=device.value, resume=resume, data_dir=data_dir,
@@ -193,10 +192,14 @@ def tune(
     data_dir: Annotated[Path | None, typer.Option(help="dataset root")] = None,
     plugin: Plugins = None,
     quiet: Annotated[bool, typer.Option(help="no line per trial")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="list the studies (entry, T, trials, record) and train nothing")
+    ] = False,
 ) -> None:
     """Search each entry's declared hyperparameters on the validation split, the same trials for every
-    method (seeded TPE, trial 0 = the entry's values); print a line per finished trial; write tuning
-    records and print the `tuned:` blocks. A re-run reuses the trials that already have records."""
+    method (seeded TPE, trial 0 = the entry's values), at the suite's tuning T or, with `tuning.per_T`, at
+    every T of the entry's grid; print a line per finished trial; write tuning records and print the
+    `tuned:` blocks. A re-run reuses the trials that already have records."""
     from snnbench.errors import SnnbenchError
     from snnbench.events import Event, TrialFinished
 
@@ -205,7 +208,15 @@ def tune(
         import yaml
 
         from snnbench.suite import load_suite
-        from snnbench.tuning import seed_note, tune_suite, tuned_block
+        from snnbench.tuning import (
+            record_label,
+            record_name,
+            record_T,
+            seed_note,
+            tune_suite,
+            tuned_block,
+            tuned_blocks,
+        )
         from snnbench.ui import trial_line
 
         def show(event: Event) -> None:  # one line per finished trial, as it finishes
@@ -213,6 +224,9 @@ def tune(
                 say(trial_line(event))
 
         loaded = load_suite(suite)
+        if dry_run:
+            _list_studies(loaded, _names(algorithms), out, trials)
+            return
         if note := seed_note(loaded):
             err_console.print(f"[yellow]Warning:[/yellow] {note}", soft_wrap=True, highlight=False)
         records = tune_suite(
@@ -226,12 +240,14 @@ def tune(
         )
     except SnnbenchError as exc:
         raise _fail(exc) from None
+    found = []
     for record in records:
-        path = out / loaded.name / "tuning" / f"{record['entry']}.json"
+        path = out / loaded.name / "tuning" / record_name(record["entry"], record_T(record))
+        found.append((record["entry"], record_T(record), tuned_block(record, path)))
         scored = [t for t in record["trials"] if t["val_top1"] is not None]
         low = min(t["val_top1"] for t in scored)
         say(
-            f"{record['entry']}: {len(record['trials'])} trials at T={record['budget']['T']}, "
+            f"{record_label(record)}: {len(record['trials'])} trials at T={record['budget']['T']}, "
             f"validation top-1 {low:.2f}–{record['chosen']['val_top1']:.2f} %; "
             f"chosen {record['chosen']['values']} (trial {record['chosen']['trial']}); record {path}"
             + (
@@ -244,9 +260,32 @@ def tune(
         )
         reused = sum(1 for t in record["trials"] if t.get("reused"))
         if reused:
-            say(f"{record['entry']}: {reused} of {len(record['trials'])} trials reused their records")
-        block = tuned_block(record, path).model_dump()
-        console.print(yaml.safe_dump({record["entry"]: {"tuned": block}}, sort_keys=False), markup=False)
+            say(f"{record_label(record)}: {reused} of {len(record['trials'])} trials reused their records")
+    for entry, block in tuned_blocks(found).items():  # the `tuned:` block to paste: per T when tuned per T
+        dumped = block.model_dump(exclude_defaults=True)
+        console.print(
+            yaml.safe_dump({entry: {"tuned": dumped}}, sort_keys=False), markup=False, soft_wrap=True
+        )
+
+
+def _list_studies(loaded: Any, entries: list[str] | None, out: Path, trials: int | None) -> None:
+    """``tune --dry-run``: one line per study that ``tune`` would run (entry, T, trials, record file)."""
+    from snnbench.tuning import record_name, tuned_per_T, tuning_specs
+
+    specs = tuning_specs(loaded, entries)
+    count = trials or loaded.tuning.trials
+    for spec in specs:
+        per_T = tuned_per_T(loaded, spec.algorithm)
+        path = out / loaded.name / "tuning" / record_name(spec.entry, spec.T if per_T else None)
+        applies = f"for T={spec.T}" if per_T else "for every T"
+        say(
+            f"{spec.entry}: {count} trials at T={spec.T} (budget {spec.budget}, seed {spec.seed}), "
+            f"{applies}: {path}"
+        )
+    say(
+        f"{len(specs)} studies of {count} trials each (a second round as large where a choice sits at an "
+        "edge)"
+    )
 
 
 @app.command(epilog="Example: snnbench status --suite digits-lowT --budget smoke")

@@ -187,7 +187,7 @@ def carded_defaults(method: str) -> dict[str, list[tuple[str, Any]]]:
     for name, key, entry in official_cards():
         if method_of(key, entry) != method:
             continue
-        tuned = set(entry.tuned.values) if entry.tuned is not None else set()
+        tuned = entry.tuned.fields if entry.tuned is not None else set()
         unset = set(fields) - set(entry.hparams) - tuned
         card = entry.fidelity
         assert card is not None
