@@ -285,7 +285,7 @@ def test_the_stall_rule():
 
 
 def test_a_run_at_chance_whose_loss_never_falls_is_diverged_and_unranked(write_suite, tmp_path):
-    """lr 1e6 / 1e20: 7 of 21 runs (bounded losses saturated at ln C) were recorded ok at chance and ranked."""
+    """lr 1e6 / 1e20: 7 of 21 runs (bounded losses saturated at ln C) were recorded ok at chance, ranked."""
     from snnbench.algorithms import algorithms
     from snnbench.grid import run_suite
 
