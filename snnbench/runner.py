@@ -49,8 +49,10 @@ EXPLODED_LOSS = 1e6
 LOSS_GROWTH = 1e3
 # A bounded loss (cross-entropy saturates near ln C once the outputs blow up) never explodes: such a run is
 # diverged when it ends at chance on validation and its last epoch did not bring the loss below the lowest
-# earlier epoch's by this fraction (:func:`stalled`).
-STALL_TOLERANCE = 0.01
+# earlier epoch's by this fraction (:func:`stalled`). 0: any fall keeps the run ok (bptt at its paper lr on
+# the tests' 3-epoch digits budget falls 0.003 % an epoch, at chance, and is learning); a dead or saturated
+# network repeats its loss exactly (ST-RSBP's committed digits rows: the same loss for 40 epochs).
+STALL_TOLERANCE = 0.0
 INPUT_CHECK_CHUNK = 4096  # samples normalised at a time by the non-finite input check
 
 
@@ -170,7 +172,7 @@ def stalled(history: list[dict[str, Any]], num_classes: int, val_size: int) -> s
     if last_val <= bound and losses[-1] >= (1.0 - STALL_TOLERANCE) * lowest:
         return (
             f"validation top-1 {last_val:.2f} % at chance (≤ {bound:.2f} %) and the loss did not fall "
-            f"(last epoch {losses[-1]:.4g} ≥ {1.0 - STALL_TOLERANCE:g} × the lowest earlier {lowest:.4g})"
+            f"(last epoch {losses[-1]:.6g}, the lowest earlier {lowest:.6g})"
         )
     return None
 

@@ -276,7 +276,8 @@ def test_the_stall_rule():
         ]
 
     assert "did not fall" in stalled(history([2.3026, 2.3026, 2.3026], 9.0), 10, 200)  # flat at chance
-    assert "at chance" in stalled(history([40.0, 2.31, 2.3026], 11.0), 10, 200)  # blew up, then saturated
+    assert "at chance" in stalled(history([40.0, 2.3026, 2.3026], 11.0), 10, 200)  # blew up, then dead
+    assert stalled(history([2.30307, 2.30298, 2.30294], 11.5), 10, 26) is None  # slowly falling: learning
     assert stalled(history([2.3, 2.3, 2.3], 9.0), 10, 200) is not None  # also right at the chance bound
     assert stalled(history([2.3, 2.2, 2.1], 9.0), 10, 200) is None  # still falling: ok (listed at chance)
     assert stalled(history([2.3, 2.3, 2.3], 40.0), 10, 200) is None  # above chance: learned
