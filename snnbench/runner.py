@@ -27,7 +27,7 @@ import torch
 from snnbench import events as ev
 from snnbench.algorithms import Algorithm, RunContext, TrainState, algorithms
 from snnbench.architectures import resolve_architecture
-from snnbench.data import DatasetInfo, LoadedDataset, data_root, datasets
+from snnbench.data import DatasetInfo, LoadedDataset, Split, data_root, datasets
 from snnbench.data.encoding import encodings
 from snnbench.environment import environment, resolve_device
 from snnbench.errors import OutputError
@@ -47,6 +47,17 @@ EVAL_SEED_OFFSET = 1_000_003  # evaluation noise (rate coding) never consumes th
 # bounded by C·T²/2 (the largest in the committed records: ST-RSBP, 211). lr 1e6 gives 1e8 and more.
 EXPLODED_LOSS = 1e6
 LOSS_GROWTH = 1e3
+# A bounded loss (cross-entropy saturates near ln C once the outputs blow up) never explodes: such a run is
+# diverged when it ends at chance on validation and its last epoch did not bring the loss below the lowest
+# earlier epoch's by this fraction (:func:`stalled`). 0: any fall keeps the run ok (bptt at its paper lr on
+# the tests' 3-epoch digits budget falls 0.003 % an epoch, at chance, and is learning); a dead or saturated
+# network repeats its loss exactly (ST-RSBP's committed digits rows: the same loss for 40 epochs).
+STALL_TOLERANCE = 0.0
+INPUT_CHECK_CHUNK = 4096  # samples normalised at a time by the non-finite input check
+
+
+class InputDataError(RuntimeError):
+    """The run's data cannot be trained on (NaN or infinite inputs): the run is ``failed`` with one line."""
 
 
 CHECKPOINT_EVERY_ENV = "SNNBENCH_CHECKPOINT_EVERY_S"
@@ -144,6 +155,45 @@ def divergence(loss: float, earlier: list[float], net: torch.nn.Module) -> str |
     return None
 
 
+def stalled(history: list[dict[str, Any]], num_classes: int, val_size: int) -> str | None:
+    """Why a finished training diverged although its loss stayed bounded, or None. Diverged: the last
+    epoch's validation top-1 is at chance (:func:`snnbench.leaderboard.chance_bound` of the validation
+    split) AND its loss is at least ``(1 − STALL_TOLERANCE)`` × the lowest loss of the earlier epochs (the
+    loss did not fall in the end: flat, or back up after a blow-up). Needs a validation split and two epochs;
+    a run at chance whose loss still falls is left ``ok`` (the leaderboard lists it apart, at chance)."""
+    from snnbench.leaderboard import chance_bound
+
+    losses = [h.get("loss") for h in history]
+    last_val = history[-1].get("val_top1") if history else None
+    if val_size < 1 or num_classes < 2 or len(losses) < 2 or None in losses or last_val is None:
+        return None
+    bound = chance_bound(num_classes, val_size)
+    lowest = min(losses[:-1])
+    if last_val <= bound and losses[-1] >= (1.0 - STALL_TOLERANCE) * lowest:
+        return (
+            f"validation top-1 {last_val:.2f} % at chance (≤ {bound:.2f} %) and the loss did not fall "
+            f"(last epoch {losses[-1]:.6g}, the lowest earlier {lowest:.6g})"
+        )
+    return None
+
+
+def non_finite_inputs(splits: dict[str, Split], info: DatasetInfo, normalize: bool) -> str | None:
+    """Which split holds NaN or infinite inputs, as the method gets them (after the entry's ``preprocess``
+    normalisation when ``normalize``), or None. One pass over the data, a chunk at a time."""
+    for name, split in splits.items():
+        if not split.x.is_floating_point():  # event counts (int16) are finite
+            continue
+        bad = 0
+        for start in range(0, len(split), INPUT_CHECK_CHUNK):
+            chunk = split.x[start : start + INPUT_CHECK_CHUNK]
+            chunk = info.normalize(chunk) if normalize else chunk
+            bad += int((~torch.isfinite(chunk)).sum())
+        if bad:
+            after = " after the entry's preprocess normalisation" if normalize else ""
+            return f"the {name} split holds {bad:,} non-finite input values (NaN or ±inf){after}"
+    return None
+
+
 def _load_saved(path: Path, device: torch.device) -> dict[str, Any] | None:
     """A checkpoint or shared training under the output folder, loaded without running code from it
     (``weights_only``); None when absent, or unreadable (then ignored with a warning: the run trains)."""
@@ -223,6 +273,8 @@ def run_one(
         )
     except (KeyboardInterrupt, OutputError):  # a full disk is not the method's failure
         raise
+    except InputDataError as exc:  # the data's fault, not the method's: one line, no traceback
+        record = RunRecord(**base, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=_now())
     except Exception as exc:  # the method crashed: record it, keep the suite going
         record = RunRecord(
             **base,
@@ -268,12 +320,16 @@ def _train_and_evaluate(
     )
     test = data.test.take(spec.test_subset)  # touched once, by the final evaluation(s) below
     select = validation.select and algorithm_cls.training_depends_on_T
+    info = data_info(spec, data)
+    splits = {"training": train, "validation": val, "test": test}
+    if (problem := non_finite_inputs(splits, info, spec.preprocess is not None)) is not None:
+        raise InputDataError(problem)
 
     seed_everything(spec.seed)
     algorithm = algorithm_cls(
         algorithm_cls.Config.model_validate(spec.hparams),
         resolve_architecture(spec.arch),
-        data_info(spec, data),
+        info,
     )
     net = algorithm.build(spec.T).to(device)
     generator = torch.Generator().manual_seed(spec.seed)
@@ -378,6 +434,8 @@ def _train_and_evaluate(
                 )
         if status == "ok" and len(history) != spec.epochs:  # an ok record trained every epoch it claims
             raise RuntimeError(f"trained {len(history)} epochs of the spec's {spec.epochs}")
+        if status == "ok" and (stuck := stalled(history, data.info.num_classes, len(val))) is not None:
+            status, error = "diverged", f"epoch {len(history)}: {stuck}"
         if status == "ok":
             algorithm.finalize(net, train, ctx)
             if not algorithm_cls.training_depends_on_T:

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -49,6 +50,8 @@ MAX_SUITE_BYTES = 1 << 20  # a suite file is tens of KB; beyond 1 MiB it is not 
 MAX_YAML_NODES = 100_000  # values after expanding YAML aliases (the largest suite has a few thousand)
 MAX_LAYER_SIZE = 65_536  # units, channels, kernel, stride, padding or pool size of one layer (2¹⁶)
 MAX_SHOWN = 200  # characters of a value quoted in an error message
+FLOAT32_MAX = 3.4028234663852886e38  # the inputs are float32: statistics outside its range become 0 or inf
+FLOAT32_TINY = 1.1754943508222875e-38  # smallest normal float32
 
 
 class _Brief:
@@ -151,11 +154,20 @@ class Preprocess(BaseModel):
     mean: list[float]
     std: list[float]
 
+    @field_validator("mean")
+    @classmethod
+    def _float32_mean(cls, value: list[float]) -> list[float]:
+        if any(not math.isfinite(v) or abs(v) > FLOAT32_MAX for v in value):
+            raise ValueError(f"expected finite numbers of at most {FLOAT32_MAX:.3g} in magnitude (float32)")
+        return value
+
     @field_validator("std")
     @classmethod
     def _positive_std(cls, value: list[float]) -> list[float]:
-        if not value or any(v <= 0 for v in value):
+        if not value or any(not math.isfinite(v) or v <= 0 for v in value):
             raise ValueError("expected a non-empty list of positive numbers")
+        if any(not FLOAT32_TINY <= v <= FLOAT32_MAX for v in value):  # 1e-300 is 0 in float32: x / 0 = inf
+            raise ValueError(f"expected numbers from {FLOAT32_TINY:.3g} to {FLOAT32_MAX:.3g} (float32)")
         return value
 
 
@@ -488,6 +500,9 @@ def load_suite(ref: str | Path) -> Suite:
         raise _suite_error(shown, exc, Suite) from None
     suite = suite.model_copy(update={"path": str(path)})
     suite = _with_plugin_entries(suite, shown)
+    # validated values too: a quoted "nan" becomes NaN there, and plugins' entries are not in the file
+    if (where := _non_finite(suite.model_dump(mode="python"))) is not None:
+        raise SuiteError(shown, where[0], "expected a finite number", where[1])
     try:
         _cross_check(suite, shown)
     except SuiteError as exc:  # an unknown name of 500,000 characters is quoted short
@@ -503,11 +518,42 @@ def _non_finite(value: Any, where: str = "") -> tuple[str, float] | None:
     of a suite is meaningful as one (an ``lr: .inf`` was stored as null)."""
     if isinstance(value, float) and not math.isfinite(value):
         return where or "(file)", value
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, (list, tuple))
+        else ()
+    )
     for key, item in items:
         if (found := _non_finite(item, f"{where}.{key}" if where else str(key))) is not None:
             return found
     return None
+
+
+# Shipped methods that normalise their input with ``DatasetInfo.normalize``, where the runner puts an entry's
+# ``preprocess`` statistics (:func:`snnbench.runner.data_info`), and when (a predicate on the method's
+# Config). Every other method reads the dataset's raw intensities (bptt codes them as spike probabilities)
+# and would ignore ``preprocess``: refused at load. A plugin method declares ``reads_preprocess`` (a bool or
+# such a predicate) on its class. tests/test_bad_input.py checks this table against the methods' code.
+PREPROCESS_READERS: dict[str, Callable[[Any], bool]] = {
+    "bntt": lambda config: True,
+    "conversion": lambda config: True,
+    "ide": lambda config: True,
+    "ottt": lambda config: True,
+    "temporal-surrogate-bp": lambda config: bool(config.normalize_input),
+    "tssl-bp": lambda config: True,
+}
+
+
+def reads_preprocess(algorithm_cls: type, config: Any) -> bool:
+    """Whether the method, so configured, normalises its input with the entry's ``preprocess`` statistics."""
+    declared = algorithm_cls.__dict__.get("reads_preprocess")
+    if declared is None:
+        if not algorithm_cls.__module__.startswith("snnbench."):  # a plugin that declares nothing
+            return False
+        declared = PREPROCESS_READERS.get(getattr(algorithm_cls, "registry_name", ""), False)
+    return bool(declared(config) if callable(declared) else declared)
 
 
 def _with_plugin_entries(suite: Suite, shown: str) -> Suite:
@@ -665,13 +711,27 @@ def _cross_check(suite: Suite, shown: str) -> None:
             if entry.tuned.by_T is None
             else {f"by_T.{T}.": block for T, block in entry.tuned.by_T.items()}
         )
-        for prefix, block in blocks.items():
+        for prefix, block in (blocks or {"": None}).items():  # untuned: the entry's own values
+            tuned = {} if block is None else (block.values or {})
             try:
-                algorithm_cls.Config.model_validate({**entry.hparams, **(block.values or {})})
+                config = algorithm_cls.Config.model_validate({**entry.hparams, **tuned})
             except ValidationError as exc:
                 raise _suite_error(
                     shown, exc, algorithm_cls.Config, f"{where}.tuned.{prefix}values."
                 ) from None
+            # the values as the method gets them: pydantic reads the strings "inf" and "nan" (YAML's plain
+            # `inf`) as floats, which the file's own walk (load_suite) cannot see
+            if (found := _non_finite(config.model_dump(mode="python"))) is not None:
+                field = found[0].split(".")[0]
+                place = f"{where}.tuned.{prefix}values." if field in tuned else f"{where}."
+                raise SuiteError(shown, place + found[0], "expected a finite number", found[1])
+            if entry.preprocess is not None and not reads_preprocess(algorithm_cls, config):
+                raise SuiteError(
+                    shown,
+                    where + ".preprocess",
+                    f"{name} does not normalise its input, so it would ignore preprocess (it reads the "
+                    "dataset's raw intensities); remove preprocess from this entry",
+                )
         if entry.preprocess is not None and not (
             len(entry.preprocess.mean)
             == len(entry.preprocess.std)

@@ -60,6 +60,24 @@ SUITE_CASES = [
     ("NaN in preprocess", bptt(preprocess={"mean": [float("nan")], "std": [1.0]}),
      "algorithms.bptt.preprocess.mean.0", "expected a finite number"),
     ("a 500,000-character name", {"name": "n" * 500_000 + "!"}, "name", "expected a name"),
+    # issue 47 item 3: pydantic reads the strings "inf"/"nan" (YAML's unquoted `inf`) as floats
+    ("lr 'inf' (a string)", bptt(lr="inf"), "algorithms.bptt.lr", "expected a finite number, got inf"),
+    ("tuned lr 'inf'", bptt(tuned={"values": {"lr": "inf"}, "trials": 2}), "algorithms.bptt.tuned.values.lr",
+     "expected a finite number, got inf"),
+    ("reference top1 'nan'", {"reference": [{"algorithm": "bptt", "top1": "nan", "source": "x"}]},
+     "reference.0.top1", "expected a finite number"),
+    ("preprocess mean 'nan'", bptt(preprocess={"mean": ["nan"], "std": [1.0]}),
+     "algorithms.bptt.preprocess.mean", "expected finite numbers"),
+    ("preprocess std 0", bptt(preprocess={"mean": [0.0], "std": [0.0]}),
+     "algorithms.bptt.preprocess.std", "positive numbers"),
+    ("preprocess std 1e-300 (0 in float32)", bptt(preprocess={"mean": [0.0], "std": [1e-300]}),
+     "algorithms.bptt.preprocess.std", "(float32)"),
+    ("preprocess for a method that ignores it", bptt(preprocess={"mean": [0.5], "std": [0.5]}),
+     "algorithms.bptt.preprocess", "bptt does not normalise its input"),
+    ("preprocess for temporal-surrogate-bp without normalize_input",
+     {"algorithms": {"temporal-surrogate-bp": {"arch": "mlp", "normalize_input": False,
+                                               "preprocess": {"mean": [0.5], "std": [0.5]}}}},
+     "algorithms.temporal-surrogate-bp.preprocess", "does not normalise its input"),
 ]  # fmt: skip
 
 
@@ -180,3 +198,103 @@ def test_the_billion_laughs_is_refused_in_well_under_a_second_in_a_fresh_process
         pytest.fail("loading the billion-laughs suite did not end within 60 s")
     message, seconds = done.stdout.splitlines()
     assert "aliases expand to over 100,000 values" in message and float(seconds) < 0.5, done.stdout
+
+
+# issue 47 item 3: divergence and numerics ---------------------------------------------------------------
+def test_the_preprocess_readers_are_the_methods_that_normalise():
+    """Which shipped methods honour ``preprocess`` (suite.PREPROCESS_READERS) is read off their code: a method
+    normalises its input through ``self.data.normalize``, where the runner puts the entry's statistics."""
+    import inspect
+
+    from snnbench.algorithms import algorithms
+    from snnbench.suite import PREPROCESS_READERS, reads_preprocess
+
+    shipped = [n for n in algorithms.names() if algorithms.get(n).__module__.startswith("snnbench.")]
+    normalising = {n for n in shipped if "self.data.normalize(" in inspect.getsource(algorithms.get(n))}
+    assert normalising == set(PREPROCESS_READERS)
+    tsbp = algorithms.get("temporal-surrogate-bp")
+    assert reads_preprocess(tsbp, tsbp.Config(normalize_input=True))
+    assert not reads_preprocess(tsbp, tsbp.Config(normalize_input=False))
+    assert not reads_preprocess(algorithms.get("bptt"), algorithms.get("bptt").Config())
+
+
+def test_an_entry_of_a_method_that_normalises_keeps_its_preprocess(write_suite):
+    from snnbench.suite import expand, load_suite
+
+    path = write_suite(
+        {"algorithms": {"tssl-bp": {"arch": "mlp", "preprocess": {"mean": [0.25], "std": [0.5]}}}}
+    )
+    assert expand(load_suite(path))[0].preprocess == {"mean": [0.25], "std": [0.5]}
+
+
+def test_non_finite_inputs_are_found_after_normalisation():
+    import torch
+
+    from snnbench.data import DatasetInfo, Split
+    from snnbench.runner import non_finite_inputs
+
+    info = DatasetInfo("t", (1, 2, 2), 2, mean=(0.0,), std=(1.0,))
+    clean = Split(torch.zeros(5, 1, 2, 2), torch.zeros(5, dtype=torch.long))
+    dirty = Split(clean.x.clone(), clean.y)
+    dirty.x[3, 0, 1, 1] = float("nan")
+    dirty.x[4, 0, 0, 0] = float("inf")
+    assert non_finite_inputs({"training": clean, "test": clean}, info, True) is None
+    message = non_finite_inputs({"training": clean, "test": dirty}, info, False)
+    assert message == "the test split holds 2 non-finite input values (NaN or ±inf)"
+    zero_std = DatasetInfo("t", (1, 2, 2), 2, mean=(0.0,), std=(0.0,))
+    assert non_finite_inputs({"training": clean}, zero_std, False) is None
+    assert "training split holds 20 non-finite" in non_finite_inputs({"training": clean}, zero_std, True)
+
+
+def test_a_dataset_with_nan_inputs_fails_the_run_with_one_line(write_suite, tmp_path, monkeypatch):
+    """bntt trained on NaN inputs was recorded ok with a loss of ln 10."""
+    import snnbench.runner as runner_module
+    from snnbench.grid import run_suite
+
+    real = runner_module.load_data
+
+    def poisoned(spec, root):
+        import copy
+
+        data = copy.copy(real(spec, root))
+        data.train = type(data.train)(data.train.x.clone(), data.train.y)
+        data.train.x[::7] = float("nan")
+        return data
+
+    monkeypatch.setattr(runner_module, "load_data", poisoned)
+    (record,) = run_suite(write_suite(), out_dir=tmp_path, device="cpu").records
+    assert record.status == "failed" and record.error.count("\n") == 0, record.error
+    assert record.error.startswith("InputDataError: the training split holds ") and "NaN" in record.error
+
+
+def test_the_stall_rule():
+    from snnbench.runner import stalled
+
+    def history(losses, last_val):
+        return [{"epoch": i + 1, "loss": v, "val_top1": 50.0} for i, v in enumerate(losses[:-1])] + [
+            {"epoch": len(losses), "loss": losses[-1], "val_top1": last_val}
+        ]
+
+    assert "did not fall" in stalled(history([2.3026, 2.3026, 2.3026], 9.0), 10, 200)  # flat at chance
+    assert "at chance" in stalled(history([40.0, 2.3026, 2.3026], 11.0), 10, 200)  # blew up, then dead
+    assert stalled(history([2.30307, 2.30298, 2.30294], 11.5), 10, 26) is None  # slowly falling: learning
+    assert stalled(history([2.3, 2.3, 2.3], 9.0), 10, 200) is not None  # also right at the chance bound
+    assert stalled(history([2.3, 2.2, 2.1], 9.0), 10, 200) is None  # still falling: ok (listed at chance)
+    assert stalled(history([2.3, 2.3, 2.3], 40.0), 10, 200) is None  # above chance: learned
+    assert stalled(history([2.3], 9.0), 10, 200) is None  # one epoch: no trend
+    assert stalled(history([2.3, 2.3], 9.0), 10, 0) is None  # no validation split
+
+
+def test_a_run_at_chance_whose_loss_never_falls_is_diverged_and_unranked(write_suite, tmp_path):
+    """lr 1e6 / 1e20: 7 of 21 runs (bounded losses saturated at ln C) were recorded ok at chance, ranked."""
+    from snnbench.algorithms import algorithms
+    from snnbench.grid import run_suite
+
+    if "stuck" not in algorithms:
+        algorithms.add_plugin_file(PLUGIN)
+    path = write_suite({"algorithms": {"stuck": {"arch": "mlp"}, "bptt": {"arch": "mlp", "lr": 0.01}}})
+    records = {r.entry: r for r in run_suite(path, out_dir=tmp_path, device="cpu").records}
+    stuck = records["stuck"]
+    assert stuck.status == "diverged" and "at chance" in stuck.error and "did not fall" in stuck.error
+    assert "top1" not in stuck.metrics and len(stuck.history) == 3
+    assert records["bptt"].status == "ok"  # a learning run under the same rule
