@@ -1,13 +1,36 @@
 """Paste committed leaderboards into README.md between their markers (``<!-- leaderboard:SUITE -->`` …
 ``<!-- /leaderboard -->``): the legend and, per track, the per-T tables and the latency front (the full table
 ranked across T stays in leaderboard.md). ``python tools/readme_leaderboard.py [SUITE ...]`` (default: every
-suite with a marker in README.md)."""
+suite with a marker in README.md).
+
+It also regenerates every ``<!-- compare:SUITE ARGS -->`` … ``<!-- /compare -->`` block: the output of
+``snnbench compare --suite SUITE ARGS --format md`` on the committed records (``results/``), so that the
+README's example verdicts are what the command prints today."""
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 END = "<!-- /leaderboard -->"
+COMPARE_END = "<!-- /compare -->"
+COMPARE = re.compile(r"<!-- compare:(\S+) ([^>]*?) -->\n(.*?)" + re.escape(COMPARE_END), re.S)
+
+
+def compare_block(suite: str, args: str) -> str:
+    """What ``snnbench compare --suite SUITE ARGS --format md`` prints on the committed records."""
+    command = [sys.executable, "-m", "snnbench", "compare", "--suite", suite, *args.split(), "--format", "md"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command[2:])} failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout
+
+
+def with_compare_blocks(text: str) -> str:
+    """``text`` with every compare block replaced by the command's output today."""
+    return COMPARE.sub(
+        lambda m: f"<!-- compare:{m[1]} {m[2]} -->\n{compare_block(m[1], m[2])}{COMPARE_END}", text
+    )
 
 
 def start(suite: str) -> str:
@@ -41,4 +64,4 @@ if __name__ == "__main__":
         _, after = rest.split(END, 1)
         block = readme_block(Path(full(suite)).read_text(), suite)
         text = before + start(suite) + "\n" + block + "\n" + END + after
-    readme.write_text(text)
+    readme.write_text(with_compare_blocks(text))
