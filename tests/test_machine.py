@@ -105,6 +105,16 @@ def test_one_machine_kind_marks_no_row_and_the_legend_names_it(runs):
     assert "‡" not in text and "†" not in text
 
 
+def test_the_majority_is_the_kind_of_most_records_whatever_its_name(runs):
+    for path in runs.glob("bptt_*.json"):
+        on(path, environment("tssl-bp"))
+    assert list(machine_counts(records(runs)).items()) == [(XEON, 6), (EPYC, 3)]
+    text = markdown(runs)
+    assert f"M1 = {XEON} (6 records), M2 = {EPYC} (3 records)" in text
+    per_T = text.split("#### T = 4")[1].split("### Latency front")[0]
+    assert "| ottt ‡ |" in per_T and "| bptt |" in per_T and "| tssl-bp |" in per_T
+
+
 def test_the_site_marks_rows_and_shows_each_rows_machine(runs):
     from snnbench.report import write_site
 
