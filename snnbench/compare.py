@@ -476,9 +476,9 @@ def cells(r: Comparison) -> dict[str, str]:
     verdict = r.verdict
     if r.other_machine:  # the tolerance is in every verdict; here the machine may be all the difference is
         verdict += (
-            "; different machines"
+            "; other machine"
             if "another CPU family" in verdict
-            else f"; different machines: up to ±{r.tolerance:.2f} points may be the CPU"
+            else f"; other machine: up to ±{r.tolerance:.2f} points may be the CPU"
         )
     return {
         "T": str(r.T),

@@ -136,7 +136,7 @@ def test_compare_says_on_the_line_when_a_baseline_ran_on_another_machine(runs):
     assert cells(rows["tssl-bp"])["baseline"] == "tssl-bp (other machine)"
     # Δ beyond the tolerance: the verdict cell reminds of it
     assert abs(rows["tssl-bp"].difference) > rows["tssl-bp"].tolerance
-    reminder = "; different machines: up to ±1.94 points may be the CPU"
+    reminder = "; other machine: up to ±1.94 points may be the CPU"
     assert cells(rows["tssl-bp"])["verdict"].endswith(reminder)
     assert rows["tssl-bp"].verdict.startswith("not separated")  # the verdict itself is unchanged
     assert notes(list(rows.values()))[0] == (
@@ -153,7 +153,7 @@ def test_compare_within_the_tolerance_on_another_machine_says_both(runs):
     (row,) = compare(records(runs), load_suite("digits-lowT"), "bptt", ["ottt"])
     verdict = cells(row)["verdict"]
     assert "Δ within ±1.94 points, what another CPU family moves a mean" in verdict
-    assert verdict.endswith("; different machines")
+    assert verdict.endswith("; other machine")
 
 
 def test_compare_command_shows_the_machine_at_80_columns(runs, monkeypatch):
