@@ -39,7 +39,7 @@ import pandas as pd
 from scipy import stats
 
 from snnbench.errors import SnnbenchError
-from snnbench.rows import Row, group_rows
+from snnbench.rows import MACHINES, Row, group_rows
 from snnbench.suite import Suite
 
 ALPHA, POWER, RESAMPLES = 0.05, 0.80, 10_000
@@ -84,6 +84,13 @@ class Comparison:
     base_binomial_se: tuple[float, ...]
     tolerance: float  # CROSS_CPU_TOLERANCE
     verdict: str
+    new_machine: str = ""  # the machine kind(s) the method's records ran on (snnbench.rows.machine_kind)
+    base_machine: str = ""  # the baseline's ("" for a published figure)
+
+    @property
+    def other_machine(self) -> bool:
+        """Whether the method and a measured baseline ran on different machine kinds."""
+        return self.kind == "measured" and self.new_machine != self.base_machine
 
 
 def sign_flip_p(d: np.ndarray) -> tuple[float, float, bool]:
@@ -386,6 +393,11 @@ def compare(
         rows = found[0].records if found else ok.iloc[:0]
         return {int(s): float(v) for s, v in zip(rows["seed"], rows["top1"], strict=True)}
 
+    def machines(entry: str, T: int) -> str:
+        found = rows_at.get((entry, T), [])
+        records = found[0].records if found else ok.iloc[:0]
+        return MACHINES.join(sorted({str(m) for m in records.get("machine", pd.Series()).dropna()}))
+
     def test_size(entries: list[str], T: int) -> int:
         sizes = set(ok.loc[ok["entry"].isin(entries) & (ok["T"] == T), "test_size"].astype(int))
         if len(sizes) != 1:
@@ -402,12 +414,15 @@ def compare(
         for name in baselines:
             base = by_seed(name, int(T))
             if base:
-                found.append(_measured(new, base, int(T), name, test_size([method, name], int(T))))
+                row, sigma, paired = _measured(new, base, int(T), name, test_size([method, name], int(T)))
+                where = {"new_machine": machines(method, int(T)), "base_machine": machines(name, int(T))}
+                found.append((replace(row, **where), sigma, paired))
         algorithm = ok.loc[ok["entry"] == method, "algorithm"].iloc[0]
         for ref in suite.reference:
             if ref.T == T and ref.algorithm in (method, algorithm):
                 name = f"{ref.algorithm} ({ref.source})"
-                found.append(_published(new, ref.top1, int(T), name, test_size([method], int(T))))
+                row, sigma, paired = _published(new, ref.top1, int(T), name, test_size([method], int(T)))
+                found.append((replace(row, new_machine=machines(method, int(T))), sigma, paired))
     if not found:
         raise SnnbenchError(f"no T at which {method} and the baselines both have records")
     adjusted = holm([row.p_value for row, _, _ in found])
@@ -458,16 +473,43 @@ def cells(r: Comparison) -> dict[str, str]:
         else " (published)"
     )
     images = r.difference / r.image_points
+    verdict = r.verdict
+    if r.other_machine:  # the tolerance is in every verdict; here the machine may be all the difference is
+        verdict += (
+            "; other machine"
+            if "another CPU family" in verdict
+            else f"; other machine: up to ±{r.tolerance:.2f} points may be the CPU"
+        )
     return {
         "T": str(r.T),
         "new": f"{r.new_mean:.2f} ± {r.new_std:.2f} (n={r.new_n}; SE/run {_se(r.new_binomial_se)})",
-        "baseline": r.baseline,
+        "baseline": f"{r.baseline} ({OTHER_MACHINE})" if r.other_machine else r.baseline,
         "baseline top-1": base,
         "Δ": f"{r.difference:+.2f} = {images:+.1f} images [{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
         "exact p": f"{r.test}, {_p(r.p_value)} (min {_p(r.p_min)}); Holm {_p(r.p_holm)}",
         "t p": f"{r.t_test}, {_p(r.t_p_value)}",
-        "verdict": r.verdict,
+        "verdict": verdict,
     }
+
+
+OTHER_MACHINE = "other machine"  # marks a baseline run on another machine kind than the method (cells)
+
+
+def machine_note(rows: list[Comparison]) -> str:
+    """The line under the table naming the machine kind(s): the one all compared records ran on, or the
+    method's and each baseline's that ran on another."""
+    new = sorted({r.new_machine for r in rows if r.new_machine})
+    other = sorted({(r.baseline, r.base_machine) for r in rows if r.other_machine})
+    if not new:
+        return "Machine: unknown (records without an environment)."
+    method = " and ".join(new)
+    if not other:
+        return f"Machine: the method and every measured baseline ran on {method}."
+    return (
+        f"Machine: the method ran on {method}; baselines marked ({OTHER_MACHINE}): "
+        + "; ".join(f"{name} on {machine or 'unknown'}" for name, machine in other)
+        + f". A CPU change alone moved a row's mean by up to {CROSS_CPU_TOLERANCE} points."
+    )
 
 
 def notes(rows: list[Comparison]) -> list[str]:
@@ -482,6 +524,7 @@ def notes(rows: list[Comparison]) -> list[str]:
         for test, n, m, p in smallest
     )
     return [
+        machine_note(rows),
         f"{image}; SE/run: each run's binomial standard error, 100·√(p(1−p)/N) points.",
         f"Exact test: sign-flip of the paired per-seed differences (two-group permutation when the seeds "
         f"differ); Holm-corrected over the {rows[0].comparisons} comparison(s) of this invocation.{floors}",

@@ -28,7 +28,7 @@ from scipy import stats
 from snnbench.errors import SnnbenchError
 from snnbench.metrics import METRICS
 from snnbench.records import load_records
-from snnbench.rows import group_rows
+from snnbench.rows import MACHINES, group_rows, machine_counts
 from snnbench.suite import TRACKS, Suite
 
 # metric columns shown by default after the accuracy columns, when present in the records
@@ -187,6 +187,8 @@ def build(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
             "n_failed": int((group["status"] == "failed").sum()),
             "stale": int(stale),
             "seeds": ",".join(str(s) for s in sorted(ok["seed"])),
+            "machine": MACHINES.join(sorted({str(m) for m in group.get("machine", pd.Series()).dropna()}))
+            or "–",
         }
         for column in SETUP_COLUMNS:
             if column == "params":
@@ -305,6 +307,47 @@ def _apart(rows: pd.DataFrame) -> str:
     return ", ".join(f"{r['algorithm']} {_top1(r)} (n = {r['n']})" for r in rows.to_dict("records"))
 
 
+OTHER_MACHINE, MIXED_MACHINES = "‡", "†"  # marks after a row's name (machine_legend)
+
+
+def machine_marks(table: pd.DataFrame, counts: dict[str, int]) -> pd.DataFrame:
+    """``table`` with ``machine_code`` (its machine kinds as ``M1``, ``M2`` ... numbered by
+    :func:`snnbench.rows.machine_counts`' order, ``M1`` the majority) and ``machine_mark``: ``†`` for a row
+    whose records ran on several machine kinds, ``‡`` for one that ran on another kind than the majority,
+    empty otherwise (and for every row when all records ran on one kind)."""
+    codes = {kind: f"M{i + 1}" for i, kind in enumerate(counts)}
+    majority = next(iter(counts), None)
+
+    def code(machine: str) -> str:
+        return "+".join(codes.get(kind, "?") for kind in machine.split(MACHINES)) if machine != "–" else "–"
+
+    def mark(machine: str) -> str:
+        kinds = machine.split(MACHINES)
+        if len(kinds) > 1:
+            return MIXED_MACHINES
+        return OTHER_MACHINE if majority is not None and machine not in ("–", majority) else ""
+
+    machines = [str(m) for m in table["machine"]] if "machine" in table else ["–"] * len(table)
+    return table.assign(machine_code=[code(m) for m in machines], machine_mark=[mark(m) for m in machines])
+
+
+def machine_legend(counts: dict[str, int]) -> list[str]:
+    """The legend's line naming the machine kinds the records ran on (empty when none is known)."""
+    from snnbench.compare import CROSS_CPU_TOLERANCE
+
+    named = ", ".join(f"M{i + 1} = {kind} ({n} records)" for i, (kind, n) in enumerate(counts.items()))
+    if not counts:
+        return []
+    if len(counts) == 1:
+        return [f"- **machine** (device, CPU name, family and model): every record ran on {named}."]
+    return [
+        f"- **machine** (device, CPU name, family and model): {named}. {OTHER_MACHINE} after a name: the "
+        f"row ran on another machine kind than most records (M1); {MIXED_MACHINES}: the row's seeds ran on "
+        f"several. A CPU change alone moved a row's mean by up to {CROSS_CPU_TOLERANCE} points "
+        "(`snnbench.compare.CROSS_CPU_TOLERANCE`): a marked row's lead or lag within that may be the machine."
+    ]
+
+
 def legend(suite: Suite) -> list[str]:
     """The legend of ``leaderboard.md``: how rows are ranked, and what every column means."""
     lines = [
@@ -401,11 +444,18 @@ def label_tuning(df: pd.DataFrame, suite: Suite, suite_dir: Path) -> pd.DataFram
 
 
 def to_markdown(
-    tables: dict[str, pd.DataFrame], suite: Suite, n_records: int, revisions: list[str], budget: str
+    tables: dict[str, pd.DataFrame],
+    suite: Suite,
+    n_records: int,
+    revisions: list[str],
+    budget: str,
+    machines: dict[str, int] | None = None,
 ) -> str:
     """The committed ``leaderboard.md``: header naming the command, records and revision, the legend, then
     per track the per-T tables with tied ranks (the primary view), the latency front and all rows ranked
-    across T; then the published figures with their selection rule."""
+    across T; then the published figures with their selection rule. ``machines`` (machine kind → records,
+    :func:`snnbench.rows.machine_counts`) adds the legend's machine line, the marks of rows run on another
+    machine kind or several (:func:`machine_marks`) and the *All rows* table's machine column."""
     lines = [
         f"# {suite.name} leaderboard",
         "",
@@ -428,7 +478,13 @@ def to_markdown(
         "",
     ]
     lines += legend(suite)
+    if machines:
+        lines[-1:-1] = machine_legend(machines)  # before the legend's closing blank line
     for track, table in tables.items():
+        if machines:
+            table = machine_marks(table, machines)
+            marked = zip(table["algorithm"], table["machine_mark"], strict=True)
+            table = table.assign(algorithm=[f"{a} {m}" if m else a for a, m in marked])
         lines += [f"## Track `{track}`", "", TRACKS[track] + ".", ""]
         lines += _per_T_markdown(table)
         lines += _front_markdown(table)
@@ -507,6 +563,7 @@ def _markdown_table(table: pd.DataFrame) -> list[str]:
     header += ["arch", "params", "epochs", "batch", "encoding", "preprocess", "tuning"]
     header += [f"{c[:-5]} ({METRICS[c[:-5]].unit})" for c in extra]
     header += ["diverged", "failed", "stale"]
+    header += ["machine"] if "machine_code" in table else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.to_dict("records"):
         cells = [_rank(row), row["algorithm"], str(row["T"]), _top1(row), _interval(row), str(row["n"])]
@@ -515,6 +572,7 @@ def _markdown_table(table: pd.DataFrame) -> list[str]:
         cells += [str(row[c]) for c in SETUP_COLUMNS]
         cells += [_fmt_metric(row[c]) for c in extra]
         cells += [str(row["n_diverged"]), str(row["n_failed"]), str(row["stale"])]
+        cells += [row["machine_code"]] if "machine_code" in row else []
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -538,6 +596,7 @@ COLUMNS = {
     "n_failed": "runs that raised an error",
     "stale": "records made by another version or source of the method than the current one",
     "seeds": "seeds of the ok runs",
+    "machine": "the machine kind(s) the row's records ran on (snnbench.rows.machine_kind), joined by ' + '",
     "track": "controlled (one set-up for every method), official (each paper's set-up) or extra",
     "arch": "architecture(s) of the runs",
     "params": "parameter count(s) of the runs",
@@ -581,6 +640,7 @@ def to_json(table: pd.DataFrame, df: pd.DataFrame, suite: Suite, budget: str) ->
             "statuses": {str(k): int(v) for k, v in sorted(part["status"].value_counts().items())},
             "git_revisions": sorted({str(r) for r in part["git_revision"].dropna()}),
             "devices": sorted({str(d) for d in part["device"].dropna()}),
+            "machines": sorted({str(m) for m in part.get("machine", pd.Series()).dropna()}),
             "algorithm_versions": sorted({int(v) for v in part["algorithm_version"]}),
             "algorithm_source_sha256": sorted(set(part["algorithm_source_sha256"])),
         }
@@ -632,7 +692,7 @@ def write_reports(
     df = label_tuning(df, suite, suite_dir)
     tables = by_track(df, columns)
     revisions = sorted({str(r)[:10] for r in df["git_revision"].dropna()})
-    markdown = to_markdown(tables, suite, len(df), revisions, budget)
+    markdown = to_markdown(tables, suite, len(df), revisions, budget, machine_counts(df))
     files = [target / "leaderboard.md", target / "leaderboard.csv"]
     atomic_write_bytes(files[0], markdown.encode())
     combined = pd.concat(list(tables.values()), ignore_index=True)

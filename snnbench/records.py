@@ -356,10 +356,12 @@ def load_records(path: str | Path) -> Any:
 
     Columns: the record's scalar fields, one column per metric, the set-up columns, ``row_key`` and
     ``row_identity`` (:func:`row_identity`: which records may share a leaderboard row), ``content_key`` (the
-    record's content hash: copies under two file names share it) and ``file``.
+    record's content hash: copies under two file names share it), ``file`` and ``machine``
+    (:func:`snnbench.rows.machine_kind`).
     """
     import pandas as pd
 
+    from snnbench.rows import machine_kind
     from snnbench.suite import canonical_sha256
 
     path = Path(path)
@@ -383,5 +385,6 @@ def load_records(path: str | Path) -> Any:
         row["file"] = str(file)
         row["git_revision"] = record.environment.get("git", {}).get("revision")
         row["device"] = record.environment.get("device")
+        row["machine"] = machine_kind(record.environment)  # device and CPU generation (snnbench.rows)
         rows.append(row)
     return pd.DataFrame(rows)

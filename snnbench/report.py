@@ -28,13 +28,15 @@ from snnbench.leaderboard import (
     _top1,
     by_track,
     label_tuning,
+    machine_legend,
+    machine_marks,
     per_T,
     select_records,
 )
 from snnbench.metrics import METRICS
 from snnbench.plots import AXES, BEST_LABEL, FRONT_LABEL, PlotData, plot_data
 from snnbench.records import RunRecord, atomic_write_bytes, read_record
-from snnbench.rows import group_rows
+from snnbench.rows import group_rows, machine_counts
 from snnbench.suite import TRACKS, Suite
 
 ASSETS = Path(__file__).parent / "assets"
@@ -168,19 +170,20 @@ def _leaderboard(table: pd.DataFrame, runs: dict[tuple[str, int], list[tuple[int
     heads += [("selected", "val-selected %")] if selected else []
     heads += [(c, c.replace("_size", "")) for c in setup]
     heads += [(c, f"{LEADERBOARD_METRICS[c]} ({METRICS[c].unit})") for c in metrics]
-    heads += [("diverged", "diverged"), ("failed", "failed"), ("stale", "stale")]
+    heads += [("diverged", "diverged"), ("failed", "failed"), ("stale", "stale"), ("machine", "machine")]
     head = "".join(f'<th data-key="{k}">{_e(label)}</th>' for k, label in heads) + "<th>runs</th>"
     rows = []
     for row in table.to_dict("records"):
         seeds = runs[(row["algorithm"], row["T"])]
         links = " ".join(f'<a href="runs/{_e(rid)}.html">s{seed}</a>' for seed, rid in seeds)
-        cells = [_rank_cell(row, "rank"), f"<td>{_e(row['algorithm'])}</td>", _cell(int(row["T"]))]
+        cells = [_rank_cell(row, "rank"), f"<td>{_name(row)}</td>", _cell(int(row["T"]))]
         cells += [_cell(row["top1_mean"]), _cell(row["top1_ci95"]), _cell(int(row["n"]))]
         cells += [_rank_cell(row, "rank_at_T"), f"<td>{'✓' if row['latency_front'] else ''}</td>"]
         cells += [_cell(row["top1_val_selected_mean"])] if selected else []
         cells += [f"<td>{_e(str(row[c]))}</td>" for c in setup]
         cells += [_cell(row[f"{c}_mean"], 3) for c in metrics]
         cells += [_cell(int(row[c])) for c in ("n_diverged", "n_failed", "stale")]
+        cells.append(f'<td title="{_e(row["machine"])}">{_e(row["machine_code"])}</td>')
         stale = ' class="stale"' if row["stale"] else ""
         rows.append(f"<tr{stale}>" + "".join(cells) + f"<td>{links}</td></tr>")
     return (
@@ -189,6 +192,12 @@ def _leaderboard(table: pd.DataFrame, runs: dict[tuple[str, int], list[tuple[int
         f'<table class="sortable" id="leaderboard-{key}" data-filter="filter-{key}">'
         f"<thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table>"
     )
+
+
+def _name(row: dict[str, Any]) -> str:
+    """The row's name with its machine mark (:func:`snnbench.leaderboard.machine_marks`), escaped."""
+    mark = row.get("machine_mark") or ""
+    return _e(f"{row['algorithm']} {mark}" if mark else row["algorithm"])
 
 
 def _rank_cell(row: dict[str, Any], key: str) -> str:
@@ -203,7 +212,7 @@ def _per_T(table: pd.DataFrame) -> str:
     parts = ['<h3>Top-1 at each T</h3><div class="per-t">']
     for T, ranked, chance, few in per_T(table):
         rows = "".join(
-            f"<tr><td>{int(r['rank_at_T'])}</td><td>{_e(r['algorithm'])}</td><td>{_top1(r)}</td>"
+            f"<tr><td>{int(r['rank_at_T'])}</td><td>{_name(r)}</td><td>{_top1(r)}</td>"
             f"<td>{_interval(r)}</td><td>{r['n']}</td><td>{'✓' if r['latency_front'] else ''}</td></tr>"
             for r in ranked.to_dict("records")
         )
@@ -216,7 +225,7 @@ def _per_T(table: pd.DataFrame) -> str:
         for what, rows_apart in (("at chance", chance), ("fewer than two ok seeds", few)):
             if len(rows_apart):
                 listed = ", ".join(
-                    f"{_e(r['algorithm'])} {_top1(r)} (n = {r['n']})" for r in rows_apart.to_dict("records")
+                    f"{_name(r)} {_top1(r)} (n = {r['n']})" for r in rows_apart.to_dict("records")
                 )
                 parts.append(f'<p class="muted">Unranked, {what}: {listed}.</p>')
     return "".join(parts) + "</div>"
@@ -249,8 +258,14 @@ def _index(suite: Suite, df: pd.DataFrame, budget: str) -> str:
         "guesser's) are unranked and never on a front; a row is on a front unless a row of equal-or-lower "
         "cost is separably better. The legend of every column is in <code>leaderboard.md</code>.</p>",
     ]
+    machines = machine_counts(df)
+    body += [
+        f'<p class="muted">{_e(line.removeprefix("- ").replace("**", "").replace("`", ""))}</p>'
+        for line in machine_legend(machines)
+    ]
     tracks = df["track"] if "track" in df else pd.Series(["official"] * len(df), index=df.index)
     for track, table in by_track(df).items():
+        table = machine_marks(table, machines)  # the rows, each with its machine kind marked
         runs = {  # the leaderboard's rows (snnbench.rows), each seed once
             (row.label, row.T): sorted(
                 (int(seed), str(rid))

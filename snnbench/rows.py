@@ -15,6 +15,7 @@ one row are refused, naming both files, since nothing tells which is true.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,3 +147,35 @@ def row_problems(df: pd.DataFrame, suite_name: str) -> list[str]:
                     + ")"
                 )
     return problems
+
+
+_CPU_NOISE = re.compile(r"\((?:R|TM|tm)\)|\bCPU\b|\bProcessor\b|@\s*[\d.]+\s*[GM]Hz")
+
+
+def machine_kind(environment: dict[str, Any] | None) -> str:
+    """What ran a record, as rows are compared by it: ``cpu: <CPU name> family F model M`` (the name less
+    trademarks and clock, the x86 family and model from ``environment.cpu_identity``; the stepping left out),
+    ``cuda: <GPU name>`` on a GPU, ``unknown`` without an environment. Virtual machines often name only the
+    vendor and line (``AMD EPYC``): the family and model tell the generation, and a CPU change alone moved
+    a digits-lowT row's mean by up to :data:`snnbench.compare.CROSS_CPU_TOLERANCE` points."""
+    env = environment or {}
+    device = str(env.get("device") or "").split(":")[0]
+    if not device:
+        return "unknown"
+    if device == "cuda":
+        return f"cuda: {env.get('gpu') or 'unknown GPU'}"
+    name = " ".join(_CPU_NOISE.sub(" ", str(env.get("cpu") or "")).split()) or "unknown CPU"
+    found = re.match(r"family (\d+) model (\d+)", str(env.get("cpu_identity") or ""))
+    return f"{device}: {name} " + (f"family {found[1]} model {found[2]}" if found else "(family unknown)")
+
+
+MACHINES = " + "  # joins a row's machine kinds (sorted) in the ``machine`` column
+
+
+def machine_counts(df: pd.DataFrame) -> dict[str, int]:
+    """Machine kind → records of ``df`` made on it (the ``machine`` column of
+    :func:`snnbench.records.load_records`), most records first, then by name: the first is the majority."""
+    if df.empty or "machine" not in df:
+        return {}
+    counts = df["machine"].astype(str).value_counts()
+    return dict(sorted(((str(k), int(v)) for k, v in counts.items()), key=lambda kv: (-kv[1], kv[0])))

@@ -181,6 +181,8 @@ def test_check_fails_on_a_committed_record_edited_after_the_commit_that_added_it
     check = ["leaderboard", "--suite", path, "--out", str(out), "--check"]
     assert check_git_history(runs) == []  # not a git checkout: skipped cleanly
     assert runner.invoke(app, check).exit_code == 0
+    for record in runs.glob("*.json"):  # from a clean tree, whatever state this checkout is in
+        _dirty(record, False)
     _git(tmp_path, "init", "-q")
     _git(tmp_path, "add", ".")
     _git(tmp_path, "commit", "-q", "-m", "records")
@@ -207,6 +209,7 @@ def test_check_fails_on_a_committed_record_edited_after_the_commit_that_added_it
     edited.unlink()
     run_suite(path, out_dir=out, device="cpu")  # regenerated: a new run of the same run id
     assert json.loads(edited.read_text())["started_at"] != data["started_at"]
+    _dirty(edited, False)
     _git(tmp_path, "commit", "-q", "-am", "regenerated")
     assert runner.invoke(app, check).exit_code == 0
 
@@ -255,3 +258,67 @@ def test_report_check_fails_on_a_truncated_site_file_naming_it(digits_copy):
     bad = runner.invoke(app, ["report", "--suite", "digits-lowT", "--out", results, "--check"])
     assert bad.exit_code == 1 and "2 stale file(s)" in bad.output  # those two, nothing else
     assert all(f"{file}: differs from what the records produce" in bad.output for file in truncated)
+
+
+def _dirty(path: Path, dirty: bool | None) -> Path:
+    """The record at ``path`` rewritten with ``environment.git.dirty = dirty`` (content hash recomputed)."""
+    import json
+
+    from snnbench.records import record_sha256
+
+    data = json.loads(path.read_text())
+    data["environment"]["git"]["dirty"] = dirty
+    data["content_sha256"] = record_sha256(data)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_check_fails_on_a_committed_record_made_from_a_dirty_tree(digits_copy, monkeypatch):
+    """Issue 44 item 4: a committed record must name the revision that made it, so one made from
+    uncommitted code (``environment.git.dirty: true``) fails ``--check``; a record not yet committed, one
+    made outside a checkout (null) and one from a clean tree do not. The only gate is the visible per-suite
+    allow-list (a warning then)."""
+    from snnbench import check
+    from snnbench.leaderboard import write_reports
+    from snnbench.suite import load_suite
+
+    runs = digits_copy / "runs"
+    for path in runs.glob("*.json"):
+        _dirty(path, False)
+    records = sorted(runs.glob("bptt_T4_*.json"))
+    _dirty(records[0], True)
+    _dirty(records[1], None)
+    write_reports(load_suite("digits-lowT"), digits_copy)
+    assert check.check_clean_tree(runs, "tiny") == ([], [])  # not a git checkout: nothing is committed
+    results = digits_copy.parent
+    _git(results, "init", "-q")
+    _git(results, "add", ".")
+    _git(results, "commit", "-q", "-m", "records")
+    untracked = _dirty(shutil.copy(records[2], runs / "new.json"), True)  # not committed: not checked
+    problems, warnings = check.check_clean_tree(runs, "tiny")
+    assert warnings == [] and len(problems) == 1 and untracked.name not in problems[0]
+    assert problems[0].startswith(f"{records[0].resolve()}: made from a dirty tree (environment.git.dirty")
+    untracked.unlink()
+
+    allowed = runner.invoke(app, ["leaderboard", "--suite", "digits-lowT", "--out", str(results), "--check"])
+    assert allowed.exit_code == 0, allowed.stderr  # digits-lowT is allow-listed: a warning, not a failure
+    assert "1 committed record(s) of digits-lowT made from a dirty tree" in allowed.stderr
+    assert "regenerate and remove" in allowed.stderr
+    monkeypatch.setattr(check, "DIRTY_RECORDS_ALLOWED", {})
+    bad = runner.invoke(app, ["leaderboard", "--suite", "digits-lowT", "--out", str(results), "--check"])
+    assert bad.exit_code == 1 and "Error: 1 problem(s)" in bad.stderr
+    assert f"{records[0].resolve()}: made from a dirty tree" in bad.stderr
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_dirty_records_allow_list_names_only_suites_still_holding_dirty_records():
+    """The allow-list is a debt: it names only digits-lowT, whose records predate the check, and only while
+    they are dirty: once regenerated from a clean tree, remove its entry (this test then fails until then)."""
+    from snnbench.check import DIRTY_RECORDS_ALLOWED, check_clean_tree
+
+    assert set(DIRTY_RECORDS_ALLOWED) <= {"digits-lowT"}
+    results = Path(__file__).resolve().parents[1] / "results"
+    for suite in DIRTY_RECORDS_ALLOWED:
+        problems, warnings = check_clean_tree(results / suite / "runs", suite)
+        assert problems == [] and len(warnings) == 1, f"{suite}: no dirty record left; remove its entry"

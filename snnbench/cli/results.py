@@ -58,7 +58,8 @@ def leaderboard(
             err_console.print(
                 f"[red]Error:[/red] {len(problems)} problem(s) in {out / loaded.name} (stale reports: "
                 f"regenerate with `snnbench leaderboard --suite {suite}`; edited, unhashed or copied "
-                "records, records of another suite or of several set-ups in one row; stale tuning records: "
+                "records, records of another suite or of several set-ups in one row, committed records made "
+                "from a dirty tree; stale tuning records: "
                 f"tune again with `snnbench tune --suite {suite}`)",
                 soft_wrap=True,
             )
@@ -79,6 +80,7 @@ def leaderboard(
 
             from snnbench.leaderboard import by_track, label_tuning, select_records, to_json, to_markdown
             from snnbench.records import load_records
+            from snnbench.rows import machine_counts
 
             chosen = budget or loaded.default_budget
             df = select_records(load_records(out / loaded.name), loaded, budget)
@@ -86,7 +88,7 @@ def leaderboard(
             tables = by_track(df, None if columns is None else _names(columns))
             combined = pd.concat(list(tables.values()), ignore_index=True)
             text = {
-                Format.md: lambda: to_markdown(tables, loaded, len(df), [], chosen),
+                Format.md: lambda: to_markdown(tables, loaded, len(df), [], chosen, machine_counts(df)),
                 Format.csv: lambda: combined.to_csv(index=False, float_format="%.4f"),
                 Format.json: lambda: to_json(combined, df, loaded, chosen),
             }[format]()
@@ -262,8 +264,8 @@ def compare(
             table.add_column(column, overflow="fold")
         for r in rows:
             style = {"better": "green", "worse": "red"}.get(r.verdict, "")
-            shown = list(cells(r).values())
-            shown[-1] = f"[{style}]{r.verdict}[/{style}]" if style else r.verdict
+            shown = list(cells(r).values())  # the verdict cell says when the baseline ran on another machine
+            shown[-1] = f"[{style}]{shown[-1]}[/{style}]" if style else shown[-1]
             table.add_row(*shown)
         console.print(table)
         for line in notes(rows):
