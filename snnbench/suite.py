@@ -558,12 +558,15 @@ def reads_preprocess(algorithm_cls: type, config: Any) -> bool:
 
 def _with_plugin_entries(suite: Suite, shown: str) -> Suite:
     """Add the entries that loaded plugin methods declare for this suite (``suite_entries``), so that a
-    new method runs on an unchanged suite file; the suite's own entries always win."""
+    new method runs on an unchanged suite file; the suite's own entries always win. Methods shipped in
+    ``snnbench.algorithms`` inject nothing: every in-house entry is written in its suite file."""
     from snnbench.algorithms import algorithms
 
     added: dict[str, AlgorithmEntry] = {}
-    plugins: list[str] = []  # added by a plugin file or package (not a method shipped in snnbench.algorithms)
+    plugins: list[str] = []  # added by a plugin file or package
     for name in algorithms.names():
+        if algorithms.get(name).__module__.startswith("snnbench."):
+            continue  # in-house: its entries are in the suite files
         for key, entry in getattr(algorithms.get(name), "suite_entries", {}).get(suite.name, {}).items():
             if key in suite.algorithms:
                 continue
@@ -573,8 +576,7 @@ def _with_plugin_entries(suite: Suite, shown: str) -> Suite:
                 raise _suite_error(
                     f"{shown} (plugin {name})", exc, AlgorithmEntry, f"algorithms.{key}."
                 ) from None
-            if not algorithms.get(name).__module__.startswith("snnbench."):
-                plugins.append(key)
+            plugins.append(key)
     if not added:
         return suite
     return suite.model_copy(

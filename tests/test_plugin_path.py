@@ -111,14 +111,23 @@ def test_tune_plugin_then_run_tuned_then_compare_gives_a_verdict(tmp_path, monke
     assert row["baseline"] == "bptt" and row["T"] == 1 and row["verdict"]
 
 
-def test_the_built_in_methods_own_suite_entries_are_not_plugin_entries(tmp_path, monkeypatch):
-    """desire-bp, ide, ... add their controlled entries to digits-lowT through `suite_entries` too, tuned in
-    the repository; they are snnbench's own and run from any folder, without `run --tuned`."""
-    from snnbench.suite import load_suite
+def test_the_built_in_methods_entries_are_in_the_suite_file_and_inject_nothing(tmp_path, monkeypatch):
+    """desire-bp, ide, ... are written in suites/digits-lowT.yaml, tuned in the repository, and run from any
+    folder without `run --tuned`; a method shipped in snnbench.algorithms adds no entry through
+    `suite_entries` (only plugins do)."""
+    import yaml
+
+    from snnbench.algorithms import algorithms
+    from snnbench.suite import find_suite, load_suite
     from snnbench.tuning import refuse_untuned_plugin_entries
 
+    written = yaml.safe_load(find_suite("digits-lowT").read_text())["algorithms"]
+    cls = algorithms.get("desire-bp")
+    ghost = {"digits-lowT": {"ghost": {"arch": "mlp", "track": "controlled"}}}
+    monkeypatch.setattr(cls, "suite_entries", ghost)
     monkeypatch.chdir(tmp_path)  # their `tuned.record` paths are relative to the repository
     suite = load_suite("digits-lowT")
+    assert list(suite.algorithms) == list(written)  # every entry from the file, none injected
     assert "desire-bp" in suite.algorithms and suite.algorithms["desire-bp"].track == "controlled"
-    assert "desire-bp" not in suite.plugin_entries
+    assert suite.plugin_entries == ()
     refuse_untuned_plugin_entries(suite, ["desire-bp"])  # no error

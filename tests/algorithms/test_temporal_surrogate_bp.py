@@ -209,9 +209,12 @@ def test_learns_digits(write_suite, tmp_path):
 
 def test_registered_with_the_paper_and_both_digits_entries():
     assert TemporalSurrogateBP.paper is not None and "2011.09964" in TemporalSurrogateBP.paper.url
-    entries = TemporalSurrogateBP.suite_entries["digits-lowT"]
-    assert entries["temporal-surrogate-bp"]["track"] == "controlled"
-    assert entries["temporal-surrogate-bp-noreset"]["reset_term"] is False
+    from snnbench.suite import load_suite
+
+    entries = load_suite("digits-lowT").algorithms
+    assert entries["temporal-surrogate-bp"].track == "controlled"
+    assert entries["temporal-surrogate-bp-noreset"].algorithm == "temporal-surrogate-bp"
+    assert entries["temporal-surrogate-bp-noreset"].hparams["reset_term"] is False
 
 
 def built_net(reset_term: bool) -> TSBPNet:

@@ -1,0 +1,73 @@
+"""Write the chosen values of a suite's tuning records into its suite file's ``tuned:`` blocks.
+
+``python tools/paste_tuned.py SUITE [--out results]``: for every tuned-track entry, the ``tuned:`` block
+that ``snnbench tune`` printed (per T when the suite tunes per T), with each record's validation top-1 and
+trial as a comment, replaces the entry's ``tuned:`` block in ``suites/SUITE.yaml`` (or is added after the
+entry's ``track:`` line). Only those blocks change; the rest of the file (comments included) is kept.
+Reads the records through :func:`snnbench.tuning.with_tuning_records`, the same path as ``run --tuned``.
+"""
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from snnbench.suite import find_suite, load_suite
+from snnbench.tuning import with_tuning_records
+
+ENTRY = re.compile(r"^  ([A-Za-z0-9_.-]+):")  # an entry key under `algorithms:`
+FIELD = re.compile(r"^    \S")  # a field of the entry
+
+
+def _comment(record_path: str) -> str:
+    record = json.loads(Path(record_path).read_text())
+    chosen = record["chosen"]
+    at_chance = "; every trial at chance" if record.get("all_at_chance") else ""
+    return f"  # val top-1 {chosen['val_top1']:.2f} % (trial {chosen['trial']}{at_chance})"
+
+
+def _flow(block) -> str:
+    shown = {k: f"{v:.6g}" if isinstance(v, float) else v for k, v in block.values.items()}
+    values = ", ".join(f"{k}: {v}" for k, v in shown.items())
+    return f"{{values: {{{values}}}, trials: {block.trials}, record: {block.record}}}"
+
+
+def block_lines(tuned) -> list[str]:
+    """The suite-file lines of one entry's ``tuned:`` block."""
+    if tuned.by_T is None:
+        return [f"    tuned: {_flow(tuned)}{_comment(tuned.record)}"]
+    lines = ["    tuned:", "      by_T:"]
+    lines += [f"        {T}: {_flow(block)}{_comment(block.record)}" for T, block in tuned.by_T.items()]
+    return lines
+
+
+def paste(lines: list[str], entry: str, new: list[str]) -> list[str]:
+    """``lines`` with ``entry``'s ``tuned:`` block replaced by ``new`` (or inserted after ``track:``)."""
+    start = next(i for i, line in enumerate(lines) if ENTRY.match(line) and ENTRY.match(line)[1] == entry)
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("    ")), len(lines))
+    for i in range(start + 1, end):
+        if lines[i].startswith("    tuned:"):
+            stop = next((j for j in range(i + 1, end) if FIELD.match(lines[j])), end)
+            return lines[:i] + new + lines[stop:]
+    track = next(i for i in range(start + 1, end) if lines[i].startswith("    track:"))
+    return lines[: track + 1] + new + lines[track + 1 :]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("suite")
+    parser.add_argument("--out", default="results", help="the records folder holding SUITE/tuning/")
+    args = parser.parse_args()
+    path = find_suite(args.suite)
+    suite = with_tuning_records(load_suite(path), args.out)
+    lines = path.read_text().splitlines()
+    for key, entry in suite.algorithms.items():
+        if entry.tuned is not None and suite.tuning is not None and entry.track in suite.tuning.tracks:
+            lines = paste(lines, key, block_lines(entry.tuned))
+    path.write_text("\n".join(lines) + "\n")
+    load_suite(path)  # the file still loads
+    print(f"wrote the tuned blocks of {path}")
+
+
+if __name__ == "__main__":
+    main()
