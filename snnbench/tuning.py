@@ -138,10 +138,12 @@ def record_label(record: dict[str, Any]) -> str:
     return f"{record['entry']} at T={record['budget']['T']}" if record.get("per_T") else str(record["entry"])
 
 
-def tuning_specs(suite: Suite, entries: list[str] | None = None) -> list[RunSpec]:
+def tuning_specs(
+    suite: Suite, entries: list[str] | None = None, timesteps: list[int] | None = None
+) -> list[RunSpec]:
     """The specs to tune, with the tuning budget and seed: per tuned entry, one at the tuning T (or the
-    entry's first T when its grid lacks it), or with ``tuning.per_T`` one at every T of its grid for a
-    method whose training depends on T (:func:`tuned_per_T`)."""
+    entry's first T when its grid lacks it), or with ``tuning.per_T`` one at every T of its grid (only
+    those in ``timesteps`` when given) for a method whose training depends on T (:func:`tuned_per_T`)."""
     if suite.tuning is None:
         raise SnnbenchError(f"suite {suite.name} declares no tuning budget (a `tuning:` block)")
     tuning = suite.tuning
@@ -162,7 +164,7 @@ def tuning_specs(suite: Suite, entries: list[str] | None = None) -> list[RunSpec
     for key in keys:
         grid = expand(untuned, Overrides(budget=tuning.budget, algorithms=[key], seeds=[tuning.seed]))
         if tuned_per_T(suite, grid[0].algorithm):
-            specs += grid
+            specs += [s for s in grid if timesteps is None or s.T in timesteps]
         else:
             specs.append({s.T: s for s in grid}.get(tuning.T, grid[0]))
     return specs
@@ -473,11 +475,12 @@ def tune_suite(
     jobs: int = 1,
     data_dir: str | Path | None = None,
     on_event: ev.EventSink = ev.ignore,
+    timesteps: list[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Tune every entry of the suite's tuned tracks (or ``entries``) with the same number of trials, at
-    each T of :func:`tuning_specs`; ``on_event`` gets a :class:`~snnbench.events.TrialFinished` per trial
+    each T of :func:`tuning_specs` (per-T studies only at ``timesteps`` when given); ``on_event`` gets a :class:`~snnbench.events.TrialFinished` per trial
     (with ``jobs`` > 1, a study's trials are reported when it ends)."""
-    specs = tuning_specs(suite, entries)  # raises the clear error when the suite has no tuning block
+    specs = tuning_specs(suite, entries, timesteps)  # the clear error when the suite has no tuning block
     assert suite.tuning is not None
     count = trials or suite.tuning.trials
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None

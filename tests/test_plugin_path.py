@@ -19,34 +19,40 @@ runner = CliRunner()
 
 
 def write_plugin_tuning_record(out: Path, suite: str = "digits-lowT", lr: float = 1e-3, **budget) -> Path:
-    """A tuning record of the example's entry as `tune` writes it, made with the suite's tuning budget (or
-    ``budget``'s changes to it): what `run --tuned` needs to place the entry in the controlled track."""
+    """Tuning records of the example's entry as `tune` writes them, made with the suite's tuning budget (or
+    ``budget``'s changes to it): what `run --tuned` needs to place the entry in the controlled track. A
+    suite tuned per T gets one record per T of the suite's grid (``bptt-arctan_T<T>.json``); the path of
+    the first is returned."""
     from snnbench.suite import load_suite
 
     loaded = load_suite(suite)
     assert loaded.tuning is not None
-    made_with = {
-        "trials": loaded.tuning.trials,
-        "T": loaded.tuning.T,
-        "seed": loaded.tuning.seed,
-        "budget": loaded.tuning.budget or loaded.default_budget,
-        **budget,
-    }
-    record = {
-        "suite": loaded.name,
-        "entry": "bptt-arctan",
-        "algorithm": "bptt-arctan",
-        "budget": made_with,
-        "trials": [
-            {"number": k, "values": {"lr": lr}, "val_top1": 90.0, "status": "ok", "run_id": f"x{k}"}
-            for k in range(made_with["trials"])
-        ],
-        "chosen": {"values": {"lr": lr}, "val_top1": 90.0, "trial": 0},
-    }
-    path = out / loaded.name / "tuning" / "bptt-arctan.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record))
-    return path
+    per_T = loaded.tuning.per_T
+    paths = []
+    for T in loaded.timesteps if per_T else [loaded.tuning.T]:
+        made_with = {
+            "trials": loaded.tuning.trials,
+            "T": T,
+            "seed": loaded.tuning.seed,
+            "budget": loaded.tuning.budget or loaded.default_budget,
+            **budget,
+        }
+        record = {
+            "suite": loaded.name,
+            "entry": "bptt-arctan",
+            "algorithm": "bptt-arctan",
+            "budget": made_with,
+            "trials": [
+                {"number": k, "values": {"lr": lr}, "val_top1": 90.0, "status": "ok", "run_id": f"x{k}"}
+                for k in range(made_with["trials"])
+            ],
+            "chosen": {"values": {"lr": lr}, "val_top1": 90.0, "trial": 0},
+            **({"per_T": True} if per_T else {}),
+        }
+        paths.append(out / loaded.name / "tuning" / (f"bptt-arctan_T{T}.json" if per_T else "bptt-arctan.json"))
+        paths[-1].parent.mkdir(parents=True, exist_ok=True)
+        paths[-1].write_text(json.dumps(record))
+    return paths[0]
 
 
 def test_the_example_plugin_declares_the_controlled_track():

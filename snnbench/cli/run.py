@@ -195,6 +195,10 @@ def tune(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="list the studies (entry, T, trials, record) and train nothing")
     ] = False,
+    timesteps: Annotated[
+        str | None,
+        typer.Option(help="with tuning.per_T: tune only at these T (comma-separated; default: every T)"),
+    ] = None,
 ) -> None:
     """Search each entry's declared hyperparameters on the validation split, the same trials for every
     method (seeded TPE, trial 0 = the entry's values), at the suite's tuning T or, with `tuning.per_T`, at
@@ -225,7 +229,7 @@ def tune(
 
         loaded = load_suite(suite)
         if dry_run:
-            _list_studies(loaded, _names(algorithms), out, trials)
+            _list_studies(loaded, _names(algorithms), out, trials, _ints(timesteps, "--timesteps"))
             return
         if note := seed_note(loaded):
             err_console.print(f"[yellow]Warning:[/yellow] {note}", soft_wrap=True, highlight=False)
@@ -237,6 +241,7 @@ def tune(
             jobs=jobs,
             data_dir=data_dir,
             on_event=show,
+            timesteps=_ints(timesteps, "--timesteps"),
         )
     except SnnbenchError as exc:
         raise _fail(exc) from None
@@ -245,6 +250,12 @@ def tune(
         path = out / loaded.name / "tuning" / record_name(record["entry"], record_T(record))
         found.append((record["entry"], record_T(record), tuned_block(record, path)))
         scored = [t for t in record["trials"] if t["val_top1"] is not None]
+        if not scored:
+            say(
+                f"{record_label(record)}: {len(record['trials'])} trials at T={record['budget']['T']}, none "
+                f"scored (every trial failed or diverged); chosen {record['chosen']['values']}; record {path}"
+            )
+            continue
         low = min(t["val_top1"] for t in scored)
         say(
             f"{record_label(record)}: {len(record['trials'])} trials at T={record['budget']['T']}, "
@@ -268,11 +279,13 @@ def tune(
         )
 
 
-def _list_studies(loaded: Any, entries: list[str] | None, out: Path, trials: int | None) -> None:
+def _list_studies(
+    loaded: Any, entries: list[str] | None, out: Path, trials: int | None, timesteps: list[int] | None
+) -> None:
     """``tune --dry-run``: one line per study that ``tune`` would run (entry, T, trials, record file)."""
     from snnbench.tuning import record_name, tuned_per_T, tuning_specs
 
-    specs = tuning_specs(loaded, entries)
+    specs = tuning_specs(loaded, entries, timesteps)
     count = trials or loaded.tuning.trials
     for spec in specs:
         per_T = tuned_per_T(loaded, spec.algorithm)
