@@ -38,13 +38,11 @@ TIE_METRICS: dict[str, Metric] = {
             True,
             f"test top-1 by the method's own read-out ({OWN_RULE}; secondary, where it differs from top1)",
         ),
-        Metric(
-            "tie_fraction", "fraction", False, "test samples whose top class score is shared by 2+ classes"
-        ),
+        # shares are unitless in METRICS (activation_sparsity): desire-bp's records made before the rule carry
+        # a tie_fraction of their own (same definition), and their pages name no unit for it
+        Metric("tie_fraction", "", False, "share (0-1) of test samples whose top class score is tied"),
         Metric("val_top1_official_ties", "%", True, f"val_top1 by the method's own read-out ({OWN_RULE})"),
-        Metric(
-            "val_tie_fraction", "fraction", False, "validation samples whose top score is tied (final net)"
-        ),
+        Metric("val_tie_fraction", "", False, "share (0-1) of validation samples whose top score is tied"),
         Metric(
             "top1_val_selected_official_ties",
             "%",
@@ -53,9 +51,9 @@ TIE_METRICS: dict[str, Metric] = {
         ),
         Metric(
             "val_selected_tie_fraction",
-            "fraction",
+            "",
             False,
-            "test samples with a tied top score, network of the validation-selected epoch",
+            "share (0-1) of test samples with a tied top score, network of the validation-selected epoch",
         ),
     ]
 }
