@@ -7,11 +7,13 @@ import itertools
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
 from snnbench.algorithms import algorithms
 from snnbench.grid import run_suite
+from snnbench.leaderboard import build
 from snnbench.ties import PROTOCOL, as_scored_by, tie_aware_top1
 
 PLUGIN = Path(__file__).parent / "fixtures" / "plugins" / "testing_methods.py"
@@ -114,3 +116,98 @@ def test_the_runner_scores_tied_outputs_by_the_expected_rule(plugins, write_suit
     assert m["top1_val_selected"] == pytest.approx(10.0) and m["val_selected_tie_fraction"] == 1.0
     assert m["top1_val_selected_official_ties"] == pytest.approx(class0)
     assert all(row["val_top1"] == pytest.approx(10.0) for row in record.history)
+
+
+def ruled(entry: str, T: int, seed: int, top1: float, ties: float, own: float):
+    """A leaderboard record scored by the tie rule: :func:`test_leaderboard.record` and its fields."""
+    from test_leaderboard import record
+
+    old = record(entry, T, seed, top1, test_size=360)
+    metrics = {**old.metrics, "tie_fraction": ties, "top1_official_ties": own}
+    return old.model_copy(update={"metrics": metrics, "metrics_protocol": dict(PROTOCOL)})
+
+
+@pytest.fixture
+def mixed(write_suite, tmp_path):
+    """desire-bp at T = 2 scored by the rule (3 seeds), bptt at T = 2 made before it (3 seeds)."""
+    from test_leaderboard import record
+
+    from snnbench.records import RecordStore
+    from snnbench.suite import load_suite
+
+    suite = load_suite(
+        write_suite(
+            {"seeds": [0, 1, 2], "algorithms": {"bptt": {"arch": "mlp"}, "desire-bp": {"arch": "mlp"}}}
+        )
+    )
+    store = RecordStore(tmp_path / "results", "tiny")
+    for seed in range(3):
+        store.save(ruled("desire-bp", 2, seed, 30.0 + seed, 0.69, 33.7))
+        store.save(record("bptt", 2, seed, 60.0 + seed, test_size=360))
+    return suite, store
+
+
+def test_old_records_never_share_a_row_with_records_of_the_rule(mixed):
+    from test_leaderboard import record
+
+    from snnbench.leaderboard import select_records
+    from snnbench.records import load_records
+    from snnbench.rows import row_problems
+
+    suite, store = mixed
+    store.save(record("desire-bp", 2, 0, 20.0, test_size=360).model_copy(update={"run_id": "old-desire"}))
+    df = select_records(load_records(store.root), suite)
+    table = build(df)
+    rows = table[table["algorithm"].str.startswith("desire-bp")]
+    assert len(rows) == 2 and sorted(rows["n"]) == [1, 3]  # the old seed 0 is a row of its own
+    assert sorted(rows["ties_rule"]) == ["expected-uniform", "lowest-index"]
+    assert any("metrics_protocol" in p for p in row_problems(df, "tiny"))  # --check refuses the mix
+
+
+def test_the_leaderboard_shows_ties_and_the_own_read_out_where_records_have_the_rule(mixed):
+    from snnbench.leaderboard import select_records, to_markdown
+    from snnbench.records import load_records
+
+    suite, store = mixed
+    df = select_records(load_records(store.root), suite)
+    tables = {"official": build(df)}
+    rows = tables["official"].set_index("algorithm")
+    assert rows.loc["desire-bp", "tie_fraction_mean"] == pytest.approx(0.69)
+    assert math.isnan(rows.loc["bptt", "tie_fraction_mean"])  # an old record's figure is never read
+    markdown = to_markdown(tables, suite, len(df), [], "smoke")
+    assert "| 1 | bptt | 61.00 ± 2.48 | [58.52, 63.48] | 3 | ✓ | n/a (lowest index) |" in markdown
+    assert "| desire-bp | 31.00 ± 2.48 | [28.52, 33.48] | 3 |  | 69.0 |" in markdown
+    line = next(row for row in markdown.splitlines() if row.startswith("| 2 | desire-bp | 2 |"))
+    assert "| 69.0 | 33.70 |" in line  # All rows: ties and the method's own read-out, secondary
+    assert "| n/a (lowest index) | = top-1 |" in next(r for r in markdown.splitlines() if "| bptt | 2 |" in r)
+    assert "**ties (%)**" in markdown and "uniform random tie-breaking" in markdown
+
+
+def test_tables_of_old_records_only_are_unchanged(write_suite, tmp_path):
+    from test_leaderboard import record
+
+    from snnbench.leaderboard import TIE_COLUMNS
+
+    df = pd.DataFrame([{**record("bptt", 2, s, 60.0 + s).model_dump(), "top1": 60.0 + s} for s in range(2)])
+    df["track"], df["ties_rule"] = "official", "lowest-index"
+    table = build(df)
+    assert not set(TIE_COLUMNS) & set(table.columns)
+
+
+def test_compare_and_site_show_the_ties_column(mixed, tmp_path):
+    from snnbench.compare import compare, to_markdown
+    from snnbench.leaderboard import select_records
+    from snnbench.records import load_records
+    from snnbench.report import write_site
+
+    suite, store = mixed
+    df = select_records(load_records(store.root), suite)
+    rows = compare(df, suite, "desire-bp", ["bptt"])
+    text = to_markdown(rows, "desire-bp")
+    assert "| ties (%) | verdict |" in text and "| 69.0 / n/a (lowest index) |" in text
+    assert "other tie rule" in text and "uniform random tie-breaking" in text
+    write_site(suite, store.root, tmp_path / "site")
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert "<th>ties %</th>" in index and "n/a (lowest index)" in index
+    page = next((tmp_path / "site" / "runs").glob("desire-bp_*.html")).read_text()
+    assert "69.0 % of test images tied" in page and "33.70 %" in page
