@@ -155,12 +155,16 @@ def test_old_records_never_share_a_row_with_records_of_the_rule(mixed):
     from snnbench.rows import row_problems
 
     suite, store = mixed
-    store.save(record("desire-bp", 2, 0, 20.0, test_size=360).model_copy(update={"run_id": "old-desire"}))
+    old = record("desire-bp", 2, 0, 20.0, test_size=360)  # desire-bp's records always had a tie_fraction
+    store.save(
+        old.model_copy(update={"run_id": "old-desire", "metrics": {**old.metrics, "tie_fraction": 0.5}})
+    )
     df = select_records(load_records(store.root), suite)
     table = build(df)
     rows = table[table["algorithm"].str.startswith("desire-bp")]
     assert len(rows) == 2 and sorted(rows["n"]) == [1, 3]  # the old seed 0 is a row of its own
     assert sorted(rows["ties_rule"]) == ["expected-uniform", "lowest-index"]
+    assert sorted(rows["tie_fraction_mean"].fillna(-1)) == [-1, pytest.approx(0.69)]  # never an old figure
     assert any("metrics_protocol" in p for p in row_problems(df, "tiny"))  # --check refuses the mix
 
 
@@ -211,3 +215,15 @@ def test_compare_and_site_show_the_ties_column(mixed, tmp_path):
     assert "<th>ties %</th>" in index and "n/a (lowest index)" in index
     page = next((tmp_path / "site" / "runs").glob("desire-bp_*.html")).read_text()
     assert "69.0 % of test images tied" in page and "33.70 %" in page
+
+
+def test_a_checkpoint_written_before_the_rule_is_not_resumed():
+    from types import SimpleNamespace
+
+    from snnbench.runner import checkpoint_problem
+
+    spec = SimpleNamespace(run_id="r", spec_hash="h", seed=0, epochs=3)
+    checkpoint = {"source_sha256": "s", "run_id": "r", "spec_hash": "h", "seed": 0, "epoch": 1}
+    checkpoint["history"] = [{"epoch": 1}]
+    assert "tie rule" in checkpoint_problem(checkpoint, spec, "s")  # its validation top-1s: lowest index
+    assert checkpoint_problem({**checkpoint, "metrics_protocol": dict(PROTOCOL)}, spec, "s") is None
