@@ -41,6 +41,7 @@ from scipy import stats
 from snnbench.errors import SnnbenchError
 from snnbench.rows import MACHINES, Row, group_rows
 from snnbench.suite import Suite
+from snnbench.ties import OLD_RULE, OWN_RULE, RULE
 
 ALPHA, POWER, RESAMPLES = 0.05, 0.80, 10_000
 
@@ -86,6 +87,15 @@ class Comparison:
     verdict: str
     new_machine: str = ""  # the machine kind(s) the method's records ran on (snnbench.rows.machine_kind)
     base_machine: str = ""  # the baseline's ("" for a published figure)
+    new_rule: str = ""  # the tie rule that made the method's top-1 (snnbench.ties.rule_of; "" unknown)
+    base_rule: str = ""  # the baseline's ("" for a published figure)
+    new_ties: float = math.nan  # mean share of tied test images over the method's seeds (its rule's records)
+    base_ties: float = math.nan
+
+    @property
+    def other_rule(self) -> bool:
+        """Whether the method's and a measured baseline's top-1 were made by different tie rules."""
+        return self.kind == "measured" and self.new_rule != self.base_rule
 
     @property
     def other_machine(self) -> bool:
@@ -393,6 +403,14 @@ def compare(
         rows = found[0].records if found else ok.iloc[:0]
         return {int(s): float(v) for s, v in zip(rows["seed"], rows["top1"], strict=True)}
 
+    def ties(entry: str, T: int) -> tuple[str, float]:
+        found = rows_at.get((entry, T), [])
+        records = found[0].records if found else ok.iloc[:0]
+        rules = sorted({str(r) for r in records.get("ties_rule", pd.Series(dtype=object)).dropna()})
+        rule = "/".join(rules)
+        shares = pd.to_numeric(records.get("tie_fraction", pd.Series(dtype=float)), errors="coerce")
+        return rule, float(shares.mean()) if rule == RULE and shares.notna().any() else math.nan
+
     def machines(entry: str, T: int) -> str:
         found = rows_at.get((entry, T), [])
         records = found[0].records if found else ok.iloc[:0]
@@ -416,13 +434,22 @@ def compare(
             if base:
                 row, sigma, paired = _measured(new, base, int(T), name, test_size([method, name], int(T)))
                 where = {"new_machine": machines(method, int(T)), "base_machine": machines(name, int(T))}
+                (new_rule, new_ties), (base_rule, base_ties) = ties(method, int(T)), ties(name, int(T))
+                where |= {
+                    "new_rule": new_rule,
+                    "base_rule": base_rule,
+                    "new_ties": new_ties,
+                    "base_ties": base_ties,
+                }
                 found.append((replace(row, **where), sigma, paired))
         algorithm = ok.loc[ok["entry"] == method, "algorithm"].iloc[0]
         for ref in suite.reference:
             if ref.T == T and ref.algorithm in (method, algorithm):
                 name = f"{ref.algorithm} ({ref.source})"
                 row, sigma, paired = _published(new, ref.top1, int(T), name, test_size([method], int(T)))
-                found.append((replace(row, new_machine=machines(method, int(T))), sigma, paired))
+                new_rule, new_ties = ties(method, int(T))
+                where = {"new_machine": machines(method, int(T)), "new_rule": new_rule, "new_ties": new_ties}
+                found.append((replace(row, **where), sigma, paired))
     if not found:
         raise SnnbenchError(f"no T at which {method} and the baselines both have records")
     adjusted = holm([row.p_value for row, _, _ in found])
@@ -465,8 +492,20 @@ def _se(values: tuple[float, ...]) -> str:
     return f"{low:.2f}" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}–{high:.2f}"
 
 
-def cells(r: Comparison) -> dict[str, str]:
-    """One row's displayed cells (the markdown table and the terminal table)."""
+def has_ties(rows: list[Comparison]) -> bool:
+    """Whether any compared row was scored by the common tie rule (then the tables show a ties column)."""
+    return any(RULE in (r.new_rule, r.base_rule) for r in rows)
+
+
+def _ties(rule: str, share: float) -> str:
+    if rule != RULE:
+        return OLD_RULE
+    return f"{100 * share:.1f}" if math.isfinite(share) else "–"
+
+
+def cells(r: Comparison, ties: bool = False) -> dict[str, str]:
+    """One row's displayed cells (the markdown table and the terminal table); ``ties``: with the ties cell
+    (the method's and the baseline's tie share, %), for rows where :func:`has_ties`."""
     base = f"{r.base_mean:.2f}" + (
         f" ± {r.base_std:.2f} (n={r.base_n}; SE/run {_se(r.base_binomial_se)})"
         if r.kind == "measured"
@@ -480,6 +519,10 @@ def cells(r: Comparison) -> dict[str, str]:
             if "another CPU family" in verdict
             else f"; other machine: up to ±{r.tolerance:.2f} points may be the CPU"
         )
+    if r.other_rule:
+        verdict += "; other tie rule: one top-1 gave a tie to the lowest class index"
+    base_ties = _ties(r.base_rule, r.base_ties) if r.kind == "measured" else "–"
+    shown = {"ties": f"{_ties(r.new_rule, r.new_ties)} / {base_ties}"}
     return {
         "T": str(r.T),
         "new": f"{r.new_mean:.2f} ± {r.new_std:.2f} (n={r.new_n}; SE/run {_se(r.new_binomial_se)})",
@@ -488,6 +531,7 @@ def cells(r: Comparison) -> dict[str, str]:
         "Δ": f"{r.difference:+.2f} = {images:+.1f} images [{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
         "exact p": f"{r.test}, {_p(r.p_value)} (min {_p(r.p_min)}); Holm {_p(r.p_holm)}",
         "t p": f"{r.t_test}, {_p(r.t_p_value)}",
+        **(shown if ties else {}),
         "verdict": verdict,
     }
 
@@ -523,8 +567,15 @@ def notes(rows: list[Comparison]) -> list[str]:
         + f" seeds: smallest two-sided p {p:.3g}."
         for test, n, m, p in smallest
     )
+    tie_note = [
+        f"Ties (% of test images, method / baseline): top-1 counts a tied image as 1/k correct when its "
+        f"label is among the k tied classes (expected accuracy under uniform random tie-breaking, "
+        f"snnbench.ties); {OLD_RULE}: records made before that rule, whose top-1 is the method's own "
+        f"read-out ({OWN_RULE})."
+    ]
     return [
         machine_note(rows),
+        *(tie_note if has_ties(rows) else []),
         f"{image}; SE/run: each run's binomial standard error, 100·√(p(1−p)/N) points.",
         f"Exact test: sign-flip of the paired per-seed differences (two-group permutation when the seeds "
         f"differ); Holm-corrected over the {rows[0].comparisons} comparison(s) of this invocation.{floors}",
@@ -536,11 +587,12 @@ def notes(rows: list[Comparison]) -> list[str]:
 
 def to_markdown(rows: list[Comparison], method: str) -> str:
     """A table for papers and READMEs, with the notes under it."""
+    ties = has_ties(rows)
     lines = [
         f"| T | {method} | baseline | baseline top-1 | Δ (images) [95 % CI] | exact test, p (min); Holm "
-        "| t-test, p | verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        "| t-test, p |" + (" ties (%) |" if ties else "") + " verdict |",
+        "|---|---|---|---|---|---|---|" + ("---|" if ties else "") + "---|",
     ]
     for r in rows:
-        lines.append("| " + " | ".join(cells(r).values()) + " |")
+        lines.append("| " + " | ".join(cells(r, ties).values()) + " |")
     return "\n".join(lines) + "\n\n" + "\n\n".join(notes(rows)) + "\n"

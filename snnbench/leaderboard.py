@@ -30,6 +30,9 @@ from snnbench.metrics import METRICS
 from snnbench.records import load_records
 from snnbench.rows import MACHINES, group_rows, machine_counts
 from snnbench.suite import TRACKS, Suite
+from snnbench.ties import OLD_RULE, OWN_RULE, RULE
+
+TIE_COLUMNS = ["ties_rule", "tie_fraction_mean", "top1_official_ties_mean"]  # only in tables of the rule
 
 # metric columns shown by default after the accuracy columns, when present in the records
 DEFAULT_COLUMNS: list[str] = ["spike_rate", "synops_per_sample", "energy_nj", "train_time_s"]
@@ -197,6 +200,12 @@ def build(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
             else:
                 values = sorted({str(v) for v in group.get(column, pd.Series(dtype=object)).dropna()})
                 row[column] = "/".join(values) if values else "–"
+        rules = sorted({str(r) for r in group["ties_rule"]}) if "ties_rule" in group else ["lowest-index"]
+        row["ties_rule"] = "/".join(rules)  # one rule per row: it is part of the row identity
+        ruled = ok[ok["ties_rule"] == RULE] if "ties_rule" in ok else ok.iloc[:0]
+        for column in ("tie_fraction", "top1_official_ties"):  # the rule's figures; never an old record's
+            values = pd.to_numeric(ruled[column], errors="coerce") if column in ruled else pd.Series()
+            row[f"{column}_mean"] = values.mean() if len(values) and rules == [RULE] else math.nan
         if "top1_val_selected" in ok and ok["top1_val_selected"].notna().any():
             row["top1_val_selected_mean"] = pd.to_numeric(ok["top1_val_selected"], errors="coerce").mean()
         for column in columns:
@@ -204,6 +213,8 @@ def build(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
                 row[f"{column}_mean"] = pd.to_numeric(ok[column], errors="coerce").mean()
         rows.append(row)
     table = pd.DataFrame(rows)
+    if not (table["ties_rule"] == RULE).any():  # records made before the tie rule only: tables as they were
+        table = table.drop(columns=TIE_COLUMNS)
     intervals = [
         None if r["at_chance"] or math.isnan(r["top1_ci95"]) else (r["top1_ci_low"], r["top1_ci_high"])
         for r in rows
@@ -301,6 +312,41 @@ def _rank(row: dict[str, Any], key: str = "rank") -> str:
     if not pd.isna(row[key]):
         return str(int(row[key]))
     return "– (chance)" if row["at_chance"] else "– (n < 2)"
+
+
+def has_ties(table: pd.DataFrame) -> bool:
+    """Whether ``table`` holds rows scored by the common tie rule (then it shows the tie columns)."""
+    return "ties_rule" in table
+
+
+def ties_cell(row: dict[str, Any]) -> str:
+    """A row's tie share (% of test images whose top score is tied, mean over seeds), or :data:`OLD_RULE`
+    for a row whose records predate the rule (their top-1 gave a tie to the lowest class index)."""
+    if row.get("ties_rule") != RULE:
+        return OLD_RULE
+    return _fmt(100.0 * row["tie_fraction_mean"], 1) if not pd.isna(row["tie_fraction_mean"]) else "–"
+
+
+def own_cell(row: dict[str, Any]) -> str:
+    """A row's top-1 by the method's own read-out (secondary): its mean where it differs from the row's
+    top-1 by the common rule, ``= top-1`` where it does not (and for a row made before the rule)."""
+    if row.get("ties_rule") != RULE or pd.isna(row["top1_official_ties_mean"]):
+        return "= top-1"
+    own = row["top1_official_ties_mean"]
+    return "= top-1" if _fmt(own) == _fmt(row["top1_mean"]) else _fmt(own)
+
+
+def ties_legend() -> list[str]:
+    """The legend's lines on the tie rule (tables that hold rows scored by it)."""
+    return [
+        "- **ties (%)**: test images whose top class score is shared by two or more classes, mean over "
+        "seeds. *top-1* counts such an image as 1/k correct when its label is among the k tied classes: "
+        "the expected accuracy under uniform random tie-breaking, one rule for every method, applied by the "
+        f"runner (`snnbench.ties`). *{OLD_RULE}*: the row's records were made before the rule; their "
+        f"top-1 is the method's own read-out ({OWN_RULE}) and the row never pools with rows of the rule.",
+        f"- **top-1, own read-out (%)**: the method's own read-out ({OWN_RULE}), mean over seeds, shown "
+        "where it differs from top-1 (secondary; `top1_official_ties` in the records).",
+    ]
 
 
 def _apart(rows: pd.DataFrame) -> str:
@@ -480,6 +526,8 @@ def to_markdown(
     lines += legend(suite)
     if machines:
         lines[-1:-1] = machine_legend(machines)  # before the legend's closing blank line
+    if any(has_ties(table) for table in tables.values()):
+        lines[-1:-1] = ties_legend()
     for track, table in tables.items():
         if machines:
             table = machine_marks(table, machines)
@@ -517,14 +565,17 @@ def _per_T_markdown(table: pd.DataFrame) -> list[str]:
     for T, ranked, chance, few in per_T(table):
         lines += [f"#### T = {T}", ""]
         if len(ranked):
+            ties = has_ties(table)
             lines += [
-                "| # | algorithm | top-1 (%) | 95 % CI | n | latency front |",
-                "|---|---|---|---|---|---|",
+                "| # | algorithm | top-1 (%) | 95 % CI | n | latency front |"
+                + (" ties (%) |" if ties else ""),
+                "|---|---|---|---|---|---|" + ("---|" if ties else ""),
             ]
             for row in ranked.to_dict("records"):
                 lines.append(
                     f"| {_rank(row, 'rank_at_T')} | {row['algorithm']} | {_top1(row)} | {_interval(row)} | "
                     f"{row['n']} | {'✓' if row['latency_front'] else ''} |"
+                    + (f" {ties_cell(row)} |" if ties else "")
                 )
             lines.append("")
         if len(chance):
@@ -555,10 +606,14 @@ def _front_markdown(table: pd.DataFrame) -> list[str]:
 
 def _markdown_table(table: pd.DataFrame) -> list[str]:
     selected = "top1_val_selected_mean" in table
+    ties = has_ties(table)
     extra = [
-        c for c in table.columns if c.endswith("_mean") and c not in ("top1_mean", "top1_val_selected_mean")
+        c
+        for c in table.columns
+        if c.endswith("_mean") and c not in ("top1_mean", "top1_val_selected_mean", *TIE_COLUMNS)
     ]
     header = ["#", "algorithm", "T", "top-1 (%)", "95 % CI", "n"]
+    header += ["ties (%)", "top-1, own read-out (%)"] if ties else []
     header += ["val-selected (%)"] if selected else []
     header += ["arch", "params", "epochs", "batch", "encoding", "preprocess", "tuning"]
     header += [f"{c[:-5]} ({METRICS[c[:-5]].unit})" for c in extra]
@@ -567,6 +622,7 @@ def _markdown_table(table: pd.DataFrame) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.to_dict("records"):
         cells = [_rank(row), row["algorithm"], str(row["T"]), _top1(row), _interval(row), str(row["n"])]
+        cells += [ties_cell(row), own_cell(row)] if ties else []
         if selected:
             cells.append(_fmt(row.get("top1_val_selected_mean")))
         cells += [str(row[c]) for c in SETUP_COLUMNS]
@@ -596,6 +652,9 @@ COLUMNS = {
     "n_failed": "runs that raised an error",
     "stale": "records made by another version or source of the method than the current one",
     "seeds": "seeds of the ok runs",
+    "ties_rule": "the tie rule that made the row's top-1: expected-uniform (snnbench.ties: expected accuracy "
+    "under uniform random tie-breaking) or lowest-index (records made before it: argmax, the method's own "
+    "read-out)",
     "machine": "the machine kind(s) the row's records ran on (snnbench.rows.machine_kind), joined by ' + '",
     "track": "controlled (one set-up for every method), official (each paper's set-up) or extra",
     "arch": "architecture(s) of the runs",

@@ -58,6 +58,9 @@ class RunRecord(BaseModel):
     status: Status
     error: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
+    # how the runner scored the metrics: {"ties": "expected-uniform"} (snnbench.ties); None: a record made
+    # before the rule, whose top1 is the method's own read-out (argmax, a tie to the lowest class index)
+    metrics_protocol: dict[str, str] | None = None
     history: list[dict[str, Any]] = Field(default_factory=list)
     dataset_provenance: dict[str, Any] = Field(default_factory=dict)
     environment: dict[str, Any] = Field(default_factory=dict)
@@ -175,6 +178,7 @@ _NON_NEGATIVE_UNITS = {"count", "B", "s", "1/s", "MiB", "ms", "steps", "ops", "n
 
 def _metric_range(name: str) -> tuple[float, float] | None:
     from snnbench.metrics import METRICS
+    from snnbench.ties import TIE_METRICS  # noqa: F401 - declares the tie metrics in METRICS
 
     metric = METRICS.get(name)
     if metric is None:
@@ -337,8 +341,11 @@ def row_identity(record: RunRecord) -> dict[str, Any]:
     """What a leaderboard row's records share, as plain JSON: the full resolved spec less the seed and the
     fields that cannot change the numbers, the record's own suite, version, entry, method, code version,
     dataset, T and budget (so that a record of another suite, dataset, set-up or method version never
-    joins a row). The method's source hash is not part of it: a changed source only flags a row stale."""
-    return {
+    joins a row), and the record's ``metrics_protocol`` where it has one (a record scored by the common tie
+    rule never joins a row of records made before it, whose top-1 gave a tie to the lowest index; records
+    without one keep the identity they always had). The method's source hash is not part of it: a changed
+    source only flags a row stale."""
+    identity = {
         "suite": record.suite,
         "suite_version": record.suite_version,
         "entry": record.entry,
@@ -349,12 +356,16 @@ def row_identity(record: RunRecord) -> dict[str, Any]:
         "budget": record.budget,
         "spec": {k: v for k, v in record.spec.items() if k not in _NOT_IDENTITY},
     }
+    if record.metrics_protocol is not None:
+        identity["metrics_protocol"] = record.metrics_protocol
+    return identity
 
 
 def load_records(path: str | Path) -> Any:
     """Records of a ``runs`` directory (or a suite directory) as a pandas DataFrame, one row per run.
 
-    Columns: the record's scalar fields, one column per metric, the set-up columns, ``row_key`` and
+    Columns: the record's scalar fields, one column per metric, the set-up columns, ``ties_rule`` (which tie
+    rule made ``top1``: :func:`snnbench.ties.rule_of`), ``row_key`` and
     ``row_identity`` (:func:`row_identity`: which records may share a leaderboard row), ``content_key`` (the
     record's content hash: copies under two file names share it), ``file`` and ``machine``
     (:func:`snnbench.rows.machine_kind`).
@@ -363,6 +374,7 @@ def load_records(path: str | Path) -> Any:
 
     from snnbench.rows import machine_kind
     from snnbench.suite import canonical_sha256
+    from snnbench.ties import rule_of
 
     path = Path(path)
     runs = path / "runs" if (path / "runs").is_dir() else path
@@ -374,10 +386,11 @@ def load_records(path: str | Path) -> Any:
         row = {
             key: value
             for key, value in record.model_dump().items()
-            if not isinstance(value, (dict, list)) or key == "metrics"
+            if (not isinstance(value, (dict, list)) or key == "metrics") and key != "metrics_protocol"
         }
         row.update(row.pop("metrics"))
         row.update(setup_columns(record.spec))
+        row["ties_rule"] = rule_of(record.metrics_protocol)  # which rule made top1 (snnbench.ties)
         identity = row_identity(record)
         row["row_key"] = canonical_sha256(identity)  # what a leaderboard row is: snnbench.rows
         row["row_identity"] = json.dumps(identity, sort_keys=True)

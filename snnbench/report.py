@@ -27,17 +27,22 @@ from snnbench.leaderboard import (
     _interval,
     _top1,
     by_track,
+    has_ties,
     label_tuning,
     machine_legend,
     machine_marks,
+    own_cell,
     per_T,
     select_records,
+    ties_cell,
+    ties_legend,
 )
 from snnbench.metrics import METRICS
 from snnbench.plots import AXES, BEST_LABEL, FRONT_LABEL, PlotData, plot_data
 from snnbench.records import RunRecord, atomic_write_bytes, read_record
 from snnbench.rows import group_rows, machine_counts
 from snnbench.suite import TRACKS, Suite
+from snnbench.ties import OWN_RULE, RULE, rule_of
 
 ASSETS = Path(__file__).parent / "assets"
 COPIED = ["plotly-basic.min.js", "plotly-LICENSE.txt", "site.js", "site.css"]
@@ -167,6 +172,8 @@ def _leaderboard(table: pd.DataFrame, runs: dict[tuple[str, int], list[tuple[int
     setup = [c for c in SETUP_COLUMNS if c in table]
     heads = [("rank", "#"), ("algorithm", "algorithm"), ("T", "T"), ("top1", "top-1 %"), ("ci", "± 95 % CI")]
     heads += [("n", "n"), ("rank_at_T", "# at T"), ("front", "latency front")]
+    ties = has_ties(table)
+    heads += [("ties", "ties %"), ("own", "top-1, own read-out %")] if ties else []
     heads += [("selected", "val-selected %")] if selected else []
     heads += [(c, c.replace("_size", "")) for c in setup]
     heads += [(c, f"{LEADERBOARD_METRICS[c]} ({METRICS[c].unit})") for c in metrics]
@@ -179,6 +186,7 @@ def _leaderboard(table: pd.DataFrame, runs: dict[tuple[str, int], list[tuple[int
         cells = [_rank_cell(row, "rank"), f"<td>{_name(row)}</td>", _cell(int(row["T"]))]
         cells += [_cell(row["top1_mean"]), _cell(row["top1_ci95"]), _cell(int(row["n"]))]
         cells += [_rank_cell(row, "rank_at_T"), f"<td>{'✓' if row['latency_front'] else ''}</td>"]
+        cells += [_text_cell(ties_cell(row)), _text_cell(own_cell(row))] if ties else []
         cells += [_cell(row["top1_val_selected_mean"])] if selected else []
         cells += [f"<td>{_e(str(row[c]))}</td>" for c in setup]
         cells += [_cell(row[f"{c}_mean"], 3) for c in metrics]
@@ -192,6 +200,16 @@ def _leaderboard(table: pd.DataFrame, runs: dict[tuple[str, int], list[tuple[int
         f'<table class="sortable" id="leaderboard-{key}" data-filter="filter-{key}">'
         f"<thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table>"
     )
+
+
+def _text_cell(text: str) -> str:
+    """A cell shown as ``text`` (a number, or ``n/a (lowest index)``, ``= top-1``): a number sorts by value,
+    a word sorts last."""
+    try:
+        value = str(float(text))
+    except ValueError:
+        value = ""
+    return f'<td class="num" data-v="{value}">{_e(text)}</td>'
 
 
 def _name(row: dict[str, Any]) -> str:
@@ -210,17 +228,22 @@ def _rank_cell(row: dict[str, Any], key: str) -> str:
 def _per_T(table: pd.DataFrame) -> str:
     """The primary view: one small table per T with tied ranks and 95 % CIs; rows at chance listed apart."""
     parts = ['<h3>Top-1 at each T</h3><div class="per-t">']
+    ties = has_ties(table)
     for T, ranked, chance, few in per_T(table):
         rows = "".join(
             f"<tr><td>{int(r['rank_at_T'])}</td><td>{_name(r)}</td><td>{_top1(r)}</td>"
-            f"<td>{_interval(r)}</td><td>{r['n']}</td><td>{'✓' if r['latency_front'] else ''}</td></tr>"
+            f"<td>{_interval(r)}</td><td>{r['n']}</td><td>{'✓' if r['latency_front'] else ''}</td>"
+            + (f"<td>{_e(ties_cell(r))}</td>" if ties else "")
+            + "</tr>"
             for r in ranked.to_dict("records")
         )
         parts.append(f"<h4>T = {T}</h4>")
         if rows:
             parts.append(
                 "<table><thead><tr><th>#</th><th>algorithm</th><th>top-1 %</th><th>95 % CI</th><th>n</th>"
-                f"<th>latency front</th></tr></thead><tbody>{rows}</tbody></table>"
+                "<th>latency front</th>"
+                + ("<th>ties %</th>" if ties else "")
+                + f"</tr></thead><tbody>{rows}</tbody></table>"
             )
         for what, rows_apart in (("at chance", chance), ("fewer than two ok seeds", few)):
             if len(rows_apart):
@@ -263,8 +286,14 @@ def _index(suite: Suite, df: pd.DataFrame, budget: str) -> str:
         f'<p class="muted">{_e(line.removeprefix("- ").replace("**", "").replace("`", ""))}</p>'
         for line in machine_legend(machines)
     ]
+    tables = by_track(df)
+    if any(has_ties(table) for table in tables.values()):
+        body += [
+            f'<p class="muted">{_e(line.removeprefix("- ").replace("*", "").replace("`", ""))}</p>'
+            for line in ties_legend()
+        ]
     tracks = df["track"] if "track" in df else pd.Series(["official"] * len(df), index=df.index)
-    for track, table in by_track(df).items():
+    for track, table in tables.items():
         table = machine_marks(table, machines)  # the rows, each with its machine kind marked
         runs = {  # the leaderboard's rows (snnbench.rows), each seed once
             (row.label, row.T): sorted(
@@ -298,6 +327,22 @@ def reproduce_command(record: RunRecord) -> str:
     )
 
 
+def _tie_lines(record: RunRecord) -> list[tuple[str, Any]]:
+    """The summary's tie line of a record scored by the common rule (none for a record made before it)."""
+    if rule_of(record.metrics_protocol) != RULE:
+        return []
+    m = record.metrics
+    ties = m.get("tie_fraction")
+    return [
+        (
+            "tie rule",
+            "top-1 is the expected accuracy under uniform random tie-breaking"
+            + (f"; {100 * ties:.1f} % of test images tied" if isinstance(ties, (int, float)) else "")
+            + f"; the method's own read-out ({OWN_RULE}): {_num(m.get('top1_official_ties'))} %",
+        )
+    ]
+
+
 def record_sections(record: RunRecord, suite: Suite | None = None) -> list[tuple[str, list[tuple[str, Any]]]]:
     """A record as titled key/value sections (shared by the run pages and ``snnbench show``)."""
     git = record.environment.get("git", {})
@@ -308,6 +353,7 @@ def record_sections(record: RunRecord, suite: Suite | None = None) -> list[tuple
         ("T · seed · budget", f"{record.T} · {record.seed} · {record.budget}"),
         ("status", record.status + (f": {record.error}" if record.error else "")),
         ("top-1 (%)", _num(record.metrics.get("top1"))),
+        *_tie_lines(record),
         ("reproduce", f"{reproduce_command(record)}  # at revision {git.get('revision', 'unknown')}"),
     ]
     metrics = [

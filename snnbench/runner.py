@@ -41,6 +41,7 @@ from snnbench.metrics import (
 from snnbench.provenance import source_sha256
 from snnbench.records import RecordStore, RunRecord, atomic_torch_save
 from snnbench.suite import RunSpec, Validation
+from snnbench.ties import PROTOCOL, TieTop1, tie_aware_top1
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation noise (rate coding) never consumes the training generator
 # A mean epoch loss above this has exploded: cross-entropy starts near ln C and spike-count losses are
@@ -215,6 +216,10 @@ def checkpoint_problem(checkpoint: dict[str, Any], spec: RunSpec, source: str) -
     them consistently is not caught here (``snnbench reproduce`` retrains and is the check of truth)."""
     if checkpoint.get("source_sha256") != source:
         return "written by another version of the method's code"
+    if checkpoint.get("metrics_protocol") != PROTOCOL:  # its history's validation top-1s: another tie rule
+        return (
+            f"written before the tie rule {PROTOCOL} (its validation figures gave a tie to the lowest index)"
+        )
     for key, expected in (("run_id", spec.run_id), ("spec_hash", spec.spec_hash), ("seed", spec.seed)):
         if checkpoint.get(key) != expected:
             return f"{key} {str(checkpoint.get(key))[:80]!r} is not this run's {expected!r}"
@@ -229,6 +234,14 @@ def checkpoint_problem(checkpoint: dict[str, Any], spec: RunSpec, source: str) -
     if best is not None and not (isinstance(best, dict) and 0 < best.get("epoch", 0) <= epoch):
         return f"its validation-selected epoch is not one of epochs 1..{epoch}"
     return None
+
+
+def scored(algorithm: Algorithm, net: torch.nn.Module, split: Any, ctx: RunContext) -> tuple[TieTop1, Any]:
+    """Evaluate ``net`` on ``split`` and score it by the common tie rule
+    (:func:`snnbench.ties.tie_aware_top1`: expected top-1 under uniform random tie-breaking, the tie share
+    and the method's own argmax read-out); also returns the :class:`~snnbench.algorithms.Evaluation`."""
+    evaluation = algorithm.evaluate(net, split, ctx)
+    return tie_aware_top1(evaluation.logits, evaluation.labels), evaluation
 
 
 def run_one(
@@ -266,6 +279,7 @@ def run_one(
         "spec_hash": spec.spec_hash,
         "environment": environment(torch_device),
         "started_at": started,
+        "metrics_protocol": dict(PROTOCOL),  # every accuracy below: snnbench.ties.tie_aware_top1
     }
     try:
         outcome = _train_and_evaluate(
@@ -358,8 +372,10 @@ def _train_and_evaluate(
     trained_path = store.trained_path(spec.training_key)
     source = source_sha256(algorithm_cls)
     shared = _load_saved(trained_path, device) if not algorithm_cls.training_depends_on_T else None
-    if shared is not None and shared.get("source_sha256") != source:
-        shared = None  # trained by another version of the method's code: train again
+    if shared is not None and (
+        shared.get("source_sha256") != source or shared.get("metrics_protocol") != PROTOCOL
+    ):
+        shared = None  # trained by another version of the method's code, or scored by another tie rule
     elif shared is not None and len(shared.get("history") or []) != spec.epochs:
         warnings.warn(
             f"{trained_path}: refused (does not hold {spec.epochs} epochs); trained again", stacklevel=2
@@ -404,8 +420,10 @@ def _train_and_evaluate(
                 status, error = "diverged", f"epoch {epoch + 1}: {diverged}"
                 history.append({"epoch": epoch + 1, "loss": None, "seconds": seconds})
                 break
-            val_top1 = algorithm.evaluate(net, val, evaluation_context(epoch)).top1
+            val_score = scored(algorithm, net, val, evaluation_context(epoch))[0]
+            val_top1 = val_score.expected_top1  # the common tie rule also selects the epoch
             row = {"epoch": epoch + 1, "loss": loss, "val_top1": val_top1, "seconds": seconds}
+            row["val_tie_fraction"] = val_score.tie_fraction
             row.update({k: float(v) for k, v in stats.items() if k != "loss"})
             history.append(row)
             if select and (best is None or val_top1 > best["val_top1"]):
@@ -430,6 +448,7 @@ def _train_and_evaluate(
                         "spec_hash": spec.spec_hash,
                         "seed": spec.seed,
                         "best": best,
+                        "metrics_protocol": PROTOCOL,
                     },
                 )
         if status == "ok" and len(history) != spec.epochs:  # an ok record trained every epoch it claims
@@ -448,6 +467,7 @@ def _train_and_evaluate(
                         "peak_mib": peak_mib,
                         "source_sha256": source,
                         "run_id": spec.run_id,
+                        "metrics_protocol": PROTOCOL,
                     },
                 )
 
@@ -464,18 +484,28 @@ def _train_and_evaluate(
     }
     if status == "ok" and final_test:
         tick = time.perf_counter()
-        evaluation = algorithm.evaluate(net, test, evaluation_context(-1))
+        score, evaluation = scored(algorithm, net, test, evaluation_context(-1))
         metrics["inference_ms_per_sample"] = 1000.0 * (time.perf_counter() - tick) / len(test)
-        metrics["top1"] = evaluation.top1
-        metrics.update(evaluation.extra)
+        metrics.update(
+            evaluation.extra
+        )  # the method's extras first: the runner's tie figures are the ones kept
+        metrics["top1"] = score.expected_top1
+        metrics["top1_official_ties"] = score.official_top1
+        metrics["tie_fraction"] = score.tie_fraction
     if status == "ok":
         # the final network at this T (after finalize: the converted SNN, not the ANN of the history)
-        metrics["val_top1"] = algorithm.evaluate(net, val, evaluation_context(-3)).top1
+        val_score = scored(algorithm, net, val, evaluation_context(-3))[0]
+        metrics["val_top1"] = val_score.expected_top1
+        metrics["val_top1_official_ties"] = val_score.official_top1
+        metrics["val_tie_fraction"] = val_score.tie_fraction
         if best is not None and final_test:
             selected = copy.deepcopy(net)
             selected.load_state_dict(best["net"])
             algorithm.finalize(selected, train, ctx)
-            metrics["top1_val_selected"] = algorithm.evaluate(selected, test, evaluation_context(-1)).top1
+            chosen = scored(algorithm, selected, test, evaluation_context(-1))[0]
+            metrics["top1_val_selected"] = chosen.expected_top1
+            metrics["top1_val_selected_official_ties"] = chosen.official_top1
+            metrics["val_selected_tie_fraction"] = chosen.tie_fraction
             metrics["val_selected_epoch"] = best["epoch"]
         metrics.update(count_operations(algorithm, net, val, evaluation_context(-2), spec))
         metrics["connection_sparsity"] = connection_sparsity(net)

@@ -38,6 +38,7 @@ from snnbench import events as ev
 from snnbench.errors import SnnbenchError
 from snnbench.records import RecordStore, RunRecord, atomic_write_bytes, record_sha256
 from snnbench.suite import RunSpec
+from snnbench.ties import as_scored_by
 
 SPLITS = ("test", "val")
 
@@ -133,7 +134,10 @@ def reproduces(old: RunRecord, new: RunRecord) -> bool:
     between CPU models and thread counts; a different network would not give the same top-1s)."""
     if new.status != "ok" or old.status != "ok":
         return False
-    if any(new.metrics.get(key) != old.metrics.get(key) for key in ("top1", "val_top1")):
+    if any(  # like for like: a record made before the tie rule holds the method's own read-out
+        as_scored_by(old.metrics_protocol, new.metrics, new.metrics_protocol, key) != old.metrics.get(key)
+        for key in ("top1", "val_top1")
+    ):
         return False
     old_losses, new_losses = [h.get("loss") for h in old.history], [h.get("loss") for h in new.history]
     if len(old_losses) != len(new_losses):

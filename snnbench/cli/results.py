@@ -224,7 +224,7 @@ def compare(
 
     try:
         _load_plugins(plugin)
-        from snnbench.compare import cells, notes, to_frame, to_markdown
+        from snnbench.compare import cells, has_ties, notes, to_frame, to_markdown
         from snnbench.compare import compare as run_compare
         from snnbench.leaderboard import select_records
         from snnbench.records import load_records
@@ -260,11 +260,14 @@ def compare(
             "exact test, p",
             "t-test, p",
         )
-        for column in (*headings, "verdict"):
+        ties = has_ties(rows)
+        for column in (*headings, *(["ties (%)"] if ties else []), "verdict"):
             table.add_column(column, overflow="fold")
         for r in rows:
             style = {"better": "green", "worse": "red"}.get(r.verdict, "")
-            shown = list(cells(r).values())  # the verdict cell says when the baseline ran on another machine
+            shown = list(
+                cells(r, ties).values()
+            )  # the verdict cell says when the baseline ran on another machine
             shown[-1] = f"[{style}]{shown[-1]}[/{style}]" if style else shown[-1]
             table.add_row(*shown)
         console.print(table)
