@@ -60,7 +60,8 @@ def run_suite(
 
     suite = ref if isinstance(ref, Suite) else load_suite(ref)
     specs = expand(suite, overrides)
-    refuse_untuned_plugin_entries(suite, (overrides or Overrides()).algorithms, out_dir)
+    chosen = overrides or Overrides()
+    refuse_untuned_plugin_entries(suite, chosen.algorithms, out_dir, chosen.timesteps)
     resolve_device(device)  # fail before training on a bad device
     store = RecordStore(out_dir, suite.name)
     done = {}

@@ -54,6 +54,7 @@ LOSS_GROWTH = 1e3
 # the tests' 3-epoch digits budget falls 0.003 % an epoch, at chance, and is learning); a dead or saturated
 # network repeats its loss exactly (ST-RSBP's committed digits rows: the same loss for 40 epochs).
 STALL_TOLERANCE = 0.0
+STALL_MIN_EPOCHS = 3  # fewer epochs are too little evidence that a run cannot learn (a 2-epoch smoke run)
 INPUT_CHECK_CHUNK = 4096  # samples normalised at a time by the non-finite input check
 
 
@@ -160,13 +161,20 @@ def stalled(history: list[dict[str, Any]], num_classes: int, val_size: int) -> s
     """Why a finished training diverged although its loss stayed bounded, or None. Diverged: the last
     epoch's validation top-1 is at chance (:func:`snnbench.leaderboard.chance_bound` of the validation
     split) AND its loss is at least ``(1 − STALL_TOLERANCE)`` × the lowest loss of the earlier epochs (the
-    loss did not fall in the end: flat, or back up after a blow-up). Needs a validation split and two epochs;
-    a run at chance whose loss still falls is left ``ok`` (the leaderboard lists it apart, at chance)."""
+    loss did not fall in the end: flat, or back up after a blow-up). Needs a validation split and
+    ``STALL_MIN_EPOCHS`` epochs; a run at chance whose loss still falls is left ``ok`` (the leaderboard
+    lists it apart, at chance)."""
     from snnbench.leaderboard import chance_bound
 
     losses = [h.get("loss") for h in history]
     last_val = history[-1].get("val_top1") if history else None
-    if val_size < 1 or num_classes < 2 or len(losses) < 2 or None in losses or last_val is None:
+    if (
+        val_size < 1
+        or num_classes < 2
+        or len(losses) < STALL_MIN_EPOCHS
+        or None in losses
+        or last_val is None
+    ):
         return None
     bound = chance_bound(num_classes, val_size)
     lowest = min(losses[:-1])

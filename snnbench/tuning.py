@@ -478,7 +478,8 @@ def tune_suite(
     timesteps: list[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Tune every entry of the suite's tuned tracks (or ``entries``) with the same number of trials, at
-    each T of :func:`tuning_specs` (per-T studies only at ``timesteps`` when given); ``on_event`` gets a :class:`~snnbench.events.TrialFinished` per trial
+    each T of :func:`tuning_specs` (per-T studies only at ``timesteps`` when given); ``on_event`` gets a
+    :class:`~snnbench.events.TrialFinished` per trial
     (with ``jobs`` > 1, a study's trials are reported when it ends)."""
     specs = tuning_specs(suite, entries, timesteps)  # the clear error when the suite has no tuning block
     assert suite.tuning is not None
@@ -673,13 +674,16 @@ def _plugin_file(algorithm: str) -> str:
         return str(path)
 
 
-def _tuning_problem(suite: Suite, key: str, tuned: Tuned | None) -> str | None:
+def _tuning_problem(
+    suite: Suite, key: str, tuned: Tuned | None, timesteps: list[int] | None = None
+) -> str | None:
     """Why the ``tuned`` block of entry ``key`` is not a record made with the suite's tuning budget (at each
-    T of :func:`tuning_specs`: tuned per T, every T needs its own record's values)."""
+    T of :func:`tuning_specs`, only ``timesteps`` when given: tuned per T, every T run needs its own
+    record's values)."""
     assert suite.tuning is not None
     if tuned is None:
         return "it was given no tuned values (`run --tuned` takes them from its tuning record)"
-    for spec in tuning_specs(suite, [key]):
+    for spec in tuning_specs(suite, [key], timesteps):
         block = tuned.at(spec.T) if tuned_per_T(suite, spec.algorithm) else tuned
         if block is None or block.by_T is not None:
             return f"it was given no tuned values for T={spec.T} (`run --tuned` takes them from its records)"
@@ -702,19 +706,22 @@ def _tuning_problem(suite: Suite, key: str, tuned: Tuned | None) -> str | None:
 
 
 def refuse_untuned_plugin_entries(
-    suite: Suite, entries: list[str] | None = None, out_dir: str | Path = "results"
+    suite: Suite,
+    entries: list[str] | None = None,
+    out_dir: str | Path = "results",
+    timesteps: list[int] | None = None,
 ) -> None:
     """A plugin's entry (``suite_entries``) in a tuned track, such as the controlled track, where every
     built-in entry was tuned with the suite's budget, runs only with a tuning record made with that budget
     (``tune --plugin``, then ``run --tuned``); otherwise it would be ranked untuned against tuned baselines.
-    ``entries``: the selected ones (default: all)."""
+    ``entries``, ``timesteps``: the selected ones (default: all)."""
     if suite.tuning is None:
         return
     for key in suite.plugin_entries:
         entry = suite.algorithms[key]
         if (entries is not None and key not in entries) or entry.track not in suite.tuning.tracks:
             continue
-        problem = _tuning_problem(suite, key, entry.tuned)
+        problem = _tuning_problem(suite, key, entry.tuned, timesteps)
         if problem is None:
             continue
         plugin = _plugin_file(entry.algorithm or key)

@@ -49,7 +49,9 @@ def write_plugin_tuning_record(out: Path, suite: str = "digits-lowT", lr: float 
             "chosen": {"values": {"lr": lr}, "val_top1": 90.0, "trial": 0},
             **({"per_T": True} if per_T else {}),
         }
-        paths.append(out / loaded.name / "tuning" / (f"bptt-arctan_T{T}.json" if per_T else "bptt-arctan.json"))
+        paths.append(
+            out / loaded.name / "tuning" / (f"bptt-arctan_T{T}.json" if per_T else "bptt-arctan.json")
+        )
         paths[-1].parent.mkdir(parents=True, exist_ok=True)
         paths[-1].write_text(json.dumps(record))
     return paths[0]
@@ -133,7 +135,11 @@ def test_the_built_in_methods_entries_are_in_the_suite_file_and_inject_nothing(t
     monkeypatch.setattr(cls, "suite_entries", ghost)
     monkeypatch.chdir(tmp_path)  # their `tuned.record` paths are relative to the repository
     suite = load_suite("digits-lowT")
-    assert list(suite.algorithms) == list(written)  # every entry from the file, none injected
+    assert list(suite.algorithms)[: len(written)] == list(written)  # every entry of the file, in order
+    assert "ghost" not in suite.algorithms  # an in-house method's suite_entries inject nothing
+    added = set(suite.algorithms) - set(written)  # only plugins registered in this process (bptt-arctan)
+    assert added == set(suite.plugin_entries) and all(
+        algorithms.get(k).__module__ != cls.__module__ for k in added
+    )
     assert "desire-bp" in suite.algorithms and suite.algorithms["desire-bp"].track == "controlled"
-    assert suite.plugin_entries == ()
     refuse_untuned_plugin_entries(suite, ["desire-bp"])  # no error

@@ -102,7 +102,7 @@ def run(
         )
         if tuned:  # only the selected entries (at the selected T, when tuned per T) need a tuning record
             loaded = with_tuning_records(loaded, out, _names(algorithms), overrides.timesteps)
-        refuse_untuned_plugin_entries(loaded, _names(algorithms), out)
+        refuse_untuned_plugin_entries(loaded, _names(algorithms), out, overrides.timesteps)
         if dry_run or not quiet:
             grid = estimate_suite(
                 suite, overrides, out_dir=out, device=device.value, resume=resume, data_dir=data_dir,
