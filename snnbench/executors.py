@@ -581,25 +581,44 @@ def _ray(
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
     _check_ray_resources(tasks, ray.cluster_resources())
     remote: Callable[..., Any] = ray.remote(run_task)
-    refs = {}
-    for task in tasks:
+    store = RecordStore(common["out_dir"], tasks[0][0].suite) if tasks else None
+    refs: dict[Any, _Job] = {}
+
+    def submit(task: list[RunSpec], charge_first: bool = False) -> None:
+        import uuid
+
         first = task[0]
         options = {"num_cpus": first.num_cpus, "num_gpus": first.num_gpus, "max_retries": 0}
-        refs[
-            remote.options(**options).remote(
-                task,
-                common["out_dir"],
-                common["device"],
-                common["data_dir"],
-                save_models=common["save_models"],
-                recorded_since=common["recorded_since"],
-            )
-        ] = task
+        job = _Job(uuid.uuid4().hex, task, common["device"], time.time(), charge_first)
+        ref = remote.options(**options).remote(
+            task,
+            common["out_dir"],
+            common["device"],
+            common["data_dir"],
+            save_models=common["save_models"],
+            recorded_since=common["recorded_since"],
+            task_id=job.task_id,
+        )
+        refs[ref] = job
+
+    for task in tasks:
+        submit(task)
     records: list[RunRecord] = []
-    pending = list(refs)
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        done = ray.get(ready[0])
-        _finished(on_event, done, refs[ready[0]])
+    while refs:
+        ready, _ = ray.wait(list(refs), num_returns=1)
+        job = refs.pop(ready[0])
+        try:
+            done = ray.get(ready[0])
+        except ray.exceptions.RayTaskError:  # the task raised (a full disk, a bug): as the local executor
+            raise
+        except ray.exceptions.RayError as exc:  # its worker died (killed, out of memory, node lost)
+            assert store is not None
+            reason = f"Ray worker died: {str(exc).strip().splitlines()[0][:300]}"
+            done, left, charged = after_death(
+                store, job.task, job.task_id, job.sent_at, reason, job.device, charge_first=job.charge_first
+            )
+            if left:
+                submit(left, charge_first=not charged)
+        _finished(on_event, done, job.task)
         records += done
     return records

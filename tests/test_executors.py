@@ -368,3 +368,27 @@ def test_a_killed_pool_parent_takes_its_workers_with_it(write_suite, tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+@pytest.mark.slow  # 30 s on two busy cores, mostly ray.init
+def test_a_killed_ray_worker_fails_its_run_and_the_others_go_on(write_suite, tmp_path):
+    """As with the pool: the Ray worker training T = 2 is SIGKILLed; that run is recorded failed (Ray's
+    reason), T = 1 and T = 3 train. (A killed driver takes its tasks with it: Ray's own job fate sharing.)"""
+    ray = pytest.importorskip("ray")
+    from snnbench.algorithms import algorithms
+
+    if "worker-killer" not in algorithms:
+        algorithms.add_plugin_file(PLUGIN)  # before ray.init: its workers inherit the plugin list
+    budget = {"smoke": {"epochs": 1, "batch_size": 64, "train_subset": 128, "test_subset": 64}}
+    suite = {"timesteps": [1, 2, 3], "budgets": budget, "algorithms": {"worker-killer": {"arch": "mlp"}}}
+    path = write_suite(suite)
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        result = run_suite(path, out_dir=tmp_path / "ray", device="cpu", executor="ray")
+    finally:
+        ray.shutdown()
+    statuses = {r.T: r.status for r in result.records}
+    assert statuses == {1: "ok", 2: "failed", 3: "ok"} and len(result.failed) == 1
+    (failed,) = [r for r in result.records if r.status == "failed"]
+    assert failed.error.startswith("WorkerDied: Ray worker died")
+    assert not list((tmp_path / "ray" / "tiny" / "checkpoints").glob("*.lock"))
