@@ -237,22 +237,36 @@ def estimate_suite(
                 continue
             costs[spec.entry], sizes[spec.entry] = costs[donor].scaled_copy(), sizes[donor]
             borrowed = f" (probe of {donor}, same network)"
-        n_train, n_val, n_test = sizes[spec.entry]
         train_batch_s, eval_batch_s = costs[spec.entry].at(spec.T, list(to_probe[spec.entry]))
         trains = algorithms.get(spec.algorithm).training_depends_on_T or spec.training_key not in trained
         trained.add(spec.training_key)
-        select = Validation.model_validate(spec.validation).select
-        batches = _batches(n_val, spec.eval_batch_size)
-        final = 2 * batches + (2 if select and trains else 1) * _batches(n_test, spec.eval_batch_size)
-        training = 0.0
-        if trains:
-            training = spec.epochs * (
-                _batches(n_train, spec.batch_size) * train_batch_s + batches * eval_batch_s
-            )
-        seconds = costs[spec.entry].build_s + training + final * eval_batch_s
+        seconds, training = run_seconds(
+            spec, sizes[spec.entry], costs[spec.entry].build_s, train_batch_s, eval_batch_s, trains
+        )
         source = ("timed" if trains else "timed (training shared)") + borrowed
         grid.runs.append(RunEstimate(spec, seconds, source, training))
     return grid
+
+
+def run_seconds(
+    spec: RunSpec,
+    sizes: tuple[int, int, int],
+    build_s: float,
+    train_batch_s: float,
+    eval_batch_s: float,
+    trains: bool,
+) -> tuple[float, float]:
+    """The model of the module docstring: a run's seconds and the part that trains, from its split sizes
+    (training, validation, test), the seconds to build and per training and evaluation batch, and whether it
+    trains (False: a method that trains once per seed, at a later T: the final passes only)."""
+    n_train, n_val, n_test = sizes
+    select = Validation.model_validate(spec.validation).select
+    batches = _batches(n_val, spec.eval_batch_size)
+    final = 2 * batches + (2 if select and trains else 1) * _batches(n_test, spec.eval_batch_size)
+    training = 0.0
+    if trains:
+        training = spec.epochs * (_batches(n_train, spec.batch_size) * train_batch_s + batches * eval_batch_s)
+    return build_s + training + final * eval_batch_s, training
 
 
 def _arch_key(spec: RunSpec) -> str:

@@ -279,9 +279,10 @@ def _run_command(path, out, *extra: str) -> list[str]:
 
 
 def test_a_killed_pool_worker_fails_its_run_and_the_pool_goes_on(write_suite, tmp_path):
-    """The worker training T = 2 is SIGKILLed (as by the out-of-memory killer): that run is recorded failed
-    with the signal, the pool starts a fresh worker and trains T = 3 (after it, on one worker), and ``run``
-    exits 3 (a run failed); no lock is left behind."""
+    """The worker training T = 1 of a method that trains once per seed (one task: T = 1, 2, 3 in order) is
+    SIGKILLed (as by the out-of-memory killer): that run is recorded failed with the signal, the pool starts
+    a fresh worker for the rest of the task (T = 2 trains, T = 3 shares its training), and ``run`` exits 3
+    (a run failed); no lock is left behind."""
     from snnbench.cli.run import RUN_FAILED_EXIT
 
     budget = {"smoke": {"epochs": 1, "batch_size": 64, "train_subset": 128, "test_subset": 64}}
@@ -294,9 +295,10 @@ def test_a_killed_pool_worker_fails_its_run_and_the_pool_goes_on(write_suite, tm
     assert "1 of 3 runs failed" in done.stderr
     store = RecordStore(out, "tiny")
     records = {r.T: r for r in (read_record(f) for f in store.runs.glob("*.json"))}
-    assert {T: r.status for T, r in records.items()} == {1: "ok", 2: "failed", 3: "ok"}
-    assert "worker process killed by signal 9 (SIGKILL)" in records[2].error
-    assert records[2].started_at and records[2].finished_at
+    assert {T: r.status for T, r in records.items()} == {1: "failed", 2: "ok", 3: "ok"}
+    assert "worker process killed by signal 9 (SIGKILL)" in records[1].error
+    assert records[1].started_at and records[1].finished_at
+    assert records[3].training_shared_with == records[2].run_id
     assert not list(store.checkpoints.glob("*.lock"))
 
 
@@ -372,8 +374,9 @@ def test_a_killed_pool_parent_takes_its_workers_with_it(write_suite, tmp_path):
 
 @pytest.mark.slow  # 30 s on two busy cores, mostly ray.init
 def test_a_killed_ray_worker_fails_its_run_and_the_others_go_on(write_suite, tmp_path):
-    """As with the pool: the Ray worker training T = 2 is SIGKILLed; that run is recorded failed (Ray's
-    reason), T = 1 and T = 3 train. (A killed driver takes its tasks with it: Ray's own job fate sharing.)"""
+    """As with the pool: the Ray worker training T = 1 is SIGKILLed; that run is recorded failed (Ray's
+    reason), the rest of its task (T = 2, 3) is resubmitted and trains. (A killed driver takes its tasks
+    with it: Ray's own job fate sharing.)"""
     ray = pytest.importorskip("ray")
     from snnbench.algorithms import algorithms
 
@@ -388,7 +391,7 @@ def test_a_killed_ray_worker_fails_its_run_and_the_others_go_on(write_suite, tmp
     finally:
         ray.shutdown()
     statuses = {r.T: r.status for r in result.records}
-    assert statuses == {1: "ok", 2: "failed", 3: "ok"} and len(result.failed) == 1
+    assert statuses == {1: "failed", 2: "ok", 3: "ok"} and len(result.failed) == 1
     (failed,) = [r for r in result.records if r.status == "failed"]
     assert failed.error.startswith("WorkerDied: Ray worker died")
     assert not list((tmp_path / "ray" / "tiny" / "checkpoints").glob("*.lock"))
