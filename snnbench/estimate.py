@@ -472,6 +472,12 @@ def _warm_up(step: Callable[[int], object], n: int) -> float:
     return _timed(step, n)
 
 
+def _source_label(source: str) -> str:
+    """A run's source as its cell shows it: ``record``, ``timed`` or ``not timed`` (the details, the record's
+    run id or the network probed, go to the cell's note)."""
+    return "record" if source.startswith("record ") else source.split(" (")[0]
+
+
 def describe(grid: GridEstimate, workers: int = 1) -> list[str]:
     """The estimate as lines: the warnings first, then one line per entry × T (runs, time per run,
     subtotal, source), where the training of a method that trains once per seed is charged (to its first
@@ -491,7 +497,7 @@ def describe(grid: GridEstimate, workers: int = 1) -> list[str]:
     shared_entries = {r.spec.entry for r in grid.runs if r.source == "timed (training shared)"}
     for (entry, T), runs in cells.items():
         todo = [r for r in runs if r.source != "done"]
-        sources = sorted({r.source.split(" ")[0] for r in todo}) or ["done"]
+        sources = sorted({_source_label(r.source) for r in todo}) or ["done"]
         per_run = max((r.seconds for r in todo), default=0.0)
         note = ""
         if entry in shared_entries:

@@ -427,6 +427,9 @@ def _pool_worker(connection: Any, parent: int) -> None:
         try:
             reply: tuple[str, Any] = ("ok", run_task(*args, task_id=task_id, **kwargs))
         except BaseException as exc:  # handed to the parent, which raises it
+            import traceback
+
+            exc.add_note(f"in pool worker {os.getpid()}:\n{traceback.format_exc()}")
             reply = ("error", exc)
         try:
             connection.send(reply)

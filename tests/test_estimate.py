@@ -264,6 +264,8 @@ def test_a_spent_probe_budget_borrows_the_same_networks_probe_or_says_not_timed(
     assert any(
         line.startswith("  not timed (the probe budget ran out") and "bptt-convnet" in line for line in lines
     )
+    cells = [line for line in lines if line.startswith("  bptt-convnet ")]
+    assert len(cells) == 2 and all(line.endswith("(not timed)") for line in cells)
 
 
 def _cold_starts(records) -> set[str]:
