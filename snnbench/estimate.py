@@ -441,13 +441,16 @@ def _per_batch(step: Callable[[int], object], full: int, available: int, deadlin
     """Seconds for ``step`` on a batch of ``full`` samples (``available`` of them at hand to time on).
 
     Two points: ``PROBE_SAMPLES`` samples and a large probe (the whole batch when the small probe says it
-    is cheap, else ``PROBE_LARGE``); each is run once untimed (warm-up: allocations, kernel selection),
+    is cheap, else ``PROBE_LARGE``); each is run once first (warm-up: allocations, kernel selection; the
+    only call, and the timing, when it alone outlasts the deadline: ``--dry-run`` stays near its budget),
     then timed in interleaved rounds (small, large, small, large, …) until ``PROBE_ROUNDS`` rounds or the
     deadline (at least one round), the minimum of each kept. The cost is
     affine in the sample count through the two points, extrapolated to ``full``."""
     small = min(PROBE_SAMPLES, full, available)
-    _warm_up(step, small)
-    best = {small: _timed(step, small)}
+    warm = _warm_up(step, small)
+    if time.monotonic() >= deadline:  # the warm-up spent the budget (a large network on a busy machine):
+        return warm * full / small  # it is the timing, linear in n (an upper bound); no second slow call
+    best = {small: min(warm, _timed(step, small))}
     if time.monotonic() >= deadline:  # one step is all the budget allows: linear in n (an upper bound)
         return best[small] * full / small
     large = min(full, available)

@@ -12,6 +12,13 @@ is its own (a concurrent run may have just written it). A lock that cannot be he
 stale and taken over with a warning: its pid is gone or now belongs to a process started after the lock
 (a reused pid), another host stopped refreshing it (``$SNNBENCH_LOCK_STALE_S``, 300 s), or the file is
 empty or unreadable. A failed run is retried once and then recorded as failed.
+
+A worker that dies (SIGKILL, the out-of-memory killer, a crash in native code) takes only its own run: the
+parent records it failed with the reason (``WorkerDied: worker process killed by signal 9 (SIGKILL)``; not
+retried), gives the rest of that worker's task to a fresh worker (pool) or a new Ray task, and the other
+runs go on; ``run`` then exits 3. A pool worker dies with its parent (``PR_SET_PDEATHSIG`` on Linux, and a
+thread that sees it reparented): a killed ``run`` leaves no orphan training. Ray ends a dead driver's tasks
+itself.
 """
 
 from __future__ import annotations

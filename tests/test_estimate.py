@@ -114,6 +114,22 @@ def test_probes_are_repeated_interleaved_and_the_minimum_kept(monkeypatch) -> No
     assert seconds == pytest.approx(0.001 + 0.0001 * 64)
 
 
+def test_a_probe_whose_warm_up_outlasts_the_deadline_calls_the_step_once(monkeypatch) -> None:
+    """A large network on a busy machine: its first call alone spends the probe's budget; that call is the
+    timing (an upper bound, linear in the batch), not followed by a second call as slow (a dry-run of
+    dvsgesture took 42 s of probes for a 15 s budget, most in the OTTT VGG-11's repeated calls)."""
+    calls: list[int] = []
+
+    def fake_timed(step, n):
+        calls.append(n)
+        return 3.0
+
+    monkeypatch.setattr(estimate, "_timed", fake_timed)
+    monkeypatch.setattr(estimate.time, "monotonic", lambda: 100.0)  # past the deadline (10) after it
+    assert estimate._per_batch(lambda n: None, 16, 16, deadline=10.0) == 3.0 * 16 / 2
+    assert calls == [2]
+
+
 def _record(spec, started: str, finished: str) -> RunRecord:
     return RunRecord(
         run_id=spec.run_id,
