@@ -248,10 +248,10 @@ def test_a_claim_rechecks_for_a_record_written_meanwhile(write_suite, tmp_path, 
     (record_file,) = (tmp_path / "first" / "tiny" / "runs").glob("*.json")
     real_claim, trained = executors.claim, []
 
-    def claim_after_the_other_run(store, run_id):  # the concurrent run finishes while we wait for the lock
+    def claim_after_the_other_run(store, run_id, task=None):  # the concurrent run finishes meanwhile
         store.runs.mkdir(parents=True, exist_ok=True)
         shutil.copy(record_file, store.record_path(run_id))
-        return real_claim(store, run_id)
+        return real_claim(store, run_id, task)
 
     real_run_one = runner.run_one
     monkeypatch.setattr(
