@@ -395,3 +395,48 @@ def test_a_killed_ray_worker_fails_its_run_and_the_others_go_on(write_suite, tmp
     (failed,) = [r for r in result.records if r.status == "failed"]
     assert failed.error.startswith("WorkerDied: Ray worker died")
     assert not list((tmp_path / "ray" / "tiny" / "checkpoints").glob("*.lock"))
+
+
+@pytest.mark.slow  # a local Ray start in a subprocess: 10-60 s on two busy cores
+def test_a_killed_ray_driver_takes_its_tasks_with_it(write_suite, tmp_path):
+    """SIGKILL of ``run --executor ray`` (a local Ray it started) while a task trains: the Ray worker
+    training it ends (Ray's fate sharing of a job's tasks with its driver), no orphan trains on."""
+    pytest.importorskip("ray")
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    path = write_suite({"algorithms": {"sleeper": {"arch": "mlp"}}}).resolve()
+    out = tmp_path / "out"
+    parent = subprocess.Popen(_run_command(path, out, "--executor", "ray"), cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        locks: list = []
+        while not locks and time.monotonic() < deadline and parent.poll() is None:
+            time.sleep(0.5)
+            locks = list((out / "tiny" / "checkpoints").glob("*.lock"))
+        assert locks, "the Ray task never took its run"
+        worker = json.loads(locks[0].read_text())["pid"]
+        assert worker != parent.pid and psutil.pid_exists(worker)
+        ray_processes = psutil.Process(parent.pid).children(recursive=True)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if psutil.Process(worker).status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(worker, signal.SIGKILL)
+            pytest.fail(f"Ray worker {worker} still trains after its driver was killed")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        for process in locals().get("ray_processes", []):  # Ray's agents outlive a killed driver (idle)
+            with __import__("contextlib").suppress(psutil.Error):
+                process.kill()
