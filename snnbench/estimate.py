@@ -237,22 +237,36 @@ def estimate_suite(
                 continue
             costs[spec.entry], sizes[spec.entry] = costs[donor].scaled_copy(), sizes[donor]
             borrowed = f" (probe of {donor}, same network)"
-        n_train, n_val, n_test = sizes[spec.entry]
         train_batch_s, eval_batch_s = costs[spec.entry].at(spec.T, list(to_probe[spec.entry]))
         trains = algorithms.get(spec.algorithm).training_depends_on_T or spec.training_key not in trained
         trained.add(spec.training_key)
-        select = Validation.model_validate(spec.validation).select
-        batches = _batches(n_val, spec.eval_batch_size)
-        final = 2 * batches + (2 if select and trains else 1) * _batches(n_test, spec.eval_batch_size)
-        training = 0.0
-        if trains:
-            training = spec.epochs * (
-                _batches(n_train, spec.batch_size) * train_batch_s + batches * eval_batch_s
-            )
-        seconds = costs[spec.entry].build_s + training + final * eval_batch_s
+        seconds, training = run_seconds(
+            spec, sizes[spec.entry], costs[spec.entry].build_s, train_batch_s, eval_batch_s, trains
+        )
         source = ("timed" if trains else "timed (training shared)") + borrowed
         grid.runs.append(RunEstimate(spec, seconds, source, training))
     return grid
+
+
+def run_seconds(
+    spec: RunSpec,
+    sizes: tuple[int, int, int],
+    build_s: float,
+    train_batch_s: float,
+    eval_batch_s: float,
+    trains: bool,
+) -> tuple[float, float]:
+    """The model of the module docstring: a run's seconds and the part that trains, from its split sizes
+    (training, validation, test), the seconds to build and per training and evaluation batch, and whether it
+    trains (False: a method that trains once per seed, at a later T: the final passes only)."""
+    n_train, n_val, n_test = sizes
+    select = Validation.model_validate(spec.validation).select
+    batches = _batches(n_val, spec.eval_batch_size)
+    final = 2 * batches + (2 if select and trains else 1) * _batches(n_test, spec.eval_batch_size)
+    training = 0.0
+    if trains:
+        training = spec.epochs * (_batches(n_train, spec.batch_size) * train_batch_s + batches * eval_batch_s)
+    return build_s + training + final * eval_batch_s, training
 
 
 def _arch_key(spec: RunSpec) -> str:
@@ -427,13 +441,16 @@ def _per_batch(step: Callable[[int], object], full: int, available: int, deadlin
     """Seconds for ``step`` on a batch of ``full`` samples (``available`` of them at hand to time on).
 
     Two points: ``PROBE_SAMPLES`` samples and a large probe (the whole batch when the small probe says it
-    is cheap, else ``PROBE_LARGE``); each is run once untimed (warm-up: allocations, kernel selection),
+    is cheap, else ``PROBE_LARGE``); each is run once first (warm-up: allocations, kernel selection; the
+    only call, and the timing, when it alone outlasts the deadline: ``--dry-run`` stays near its budget),
     then timed in interleaved rounds (small, large, small, large, …) until ``PROBE_ROUNDS`` rounds or the
     deadline (at least one round), the minimum of each kept. The cost is
     affine in the sample count through the two points, extrapolated to ``full``."""
     small = min(PROBE_SAMPLES, full, available)
-    _warm_up(step, small)
-    best = {small: _timed(step, small)}
+    warm = _warm_up(step, small)
+    if time.monotonic() >= deadline:  # the warm-up spent the budget (a large network on a busy machine):
+        return warm * full / small  # it is the timing, linear in n (an upper bound); no second slow call
+    best = {small: min(warm, _timed(step, small))}
     if time.monotonic() >= deadline:  # one step is all the budget allows: linear in n (an upper bound)
         return best[small] * full / small
     large = min(full, available)
@@ -458,6 +475,12 @@ def _warm_up(step: Callable[[int], object], n: int) -> float:
     return _timed(step, n)
 
 
+def _source_label(source: str) -> str:
+    """A run's source as its cell shows it: ``record``, ``timed`` or ``not timed`` (the details, the record's
+    run id or the network probed, go to the cell's note)."""
+    return "record" if source.startswith("record ") else source.split(" (")[0]
+
+
 def describe(grid: GridEstimate, workers: int = 1) -> list[str]:
     """The estimate as lines: the warnings first, then one line per entry × T (runs, time per run,
     subtotal, source), where the training of a method that trains once per seed is charged (to its first
@@ -477,7 +500,7 @@ def describe(grid: GridEstimate, workers: int = 1) -> list[str]:
     shared_entries = {r.spec.entry for r in grid.runs if r.source == "timed (training shared)"}
     for (entry, T), runs in cells.items():
         todo = [r for r in runs if r.source != "done"]
-        sources = sorted({r.source.split(" ")[0] for r in todo}) or ["done"]
+        sources = sorted({_source_label(r.source) for r in todo}) or ["done"]
         per_run = max((r.seconds for r in todo), default=0.0)
         note = ""
         if entry in shared_entries:

@@ -12,6 +12,13 @@ is its own (a concurrent run may have just written it). A lock that cannot be he
 stale and taken over with a warning: its pid is gone or now belongs to a process started after the lock
 (a reused pid), another host stopped refreshing it (``$SNNBENCH_LOCK_STALE_S``, 300 s), or the file is
 empty or unreadable. A failed run is retried once and then recorded as failed.
+
+A worker that dies (SIGKILL, the out-of-memory killer, a crash in native code) takes only its own run: the
+parent records it failed with the reason (``WorkerDied: worker process killed by signal 9 (SIGKILL)``; not
+retried), gives the rest of that worker's task to a fresh worker (pool) or a new Ray task, and the other
+runs go on; ``run`` then exits 3. A pool worker dies with its parent (``PR_SET_PDEATHSIG`` on Linux, and a
+thread that sees it reparented): a killed ``run`` leaves no orphan training. Ray ends a dead driver's tasks
+itself.
 """
 
 from __future__ import annotations
@@ -24,7 +31,6 @@ import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +87,7 @@ class Lock:
 
     owner: str  # "host:pid", or what the file held
     stale: str | None  # None: held by a live process (or another host's recently refreshed lock)
+    task: str | None = None  # the executor's token of the task whose worker took it (see :func:`run_task`)
 
 
 def _read_lock(path: Path) -> Lock | None:
@@ -97,27 +104,27 @@ def _read_lock(path: Path) -> Lock | None:
     try:
         data = json.loads(text)
         host, pid = str(data["host"]), int(data["pid"])
-        locked_at, started = float(data["locked_at"]), data.get("process_started")
+        locked_at, started, task = float(data["locked_at"]), data.get("process_started"), data.get("task")
     except (ValueError, TypeError, KeyError):  # the older "host:pid" form (no start times)
         try:
             host, pid_text = text.strip().rsplit(":", 1)
-            pid, locked_at, started = int(pid_text), modified, None
+            pid, locked_at, started, task = int(pid_text), modified, None, None
         except ValueError:
             return Lock(repr(text[:40]), "unreadable lock file (not written by snnbench)")
     owner = f"{host}:{pid}"
     if host != socket.gethostname():  # its owner refreshes the file while it trains
         age = time.time() - modified
         if age > lock_stale_after():
-            return Lock(owner, f"another host's lock not refreshed for {age:.0f} s")
-        return Lock(owner, None)
+            return Lock(owner, f"another host's lock not refreshed for {age:.0f} s", task)
+        return Lock(owner, None, task)
     actual = process_started(pid)
     if actual is None:
-        return Lock(owner, f"process {pid} is gone")
+        return Lock(owner, f"process {pid} is gone", task)
     if started is not None and actual != math.inf and abs(actual - float(started)) > CLOCK_SLACK_S:
-        return Lock(owner, f"process {pid} is not the one that took the lock (pid reused)")
+        return Lock(owner, f"process {pid} is not the one that took the lock (pid reused)", task)
     if actual != math.inf and actual > locked_at + CLOCK_SLACK_S:
-        return Lock(owner, f"process {pid} started after the lock was taken (pid reused)")
-    return Lock(owner, None)
+        return Lock(owner, f"process {pid} started after the lock was taken (pid reused)", task)
+    return Lock(owner, None, task)
 
 
 def _lock_path(store: RecordStore, run_id: str) -> Path:
@@ -136,14 +143,15 @@ def lock_state(store: RecordStore, run_id: str) -> Lock | None:
     return _read_lock(_lock_path(store, run_id))
 
 
-def claim(store: RecordStore, run_id: str) -> bool:
+def claim(store: RecordStore, run_id: str, task: str | None = None) -> bool:
     """Take the run's lock file; False when a live process (or another host's refreshed lock) holds it.
 
-    The lock names host, pid, the process's start time and when it was taken. A stale lock (its process is
-    gone, or its pid now belongs to a process started later, or another host stopped refreshing it, or the
-    file is empty or unreadable) is taken over with a warning. Deciding and taking happen under a guard
-    ``flock``, so two claimers never both take over; the file appears with its content (hard link of a
-    written temporary file), so no reader sees it empty."""
+    The lock names host, pid, the process's start time, when it was taken and ``task`` (the executor's
+    token of the task training it: a parent whose worker died finds the run it was training by it). A
+    stale lock (its process is gone, or its pid now belongs to a process started later, or another host
+    stopped refreshing it, or the file is empty or unreadable) is taken over with a warning. Deciding and
+    taking happen under a guard ``flock``, so two claimers never both take over; the file appears with its
+    content (hard link of a written temporary file), so no reader sees it empty."""
     import fcntl
 
     lock = _lock_path(store, run_id)
@@ -154,6 +162,8 @@ def claim(store: RecordStore, run_id: str) -> bool:
         "process_started": process_started(os.getpid()),
         "locked_at": time.time(),
     }
+    if task is not None:
+        me["task"] = task
     with open(lock.parent / ".locks.guard", "a") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)
         found = _read_lock(lock)
@@ -223,11 +233,13 @@ def run_task(
     threads: int | None = None,
     save_models: bool = False,
     recorded_since: float = 0.0,
+    task_id: str | None = None,
 ) -> list[RunRecord]:
     """Run a task's specs in order (in any process); runs claimed elsewhere are left out, and so are runs
     whose ok or diverged record was written at or after ``recorded_since`` (0: any record; a start time:
     only records of a concurrent process) once the lock is ours. Subnormal floats are flushed to zero
-    meanwhile (:func:`snnbench.environment.flushed_denormals`)."""
+    meanwhile (:func:`snnbench.environment.flushed_denormals`). ``task_id`` goes into each lock taken (see
+    :func:`after_death`)."""
     from snnbench.environment import flushed_denormals, reuse_freed_cpu_memory
     from snnbench.runner import run_one
 
@@ -241,7 +253,7 @@ def run_task(
 
             torch.set_num_threads(threads)
         for spec in specs:
-            if not claim(store, spec.run_id):
+            if not claim(store, spec.run_id, task_id):
                 continue
             try:
                 if has_record(store, spec, recorded_since):  # a concurrent run finished it before we claimed
@@ -300,36 +312,256 @@ def pool_threads(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
+def died(exitcode: int | None) -> str:
+    """Why a worker process ended, in words: ``worker process killed by signal 9 (SIGKILL)``."""
+    import signal
+
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = f" ({signal.Signals(-exitcode).name})"
+        except ValueError:
+            name = ""
+        hint = " (the kernel's out-of-memory killer sends it)" if -exitcode == signal.SIGKILL else ""
+        return f"worker process killed by signal {-exitcode}{name}{hint}"
+    return f"worker process exited with code {exitcode} while training"
+
+
+def _fresh_record(store: RecordStore, spec: RunSpec, since: float) -> RunRecord | None:
+    """The run's record when it was written at or after ``since`` (any status), else None."""
+    try:
+        if store.record_path(spec.run_id).stat().st_mtime < since - CLOCK_SLACK_S:
+            return None
+        return store.load(spec.run_id)
+    except (OSError, RecordError):
+        return None
+
+
+def after_death(
+    store: RecordStore,
+    task: list[RunSpec],
+    task_id: str,
+    sent_at: float,
+    reason: str,
+    device: str,
+    *,
+    charge_first: bool = True,
+) -> tuple[list[RunRecord], list[RunSpec], bool]:
+    """A task's worker died (killed, out of memory, crashed): the records its task wrote (those written
+    since ``sent_at``), the run it was training recorded ``failed`` with ``reason`` (its lock names
+    ``task_id``), the specs left to train (those after it without a record), for a fresh worker, and whether
+    a run was charged. When no lock names the task, the worker died between runs: the runs without a
+    record are left to train, none charged, unless ``charge_first`` (its previous worker died so too): then
+    the first of them is charged, so that a worker that dies at once cannot make the pool loop. Not
+    retried: a run that killed its worker (out of memory) would kill the next one."""
+    from datetime import datetime, timezone
+
+    from snnbench.runner import record_failure
+
+    records: list[RunRecord] = []
+    victim: int | None = None
+    for i, spec in enumerate(task):
+        record = _fresh_record(store, spec, sent_at)
+        lock = lock_state(store, spec.run_id)
+        ours = lock is not None and lock.task == task_id
+        if record is not None:
+            records.append(record)
+            if ours:  # died between writing the record and dropping the lock
+                release(store, spec.run_id)
+        elif ours and victim is None:
+            victim = i
+    unfinished = [i for i, s in enumerate(task) if _fresh_record(store, s, sent_at) is None]
+    if victim is None and not charge_first:
+        return records, [task[i] for i in unfinished], False
+    if victim is None:
+        victim = unfinished[0] if unfinished else None
+    if victim is None:  # every run of the task has its record
+        return records, [], False
+    spec = task[victim]
+    started = datetime.fromtimestamp(sent_at, timezone.utc).isoformat(timespec="seconds")
+    with contextlib.suppress(OSError):  # the lock names when the run was taken
+        started = datetime.fromtimestamp(
+            float(json.loads(_lock_path(store, spec.run_id).read_text())["locked_at"]), timezone.utc
+        ).isoformat(timespec="seconds")
+    error = f"WorkerDied: {reason}; the other runs went on (its checkpoint, if any, is kept for a rerun)"
+    records.append(record_failure(spec, store, error, device=device, started_at=started))
+    lock = lock_state(store, spec.run_id)
+    if lock is not None and lock.task == task_id:
+        release(store, spec.run_id)
+    left = [s for s in task[victim + 1 :] if _fresh_record(store, s, sent_at) is None]
+    return records, left, True
+
+
+PARENT_POLL_S = 1.0  # a pool worker checks this often that its parent is alive
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker when the parent that started it dies: Linux delivers SIGKILL at once
+    (``PR_SET_PDEATHSIG``); elsewhere, and as a fallback, a thread sees the worker reparented (its parent
+    pid changes) within :data:`PARENT_POLL_S` and exits. A worker never trains on as an orphan."""
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # died before the prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent watch", daemon=True).start()
+
+
+def _pool_worker(connection: Any, parent: int) -> None:
+    """A pool worker: run the tasks sent on ``connection`` (``(task_id, args, kwargs)``, None: stop) and send
+    back ``("ok", records)`` or ``("error", exception)``."""
+    _exit_with_parent(parent)
+    while True:
+        try:
+            job = connection.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        task_id, args, kwargs = job
+        try:
+            reply: tuple[str, Any] = ("ok", run_task(*args, task_id=task_id, **kwargs))
+        except BaseException as exc:  # handed to the parent, which raises it
+            import traceback
+
+            exc.add_note(f"in pool worker {os.getpid()}:\n{traceback.format_exc()}")
+            reply = ("error", exc)
+        try:
+            connection.send(reply)
+        except Exception as exc:  # an exception that does not pickle
+            connection.send(("error", SnnbenchError(f"{type(reply[1]).__name__}: {reply[1]} ({exc})")))
+
+
+@dataclass
+class _Job:
+    task_id: str  # named by the locks its worker takes
+    task: list[RunSpec]
+    device: str
+    sent_at: float
+    charge_first: bool  # its previous worker died before taking a run (see :func:`after_death`)
+
+
+@dataclass
+class _Worker:
+    process: Any  # multiprocessing.Process
+    connection: Any  # the parent's end of its pipe
+    job: _Job | None = None
+
+
 def _pool(
     tasks: list[list[RunSpec]], common: dict[str, Any], jobs: int, on_event: ev.EventSink
 ) -> list[RunRecord]:
+    """Run the tasks on ``jobs`` worker processes (spawned: no forked torch state). A worker that dies
+    (killed, out of memory) has its run recorded failed (:func:`after_death`) and is replaced; the rest of
+    its task goes to the next free worker, the other workers go on. Workers end with this process."""
+    import collections
     import multiprocessing
+    import uuid
+    from multiprocessing.connection import wait
 
     import torch
 
     gpus = torch.cuda.device_count() if common["device"] in ("auto", "cuda") else 0
     threads = pool_threads(jobs)
+    store = RecordStore(common["out_dir"], tasks[0][0].suite) if tasks else None
+    context = multiprocessing.get_context("spawn")
+    queue = collections.deque(
+        (task, f"cuda:{i % gpus}" if gpus > 1 else common["device"], False) for i, task in enumerate(tasks)
+    )
+    kwargs = {
+        "threads": threads,
+        "save_models": common["save_models"],
+        "recorded_since": common["recorded_since"],
+    }
+    workers: list[_Worker] = []
     records: list[RunRecord] = []
-    context = multiprocessing.get_context("spawn")  # no forked torch state
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {}
-        for i, task in enumerate(tasks):
-            device = f"cuda:{i % gpus}" if gpus > 1 else common["device"]
-            future = pool.submit(
-                run_task,
-                task,
-                common["out_dir"],
-                device,
-                common["data_dir"],
-                threads=threads,
-                save_models=common["save_models"],
-                recorded_since=common["recorded_since"],
-            )
-            futures[future] = task
-        for future in as_completed(futures):
-            done = future.result()
-            _finished(on_event, done, futures[future])
-            records += done
+
+    def start() -> _Worker:
+        mine, theirs = context.Pipe()
+        process = context.Process(target=_pool_worker, args=(theirs, os.getpid()))
+        process.start()
+        theirs.close()
+        return _Worker(process, mine)
+
+    try:
+        while queue or any(w.job is not None for w in workers):
+            idle = [w for w in workers if w.job is None]
+            for worker in [w for w in idle if not w.process.is_alive()]:  # died between tasks
+                worker.process.join()
+                worker.connection.close()
+                workers.remove(worker)
+                idle.remove(worker)
+            while len(workers) < jobs and len(queue) > len(idle):
+                workers.append(start())
+                idle.append(workers[-1])
+            for worker in idle[: len(queue)]:
+                task, device, charge = queue.popleft()
+                worker.job = _Job(uuid.uuid4().hex, task, device, time.time(), charge)
+                args = (task, common["out_dir"], device, common["data_dir"])
+                worker.connection.send((worker.job.task_id, args, kwargs))
+            busy = [w for w in workers if w.job is not None]
+            wait([w.connection for w in busy] + [w.process.sentinel for w in busy])
+            for worker in busy:
+                job = worker.job
+                assert job is not None
+                reply = None
+                try:
+                    if worker.connection.poll():
+                        reply = worker.connection.recv()
+                    elif worker.process.is_alive():
+                        continue
+                except (EOFError, OSError):
+                    pass
+                if reply is not None:
+                    worker.job = None
+                    status, value = reply
+                    if status == "error":
+                        raise value
+                    _finished(on_event, value, job.task)
+                    records += value
+                    continue
+                worker.process.join()
+                reason = died(worker.process.exitcode)
+                done, left, charged = after_death(
+                    store,
+                    job.task,
+                    job.task_id,
+                    job.sent_at,
+                    reason,
+                    job.device,
+                    charge_first=job.charge_first,
+                )
+                _finished(on_event, done, job.task)
+                records += done
+                if left:  # a worker that died before taking a run: its first run is charged next time
+                    queue.appendleft((left, job.device, not charged))
+                worker.connection.close()
+                workers.remove(worker)
+    finally:
+        for worker in workers:
+            with contextlib.suppress(OSError, ValueError):
+                worker.connection.send(None)
+        for worker in workers:
+            worker.process.join(timeout=5 if worker.job is None else 0)
+            if worker.process.is_alive():  # still training: this process is stopping (an error, Ctrl-C)
+                worker.process.terminate()
+                worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.connection.close()
     return records
 
 
@@ -359,25 +591,44 @@ def _ray(
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
     _check_ray_resources(tasks, ray.cluster_resources())
     remote: Callable[..., Any] = ray.remote(run_task)
-    refs = {}
-    for task in tasks:
+    store = RecordStore(common["out_dir"], tasks[0][0].suite) if tasks else None
+    refs: dict[Any, _Job] = {}
+
+    def submit(task: list[RunSpec], charge_first: bool = False) -> None:
+        import uuid
+
         first = task[0]
         options = {"num_cpus": first.num_cpus, "num_gpus": first.num_gpus, "max_retries": 0}
-        refs[
-            remote.options(**options).remote(
-                task,
-                common["out_dir"],
-                common["device"],
-                common["data_dir"],
-                save_models=common["save_models"],
-                recorded_since=common["recorded_since"],
-            )
-        ] = task
+        job = _Job(uuid.uuid4().hex, task, common["device"], time.time(), charge_first)
+        ref = remote.options(**options).remote(
+            task,
+            common["out_dir"],
+            common["device"],
+            common["data_dir"],
+            save_models=common["save_models"],
+            recorded_since=common["recorded_since"],
+            task_id=job.task_id,
+        )
+        refs[ref] = job
+
+    for task in tasks:
+        submit(task)
     records: list[RunRecord] = []
-    pending = list(refs)
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        done = ray.get(ready[0])
-        _finished(on_event, done, refs[ready[0]])
+    while refs:
+        ready, _ = ray.wait(list(refs), num_returns=1)
+        job = refs.pop(ready[0])
+        try:
+            done = ray.get(ready[0])
+        except ray.exceptions.RayTaskError:  # the task raised (a full disk, a bug): as the local executor
+            raise
+        except ray.exceptions.RayError as exc:  # its worker died (killed, out of memory, node lost)
+            assert store is not None
+            reason = f"Ray worker died: {str(exc).strip().splitlines()[0][:300]}"
+            done, left, charged = after_death(
+                store, job.task, job.task_id, job.sent_at, reason, job.device, charge_first=job.charge_first
+            )
+            if left:
+                submit(left, charge_first=not charged)
+        _finished(on_event, done, job.task)
         records += done
     return records

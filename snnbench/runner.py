@@ -271,24 +271,7 @@ def run_one(
     started = _now()
     torch_device = resolve_device(device)
     algorithm_cls = algorithms.get(spec.algorithm)
-    base = {
-        "run_id": spec.run_id,
-        "suite": spec.suite,
-        "suite_version": spec.suite_version,
-        "entry": spec.entry,
-        "algorithm": spec.algorithm,
-        "algorithm_version": algorithm_cls.version,
-        "algorithm_source_sha256": source_sha256(algorithm_cls),
-        "dataset": spec.dataset,
-        "T": spec.T,
-        "seed": spec.seed,
-        "budget": spec.budget,
-        "spec": spec.model_dump(mode="json"),
-        "spec_hash": spec.spec_hash,
-        "environment": environment(torch_device),
-        "started_at": started,
-        "metrics_protocol": dict(PROTOCOL),  # every accuracy below: snnbench.ties.tie_aware_top1
-    }
+    base = _record_base(spec, torch_device, started)
     try:
         outcome = _train_and_evaluate(
             spec, store, algorithm_cls, torch_device, data_dir, on_event, index, total, final_test, save_model
@@ -310,6 +293,40 @@ def run_one(
     store.checkpoint_path(spec.run_id).unlink(missing_ok=True)
     on_event(ev.RunFinished(spec, record))
     return record
+
+
+def record_failure(
+    spec: RunSpec, store: RecordStore, error: str, *, device: str, started_at: str
+) -> RunRecord:
+    """Save a ``failed`` record for a run that died with the process training it (written by the process
+    that saw it die: an executor's parent). Its checkpoint is kept: the next ``run`` resumes from it."""
+    base = _record_base(spec, resolve_device(device), started_at)
+    record = RunRecord(**base, status="failed", error=error, finished_at=_now())
+    store.save(record)
+    return record
+
+
+def _record_base(spec: RunSpec, torch_device: torch.device, started: str) -> dict[str, Any]:
+    """The fields every record of ``spec`` has, whatever its outcome."""
+    algorithm_cls = algorithms.get(spec.algorithm)
+    return {
+        "run_id": spec.run_id,
+        "suite": spec.suite,
+        "suite_version": spec.suite_version,
+        "entry": spec.entry,
+        "algorithm": spec.algorithm,
+        "algorithm_version": algorithm_cls.version,
+        "algorithm_source_sha256": source_sha256(algorithm_cls),
+        "dataset": spec.dataset,
+        "T": spec.T,
+        "seed": spec.seed,
+        "budget": spec.budget,
+        "spec": spec.model_dump(mode="json"),
+        "spec_hash": spec.spec_hash,
+        "environment": environment(torch_device),
+        "started_at": started,
+        "metrics_protocol": dict(PROTOCOL),  # every accuracy: snnbench.ties.tie_aware_top1
+    }
 
 
 def training_batches(train, batch_size: int, generator, device, augment):

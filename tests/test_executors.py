@@ -248,10 +248,10 @@ def test_a_claim_rechecks_for_a_record_written_meanwhile(write_suite, tmp_path, 
     (record_file,) = (tmp_path / "first" / "tiny" / "runs").glob("*.json")
     real_claim, trained = executors.claim, []
 
-    def claim_after_the_other_run(store, run_id):  # the concurrent run finishes while we wait for the lock
+    def claim_after_the_other_run(store, run_id, task=None):  # the concurrent run finishes meanwhile
         store.runs.mkdir(parents=True, exist_ok=True)
         shutil.copy(record_file, store.record_path(run_id))
-        return real_claim(store, run_id)
+        return real_claim(store, run_id, task)
 
     real_run_one = runner.run_one
     monkeypatch.setattr(
@@ -267,3 +267,176 @@ def test_a_claim_rechecks_for_a_record_written_meanwhile(write_suite, tmp_path, 
     monkeypatch.setattr(executors, "claim", real_claim)
     again = run_suite(path, out_dir=tmp_path / "second", device="cpu", resume=False)
     assert len(trained) == 1 and again.trained == first.trained
+
+
+# killed workers and killed parents (issue 47) -------------------------------------------------------------
+PLUGIN = __import__("pathlib").Path(__file__).parent / "fixtures" / "plugins" / "testing_methods.py"
+
+
+def _run_command(path, out, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "snnbench", "run", "--suite", str(path), "--out", str(out),
+            "--device", "cpu", "--quiet", "--plugin", str(PLUGIN), *extra]  # fmt: skip
+
+
+def test_a_killed_pool_worker_fails_its_run_and_the_pool_goes_on(write_suite, tmp_path):
+    """The worker training T = 1 of a method that trains once per seed (one task: T = 1, 2, 3 in order) is
+    SIGKILLed (as by the out-of-memory killer): that run is recorded failed with the signal, the pool starts
+    a fresh worker for the rest of the task (T = 2 trains, T = 3 shares its training), and ``run`` exits 3
+    (a run failed); no lock is left behind."""
+    from snnbench.cli.run import RUN_FAILED_EXIT
+
+    budget = {"smoke": {"epochs": 1, "batch_size": 64, "train_subset": 128, "test_subset": 64}}
+    suite = {"timesteps": [1, 2, 3], "budgets": budget, "algorithms": {"worker-killer": {"arch": "mlp"}}}
+    path = write_suite(suite).resolve()
+    out = tmp_path / "out"
+    command = _run_command(path, out, "--executor", "pool", "--jobs", "1")
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == RUN_FAILED_EXIT, done.stderr
+    assert "1 of 3 runs failed" in done.stderr
+    store = RecordStore(out, "tiny")
+    records = {r.T: r for r in (read_record(f) for f in store.runs.glob("*.json"))}
+    assert {T: r.status for T, r in records.items()} == {1: "failed", 2: "ok", 3: "ok"}
+    assert "worker process killed by signal 9 (SIGKILL)" in records[1].error
+    assert records[1].started_at and records[1].finished_at
+    assert records[3].training_shared_with == records[2].run_id
+    assert not list(store.checkpoints.glob("*.lock"))
+
+
+def test_after_death_charges_the_run_the_dead_worker_held_and_leaves_the_rest(write_suite, tmp_path):
+    """Of a task's runs, the one whose lock names the dead worker's task is failed, a run with a record
+    written meanwhile is kept, the runs after the dead one are handed back; a worker that died holding no
+    run charges none, unless its previous worker died so too."""
+    from snnbench.executors import after_death, claim, run_task
+    from snnbench.suite import expand, load_suite
+
+    budget = {"smoke": {"epochs": 1, "batch_size": 64, "train_subset": 128, "test_subset": 64}}
+    path = write_suite({"timesteps": [1, 2, 4], "budgets": budget})
+    specs = expand(load_suite(path))
+    store = RecordStore(tmp_path, "tiny")
+    import time
+
+    sent = time.time()
+    (first,) = run_task(specs[:1], str(tmp_path), "cpu", None, task_id="t1")
+    assert claim(store, specs[1].run_id, "t1")  # the worker died training T = 2
+    records, left, charged = after_death(store, specs, "t1", sent, "worker process killed by signal 9", "cpu")
+    assert charged and [r.run_id for r in left] == [specs[2].run_id]
+    assert [(r.T, r.status) for r in records] == [(1, "ok"), (2, "failed")]
+    assert "killed by signal 9" in records[1].error and store.load(specs[1].run_id).status == "failed"
+    assert not (store.checkpoints / f"{specs[1].run_id}.lock").exists()
+    # died before taking a run: nothing charged, everything handed back; the second time, its first run
+    sent = time.time() + 2.0
+    assert after_death(store, specs[2:], "t2", sent, "gone", "cpu", charge_first=False)[1:] == (
+        specs[2:],
+        False,
+    )
+    records, left, charged = after_death(store, specs[2:], "t2", sent, "gone", "cpu", charge_first=True)
+    assert charged and left == [] and [(r.T, r.status) for r in records] == [(4, "failed")]
+
+
+def test_a_killed_pool_parent_takes_its_workers_with_it(write_suite, tmp_path):
+    """SIGKILL of ``run --executor pool`` while its worker trains: the worker ends within seconds (no orphan
+    keeps training)."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    path = write_suite({"algorithms": {"sleeper": {"arch": "mlp"}}}).resolve()
+    out = tmp_path / "out"
+    parent = subprocess.Popen(_run_command(path, out, "--executor", "pool", "--jobs", "1"), cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        locks: list = []
+        while not locks and time.monotonic() < deadline and parent.poll() is None:
+            time.sleep(0.2)
+            locks = list((out / "tiny" / "checkpoints").glob("*.lock"))
+        assert locks, "the worker never took its run"
+        worker = json.loads(locks[0].read_text())["pid"]
+        assert worker != parent.pid and psutil.pid_exists(worker)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if psutil.Process(worker).status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(worker, signal.SIGKILL)
+            pytest.fail(f"worker {worker} still trains after its parent was killed")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+@pytest.mark.slow  # 30 s on two busy cores, mostly ray.init
+def test_a_killed_ray_worker_fails_its_run_and_the_others_go_on(write_suite, tmp_path):
+    """As with the pool: the Ray worker training T = 1 is SIGKILLed; that run is recorded failed (Ray's
+    reason), the rest of its task (T = 2, 3) is resubmitted and trains. (A killed driver takes its tasks
+    with it: Ray's own job fate sharing.)"""
+    ray = pytest.importorskip("ray")
+    from snnbench.algorithms import algorithms
+
+    if "worker-killer" not in algorithms:
+        algorithms.add_plugin_file(PLUGIN)  # before ray.init: its workers inherit the plugin list
+    budget = {"smoke": {"epochs": 1, "batch_size": 64, "train_subset": 128, "test_subset": 64}}
+    suite = {"timesteps": [1, 2, 3], "budgets": budget, "algorithms": {"worker-killer": {"arch": "mlp"}}}
+    path = write_suite(suite)
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        result = run_suite(path, out_dir=tmp_path / "ray", device="cpu", executor="ray")
+    finally:
+        ray.shutdown()
+    statuses = {r.T: r.status for r in result.records}
+    assert statuses == {1: "failed", 2: "ok", 3: "ok"} and len(result.failed) == 1
+    (failed,) = [r for r in result.records if r.status == "failed"]
+    assert failed.error.startswith("WorkerDied: Ray worker died")
+    assert not list((tmp_path / "ray" / "tiny" / "checkpoints").glob("*.lock"))
+
+
+@pytest.mark.slow  # a local Ray start in a subprocess: 10-60 s on two busy cores
+def test_a_killed_ray_driver_takes_its_tasks_with_it(write_suite, tmp_path):
+    """SIGKILL of ``run --executor ray`` (a local Ray it started) while a task trains: the Ray worker
+    training it ends (Ray's fate sharing of a job's tasks with its driver), no orphan trains on."""
+    pytest.importorskip("ray")
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    path = write_suite({"algorithms": {"sleeper": {"arch": "mlp"}}}).resolve()
+    out = tmp_path / "out"
+    parent = subprocess.Popen(_run_command(path, out, "--executor", "ray"), cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        locks: list = []
+        while not locks and time.monotonic() < deadline and parent.poll() is None:
+            time.sleep(0.5)
+            locks = list((out / "tiny" / "checkpoints").glob("*.lock"))
+        assert locks, "the Ray task never took its run"
+        worker = json.loads(locks[0].read_text())["pid"]
+        assert worker != parent.pid and psutil.pid_exists(worker)
+        ray_processes = psutil.Process(parent.pid).children(recursive=True)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if psutil.Process(worker).status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(worker, signal.SIGKILL)
+            pytest.fail(f"Ray worker {worker} still trains after its driver was killed")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        for process in locals().get("ray_processes", []):  # Ray's agents outlive a killed driver (idle)
+            with __import__("contextlib").suppress(psutil.Error):
+                process.kill()
