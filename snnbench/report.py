@@ -480,7 +480,7 @@ def _run_page(record: RunRecord, suite: Suite) -> str:
     return _page(f"{record.run_id} — snnbench report", "\n".join(body), depth=1)
 
 
-def _write_site(suite: Suite, suite_dir: Path, site: Path, budget: str) -> list[Path]:
+def _records(suite: Suite, suite_dir: Path, budget: str) -> pd.DataFrame:
     from snnbench.records import load_records
 
     df = select_records(
@@ -489,6 +489,17 @@ def _write_site(suite: Suite, suite_dir: Path, site: Path, budget: str) -> list[
     df = label_tuning(df, suite, suite_dir)  # the tuning column as in leaderboard.md
     if df.empty:
         raise SnnbenchError(f"no records of budget {budget!r} for suite {suite.name} under {suite_dir}")
+    return df
+
+
+def index_page(suite: Suite, suite_dir: Path, budget: str | None = None) -> str:
+    """The site's ``index.html`` of ``suite_dir``'s records, alone (no run pages, no assets)."""
+    budget = budget or suite.default_budget
+    return _index(suite, _records(suite, suite_dir, budget), budget)
+
+
+def _write_site(suite: Suite, suite_dir: Path, site: Path, budget: str) -> list[Path]:
+    df = _records(suite, suite_dir, budget)
     files = {"index.html": _index(suite, df, budget).encode()}
     for run_id in df["run_id"]:
         record = read_record(suite_dir / "runs" / f"{run_id}.json")
@@ -538,4 +549,12 @@ def check_site(
     return problems
 
 
-__all__ = ["check_site", "find_record", "pareto_figure", "record_sections", "reproduce_command", "write_site"]
+__all__ = [
+    "check_site",
+    "find_record",
+    "index_page",
+    "pareto_figure",
+    "record_sections",
+    "reproduce_command",
+    "write_site",
+]

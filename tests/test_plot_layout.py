@@ -83,3 +83,28 @@ def test_rows_at_chance_are_on_no_front_of_the_committed_plots_nor_of_the_site(n
         for trace in json.loads(spec)["data"]:
             if trace["name"].startswith("Pareto front"):
                 assert min(trace["y"]) > bound
+
+
+def test_the_matrix_greys_chance_cells_marks_rank_one_and_lists_chance_only_methods_last():
+    from snnbench.report import _matrix
+
+    suite = load_suite("digits-lowT")
+    table = tables("digits-lowT")["controlled"]
+    data = matrix_data(table, suite, "controlled")
+    assert data.methods[-1] == "st-rsbp" and data.methods[0] == "ottt"  # only at chance: last; best: first
+    assert data.cells[("soft-lif", 1)].state == "chance" and data.cells[("soft-lif", 64)].state == "ranked"
+    assert data.cells[("ottt", 1)].state == "best" and data.cells[("ide", 1)].state == "ranked"
+    assert {T for (name, T), c in data.cells.items() if c.state == "best" and name == "bptt"} == {1, 2, 4, 8}
+    page = _matrix(data)
+    row = page.split("<th>st-rsbp</th>")[1].split("</tr>")[0]
+    assert row.count('class="num chance"') == 4 and "hsl(" not in row and "10.0 chance" in row
+    row = page.split("<th>ottt</th>")[1].split("</tr>")[0]
+    assert row.count('class="num best"') == 4 and "97.9 ± 2.4" in row
+
+
+def test_points_below_the_range_are_told_in_the_legend_not_labelled_on_the_plot():
+    suite = load_suite("digits-lowT")
+    fig = figure(plot_data(tables("digits-lowT")["controlled"], suite, "T", "controlled"))
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "soft-lif (▼ 5 below: 10.1–10.4 %)" in labels and "st-rsbp (▼ 4 below: 10.0 %)" in labels
+    assert "bptt" in labels
