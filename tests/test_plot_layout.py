@@ -108,3 +108,16 @@ def test_points_below_the_range_are_told_in_the_legend_not_labelled_on_the_plot(
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "soft-lif (▼ 5 below: 10.1–10.4 %)" in labels and "st-rsbp (▼ 4 below: 10.0 %)" in labels
     assert "bptt" in labels
+
+
+def test_tick_labels_of_near_costs_are_thinned_not_drawn_over_each_other():
+    suite = load_suite("digits-lowT")
+    Ts = [1, 16, 17, 18, 19, 20, 64]  # 16 … 20 are a few pixels apart on the log axis
+    mean = pd.Series([90.0 + i for i in range(len(Ts))])
+    table = pd.DataFrame(
+        {"algorithm": "a", "T": Ts, "top1_mean": mean, "top1_ci95": 1.0, "top1_ci_low": mean - 1,
+         "top1_ci_high": mean + 1, "rank": pd.array([1] * len(Ts), dtype="Int64"), "n": 3}
+    )  # fmt: skip
+    fig = figure(plot_data(table, suite, "T"), "T")
+    shown = [t.get_text() for t in fig.axes[0].get_xticklabels() if t.get_visible()]
+    assert overlapping_texts(fig) == [] and "1" in shown and "64" in shown and len(shown) < len(Ts)
