@@ -119,14 +119,15 @@ def main() -> int:
     fraction = (suite.get("validation") or {}).get("fraction", 0.0)
     train_size = args.train_size or round(info.sizes[0] * (1 - fraction))
     resolved = load_suite(suite_path)
+    from snnbench.rows import machine_kind
+
     measured: dict[tuple[str, int], list[tuple[float, float, float, str, str | None, float]]] = {}
-    cpu = None
+    machines: dict[tuple[str, int], set[str]] = {}
     for path in sorted(records_dir.glob("*.json")):
         record = json.loads(path.read_text())
-        if record["entry"] not in resolved.algorithms:
-            continue
+        if record["entry"] not in resolved.algorithms or record.get("budget") != resolved.default_budget:
+            continue  # another suite's entry, or another budget (e.g. official-epochs): not the grid
         metrics = record.get("metrics", {})
-        cpu = record.get("environment", {}).get("cpu")
         shared = record.get("training_shared_with")
         epochs_done = int(metrics.get("epochs_completed") or 1)
         seconds = float(metrics.get("train_time_s") or 0.0) / epochs_done  # one epoch, as measured
@@ -134,6 +135,7 @@ def main() -> int:
         wall = datetime.fromisoformat(record["finished_at"]) - datetime.fromisoformat(record["started_at"])
         other = wall.total_seconds() - (0.0 if shared else seconds * epochs_done)  # evaluation, simulation
         key = (record["entry"], int(record["T"]))
+        machines.setdefault(key, set()).add(machine_kind(record.get("environment")))
         measured.setdefault(key, []).append(
             (seconds, size, other, record["status"], shared, wall.total_seconds())
         )
@@ -142,15 +144,15 @@ def main() -> int:
     sizes = ", ".join(sorted({str(m[1]) for found in measured.values() for m in found}))
     print(
         f"One epoch per (entry, T) as measured ({sizes} training images; median over the records found), "
-        f"{args.jobs} workers x 1 thread; CPU: {cpu}; "
+        f"{args.jobs} workers x 1 thread; the machine of each row's records in its last column; "
         f"a full epoch = {train_size} images."
     )
     print()
     print(
         "| entry | T | records | measured epoch (s) | full epoch (s, scaled) | epochs | per run (min) | "
-        "x seeds (min) | evaluation etc. per run (s) | measured wall per run (s) |"
+        "x seeds (min) | evaluation etc. per run (s) | measured wall per run (s) | machine |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (name, T), found in sorted(measured.items()):
         entry = resolved.algorithms[name]
         own = entry.budgets.get(suite.get("default_budget", "full"))
@@ -167,10 +169,15 @@ def main() -> int:
         note += f" ({', '.join(failed)})" if failed else ""
         cells = [name + note, T, len(found), f"{seconds:.2f}", f"{per_epoch:.0f}", epochs, f"{run / 60:.1f}"]
         cells += [f"{run * seeds / 60:.1f}", f"{other:.0f}", f"{statistics.median(m[5] for m in found):.0f}"]
+        cells += [" + ".join(sorted(machines[(name, T)]))]
         walls += sum(m[5] for m in found)
         print("| " + " | ".join(str(c) for c in cells) + " |")
     print()
     print(f"Measured wall time of the records read, summed: {walls / 3600:.2f} CPU-hours (one core each)")
+    for kind in sorted(set().union(*machines.values())):
+        keys = [k for k, found in measured.items() if kind in machines[k]]
+        hours = sum(m[5] for k in keys for m in measured[k]) / 3600
+        print(f"  of which on {kind}: {hours:.2f} CPU-hours ({len(keys)} rows)")
     print(
         f"Training time of the whole grid (scaled, no loading or evaluation): {total / 3600:.2f} CPU-hours "
         f"({math.ceil(total / 60)} CPU-minutes)"

@@ -735,10 +735,10 @@ def write_reports(
     columns: list[str] | None = None,
     into: Path | None = None,
 ) -> list[Path]:
-    """Write ``leaderboard.md``, ``leaderboard.csv`` (every track, a ``track`` column) and one set of Pareto
-    plots per track (``pareto-<track>.png`` ...) of the records in ``suite_dir/runs`` into ``into`` (default:
-    :func:`report_dir`); return the paths."""
-    from snnbench.plots import pareto
+    """Write ``leaderboard.md``, ``leaderboard.csv`` (every track, a ``track`` column), and per track its
+    Pareto plots (``pareto-<track>.png`` ...) and its method × T matrix (``matrix-<track>.png``, ``.svg``)
+    of the records in ``suite_dir/runs`` into ``into`` (default: :func:`report_dir`); return the paths."""
+    from snnbench.plots import matrix, pareto
     from snnbench.records import atomic_write_bytes
 
     budget = budget or suite.default_budget
@@ -759,4 +759,5 @@ def write_reports(
     for track, table in tables.items():
         for axis, stem in PLOT_AXES.items():
             files += pareto(table, suite, target / f"{stem}-{track}", x=axis, track=track)
+        files += matrix(table, suite, target / f"matrix-{track}", track=track)
     return files

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -200,19 +202,73 @@ def plot_data(table: pd.DataFrame, suite: Suite, x: str = "T", track: str | None
     return PlotData(column, x_label, title, subtitle, series, front, best, published, y_range, clipped)
 
 
-def pareto(
-    table: pd.DataFrame, suite: Suite, stem: Path, x: str = "T", track: str | None = None
-) -> list[Path]:
-    """Draw ``stem.png`` and ``stem.svg`` of accuracy against ``x`` (``T``, ``sops`` or ``energy``) for one
-    track's rows."""
-    data = plot_data(table, suite, x, track)
+def clipped_note(data: PlotData, name: str) -> str:
+    """What a method's legend entry adds for its points below the shown range (drawn as ▼ on the bottom
+    edge, unlabelled on the plot, so that no label overlaps another): their count and top-1 range."""
+    ys = [y for n, _, y in data.clipped if n == name]
+    if not ys:
+        return ""
+    span = f"{min(ys):.1f}" if min(ys) == max(ys) else f"{min(ys):.1f}–{max(ys):.1f}"
+    return f" (▼ {len(ys)} below: {span} %)"
+
+
+def overlapping_texts(fig: Any) -> list[tuple[str, str]]:
+    """Pairs of visible, non-empty texts of a drawn figure whose extents intersect, and texts reaching
+    outside the figure (paired with ``"<figure edge>"``): empty for a legible plot."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    edge = fig.bbox
+    undrawn = set()  # tick labels of ticks outside the view: kept by matplotlib, never drawn
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            ticks = [*zip(axis.get_major_ticks(), axis.get_majorticklocs(), strict=False)]
+            ticks += zip(axis.get_minor_ticks(), axis.get_minorticklocs(), strict=False)
+            for tick, loc in ticks:
+                if not low - 1e-9 * abs(high - low) <= loc <= high + 1e-9 * abs(high - low):
+                    undrawn |= {id(tick.label1), id(tick.label2)}
+    boxes = []
+    for text in fig.findobj(Text):
+        if id(text) in undrawn or not text.get_visible() or not text.get_text().strip():
+            continue
+        boxes.append((text.get_text(), text.get_window_extent(renderer)))
+    problems = []
+    for i, (a, box) in enumerate(boxes):
+        if (
+            box.x0 < edge.x0 - 0.5
+            or box.y0 < edge.y0 - 0.5
+            or box.x1 > edge.x1 + 0.5
+            or box.y1 > edge.y1 + 0.5
+        ):
+            problems.append((a, "<figure edge>"))
+        problems += [(a, b) for b, other in boxes[i + 1 :] if box.overlaps(other)]
+    return problems
+
+
+def _declutter(texts: list[Any], renderer: Any) -> None:
+    """Hide each text (tick labels, in order) that would overlap one kept before it."""
+    kept: list[Any] = []
+    for text in texts:
+        if not text.get_visible() or not text.get_text():
+            continue
+        box = text.get_window_extent(renderer)
+        if any(box.overlaps(other) for other in kept):
+            text.set_visible(False)
+        else:
+            kept.append(box)
+
+
+def figure(data: PlotData, x: str = "T") -> Any:
+    """The matplotlib figure of a Pareto plot (legend outside the axes, no overlapping texts)."""
     import matplotlib
 
     matplotlib.use("Agg")
     matplotlib.rcParams["svg.hashsalt"] = "snnbench"  # deterministic SVG ids: committed plots can be checked
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=150)
+    fig, ax = plt.subplots(figsize=(9.0, 5.4), dpi=150)
     for s in data.series:
         ax.errorbar(
             s.x_drawn,
@@ -223,7 +279,7 @@ def pareto(
             capsize=3,
             linewidth=1.4,
             color=s.colour,
-            label=s.name,
+            label=s.name + clipped_note(data, s.name),
         )
     if data.front:
         xs, ys = zip(*data.best, strict=True)
@@ -239,17 +295,10 @@ def pareto(
         )  # fmt: skip
     if data.y_range is not None:
         ax.set_ylim(*data.y_range)
-        for name, dx, y in data.clipped:  # below the range: an arrow on the bottom edge, value written
-            ax.annotate(
-                f"{name} {y:.1f}",
-                (dx, data.y_range[0]),
-                xytext=(0, 12),
-                textcoords="offset points",
-                ha="center",
-                fontsize=6.5,
-                color="dimgrey",
-                arrowprops={"arrowstyle": "->", "color": "dimgrey", "lw": 0.8},
-            )
+        colour = {s.name: s.colour for s in data.series}
+        for name, dx, _ in data.clipped:  # below the range: a ▼ on the bottom edge, the values in the legend
+            ax.plot([dx], [data.y_range[0]], marker="v", markersize=6, color=colour[name], clip_on=False,
+                    markeredgecolor="black", markeredgewidth=0.4, zorder=6)  # fmt: skip
     values = sorted({v for s in data.series for v in s.x})
     if x == "T" and values:
         ax.set_xscale("log", base=2)
@@ -258,9 +307,12 @@ def pareto(
         ax.minorticks_off()
     elif values:
         ax.set_xscale("log")
+    if values and values[-1] / values[0] < 2:  # a readable span, not the dodge's hundredths of a decade
+        ax.set_xlim(values[0] / 1.6, values[-1] * 1.6)
     ax.set_xlabel(data.x_label)
     ax.set_ylabel("top-1 accuracy (%), final epoch, mean ± 95 % CI")
-    ax.set_title(data.title + (f"\n{data.subtitle}" if data.subtitle else ""), fontsize=10)
+    title = data.title + (f"\n{textwrap.fill(data.subtitle, 80)}" if data.subtitle else "")
+    ax.set_title(title, fontsize=10, loc="left")
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
@@ -269,6 +321,14 @@ def pareto(
             0.5, 0.5, f"no records carry {data.column}", transform=ax.transAxes, ha="center", color="grey"
         )
     fig.tight_layout()
+    fig.canvas.draw()
+    _declutter(ax.get_xticklabels(which="both"), fig.canvas.get_renderer())  # e.g. T = 16 and 20 side by side
+    return fig
+
+
+def _save(fig: Any, stem: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     try:
         for path in paths:  # rendered in memory, then written atomically: never a torn plot
@@ -280,3 +340,110 @@ def pareto(
     finally:
         plt.close(fig)
     return paths
+
+
+def pareto(
+    table: pd.DataFrame, suite: Suite, stem: Path, x: str = "T", track: str | None = None
+) -> list[Path]:
+    """Draw ``stem.png`` and ``stem.svg`` of accuracy against ``x`` (``T``, ``sops`` or ``energy``) for one
+    track's rows."""
+    return _save(figure(plot_data(table, suite, x, track), x), stem)
+
+
+@dataclass
+class Cell:
+    """One method at one T in the method × T matrix: top-1 mean ± CI half-width over n seeds and its state:
+    ``best`` (rank 1 at this T: no row of this T separably above), ``ranked``, ``chance`` (at chance,
+    unranked, greyed) or ``few`` (fewer than two ok seeds, unranked)."""
+
+    mean: float
+    ci: float
+    n: int
+    state: str
+
+
+@dataclass
+class Matrix:
+    """The method × T matrix of one track: methods (best top-1 first, methods only at chance last) by T."""
+
+    title: str
+    methods: list[str]
+    Ts: list[int]
+    cells: dict[tuple[str, int], Cell]
+
+
+def matrix_data(table: pd.DataFrame, suite: Suite, track: str | None = None) -> Matrix:
+    """The per-T view of one track's rows as a method × T matrix (the leaderboard's ranks at each T)."""
+    cells = {}
+    for r in table.to_dict("records"):
+        if r["at_chance"]:
+            state = "chance"
+        elif pd.isna(r["rank_at_T"]):
+            state = "few"
+        else:
+            state = "best" if int(r["rank_at_T"]) == 1 else "ranked"
+        ci = 0.0 if pd.isna(r["top1_ci95"]) else float(r["top1_ci95"])
+        cells[(str(r["algorithm"]), int(r["T"]))] = Cell(float(r["top1_mean"]), ci, int(r["n"]), state)
+    best = {}
+    for (name, _), cell in cells.items():
+        score = -1.0 if cell.state == "chance" else cell.mean
+        best[name] = max(best.get(name, -2.0), score)
+    methods = sorted(best, key=lambda name: (-best[name], name))
+    title = f"{suite.name}{f' ({track} track)' if track else ''}: top-1 (%) by method and T"
+    return Matrix(title, methods, sorted({T for _, T in cells}), cells)
+
+
+MATRIX_NOTE = (
+    "mean ± 95 % CI; boxed, bold: rank 1 at its T (no row of that T separably above); grey: at chance"
+)
+
+
+def matrix_figure(data: Matrix) -> Any:
+    """The matplotlib figure of the method × T matrix: cells shaded by top-1 (chance rows grey)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "snnbench"
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    width, height = 1.6 + 0.95 * len(data.Ts), 1.3 + 0.32 * len(data.methods)
+    fig, ax = plt.subplots(figsize=(max(width, 6.5), height), dpi=150)
+    shown = [c.mean for c in data.cells.values() if c.state != "chance"]
+    low, high = (min(shown), max(shown)) if shown else (0.0, 100.0)
+    cmap = matplotlib.colormaps["YlGn"]
+    for i, name in enumerate(data.methods):
+        for j, T in enumerate(data.Ts):
+            cell = data.cells.get((name, T))
+            if cell is None:
+                continue
+            if cell.state == "chance":
+                face, colour, text = "#e6e6e6", "#8a8a8a", f"{cell.mean:.1f}\nchance"
+            else:
+                shade = 0.1 + 0.55 * ((cell.mean - low) / (high - low) if high > low else 1.0)
+                face, colour = cmap(shade), "black"
+                text = f"{cell.mean:.1f}" + (f"\n± {cell.ci:.1f}" if cell.state != "few" else "\nn < 2")
+            best = cell.state == "best"
+            ax.add_patch(Rectangle((j, i), 1, 1, facecolor=face, edgecolor="black" if best else "white",
+                                   linewidth=1.6 if best else 0.8, zorder=2 if best else 1))  # fmt: skip
+            ax.text(j + 0.5, i + 0.5, text, ha="center", va="center", fontsize=6.5, color=colour,
+                    fontweight="bold" if best else "normal", linespacing=1.0, zorder=3)  # fmt: skip
+    ax.set_xlim(0, len(data.Ts))
+    ax.set_ylim(len(data.methods), 0)
+    ax.set_xticks([j + 0.5 for j in range(len(data.Ts))], [str(T) for T in data.Ts])
+    ax.set_yticks([i + 0.5 for i in range(len(data.methods))], data.methods, fontsize=7.5)
+    ax.tick_params(length=0)
+    ax.xaxis.set_ticks_position("top")
+    ax.xaxis.set_label_position("top")
+    ax.set_xlabel("time steps T")
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_title(data.title, fontsize=10, loc="left", pad=24)
+    fig.text(0.01, 0.01, MATRIX_NOTE, fontsize=6.5, color="dimgrey")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
+def matrix(table: pd.DataFrame, suite: Suite, stem: Path, track: str | None = None) -> list[Path]:
+    """Draw ``stem.png`` and ``stem.svg``: the method × T matrix of one track's rows."""
+    return _save(matrix_figure(matrix_data(table, suite, track)), stem)

@@ -14,6 +14,7 @@ import html
 import json
 import math
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,17 @@ from snnbench.leaderboard import (
     ties_legend,
 )
 from snnbench.metrics import METRICS
-from snnbench.plots import AXES, BEST_LABEL, FRONT_LABEL, PlotData, plot_data
+from snnbench.plots import (
+    AXES,
+    BEST_LABEL,
+    FRONT_LABEL,
+    MATRIX_NOTE,
+    Matrix,
+    PlotData,
+    clipped_note,
+    matrix_data,
+    plot_data,
+)
 from snnbench.records import RunRecord, atomic_write_bytes, read_record
 from snnbench.rows import group_rows, machine_counts
 from snnbench.suite import TRACKS, Suite
@@ -49,6 +60,9 @@ COPIED = ["plotly-basic.min.js", "plotly-LICENSE.txt", "site.js", "site.css"]
 LEADERBOARD_METRICS = {"spike_rate": "spike rate", "synops_per_sample": "synops", "energy_nj": "energy",
                        "train_time_s": "train time"}  # fmt: skip
 _e = html.escape
+TOOLBAR = 34  # px at the top of each plot kept for Plotly's toolbar (the mode bar)
+PLOT_HEIGHT = 440  # px, at least; taller when the legend needs it
+LEGEND_ROW = 21  # px per legend entry (font size 11)
 AXES_SHORT = {"T": "T", "synops_per_sample_mean": "synops", "energy_nj_mean": "energy (nJ)"}
 
 
@@ -75,8 +89,10 @@ def _page(title: str, body: str, depth: int = 0) -> str:
 
 def _plot(target: str, figure: dict[str, Any]) -> str:
     spec = json.dumps(figure, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    height = figure["layout"].get("height")
+    style = f' style="height: {height}px"' if height else ""
     return (
-        f'<div class="plot" id="{target}"></div>'
+        f'<div class="plot" id="{target}"{style}></div>'
         f'<script type="application/json" class="plot" data-target="{target}">{spec}</script>'
     )
 
@@ -98,7 +114,7 @@ def pareto_figure(data: PlotData) -> dict[str, Any]:
             {
                 "type": "scatter",
                 "mode": "lines+markers",
-                "name": s.name,
+                "name": s.name + clipped_note(data, s.name),
                 "x": [_r(v) for v in s.x_drawn],
                 "y": [_r(v) for v in s.y],
                 "error_y": {"type": "data", "array": [_r(v) for v in s.ci], "visible": True},
@@ -148,21 +164,40 @@ def pareto_figure(data: PlotData) -> dict[str, Any]:
     xaxis: dict[str, Any] = {"title": {"text": data.x_label}, "type": "log"}
     if data.column == "T" and xs:
         xaxis.update(tickvals=xs, ticktext=[str(int(v)) for v in xs])
-    annotations = [
-        {"x": math.log10(dx), "y": data.y_range[0], "yref": "y", "text": f"{name} {y:.1f}", "showarrow": True,
-         "ay": -24, "arrowhead": 2, "font": {"size": 10, "color": "dimgrey"}}
-        for name, dx, y in data.clipped
-        if data.y_range is not None
-    ]  # fmt: skip
-    title = data.title + (f"<br><sub>{_e(data.subtitle)}</sub>" if data.subtitle else "")
+    if xs and xs[-1] / xs[0] < 2:  # a readable span, not the dodge's hundredths of a decade
+        xaxis["range"] = [_r(math.log10(xs[0] / 1.6)), _r(math.log10(xs[-1] * 1.6))]
+    elif xs and data.column != "T":
+        xaxis["dtick"] = 1  # powers of ten only: Plotly's labels of 2 and 5 collide with them
+    if data.clipped and data.y_range is not None:  # below the range: ▼ on the bottom edge, value on hover
+        colour = {s.name: s.colour for s in data.series}
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": "below the shown range",
+                "showlegend": False,
+                "cliponaxis": False,
+                "x": [_r(dx) for _, dx, _ in data.clipped],
+                "y": [data.y_range[0]] * len(data.clipped),
+                "marker": {"symbol": "triangle-down", "size": 9, "line": {"width": 0.5},
+                           "color": [colour[name] for name, _, _ in data.clipped]},
+                "text": [f"{name}: top-1 {y:.1f} % (below the shown range)" for name, _, y in data.clipped],
+                "hovertemplate": "%{text}<extra></extra>",
+            }
+        )  # fmt: skip
+    subtitle = textwrap.wrap(data.subtitle, 64) if data.subtitle else []
+    title = _e(data.title) + "".join(f"<br><sub>{_e(line)}</sub>" for line in subtitle)
+    entries = len(data.series) + 2 * bool(data.front) + len(data.published)
+    top = TOOLBAR + 26 + 16 * len(subtitle)  # the title sits below the toolbar, never under it
     layout = {
-        "title": {"text": title},
+        "title": {"text": title, "font": {"size": 14}, "x": 0, "xref": "container", "xanchor": "left",
+                  "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": TOOLBAR, "l": 8}},
         "xaxis": xaxis,
         "yaxis": {"title": {"text": "top-1 (%), final epoch, mean ± 95 % CI"}, "range": data.y_range},
-        "annotations": annotations,
-        "legend": {"font": {"size": 11}},
-        "margin": {"t": 70 if data.subtitle else 50},
-    }
+        "legend": {"font": {"size": 11}, "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"},
+        "margin": {"t": top, "b": 60},
+        "height": max(PLOT_HEIGHT, top + 70 + LEGEND_ROW * entries),  # the whole legend, no scrolling
+    }  # fmt: skip
     return {"data": traces, "layout": layout}
 
 
@@ -254,6 +289,42 @@ def _per_T(table: pd.DataFrame) -> str:
     return "".join(parts) + "</div>"
 
 
+def _matrix(data: Matrix) -> str:
+    """The method × T matrix beside the latency plot: mean ± 95 % CI per cell, rank 1 at its T outlined
+    and bold, rows at chance greyed, cells shaded by top-1 (the static ``matrix-<track>.png`` as a table)."""
+    shown = [c.mean for c in data.cells.values() if c.state != "chance"]
+    low, high = (min(shown), max(shown)) if shown else (0.0, 100.0)
+    head = "".join(f'<th class="num">T = {T}</th>' for T in data.Ts)
+    rows = []
+    for name in data.methods:
+        cells = [f"<th>{_e(name)}</th>"]
+        for T in data.Ts:
+            cell = data.cells.get((name, T))
+            if cell is None:
+                cells.append("<td></td>")
+                continue
+            what = {"best": "rank 1 at this T", "ranked": "ranked", "chance": "at chance, unranked",
+                    "few": "fewer than two ok seeds, unranked"}[cell.state]  # fmt: skip
+            tip = f"{name} at T = {T}: {cell.mean:.2f} ± {cell.ci:.2f} % (n = {cell.n}), {what}"
+            text = f"{cell.mean:.1f}" + {"chance": " chance", "few": " (n &lt; 2)"}.get(
+                cell.state, f" ± {cell.ci:.1f}"
+            )  # one decimal, so that every T fits the page's width; the tooltip has two
+            shade = ""
+            if (
+                cell.state != "chance"
+            ):  # green, darker with top-1: 92 % lightness at the lowest, 62 % at the top
+                level = (cell.mean - low) / (high - low) if high > low else 1.0
+                shade = f' style="background: hsl(120, 40%, {92 - 30 * level:.0f}%)"'
+            cells.append(f'<td class="num {cell.state}" title="{_e(tip)}"{shade}>{text}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        '<div class="matrix-wrap"><table class="matrix">'
+        f"<caption>{_e(data.title)}</caption><thead><tr><th>method</th>{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+        f'<p class="muted">{_e(MATRIX_NOTE)}; hover a cell for n.</p></div>'
+    )
+
+
 def _published(suite: Suite) -> str:
     rows = [row.model_dump() for row in suite.reference]  # not a DataFrame: T stays an int, None stays "–"
     keys = [k for k in (rows[0] if rows else {}) if any(r[k] is not None for r in rows)]
@@ -305,7 +376,9 @@ def _index(suite: Suite, df: pd.DataFrame, budget: str) -> str:
         body.append(f"<h2>Track <code>{_e(track)}</code></h2><p>{_e(TRACKS[track])}.</p>")
         figures = [pareto_figure(plot_data(table, suite, axis, track)) for axis in AXES]
         plots = [_plot(f"pareto-{track}-{axis}", figure) for axis, figure in zip(AXES, figures, strict=True)]
-        body.append('<div class="plots">' + "".join(plots) + "</div>")
+        body.append('<div class="plots">' + plots[0] + "</div>")  # the overview, then the matrix beside it
+        body.append(_matrix(matrix_data(table, suite, track)))
+        body.append('<div class="plots">' + "".join(plots[1:]) + "</div>")
         body.append(_per_T(table))
         body.append("<h3>All rows (ranked across T)</h3>")
         body.append(_leaderboard(table, runs, track))
@@ -453,7 +526,7 @@ def _run_page(record: RunRecord, suite: Suite) -> str:
     return _page(f"{record.run_id} — snnbench report", "\n".join(body), depth=1)
 
 
-def _write_site(suite: Suite, suite_dir: Path, site: Path, budget: str) -> list[Path]:
+def _records(suite: Suite, suite_dir: Path, budget: str) -> pd.DataFrame:
     from snnbench.records import load_records
 
     df = select_records(
@@ -462,6 +535,17 @@ def _write_site(suite: Suite, suite_dir: Path, site: Path, budget: str) -> list[
     df = label_tuning(df, suite, suite_dir)  # the tuning column as in leaderboard.md
     if df.empty:
         raise SnnbenchError(f"no records of budget {budget!r} for suite {suite.name} under {suite_dir}")
+    return df
+
+
+def index_page(suite: Suite, suite_dir: Path, budget: str | None = None) -> str:
+    """The site's ``index.html`` of ``suite_dir``'s records, alone (no run pages, no assets)."""
+    budget = budget or suite.default_budget
+    return _index(suite, _records(suite, suite_dir, budget), budget)
+
+
+def _write_site(suite: Suite, suite_dir: Path, site: Path, budget: str) -> list[Path]:
+    df = _records(suite, suite_dir, budget)
     files = {"index.html": _index(suite, df, budget).encode()}
     for run_id in df["run_id"]:
         record = read_record(suite_dir / "runs" / f"{run_id}.json")
@@ -511,4 +595,12 @@ def check_site(
     return problems
 
 
-__all__ = ["check_site", "find_record", "pareto_figure", "record_sections", "reproduce_command", "write_site"]
+__all__ = [
+    "check_site",
+    "find_record",
+    "index_page",
+    "pareto_figure",
+    "record_sections",
+    "reproduce_command",
+    "write_site",
+]

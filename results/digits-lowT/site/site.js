@@ -70,7 +70,9 @@ function drawPlots() {
   for (const spec of document.querySelectorAll("script.plot")) {
     const figure = JSON.parse(spec.textContent);
     const target = document.getElementById(spec.dataset.target);
-    Plotly.newPlot(target, figure.data, figure.layout, { displaylogo: false, responsive: true });
+    // the toolbar (mode bar) sits in the band the layout keeps free above the title: it hides nothing
+    const config = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
+    Plotly.newPlot(target, figure.data, figure.layout, config);
     drawn += 1;
   }
   document.body.dataset.plots = drawn;
