@@ -34,10 +34,8 @@ def test_check_passes_then_fails_with_a_diff_after_tampering(write_suite, tmp_pa
 def test_committed_digits_results_are_current():
     result = runner.invoke(app, ["leaderboard", "--suite", "digits-lowT", "--check"])
     assert result.exit_code == 0, result.stderr
-    # its tuning records predate code hashes: a warning that says so, never a failure
-    assert "tuning record(s) of digits-lowT unverifiable (made before code hashes were recorded)" in (
-        result.stderr
-    )
+    # re-tuned per T by today's code, and every record made from a clean tree: not even a warning
+    assert "tuning record" not in result.stderr and "dirty" not in result.stderr
 
 
 def test_merge_copies_skips_duplicates_and_reports_conflicts(write_suite, tmp_path):

@@ -101,12 +101,13 @@ def _hash(path: Path, **fields) -> None:
     path.write_text(json.dumps({**record, **fields}, indent=2) + "\n")
 
 
-def _current(entry: str) -> dict:
+def _current(entry: str, T: int = 1) -> dict:
+    """The code and set-up fields a tuning record of ``entry`` at ``T`` has when made by today's code."""
     from snnbench.algorithms import algorithms
     from snnbench.provenance import source_sha256
 
     method = algorithms.get(entry)
-    spec = tuning_specs(load_suite("digits-lowT"), [entry])[0]
+    (spec,) = [s for s in tuning_specs(load_suite("digits-lowT"), [entry]) if s.T == T]
     return {
         "algorithm_version": method.version,
         "algorithm_source_sha256": source_sha256(method),
@@ -116,27 +117,22 @@ def _current(entry: str) -> dict:
 
 def test_leaderboard_check_fails_on_a_stale_tuning_record_of_digits(tmp_path):
     copy = _copy(tmp_path)
-    _hash(copy / "tuning" / "bntt.json", **{**_current("bntt"), "algorithm_source_sha256": "0" * 64})
-    result = CliRunner().invoke(
-        app, ["leaderboard", "--suite", "digits-lowT", "--out", str(tmp_path), "--check"]
-    )
+    args = ["leaderboard", "--suite", "digits-lowT", "--out", str(tmp_path), "--check"]
+    assert "tuning record" not in CliRunner().invoke(app, args).stderr  # committed: all current, per T
+    _hash(copy / "tuning" / "bntt_T2.json", **{**_current("bntt", 2), "algorithm_source_sha256": "0" * 64})
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
-    assert f"{copy / 'tuning' / 'bntt.json'}: stale tuning record (the method's code" in result.stderr
+    assert f"{copy / 'tuning' / 'bntt_T2.json'}: stale tuning record (the method's code" in result.stderr
     assert "snnbench tune --suite digits-lowT --algorithms bntt" in result.stderr
     assert "| 8 trials on val (stale) |" in result.stderr  # the table's tuning column says so too
-    # the 13 records without a hash only warn
-    assert "13 tuning record(s) of digits-lowT unverifiable (made before code hashes were recorded)" in (
-        result.stderr
-    )
+    assert result.stderr.count("trials on val (stale)") == 1  # bntt at T = 2 only: each T its own record
 
 
 def test_a_current_record_is_neither_stale_nor_unverifiable_and_a_changed_set_up_is_stale(tmp_path):
     suite = load_suite("digits-lowT")
     copy = _copy(tmp_path)
-    record = copy / "tuning" / "bptt.json"
-    _hash(record, **_current("bptt"))
-    problems, warnings = check_tuning(suite, copy)
-    assert problems == [] and "13 tuning record(s)" in warnings[0] and "bptt," not in warnings[0]
+    record = copy / "tuning" / "bptt_T1.json"
+    assert check_tuning(suite, copy) == ([], [])  # every committed record made by today's code
     _hash(record, spec_hash="f" * 64)
     problems, _ = check_tuning(suite, copy)
     assert len(problems) == 1 and "stale tuning record (the entry's set-up" in problems[0]
@@ -145,12 +141,19 @@ def test_a_current_record_is_neither_stale_nor_unverifiable_and_a_changed_set_up
     assert len(problems) == 1 and "stale tuning record (the method's code or version" in problems[0]
 
 
-def test_committed_records_without_a_hash_are_labelled_in_the_tuning_column():
+def test_entries_whose_every_trial_was_at_chance_are_labelled_so_in_the_tuning_column():
+    """The label comes from the records: a (method, T) whose tuning trials all stayed at chance says so."""
     board = (COMMITTED / "leaderboard.md").read_text()
-    assert "| 8 trials on val (unverifiable) |" in board
+    at_chance = set()
+    for path in (COMMITTED / "tuning").glob("*.json"):
+        record = json.loads(path.read_text())
+        if record.get("all_trials_at_chance"):
+            at_chance.add((record["entry"], record["budget"]["T"] if record.get("per_T") else None))
+    assert "unverifiable" not in board
     rows = [line for line in board.splitlines() if line.startswith("| ") and "trials on val" in line]
-    for line in rows:  # soft-lif and st-rsbp never left chance in any trial; bptt did
+    assert rows
+    for line in rows:
         cells = [c.strip() for c in line.split("|")]
-        at_chance = "8 trials on val (unverifiable; all trials at chance)" in cells
-        assert at_chance == (cells[2] in ("soft-lif", "st-rsbp")), line
-    assert any("| soft-lif |" in line for line in rows) and any("| bptt |" in line for line in rows)
+        name, T = cells[2].rstrip(" ‡†"), int(cells[3])
+        labelled = "all trials at chance" in line
+        assert labelled == ((name, T) in at_chance or (name, None) in at_chance), line
