@@ -307,7 +307,7 @@ def figure(data: PlotData, x: str = "T") -> Any:
         ax.minorticks_off()
     elif values:
         ax.set_xscale("log")
-    if values and values[0] > 0 and values[-1] / values[0] < 2:  # a readable span (not hundredths of a decade)
+    if values and values[0] > 0 and values[-1] / values[0] < 2:  # a readable span
         ax.set_xlim(values[0] / 1.6, values[-1] * 1.6)
     ax.set_xlabel(data.x_label)
     ax.set_ylabel("top-1 accuracy (%), final epoch, mean ± 95 % CI")
