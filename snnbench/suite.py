@@ -784,10 +784,14 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+TUNED_PER_T = "tuned per T"  # a deviation's ``ours``: the field's value is set at each T by ``tuned.by_T``
+
+
 def card_problems(suite: Suite) -> list[tuple[str, str]]:
     """``(field, problem)`` for every fidelity-card claim that the entry's resolved configuration contradicts:
     a mirrored value that differs without a declared deviation, or a deviation whose ``ours`` is not what the
-    entry resolves to."""
+    entry resolves to (``ours: tuned per T`` for a field the entry's ``tuned.by_T`` block sets: exactly
+    those fields)."""
     problems: list[tuple[str, str]] = []
     for key, entry in suite.algorithms.items():
         card = entry.fidelity
@@ -809,8 +813,13 @@ def card_problems(suite: Suite) -> list[tuple[str, str]]:
                         f"{official!r} is mirrored; fix the entry or declare a deviation",
                     )
                 )
+        per_T = set(entry.tuned.fields) if entry.tuned is not None and entry.tuned.by_T is not None else set()
         for i, deviation in enumerate(card.deviations):
-            if deviation.field in fields and not _same(fields[deviation.field], deviation.ours):
+            if deviation.ours == TUNED_PER_T:
+                if deviation.field not in per_T:
+                    problem = f"{deviation.field} is not tuned per T in this entry"
+                    problems.append((f"{where}.deviations.{i}.ours", problem))
+            elif deviation.field in fields and not _same(fields[deviation.field], deviation.ours):
                 problems.append(
                     (
                         f"{where}.deviations.{i}.ours",

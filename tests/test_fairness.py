@@ -325,3 +325,15 @@ def test_show_prints_the_card_and_the_resolved_config(write_suite, monkeypatch):
     assert "batch_size: 32  official 32  [mirrored]" in result.output
     assert "- lr: ours 0.01, official 0.1: digits is smaller" in result.output
     assert "lr = 0.01  (suite)" in result.output and "epochs = 3  (budget)" in result.output
+
+
+def test_a_card_may_say_tuned_per_T_only_for_a_field_its_entry_tunes_per_T():
+    from snnbench.suite import card_problems
+
+    suite = load_suite("digits-lowT")  # ide: lr tuned per T, declared `ours: tuned per T` on its card
+    assert suite.algorithms["ide"].tuned.by_T is not None and card_problems(suite) == []
+    untuned = {**suite.algorithms, "ide": suite.algorithms["ide"].model_copy(update={"tuned": None})}
+    problems = card_problems(suite.model_copy(update={"algorithms": untuned}))
+    assert [p for p in problems if p[0].startswith("algorithms.ide.fidelity.deviations")] == [
+        ("algorithms.ide.fidelity.deviations.0.ours", "lr is not tuned per T in this entry")
+    ]

@@ -22,7 +22,9 @@ FIELD = re.compile(r"^    \S")  # a field of the entry
 def _comment(record_path: str) -> str:
     record = json.loads(Path(record_path).read_text())
     chosen = record["chosen"]
-    at_chance = "; every trial at chance" if record.get("all_at_chance") else ""
+    if chosen.get("val_top1") is None:
+        return "  # no trial scored: every trial diverged or failed (the entry's own values kept)"
+    at_chance = "; every trial at chance" if record.get("all_trials_at_chance") else ""
     return f"  # val top-1 {chosen['val_top1']:.2f} % (trial {chosen['trial']}{at_chance})"
 
 
