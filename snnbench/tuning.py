@@ -508,8 +508,10 @@ def tune_suite(
 
 
 def tuned_block(record: dict[str, Any], path: Path) -> Tuned:
-    """The ``tuned:`` values of one tuning record: every trial run counts, a widening round's included."""
-    return Tuned(values=record["chosen"]["values"], trials=len(record["trials"]), record=str(path))
+    """The ``tuned:`` values of one tuning record, with the tuning budget it was made with (trials per round:
+    the same for every entry; a widening round, the same rule for all, is in the record, not the count), so
+    that entries tuned alike read alike in every table and comparison."""
+    return Tuned(values=record["chosen"]["values"], trials=int(record["budget"]["trials"]), record=str(path))
 
 
 def tuned_blocks(found: list[tuple[str, int | None, Tuned]]) -> dict[str, Tuned]:
@@ -699,8 +701,8 @@ def _tuning_problem(
             return (
                 f"its tuning record {path} was made with {made_with}, not the suite's tuning budget {budget}"
             )
-        run = len(record.get("trials") or [])  # every trial run, a widening round's included (`tuned_block`)
-        if chosen != block.values or block.trials != run or run < suite.tuning.trials:
+        run = len(record.get("trials") or [])  # every trial run, a widening round's included
+        if chosen != block.values or block.trials != made_with["trials"] or run < suite.tuning.trials:
             return f"its tuned values are not the ones its tuning record {path} chose"
     return None
 

@@ -157,3 +157,18 @@ def test_entries_whose_every_trial_was_at_chance_are_labelled_so_in_the_tuning_c
         name, T = cells[2].rstrip(" ‡†"), int(cells[3])
         labelled = "all trials at chance" in line
         assert labelled == ((name, T) in at_chance or (name, None) in at_chance), line
+
+
+def test_a_widened_entry_reads_as_tuned_with_the_same_budget_as_the_others(tmp_path):
+    """A second, widened round is the same rule for every entry: the tuned block states the budget per round
+    (8 trials), not the 16 trials run, so that tables and `compare` see entries tuned alike."""
+    from snnbench.tuning import tuned_block
+
+    record = {
+        "chosen": {"values": {"lr": 0.004}, "val_top1": 98.6, "trial": 13},
+        "budget": {"trials": 8, "T": 2, "seed": 100, "budget": "full"},
+        "trials": [{"number": k} for k in range(16)],
+        "widened": ["lr"],
+    }
+    block = tuned_block(record, tmp_path / "bptt_T2.json")
+    assert block.trials == 8 and block.values == {"lr": 0.004}

@@ -25,7 +25,8 @@ def _comment(record_path: str) -> str:
     if chosen.get("val_top1") is None:
         return "  # no trial scored: every trial diverged or failed (the entry's own values kept)"
     at_chance = "; every trial at chance" if record.get("all_trials_at_chance") else ""
-    return f"  # val top-1 {chosen['val_top1']:.2f} % (trial {chosen['trial']}{at_chance})"
+    widened = f" of {len(record['trials'])}, widened range" if record.get("widened") else ""
+    return f"  # val top-1 {chosen['val_top1']:.2f} % (trial {chosen['trial']}{widened}{at_chance})"
 
 
 def _flow(block) -> str:
