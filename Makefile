@@ -28,7 +28,7 @@ test-all: $(STAMP)
 
 ## faults: plant each fault of tools/faults.yaml in a copy of the tree; behavioural catch rate ≥ 90 %
 faults: $(STAMP)
-	$(BIN)/python tools/faults.py --workers 2
+	$(BIN)/python tools/faults.py --jobs 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check snnbench tests

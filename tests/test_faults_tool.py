@@ -58,8 +58,10 @@ def tree(tmp_path: Path) -> Path:
     return root
 
 
-def test_only_behavioural_failures_count_and_the_tripwire_is_reported_apart(tree, capsys):
-    code = faults_tool.main(["--min-rate", "50"], root=tree, tripwires=[TRIPWIRE])
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_only_behavioural_failures_count_and_the_tripwire_is_reported_apart(tree, capsys, jobs):
+    """The same outcomes whether the faults run one after another or in two jobs on their own copies."""
+    code = faults_tool.main(["--min-rate", "50", "--jobs", str(jobs)], root=tree, tripwires=[TRIPWIRE])
     out = capsys.readouterr().out
     lines = {}
     for line in out.splitlines():

@@ -29,9 +29,10 @@ bug a mutant stands for; a curated list is small enough to run in a session, nam
 with every bug found.
 
 ``--workers N`` runs the whole-suite step on N pytest-xdist workers (the listed tests and the tripwires run in
-one process: xdist's start-up would cost more than they take).
+one process: xdist's start-up would cost more than they take). ``--jobs N`` runs N faults at once, each job
+on its own copy of the tree (the faults dealt round-robin; `make faults` uses two, one per core).
 
-Usage: python tools/faults.py [--only ID ...] [--check] [--min-rate 90] [--workers N]
+Usage: python tools/faults.py [--only ID ...] [--check] [--min-rate 90] [--workers N] [--jobs N]
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -256,6 +259,9 @@ def main(argv: Sequence[str] | None = None, root: Path = ROOT, tripwires: Sequen
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per pytest run")
     parser.add_argument("--workers", type=int, default=0, help="xdist workers for the whole-suite runs")
     parser.add_argument(
+        "--jobs", type=int, default=1, help="faults run at once, each job on its own copy of the tree"
+    )
+    parser.add_argument(
         "--faults", type=Path, default=None, help="the fault list (default tools/faults.yaml)"
     )
     args = parser.parse_args(argv)
@@ -274,19 +280,34 @@ def main(argv: Sequence[str] | None = None, root: Path = ROOT, tripwires: Sequen
         return int(bool(problems))
     outcomes: dict[str, tuple[str, str]] = {}
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="snnbench-faults-") as scratch:
-        copy = Path(scratch) / "tree"
-        copy_tree(root, copy)
-        env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}  # the copy's snnbench
-        # faulty kernels are built apart, never in the shared build cache; other faults load the cached build
-        kernel_env = {**env, "TORCH_EXTENSIONS_DIR": str(Path(scratch) / "torch_extensions")}
-        for fault in faults:
-            fault_env = kernel_env if fault["file"].endswith(".cpp") else env
-            outcome, seconds, detail = run_fault(
-                fault, copy, fault_env, args.timeout, tripwires, args.workers
-            )
-            outcomes[fault["id"]] = (outcome, detail)
-            print(f"{outcome:>16}  {fault['id']}  ({fault['file']}, {seconds:.0f} s)  {detail}", flush=True)
+    printing = threading.Lock()
+
+    def run_shard(shard: list[dict]) -> None:
+        """One job: its own copy of the tree, its faults one after another."""
+        with tempfile.TemporaryDirectory(prefix="snnbench-faults-") as scratch:
+            copy = Path(scratch) / "tree"
+            copy_tree(root, copy)
+            env = {
+                **os.environ,
+                "PYTHONPATH": str(copy),
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }  # the copy's snnbench
+            # faulty kernels are built apart, never in the shared build cache; the others load the cached one
+            kernel_env = {**env, "TORCH_EXTENSIONS_DIR": str(Path(scratch) / "torch_extensions")}
+            for fault in shard:
+                fault_env = kernel_env if fault["file"].endswith(".cpp") else env
+                outcome, seconds, detail = run_fault(
+                    fault, copy, fault_env, args.timeout, tripwires, args.workers
+                )
+                with printing:
+                    outcomes[fault["id"]] = (outcome, detail)
+                    line = f"{outcome:>16}  {fault['id']}  ({fault['file']}, {seconds:.0f} s)  {detail}"
+                    print(line, flush=True)
+
+    jobs = max(1, min(args.jobs, len(faults)))
+    with ThreadPoolExecutor(max_workers=jobs) as pool:  # the work is in pytest subprocesses
+        list(pool.map(run_shard, [faults[k::jobs] for k in range(jobs)]))
+    outcomes = {f["id"]: outcomes[f["id"]] for f in faults if f["id"] in outcomes}  # the list's order
     applicable = {k: v for k, (v, _) in outcomes.items() if v != "not applicable"}
     listed = [k for k, v in applicable.items() if v == "caught"]
     elsewhere = [k for k, v in applicable.items() if v == "caught elsewhere"]
