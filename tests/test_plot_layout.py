@@ -91,22 +91,22 @@ def test_the_matrix_greys_chance_cells_marks_rank_one_and_lists_chance_only_meth
     suite = load_suite("digits-lowT")
     table = tables("digits-lowT")["controlled"]
     data = matrix_data(table, suite, "controlled")
-    assert data.methods[-1] == "st-rsbp" and data.methods[0] == "ottt"  # only at chance: last; best: first
+    assert data.methods[-1] == "st-rsbp" and data.methods[0] == "ottt"  # never ranked: last; best: first
     assert data.cells[("soft-lif", 1)].state == "chance" and data.cells[("soft-lif", 64)].state == "ranked"
     assert data.cells[("ottt", 1)].state == "best" and data.cells[("ide", 1)].state == "ranked"
-    assert {T for (name, T), c in data.cells.items() if c.state == "best" and name == "bptt"} == {1, 2, 4, 8}
+    assert {T for (name, T), c in data.cells.items() if c.state == "best" and name == "bptt"} == {2, 8}
     page = _matrix(data)
-    row = page.split("<th>st-rsbp</th>")[1].split("</tr>")[0]
-    assert row.count('class="num chance"') == 4 and "hsl(" not in row and "10.0 chance" in row
+    row = page.split("<th>soft-lif</th>")[1].split("</tr>")[0]  # at chance at T = 1 to 16, ranked at 32, 64
+    assert row.count('class="num chance"') == 5 and row.count("hsl(") == 2 and "10.1 chance" in row
     row = page.split("<th>ottt</th>")[1].split("</tr>")[0]
-    assert row.count('class="num best"') == 4 and "97.9 ± 2.4" in row
+    assert row.count('class="num best"') == 4 and "98.4 ± 0.8" in row
 
 
 def test_points_below_the_range_are_told_in_the_legend_not_labelled_on_the_plot():
     suite = load_suite("digits-lowT")
     fig = figure(plot_data(tables("digits-lowT")["controlled"], suite, "T", "controlled"))
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert "soft-lif (▼ 5 below: 10.1–10.4 %)" in labels and "st-rsbp (▼ 4 below: 10.0 %)" in labels
+    assert "soft-lif (▼ 5 below: 10.1–10.4 %)" in labels and "tssl-bp (▼ 2 below: 40.6–42.4 %)" in labels
     assert "bptt" in labels
 
 
