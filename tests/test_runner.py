@@ -80,8 +80,13 @@ def test_nan_is_recorded_as_diverged_and_the_suite_goes_on(plugins, write_suite,
     assert "top1" not in status["exploding"].metrics
     assert status["crashing"].status == "failed" and "RuntimeError: boom" in status["crashing"].error
     assert status["bptt"].status == "ok"
-    again = run_suite(path, out_dir=tmp_path, device="cpu")
+    events = []
+    again = run_suite(path, out_dir=tmp_path, device="cpu", on_event=events.append)
     assert again.trained == [status["crashing"].run_id]  # failed runs are retried, diverged ones are results
+    (started,) = [e for e in events if type(e).__name__ == "SuiteStarted"]
+    assert started.to_run == 1  # the resume plan itself leaves the diverged record alone, not just the worker
+    skipped = {e.spec.entry: e.status for e in events if type(e).__name__ == "RunSkipped"}
+    assert skipped == {"exploding": "diverged", "bptt": "ok"}
 
 
 def test_an_exploding_loss_is_recorded_as_diverged(write_suite, tmp_path):
