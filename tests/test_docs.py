@@ -103,3 +103,17 @@ def test_results_readme_names_the_files_that_are_there():
         assert any(re.fullmatch(pattern, path) for path in present), f"results/README.md names {name}: absent"
     for top in (p for p in suite_dir.iterdir() if not ignored(p)):
         assert any(re.fullmatch(p.split("/")[0], top.name) for p in patterns), f"{top.name} is not described"
+
+
+def test_readme_names_the_split_the_costs_are_counted_on():
+    """Issue 42 item 6: the README said the costs are counted on the test set; the runner counts them on the
+    validation split (its one test pass is the final evaluation: test_fairness.py's
+    test_the_test_split_is_touched_only_by_the_final_evaluation)."""
+    import inspect
+
+    from snnbench import runner
+
+    assert "count_operations(algorithm, net, val," in inspect.getsource(runner)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "inference pass over the validation split" in readme
+    assert not re.search(r"(counted|cost)[^.]{0,80} (over|on) the test (set|split)", readme)
