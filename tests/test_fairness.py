@@ -126,6 +126,76 @@ def test_every_shipped_suite_card_is_consistent(name):
     assert card_problems(load_suite(name)) == []
 
 
+# What the fidelity audit of issue 43 (items 4-7) found, as deviation fields the cards must keep declaring:
+# card_problems checks what a card claims, never what it leaves out. Per method (every entry of the method
+# that has a card, in any suite and track), per suite (every official-track card there) and per entry.
+AUDIT_BY_METHOD = {
+    "ide": ("spectral-norm power iteration", "BN running statistics"),  # item 5
+    "temporal-surrogate-bp": ("method identity",),  # item 6: STBP's official code / STBP's paper
+}
+AUDIT_BY_SUITE = {  # item 7: the 45k/5k hold-out; DVS Gesture's frames and 288-sample test set
+    "cifar10-lowT": ("training data",),
+    "cifar100-lowT": ("training data",),
+    "dvsgesture": ("frames", "test set"),
+}
+AUDIT_BY_ENTRY = {
+    **{f"{s}/st-rsbp": ("reservoir backward",) for s in ("fmnist-lowT", "nmnist", "shd")},  # item 4
+    **{f"{s}/bntt": ("training batches",) for s in ("cifar10-lowT", "cifar100-lowT")},  # drop_last
+    **{f"{s}/ms-resnet": ("batch_size", "augmentation", "amp") for s in ("cifar10-lowT", "cifar100-lowT")},
+    **{f"{s}/sew-resnet": ("augmentation", "amp") for s in ("cifar10-lowT", "cifar100-lowT")},
+    "cifar10dvs/sew-resnet": ("arch", "frames"),
+    "mnist-lowT/stl-snn": ("network version",),
+    "mnist-lowT/soft-lif": ("synapse placement",),
+    "digits-lowT/soft-lif": ("arch", "synapse", "timesteps"),
+    "digits-lowT/desire-bp": ("arch",),
+    "digits-lowT/biolcnet": (
+        "reward-prediction error",
+        "input spikes",
+        "traces",
+        "a_minus",
+        "theta_plus_decoder",
+    ),
+}
+TEST_SELECTED = {"digits-lowT/biolcnet": ("a_minus", "theta_plus_decoder")}  # chosen on the test split
+
+
+def audited_cards() -> list[tuple[str, str, tuple[str, ...]]]:
+    """(suite, entry, deviation fields its card must declare) for every card the audit reaches."""
+    found = []
+    for name in suite_names():
+        for key, entry in load_suite(name).algorithms.items():
+            method = entry.algorithm or key
+            required = AUDIT_BY_ENTRY.get(f"{name}/{key}", ())
+            if entry.fidelity is not None:  # a controlled entry without a card (fmnist-cpu's) makes no claim
+                required += AUDIT_BY_METHOD.get(method, ())
+            if entry.track == "official":
+                required += AUDIT_BY_SUITE.get(name, ())
+            if required:
+                found.append((name, key, required))
+    return found
+
+
+def test_the_audits_findings_stay_declared_on_their_cards():
+    audited = audited_cards()
+    reached = {f"{name}/{key}" for name, key, _ in audited}
+    assert set(AUDIT_BY_ENTRY) <= reached, set(AUDIT_BY_ENTRY) - reached  # no entry renamed away
+    assert {"digits-lowT/ide", "digits-lowT/temporal-surrogate-bp", "cifar10-lowT/proxy"} <= reached
+    missing = []
+    for name, key, required in audited:
+        card = load_suite(name).algorithms[key].fidelity
+        declared = {d.field for d in card.deviations} if card is not None else set()
+        missing += [f"{name}/{key}: {field}" for field in required if field not in declared]
+    assert not missing, "deviations the issue 43 audit found, no longer declared: " + "; ".join(missing)
+
+
+@pytest.mark.parametrize("where", list(TEST_SELECTED))
+def test_a_value_chosen_on_the_test_split_says_so_on_its_card(where):
+    name, key = where.split("/")
+    deviations = {d.field: d.reason for d in load_suite(name).algorithms[key].fidelity.deviations}
+    for field in TEST_SELECTED[where]:
+        assert deviations[field].startswith("test-selected"), (where, field)
+
+
 class CountingSplit:
     """Wraps the test split and counts the passes over it (the model's evaluations; the runner's one check
     that the inputs are finite reads ``x`` directly, before training, and is not a pass)."""
