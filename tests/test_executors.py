@@ -278,6 +278,45 @@ def _run_command(path, out, *extra: str) -> list[str]:
             "--device", "cpu", "--quiet", "--plugin", str(PLUGIN), *extra]  # fmt: skip
 
 
+def _kill_and_check_the_worker_ends(
+    parent, out, *, take_s: float, end_s: float, poll_s: float, ray: bool = False, descendants=None
+) -> None:
+    """Wait (up to ``take_s``) until the worker of ``run`` process ``parent`` takes its run (its lock under
+    ``out``), SIGKILL ``parent``, and fail unless the worker ends within ``end_s`` (a zombie has ended; a
+    survivor is killed). ``descendants`` receives ``parent``'s process tree as it was before the kill."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    task, worker_name, parent_name = (
+        ("Ray task", "Ray worker", "driver") if ray else ("worker", "worker", "parent")
+    )
+    deadline = time.monotonic() + take_s
+    locks: list = []
+    while not locks and time.monotonic() < deadline and parent.poll() is None:
+        time.sleep(poll_s)
+        locks = list((out / "tiny" / "checkpoints").glob("*.lock"))
+    assert locks, f"the {task} never took its run"
+    worker = json.loads(locks[0].read_text())["pid"]
+    assert worker != parent.pid and psutil.pid_exists(worker)
+    if descendants is not None:
+        descendants += psutil.Process(parent.pid).children(recursive=True)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + end_s
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(worker).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(poll_s / 2)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail(f"{worker_name} {worker} still trains after its {parent_name} was killed")
+
+
 def test_a_killed_pool_worker_fails_its_run_and_the_pool_goes_on(write_suite, tmp_path):
     """The worker training T = 1 of a method that trains once per seed (one task: T = 1, 2, 3 in order) is
     SIGKILLed (as by the out-of-memory killer): that run is recorded failed with the signal, the pool starts
@@ -336,37 +375,11 @@ def test_after_death_charges_the_run_the_dead_worker_held_and_leaves_the_rest(wr
 def test_a_killed_pool_parent_takes_its_workers_with_it(write_suite, tmp_path):
     """SIGKILL of ``run --executor pool`` while its worker trains: the worker ends within seconds (no orphan
     keeps training)."""
-    import os
-    import signal
-    import time
-
-    import psutil
-
     path = write_suite({"algorithms": {"sleeper": {"arch": "mlp"}}}).resolve()
     out = tmp_path / "out"
     parent = subprocess.Popen(_run_command(path, out, "--executor", "pool", "--jobs", "1"), cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        locks: list = []
-        while not locks and time.monotonic() < deadline and parent.poll() is None:
-            time.sleep(0.2)
-            locks = list((out / "tiny" / "checkpoints").glob("*.lock"))
-        assert locks, "the worker never took its run"
-        worker = json.loads(locks[0].read_text())["pid"]
-        assert worker != parent.pid and psutil.pid_exists(worker)
-        os.kill(parent.pid, signal.SIGKILL)
-        parent.wait(timeout=10)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if psutil.Process(worker).status() == psutil.STATUS_ZOMBIE:
-                    break
-            except psutil.NoSuchProcess:
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(worker, signal.SIGKILL)
-            pytest.fail(f"worker {worker} still trains after its parent was killed")
+        _kill_and_check_the_worker_ends(parent, out, take_s=60, end_s=10, poll_s=0.2)
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -402,41 +415,19 @@ def test_a_killed_ray_driver_takes_its_tasks_with_it(write_suite, tmp_path):
     """SIGKILL of ``run --executor ray`` (a local Ray it started) while a task trains: the Ray worker
     training it ends (Ray's fate sharing of a job's tasks with its driver), no orphan trains on."""
     pytest.importorskip("ray")
-    import os
-    import signal
-    import time
-
     import psutil
 
     path = write_suite({"algorithms": {"sleeper": {"arch": "mlp"}}}).resolve()
     out = tmp_path / "out"
     parent = subprocess.Popen(_run_command(path, out, "--executor", "ray"), cwd=tmp_path)
+    ray_processes: list = []
     try:
-        deadline = time.monotonic() + 120
-        locks: list = []
-        while not locks and time.monotonic() < deadline and parent.poll() is None:
-            time.sleep(0.5)
-            locks = list((out / "tiny" / "checkpoints").glob("*.lock"))
-        assert locks, "the Ray task never took its run"
-        worker = json.loads(locks[0].read_text())["pid"]
-        assert worker != parent.pid and psutil.pid_exists(worker)
-        ray_processes = psutil.Process(parent.pid).children(recursive=True)
-        os.kill(parent.pid, signal.SIGKILL)
-        parent.wait(timeout=10)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if psutil.Process(worker).status() == psutil.STATUS_ZOMBIE:
-                    break
-            except psutil.NoSuchProcess:
-                break
-            time.sleep(0.2)
-        else:
-            os.kill(worker, signal.SIGKILL)
-            pytest.fail(f"Ray worker {worker} still trains after its driver was killed")
+        _kill_and_check_the_worker_ends(
+            parent, out, take_s=120, end_s=30, poll_s=0.5, ray=True, descendants=ray_processes
+        )
     finally:
         if parent.poll() is None:
             parent.kill()
-        for process in locals().get("ray_processes", []):  # Ray's agents outlive a killed driver (idle)
+        for process in ray_processes:  # Ray's agents outlive a killed driver (idle)
             with __import__("contextlib").suppress(psutil.Error):
                 process.kill()
