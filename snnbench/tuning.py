@@ -10,7 +10,8 @@ validation figures). The sampler is Optuna's TPE, seeded; trial 0 is the entry's
 its grid lacks it), and the chosen values apply at every T. With ``tuning.per_T: true`` every entry is tuned
 at **every T of its grid**, each T a study of its own with the same trials, its own record and its own
 values (``tuned: {by_T: {T: {values, trials, record}}}``, which each T's runs take) — except a method whose
-training does not depend on T (``training_depends_on_T = False``: conversion, soft-lif, stdbp), which trains
+training does not depend on T (``training_depends_on_T = False``: conversion, soft-lif, stdbp with
+``deadline: false``; :func:`snnbench.suite.training_depends_on_T`), which trains
 the same network at every T and is tuned once, at ``tuning.T`` (or its first T), for every T
 (:func:`tuned_per_T`). One rule for every method: per T exactly where the method's training sees T.
 

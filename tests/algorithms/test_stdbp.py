@@ -4,6 +4,8 @@ clock-driven evaluation, and learning on digits."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -453,3 +455,19 @@ def _specs(hparams: dict) -> list:
         "test_subset": None,
     }
     return [RunSpec.model_validate({**base, "T": T, "hparams": hparams}) for T in (2, 8)]
+
+
+def test_deadline_loss_has_the_deadline_as_a_competitor():
+    """Deadline training: a sample whose outputs all fire late (the same step after the window) is not a
+    C-way tie in the loss but loses to the deadline competitor (score −scale, a spike at t_max), so the loss
+    pushes the label's output into the window; continuous-time training has no competitor."""
+    import torch.nn.functional as F
+
+    algorithm, _ = _one_layer_algorithm([[1.0], [1.0], [1.0]])
+    late = torch.full((1, 3), -algorithm.config.score_scale * 1.5)  # every output at 1.5 t_max
+    loss = F.cross_entropy(algorithm._with_deadline(late), torch.tensor([0]))
+    assert loss.item() > math.log(3) + 1.0  # log(3 + e^2.5) = 2.72
+    in_time = torch.tensor([[0.0, -5.0, -5.0]])  # the label's output in step 0, the others at t_max
+    assert F.cross_entropy(algorithm._with_deadline(in_time), torch.tensor([0])).item() < 0.05
+    continuous, _ = _one_layer_algorithm([[1.0], [1.0], [1.0]], deadline=False)
+    assert torch.equal(continuous._with_deadline(late), late)
