@@ -238,7 +238,7 @@ def estimate_suite(
             costs[spec.entry], sizes[spec.entry] = costs[donor].scaled_copy(), sizes[donor]
             borrowed = f" (probe of {donor}, same network)"
         train_batch_s, eval_batch_s = costs[spec.entry].at(spec.T, list(to_probe[spec.entry]))
-        trains = algorithms.get(spec.algorithm).training_depends_on_T or spec.training_key not in trained
+        trains = spec.training_depends_on_T or spec.training_key not in trained
         trained.add(spec.training_key)
         seconds, training = run_seconds(
             spec, sizes[spec.entry], costs[spec.entry].build_s, train_batch_s, eval_batch_s, trains

@@ -45,11 +45,9 @@ EXECUTORS = ("local", "pool", "ray")
 
 def group_tasks(specs: list[RunSpec]) -> list[list[RunSpec]]:
     """One task per spec, except that specs sharing training (method ignores T) share a task."""
-    from snnbench.algorithms import algorithms
-
     tasks: dict[str, list[RunSpec]] = {}
     for spec in specs:
-        shares = not algorithms.get(spec.algorithm).training_depends_on_T
+        shares = not spec.training_depends_on_T
         tasks.setdefault(spec.training_key if shares else spec.run_id, []).append(spec)
     return list(tasks.values())
 

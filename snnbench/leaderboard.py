@@ -26,6 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from snnbench.errors import SnnbenchError
+from snnbench.latency import SHOWN_WHEN_PRESENT
 from snnbench.metrics import METRICS
 from snnbench.records import load_records
 from snnbench.rows import MACHINES, group_rows, machine_counts
@@ -211,6 +212,10 @@ def build(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
         for column in columns:
             if column in ok:
                 row[f"{column}_mean"] = pd.to_numeric(ok[column], errors="coerce").mean()
+        for column in SHOWN_WHEN_PRESENT:  # labelled method-specific columns: where any record has one
+            if column in df and df[column].notna().any():
+                values = pd.to_numeric(ok[column], errors="coerce") if column in ok else pd.Series()
+                row[f"{column}_mean"] = values.mean() if values.notna().any() else math.nan
         rows.append(row)
     table = pd.DataFrame(rows)
     if not (table["ties_rule"] == RULE).any():  # records made before the tie rule only: tables as they were
@@ -282,6 +287,12 @@ def _fmt(value: Any, digits: int = 2) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def _metric_head(name: str) -> str:
+    """A metric column's head: its label (:data:`SHOWN_WHEN_PRESENT`) or name, with its unit if it has one."""
+    unit = METRICS[name].unit
+    return SHOWN_WHEN_PRESENT.get(name, name) + (f" ({unit})" if unit else "")
 
 
 def _fmt_metric(value: Any) -> str:
@@ -616,7 +627,7 @@ def _markdown_table(table: pd.DataFrame) -> list[str]:
     header += ["ties (%)", "top-1, own read-out (%)"] if ties else []
     header += ["val-selected (%)"] if selected else []
     header += ["arch", "params", "epochs", "batch", "encoding", "preprocess", "tuning"]
-    header += [f"{c[:-5]} ({METRICS[c[:-5]].unit})" for c in extra]
+    header += [_metric_head(c[:-5]) for c in extra]
     header += ["diverged", "failed", "stale"]
     header += ["machine"] if "machine_code" in table else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from snnbench.errors import SnnbenchError
+from snnbench.latency import SHOWN_WHEN_PRESENT
 from snnbench.leaderboard import (
     SETUP_COLUMNS,
     _fmt,
@@ -202,7 +203,7 @@ def pareto_figure(data: PlotData) -> dict[str, Any]:
 
 
 def _leaderboard(table: pd.DataFrame, runs: dict[tuple[str, int], list[tuple[int, str]]], key: str) -> str:
-    metrics = [c for c in LEADERBOARD_METRICS if f"{c}_mean" in table]
+    metrics = [c for c in {**LEADERBOARD_METRICS, **SHOWN_WHEN_PRESENT} if f"{c}_mean" in table]
     selected = "top1_val_selected_mean" in table
     setup = [c for c in SETUP_COLUMNS if c in table]
     heads = [("rank", "#"), ("algorithm", "algorithm"), ("T", "T"), ("top1", "top-1 %"), ("ci", "± 95 % CI")]
@@ -211,7 +212,8 @@ def _leaderboard(table: pd.DataFrame, runs: dict[tuple[str, int], list[tuple[int
     heads += [("ties", "ties %"), ("own", "top-1, own read-out %")] if ties else []
     heads += [("selected", "val-selected %")] if selected else []
     heads += [(c, c.replace("_size", "")) for c in setup]
-    heads += [(c, f"{LEADERBOARD_METRICS[c]} ({METRICS[c].unit})") for c in metrics]
+    labels = {**LEADERBOARD_METRICS, **SHOWN_WHEN_PRESENT}
+    heads += [(c, labels[c] + (f" ({METRICS[c].unit})" if METRICS[c].unit else "")) for c in metrics]
     heads += [("diverged", "diverged"), ("failed", "failed"), ("stale", "stale"), ("machine", "machine")]
     head = "".join(f'<th data-key="{k}">{_e(label)}</th>' for k, label in heads) + "<th>runs</th>"
     rows = []

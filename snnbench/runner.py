@@ -358,7 +358,7 @@ def _train_and_evaluate(
         validation.fraction, validation.seed
     )
     test = data.test.take(spec.test_subset)  # touched once, by the final evaluation(s) below
-    select = validation.select and algorithm_cls.training_depends_on_T
+    select = validation.select and spec.training_depends_on_T
     info = data_info(spec, data)
     splits = {"training": train, "validation": val, "test": test}
     if (problem := non_finite_inputs(splits, info, spec.preprocess is not None)) is not None:
@@ -396,7 +396,7 @@ def _train_and_evaluate(
     shared_with: str | None = None
     trained_path = store.trained_path(spec.training_key)
     source = source_sha256(algorithm_cls)
-    shared = _load_saved(trained_path, device) if not algorithm_cls.training_depends_on_T else None
+    shared = _load_saved(trained_path, device) if not spec.training_depends_on_T else None
     if shared is not None and (
         shared.get("source_sha256") != source or shared.get("metrics_protocol") != PROTOCOL
     ):
@@ -482,7 +482,7 @@ def _train_and_evaluate(
             status, error = "diverged", f"epoch {len(history)}: {stuck}"
         if status == "ok":
             algorithm.finalize(net, train, ctx)
-            if not algorithm_cls.training_depends_on_T:
+            if not spec.training_depends_on_T:
                 atomic_torch_save(
                     trained_path,
                     {

@@ -367,6 +367,26 @@ class RunSpec(BaseModel):
         """``<entry>_T<T>_s<seed>_<budget>_<hash8>``."""
         return f"{self.entry}_T{self.T}_s{self.seed}_{self.budget}_{self.spec_hash[:8]}"
 
+    @property
+    def training_depends_on_T(self) -> bool:
+        """Whether this run's training sees T (:func:`training_depends_on_T`); if not, the runs of every T
+        with its :attr:`training_key` share one training."""
+        return training_depends_on_T(self.algorithm, self.hparams)
+
+
+def training_depends_on_T(algorithm: str, hparams: dict[str, Any] | None = None) -> bool:
+    """Whether ``algorithm``'s training sees T: its class's ``training_depends_on_T``, or, for a method that
+    decides it per configuration (a classmethod ``depends_on_T(config)``: stdbp's ``deadline``), that
+    decision for ``hparams`` (the class's default when ``hparams`` is None). The runner, the executors, the
+    estimate and the tuning all ask here which runs share one training per seed across T."""
+    from snnbench.algorithms import algorithms
+
+    cls = algorithms.get(algorithm)
+    decide = getattr(cls, "depends_on_T", None)
+    if decide is None or hparams is None:
+        return bool(cls.training_depends_on_T)
+    return bool(decide(cls.Config.model_validate(dict(hparams))))
+
 
 def canonical_sha256(data: dict[str, Any]) -> str:
     """sha256 of ``data`` as canonical JSON (sorted keys, no whitespace): the same on every machine."""

@@ -10,7 +10,8 @@ validation figures). The sampler is Optuna's TPE, seeded; trial 0 is the entry's
 its grid lacks it), and the chosen values apply at every T. With ``tuning.per_T: true`` every entry is tuned
 at **every T of its grid**, each T a study of its own with the same trials, its own record and its own
 values (``tuned: {by_T: {T: {values, trials, record}}}``, which each T's runs take) — except a method whose
-training does not depend on T (``training_depends_on_T = False``: conversion, soft-lif, stdbp), which trains
+training does not depend on T (``training_depends_on_T = False``: conversion, soft-lif, stdbp with
+``deadline: false``; :func:`snnbench.suite.training_depends_on_T`), which trains
 the same network at every T and is tuned once, at ``tuning.T`` (or its first T), for every T
 (:func:`tuned_per_T`). One rule for every method: per T exactly where the method's training sees T.
 
@@ -119,12 +120,13 @@ class TuningJob:
     per_T: bool = False  # the record holds the values of spec.T only (`<entry>_T<T>.json`)
 
 
-def tuned_per_T(suite: Suite, algorithm: str) -> bool:
-    """Whether ``algorithm`` is tuned at every T of its entries' grids in ``suite`` (``tuning.per_T`` and a
-    method whose training depends on T); otherwise once, at the tuning T, for every T."""
-    from snnbench.algorithms import algorithms
+def tuned_per_T(suite: Suite, algorithm: str, hparams: dict[str, Any] | None = None) -> bool:
+    """Whether ``algorithm`` (with the entry's ``hparams``, for a method that decides per configuration:
+    :func:`snnbench.suite.training_depends_on_T`) is tuned at every T of its entries' grids in ``suite``
+    (``tuning.per_T`` and training that depends on T); otherwise once, at the tuning T, for every T."""
+    from snnbench.suite import training_depends_on_T
 
-    return bool(suite.tuning and suite.tuning.per_T and algorithms.get(algorithm).training_depends_on_T)
+    return bool(suite.tuning and suite.tuning.per_T and training_depends_on_T(algorithm, hparams))
 
 
 def record_name(entry: str, T: int | None) -> str:
@@ -163,7 +165,7 @@ def tuning_specs(
     specs = []
     for key in keys:
         grid = expand(untuned, Overrides(budget=tuning.budget, algorithms=[key], seeds=[tuning.seed]))
-        if tuned_per_T(suite, grid[0].algorithm):
+        if tuned_per_T(suite, grid[0].algorithm, grid[0].hparams):
             specs += [s for s in grid if timesteps is None or s.T in timesteps]
         else:
             specs.append({s.T: s for s in grid}.get(tuning.T, grid[0]))
@@ -488,7 +490,13 @@ def tune_suite(
     folder = None if data_dir is None else str(data_dir)
     jobs_list = [
         TuningJob(
-            spec, count, suite.tuning.seed, str(out_dir), folder, threads, tuned_per_T(suite, spec.algorithm)
+            spec,
+            count,
+            suite.tuning.seed,
+            str(out_dir),
+            folder,
+            threads,
+            tuned_per_T(suite, spec.algorithm, spec.hparams),
         )
         for spec in specs
     ]
@@ -551,7 +559,7 @@ def with_tuning_records(
     ]
     found = []
     for spec in tuning_specs(suite, selected) if selected else []:
-        per_T = tuned_per_T(suite, spec.algorithm)
+        per_T = tuned_per_T(suite, spec.algorithm, spec.hparams)
         if per_T and timesteps is not None and spec.T not in timesteps:
             continue
         path = folder / record_name(spec.entry, spec.T if per_T else None)
@@ -614,7 +622,7 @@ def tuning_states(
     classes = _num_classes(suite.dataset, suite.dataset_options)
     states: dict[tuple[str, int | None], TuningState] = {}
     for spec in tuning_specs(suite, keys) if keys else []:
-        key, per_T = spec.entry, tuned_per_T(suite, spec.algorithm)
+        key, per_T = spec.entry, tuned_per_T(suite, spec.algorithm, spec.hparams)
         T = spec.T if per_T else None
         path = folder / record_name(key, T)
         one_for_every_T = None  # a per-T entry's record from before the suite tuned it per T
@@ -686,7 +694,7 @@ def _tuning_problem(
     if tuned is None:
         return "it was given no tuned values (`run --tuned` takes them from its tuning record)"
     for spec in tuning_specs(suite, [key], timesteps):
-        block = tuned.at(spec.T) if tuned_per_T(suite, spec.algorithm) else tuned
+        block = tuned.at(spec.T) if tuned_per_T(suite, spec.algorithm, spec.hparams) else tuned
         if block is None or block.by_T is not None:
             return f"it was given no tuned values for T={spec.T} (`run --tuned` takes them from its records)"
         path = Path(block.record)

@@ -330,3 +330,32 @@ def test_plot_shows_the_front_clips_outliers_colours_published_points_and_separa
     assert published.colour == bptt.colour and published.label == "bptt (published, selection not stated)"
     energy = plot_data(table, suite, "energy")
     assert energy.published == [] and "0.9 pJ" in energy.subtitle and "4.6 pJ" in energy.subtitle
+
+
+def test_latency_read_out_columns_are_shown_where_any_record_carries_them():
+    """A first-spike method's records carry top1_potential and no_decision_fraction: the table gets those
+    columns, labelled (NaN in the rows of methods without them), and a table without such records none."""
+    from snnbench.leaderboard import _markdown_table
+
+    plain = frame({("bptt", 4): [90.0, 92.0]})
+    assert not any(c.startswith(("top1_potential", "no_decision")) for c in build(plain).columns)
+    latency = frame({("stdbp", 4): [60.0, 62.0]})
+    latency["top1_potential"], latency["no_decision_fraction"] = [80.0, 84.0], [0.25, 0.35]
+    table = build(pd.concat([plain, latency], ignore_index=True))
+    rows = {r["algorithm"]: r for r in table.to_dict("records")}
+    assert rows["stdbp"]["top1_potential_mean"] == pytest.approx(82.0)
+    assert rows["stdbp"]["no_decision_fraction_mean"] == pytest.approx(0.30)
+    assert math.isnan(rows["bptt"]["top1_potential_mean"])
+    head = _markdown_table(table)[0]
+    assert "top-1, potential read-out (%)" in head and "| undecided |" in head
+
+
+def test_site_leaderboard_shows_the_latency_read_out_columns():
+    from snnbench.report import _leaderboard
+
+    latency = frame({("stdbp", 4): [60.0, 62.0]})
+    latency["top1_potential"], latency["no_decision_fraction"] = [80.0, 84.0], [0.25, 0.35]
+    table = build(latency).assign(machine_code="M1")
+    page = _leaderboard(table, {("stdbp", 4): [(0, "a"), (1, "b")]}, "official")
+    assert ">top-1, potential read-out (%)</th>" in page and ">undecided</th>" in page
+    assert 'data-v="82.0"' in page

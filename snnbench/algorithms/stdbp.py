@@ -16,18 +16,35 @@ Temporal coding, at most one spike per neuron, no leak:
 crossing of every prefix, and the first candidate inside its own inter-spike interval is the spike.
 Computing (3) with the causal set held fixed makes autograd return exactly (4).
 
-Input: latency coding in continuous time, t = t_max (1 − x) (x = 0 never fires). Training is in continuous
-time and does not see T; for each T of a suite the trained network is evaluated as a T-step network over
-the input window (dt = t_max / T, :meth:`STDBPNet.clocked`): an input spike falls in step ⌊t/dt⌋ (the
-``latency`` encoding's step), a neuron spikes in the first step at whose end V ≥ ϑ and the next layer sees
-the spike in that step (as in any discrete-time network), and nothing fires after step T. The earliest
-output spike decides; where no output has spiked by step T, the output with the highest potential at the
-end of step T decides (``no_decision_fraction`` in the record). The record also carries the continuous-time
-accuracy and decision time.
+Input: latency coding, t = t_max (1 − x) (x = 0 never fires).
+
+Read-out (ours): each T row is a T-step network over the input window (dt = t_max / T,
+:meth:`STDBPNet.clocked`): an input spike falls in step ⌊t/dt⌋ (the ``latency`` encoding's step), a neuron
+spikes in the first step at whose end V ≥ ϑ and the next layer sees the spike in that step (as in any
+discrete-time network), and nothing fires after step T. ``top1`` is the first-spike decision within T:
+the class score is minus the step of the output's first spike (−T for an output silent within T), so the
+runner's common tie rule (:mod:`snnbench.ties`) splits outputs that spike in the same step and counts a sample
+where no output spiked as a uniform guess over the C classes (undecided = a uniform guess, the same tie
+rule as every spike-count read-out). Secondary, labelled: ``top1_potential`` (undecided samples decided by
+the highest output potential at the end of step T), ``no_decision_fraction``, ``top1_continuous`` and
+decision times (:data:`snnbench.latency.LATENCY_METRICS`).
+
+Training (``deadline``, ours, default): the network trained is the T-step network that is evaluated, so
+training depends on T. Inputs sit on the step grid as ``clocked`` places them; each layer's exact crossing
+time (3) of its clocked inputs is snapped to its step by a straight-through estimator (:class:`_SnapToStep`:
+forward the step's time k dt, exactly ``clocked``'s; backward the exact gradient (4) at the continuous
+crossing); hidden spikes after step T are silent. The loss (5) takes the output times in units of the window
+(scale / t_max, as the continuous-time loss): an output spiking within T at its step's time, a late output at
+the step it would reach if the clock ran on (its extrapolated crossing on the grid; gradient (4)), capped,
+and a silent one, at the deadline plus a margin, t_max (1 + ``deadline_margin``). ``deadline: false`` is the
+paper's continuous-time training (inputs at their continuous times, no clock, silent outputs at
+``no_spike_time``): one network per seed evaluated at every T (``training_depends_on_T`` per config:
+:meth:`STDBP.depends_on_T`).
 
 Deviations (the paper's constants could not be checked, see docs/algorithms/stdbp.md): the regulariser
 (6) follows Mostafa (2017) in form; initialisation, learning rate (Adam 1e-3, cosine) and the softmax
-scale of (5) (−5 t / t_max: measured 95.6 % vs 92.2 % with scale 1 on digits) were chosen on digits.
+scale of (5) (−5 t / t_max: measured 95.6 % vs 92.2 % with scale 1 on digits) were chosen on digits; the
+T-step read-out and the deadline training are ours.
 """
 
 from __future__ import annotations
@@ -55,8 +72,10 @@ from snnbench.architectures import Conv, Dense, Pool
 from snnbench.data import Split
 from snnbench.data.encoding import latency_times
 from snnbench.errors import SnnbenchError
+from snnbench.latency import LATENCY_METRICS  # noqa: F401  (declares top1_potential & co. in METRICS)
 from snnbench.metrics import effective_operations
 from snnbench.neurons.layers import SpikingLayer
+from snnbench.ties import tie_aware_top1
 
 INF = float("inf")
 
@@ -75,6 +94,17 @@ class STDBPConfig(AlgorithmConfig):
     )
     score_scale: float = Field(5.0, gt=0.0, description="softmax(−t · scale / t_max) in eq. (5)")
     schedule: str = Field("cosine", pattern="^(cosine|none)$")
+    deadline: bool = Field(
+        True,
+        description="ours: train the T-step network of each row (deadline-aware, one training per T); "
+        "false: the paper's continuous-time training, one network per seed for every T",
+    )
+    deadline_margin: float = Field(
+        1.0,
+        gt=0.0,
+        description="deadline training: silent outputs (and late ones beyond it) take t_max (1 + margin) "
+        "in the loss (5), the deadline plus a margin",
+    )
 
 
 def spike_times(t_in: torch.Tensor, w: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -222,20 +252,53 @@ class STDBPNet(nn.Module):
         as in a discrete-time network; spikes after the last step do not happen. Returns the output
         times (k dt, ``inf`` = silent within the budget) and V at the end of the last step ``[B, C]``.
         """
+        crossing, last_input = self.clocked_crossings(t, steps)
+        out = self.layers[-1]
+        assert isinstance(out, SpikeTimeLayer)
+        potential = (self.t_max - last_input.flatten(1)).clamp(min=0.0) @ out.weight.t()  # eq. (2)
+        return snap_to_step(crossing, steps, self.t_max / steps), potential
+
+    def clocked_crossings(self, t: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``steps``-step pass of :meth:`clocked` up to the output layer: the output neurons' exact
+        crossing times (3) of their clocked inputs (not yet snapped to a step, late ones kept) and those
+        inputs. Hidden layers' spikes are snapped to their steps (:func:`snap_to_step`: straight-through, so
+        the deadline training differentiates this same pass) and silent after the last step."""
         dt = self.t_max / steps
         first = torch.floor(t / dt)
         t = _on_grid(torch.where(torch.isfinite(first), first.clamp(max=steps - 1), first), steps, dt)
-        for layer in self.layers:
+        *hidden, out = self.layers
+        assert isinstance(out, SpikeTimeLayer) and isinstance(out.layer, Dense)
+        for layer in hidden:
             if isinstance(layer, SpikeTimeLayer):
                 layer.steps = steps
-                last_input = t
-                t = _on_grid(_spike_step(layer(t), dt), steps, dt)
+                t = snap_to_step(layer(t), steps, dt)
             else:
                 t = layer(t)
-        out = self.layers[-1]
-        assert isinstance(out, SpikeTimeLayer) and isinstance(out.layer, Dense)
-        potential = (self.t_max - last_input.flatten(1)).clamp(min=0.0) @ out.weight.t()  # eq. (2)
-        return t, potential
+        out.steps = steps
+        return out(t), t
+
+
+class _SnapToStep(torch.autograd.Function):
+    """Straight-through snap of crossing times to their step: forward ``k dt`` for the step k whose end is
+    the first boundary at or after the crossing (``inf`` from step ``steps`` on), exactly :meth:`clocked`'s
+    values; backward the incoming gradient unchanged where a spike is kept (so a layer's weights get the
+    exact gradient (4) at its continuous crossing time), zero where it is silent."""
+
+    @staticmethod
+    def forward(ctx, t, steps, dt):  # type: ignore[override]  # noqa: ANN001, ANN205
+        snapped = _on_grid(_spike_step(t, dt), steps, dt)
+        ctx.save_for_backward(torch.isfinite(snapped))
+        return snapped
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]  # noqa: ANN001, ANN205
+        (kept,) = ctx.saved_tensors
+        return torch.where(kept, grad, torch.zeros_like(grad)), None, None
+
+
+def snap_to_step(t: torch.Tensor, steps: float, dt: float) -> torch.Tensor:
+    """Crossing times ``t`` on the step clock (:class:`_SnapToStep`); ``steps`` inf keeps late spikes."""
+    return _SnapToStep.apply(t, steps, dt)
 
 
 def _spike_step(t: torch.Tensor, dt: float) -> torch.Tensor:
@@ -243,7 +306,7 @@ def _spike_step(t: torch.Tensor, dt: float) -> torch.Tensor:
     return torch.ceil(t / dt - 1e-6) - 1
 
 
-def _on_grid(step: torch.Tensor, steps: int, dt: float) -> torch.Tensor:
+def _on_grid(step: torch.Tensor, steps: float, dt: float) -> torch.Tensor:
     """Times ``step · dt`` of step indices; ``inf`` (no spike) past the last step."""
     return torch.where(step < steps, step * dt, torch.full_like(step, INF))
 
@@ -262,17 +325,26 @@ class STDBP(Algorithm):
         equations="ReL-PSP kernel, closed-form spike time over the causal set, exact ∂t/∂w and ∂t/∂t",
     )
     description = (
-        "temporal coding, one spike per neuron, ReL-PSP, exact spike-time gradients (continuous time)"
+        "temporal coding, one spike per neuron, ReL-PSP, exact spike-time gradients; top-1 = first spike "
+        "within T, trained for the T-step deadline (deadline: false = the paper's continuous time)"
     )
     Config = STDBPConfig
     default_encoding = "latency"
-    training_depends_on_T = False
-    version = 2
+    training_depends_on_T = True  # the default config (deadline training); per config: depends_on_T
+    version = 3
     changelog = (
         "1: first version",
         "2: evaluation is a T-step network: inputs on the step grid, no spike after step T, a no-decision "
         "rule (highest output potential at T), spike rates over the T steps",
+        "3: top-1 is the first-spike decision within T (undecided = a uniform guess by the common tie "
+        "rule; the potential read-out kept as top1_potential); deadline-aware training of the T-step "
+        "network by default (deadline: false = continuous-time training, shared across T)",
     )
+
+    @classmethod
+    def depends_on_T(cls, config: STDBPConfig) -> bool:
+        """Whether training sees T under ``config``: deadline training does, continuous-time training not."""
+        return bool(config.deadline)
 
     def build(self, T: int) -> nn.Module:
         cfg: STDBPConfig = self.config  # type: ignore[assignment]
@@ -306,11 +378,37 @@ class STDBP(Algorithm):
         )
         return TrainState(optimizer, scheduler)
 
-    def _scores(self, t_out: torch.Tensor) -> torch.Tensor:
+    def _scores(self, t_out: torch.Tensor, silent_time: float | None = None) -> torch.Tensor:
+        """Loss scores (5): −t · scale / t_max (units of the window), silent outputs at ``silent_time``
+        (later outputs capped there too) or, by default, at ``no_spike_time`` · t_max (the paper's set-up)."""
         cfg: STDBPConfig = self.config  # type: ignore[assignment]
-        silent = torch.full_like(t_out, cfg.no_spike_time * cfg.t_max)
-        times = torch.where(torch.isfinite(t_out), t_out, silent)
+        cap = cfg.no_spike_time * cfg.t_max if silent_time is None else silent_time
+        late_capped = t_out if silent_time is None else t_out.clamp(max=cap)
+        times = torch.where(torch.isfinite(t_out), late_capped, torch.full_like(t_out, cap))
         return -times * (cfg.score_scale / cfg.t_max)  # eq. (5): earliest output = largest score
+
+    def _loss_scores(self, net: STDBPNet, x: torch.Tensor, T: int) -> torch.Tensor:
+        """Scores of the loss (5). Deadline training: the T-step pass of :meth:`STDBPNet.clocked` with
+        straight-through steps; outputs within T at their step's time, late outputs at the step they would
+        reach if the clock ran on, silent ones (and late ones beyond it) at t_max (1 + deadline_margin).
+        Continuous-time training: the paper's exact times, silent outputs at no_spike_time · t_max."""
+        cfg: STDBPConfig = self.config  # type: ignore[assignment]
+        t_in = latency_times(x, cfg.t_max)
+        if not cfg.deadline:
+            return self._scores(net(t_in))
+        crossing, _ = net.clocked_crossings(t_in, T)
+        t_out = snap_to_step(crossing, math.inf, cfg.t_max / T)  # late outputs kept for the loss
+        return self._scores(t_out, cfg.t_max * (1.0 + cfg.deadline_margin))
+
+    def _with_deadline(self, scores: torch.Tensor) -> torch.Tensor:
+        """Deadline training: the loss's softmax gets one more competitor, the deadline itself, a reference
+        output that spikes at t_max = T dt (the first step after the window, score −scale): the label's
+        output must spike before it for the loss to fall, which no relative ordering of late outputs
+        achieves (softmax ignores a common shift of all times). Continuous-time training: unchanged."""
+        cfg: STDBPConfig = self.config  # type: ignore[assignment]
+        if not cfg.deadline:
+            return scores
+        return torch.cat([scores, torch.full_like(scores[:, :1], -cfg.score_scale)], dim=1)
 
     def train_epoch(
         self,
@@ -324,8 +422,8 @@ class STDBP(Algorithm):
         assert state.optimizer is not None
         tally = EpochTally()
         for x, y in batches:
-            scores = self._scores(net(latency_times(x, cfg.t_max)))
-            loss = F.cross_entropy(scores, y)  # eq. (5)
+            scores = self._loss_scores(net, x, ctx.T)
+            loss = F.cross_entropy(self._with_deadline(scores), y)  # eq. (5)
             for layer in net.layers:  # eq. (6)
                 if isinstance(layer, SpikeTimeLayer):
                     loss = loss + cfg.weight_sum_reg * F.relu(cfg.threshold - layer.weight.sum(1)).sum()
@@ -337,28 +435,40 @@ class STDBP(Algorithm):
             state.scheduler.step()
         return tally.summary()
 
-    def _decide(self, net: STDBPNet, x: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Class scores of a ``steps``-step run and its output times: the earliest output spike decides;
-        where no output spikes within the budget, the highest output potential at its end decides."""
+    def _decide(
+        self, net: STDBPNet, x: torch.Tensor, steps: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A ``steps``-step run: first-spike class scores, potential read-out scores, output times.
+
+        First spike: minus the step of each output's spike, −``steps`` for an output silent within the
+        budget (the lowest score), so outputs spiking in the same step tie and a sample with no output spike
+        is a tie of all classes: the runner's tie rule scores it as a uniform guess. Potential read-out
+        (secondary): the same where an output spiked, the output potentials at the last step's end where
+        none did."""
         cfg: STDBPConfig = self.config  # type: ignore[assignment]
         t_out, potential = net.clocked(latency_times(x, cfg.t_max), steps)
+        step = torch.round(t_out / (cfg.t_max / steps))
+        first_spike = -torch.where(torch.isfinite(t_out), step, torch.full_like(step, float(steps)))
         decided = torch.isfinite(t_out).any(1, keepdim=True)
-        return torch.where(decided, self._scores(t_out), potential), t_out
+        return first_spike, torch.where(decided, self._scores(t_out), potential), t_out
 
     def predict(self, net: nn.Module, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         assert isinstance(net, STDBPNet)
         return self._decide(net, x, ctx.T)[0]
 
     def evaluate(self, net: nn.Module, test: Split, ctx: RunContext) -> Evaluation:
-        """Accuracy of the T-step run (primary), continuous-time accuracy, and decision times."""
+        """First-spike scores of the T-step run (primary, scored by the runner's tie rule); the potential
+        read-out, the continuous-time accuracy and decision times as labelled extras (all by the same tie
+        rule)."""
         cfg: STDBPConfig = self.config  # type: ignore[assignment]
         assert isinstance(net, STDBPNet)
         net.eval()
-        scores, clocked, continuous, labels = [], [], [], []
+        scores, by_potential, clocked, continuous, labels = [], [], [], [], []
         with torch.no_grad():
             for x, y in test.batches(ctx.eval_batch_size, shuffle=False, device=ctx.device):
-                score, t_out = self._decide(net, x, ctx.T)
+                score, potential, t_out = self._decide(net, x, ctx.T)
                 scores.append(score.cpu())
+                by_potential.append(potential.cpu())
                 clocked.append(t_out.cpu())
                 continuous.append(net(latency_times(x, cfg.t_max)).cpu())
                 labels.append(y.cpu())
@@ -366,7 +476,8 @@ class STDBP(Algorithm):
         first_q, first_c = t_q.min(1).values, t_c.min(1).values
         dt = cfg.t_max / ctx.T
         extra = {
-            "top1_continuous": 100.0 * (self._scores(t_c).argmax(1) == y_all).double().mean().item(),
+            "top1_potential": tie_aware_top1(torch.cat(by_potential), y_all).expected_top1,
+            "top1_continuous": tie_aware_top1(self._scores(t_c), y_all).expected_top1,
             "decision_time_steps": (first_c[torch.isfinite(first_c)] / dt).mean().item(),
             "decision_steps_clocked": (first_q[torch.isfinite(first_q)] / dt + 1).mean().item(),
             "no_decision_fraction": (~torch.isfinite(first_q)).double().mean().item(),

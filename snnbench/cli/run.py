@@ -288,7 +288,7 @@ def _list_studies(
     specs = tuning_specs(loaded, entries, timesteps)
     count = trials or loaded.tuning.trials
     for spec in specs:
-        per_T = tuned_per_T(loaded, spec.algorithm)
+        per_T = tuned_per_T(loaded, spec.algorithm, spec.hparams)
         path = out / loaded.name / "tuning" / record_name(spec.entry, spec.T if per_T else None)
         applies = f"for T={spec.T}" if per_T else "for every T"
         say(

@@ -119,7 +119,8 @@ NOT_ON_A_CARD: dict[str, dict[str, list[str]]] = {
             "no_spike_time",
             "score_scale",
             "schedule",
-        ]
+        ],
+        OURS: ["deadline", "deadline_margin"],  # the deadline-aware training of the T-step network
     },
     "stl-snn": {VARIANT: ["learn"], GAP: ["batch_norm"]},
     "tcja-snn": {UNUSED: ["momentum", "lr_step_size", "lr_gamma"], GAP: ["label_smoothing", "alpha"]},
