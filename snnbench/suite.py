@@ -171,6 +171,30 @@ class Preprocess(BaseModel):
         return value
 
 
+class Search(BaseModel):
+    """One searched hyperparameter: a numeric range (log-uniform when ``log``) or a list of choices."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> Search:
+        if self.choices is not None:
+            if not self.choices or self.low is not None or self.high is not None:
+                raise ValueError("give either a non-empty `choices` list or `low` and `high`")
+            return self
+        if self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError("expected `low` < `high` (or `choices`)")
+        if not (math.isfinite(self.low) and math.isfinite(self.high)) or (self.log and self.low <= 0):
+            raise ValueError("expected finite bounds, positive for a log range")
+        return self
+
+
 class AlgorithmEntry(BaseModel):
     """One row of the suite's ``algorithms`` block; keys other than these are the method's hyperparameters."""
 
@@ -185,6 +209,9 @@ class AlgorithmEntry(BaseModel):
     preprocess: Preprocess | None = None
     fidelity: FidelityCard | None = None
     tuned: Tuned | None = None
+    # the entry's own search space for `snnbench tune` (replaces the method's declared one): an entry with it
+    # is tuned whatever its track (an extra-track set-up's values chosen on validation, in the suite file)
+    search: dict[str, Search] | None = Field(None, min_length=1)
 
     @property
     def hparams(self) -> dict[str, Any]:

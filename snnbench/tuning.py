@@ -18,7 +18,10 @@ the same network at every T and is tuned once, at ``tuning.T`` (or its first T),
 The search space of a method: every ``Config`` field that declares ``json_schema_extra={"search": {"low":
 …, "high": …, "log": …}}`` (or ``{"choices": [...]}``); a method that declares none has its learning rate
 ``lr`` searched log-uniformly over [value / 10, value × 10] around the entry's resolved value — one rule for
-every method, so that no method gets a wider search than another by accident.
+every method, so that no method gets a wider search than another by accident. An entry may declare its own
+``search`` block in the suite file (the same fields as the ``search`` of a ``Config`` field), which replaces
+the method's space for that entry and makes ``tune`` search it whatever its track (:func:`tuned_entries`):
+how an extra-track set-up's hand-picked values are re-chosen on validation, visibly.
 
 **A choice at the edge of its range widens it** (:func:`at_edge`, :func:`widen`): a numeric value chosen
 within a factor 1.5 of ``low`` or ``high`` of a log range, or in the outer 5 % of a linear one, moves that
@@ -66,28 +69,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from snnbench import events as ev
 from snnbench.errors import RecordError, SnnbenchError
 from snnbench.records import RecordStore, RunRecord, atomic_write_bytes
-from snnbench.suite import Overrides, RunSpec, Suite, Tuned, expand
+from snnbench.suite import AlgorithmEntry, Overrides, RunSpec, Search, Suite, Tuned, expand
 
 
-class Search(BaseModel):
-    """One searched hyperparameter: a numeric range (log-uniform when ``log``) or a list of choices."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    integer: bool = False
-    choices: list[Any] | None = None
+def tuned_entries(suite: Suite) -> list[str]:
+    """The entries ``tune`` searches: those of the tuned tracks and those declaring their own ``search``."""
+    tracks = suite.tuning.tracks if suite.tuning is not None else []
+    return [k for k, e in suite.algorithms.items() if e.track in tracks or e.search is not None]
 
 
-def search_space(algorithm_cls: type, resolved: dict[str, Any]) -> dict[str, Search]:
-    """The declared space of ``algorithm_cls`` (module docstring); ``resolved``: the entry's values."""
+def is_tuned(suite: Suite, entry: AlgorithmEntry) -> bool:
+    """Whether ``tune`` searches ``entry`` (:func:`tuned_entries`)."""
+    return suite.tuning is not None and (entry.track in suite.tuning.tracks or entry.search is not None)
+
+
+def search_space(
+    algorithm_cls: type, resolved: dict[str, Any], own: dict[str, Search] | None = None, name: str = ""
+) -> dict[str, Search]:
+    """The declared space of ``algorithm_cls`` (module docstring), or the entry's ``own`` space (its
+    ``search`` block; every name must be a hyperparameter of the method); ``resolved``: the entry's values."""
+    if own is not None:
+        unknown = sorted(set(own) - set(algorithm_cls.Config.model_fields))
+        if unknown:
+            raise SnnbenchError(
+                f"search: {unknown[0]!r} is not a hyperparameter of {name or algorithm_cls.__name__} "
+                f"({', '.join(algorithm_cls.Config.model_fields)})"
+            )
+        return dict(own)
     space: dict[str, Search] = {}
     for name, info in algorithm_cls.Config.model_fields.items():
         extra = info.json_schema_extra
@@ -118,6 +129,7 @@ class TuningJob:
     data_dir: str | None
     threads: int | None = None
     per_T: bool = False  # the record holds the values of spec.T only (`<entry>_T<T>.json`)
+    search: dict[str, Search] | None = None  # the entry's own space (its `search` block), if it declares one
 
 
 def tuned_per_T(suite: Suite, algorithm: str, hparams: dict[str, Any] | None = None) -> bool:
@@ -146,16 +158,18 @@ def tuning_specs(
     """The specs to tune, with the tuning budget and seed: per tuned entry, one at the tuning T (or the
     entry's first T when its grid lacks it), or with ``tuning.per_T`` one at every T of its grid (only
     those in ``timesteps`` when given) for a method whose training depends on T (:func:`tuned_per_T`)."""
+    from snnbench.algorithms import algorithms
+
     if suite.tuning is None:
         raise SnnbenchError(f"suite {suite.name} declares no tuning budget (a `tuning:` block)")
     tuning = suite.tuning
-    keys = [k for k, e in suite.algorithms.items() if e.track in tuning.tracks]
+    keys = tuned_entries(suite)
     if entries is not None:
         unknown = [e for e in entries if e not in keys]
         if unknown:
             raise SnnbenchError(
                 f"{unknown[0]!r} is not an entry of the tuned tracks ({', '.join(tuning.tracks)}) of "
-                f"{suite.name}: {', '.join(keys)}"
+                f"{suite.name}, nor declares its own `search`: {', '.join(keys)}"
             )
         keys = [k for k in keys if k in entries]
     # a new search starts from the entry's own values, never from a `tuned` block of an earlier search
@@ -165,6 +179,10 @@ def tuning_specs(
     specs = []
     for key in keys:
         grid = expand(untuned, Overrides(budget=tuning.budget, algorithms=[key], seeds=[tuning.seed]))
+        own = suite.algorithms[key].search
+        if own is not None:  # a name the method lacks fails here, before any trial trains
+            name = f"{grid[0].algorithm} ({key})"
+            search_space(algorithms.get(grid[0].algorithm), grid[0].hparams, own, name)
         if tuned_per_T(suite, grid[0].algorithm, grid[0].hparams):
             specs += [s for s in grid if timesteps is None or s.T in timesteps]
         else:
@@ -404,7 +422,7 @@ def _study(job: TuningJob, on_event: ev.EventSink = ev.ignore) -> dict[str, Any]
         torch.set_num_threads(job.threads)
     base = job.spec
     algorithm_cls = algorithms.get(base.algorithm)
-    space = search_space(algorithm_cls, base.hparams)
+    space = search_space(algorithm_cls, base.hparams, job.search, base.algorithm)
     if not space:
         raise SnnbenchError(f"{base.entry}: {base.algorithm} declares no search space and has no lr")
     folder = Path(job.out_dir) / base.suite / "tuning"
@@ -497,6 +515,7 @@ def tune_suite(
             folder,
             threads,
             tuned_per_T(suite, spec.algorithm, spec.hparams),
+            suite.algorithms[spec.entry].search,
         )
         for spec in specs
     ]
@@ -554,8 +573,7 @@ def with_tuning_records(
         key
         for key, entry in suite.algorithms.items()
         if (entries is None or key in entries)  # not run: its record is not needed
-        and suite.tuning is not None
-        and entry.track in suite.tuning.tracks
+        and is_tuned(suite, entry)
     ]
     found = []
     for spec in tuning_specs(suite, selected) if selected else []:
@@ -618,7 +636,7 @@ def tuning_states(
     folder = suite_dir / "tuning"
     if suite.tuning is None or not folder.is_dir():
         return {}
-    keys = [k for k, e in suite.algorithms.items() if e.track in suite.tuning.tracks]
+    keys = tuned_entries(suite)
     classes = _num_classes(suite.dataset, suite.dataset_options)
     states: dict[tuple[str, int | None], TuningState] = {}
     for spec in tuning_specs(suite, keys) if keys else []:
@@ -729,7 +747,7 @@ def refuse_untuned_plugin_entries(
         return
     for key in suite.plugin_entries:
         entry = suite.algorithms[key]
-        if (entries is not None and key not in entries) or entry.track not in suite.tuning.tracks:
+        if (entries is not None and key not in entries) or not is_tuned(suite, entry):
             continue
         problem = _tuning_problem(suite, key, entry.tuned, timesteps)
         if problem is None:

@@ -134,3 +134,50 @@ def test_per_T_tuning_trains_each_T_at_that_T_and_run_tuned_applies_each_Ts_reco
     )
     board = CliRunner().invoke(app, ["leaderboard", "--suite", str(path), "--out", str(out), "--check"])
     assert board.exit_code == 1 and "stale tuning record" in board.output
+
+
+def test_an_entry_with_its_own_search_is_tuned_in_any_track_over_exactly_that_space(write_suite, tmp_path):
+    """An extra-track set-up whose values were once chosen by hand (st-rsbp-reservoir's lr and ϑ_rec) is
+    re-chosen on validation by declaring its ``search`` in the suite file: tuned like a controlled entry, over
+    the declared space only; an entry without one in the extra track is left alone."""
+    algorithms = {
+        "bptt": {"arch": "mlp", "track": "controlled", "lr": 0.01},
+        "own": {
+            "algorithm": "bptt",
+            "arch": "mlp",
+            "track": "extra",
+            "lr": 0.02,
+            "search": {
+                "lr": {"low": 0.001, "high": 0.05, "log": True},
+                "v_threshold": {"low": 0.5, "high": 1.5},
+            },
+        },
+        "untuned": {"algorithm": "bptt", "arch": "mlp", "track": "extra"},
+    }
+    tuning = {"trials": 2, "T": 1, "seed": 1, "per_T": True}
+    path = write_suite({"timesteps": [1], "budgets": BUDGETS, "algorithms": algorithms, "tuning": tuning})
+    suite = load_suite(path)
+    assert [s.entry for s in tuning_specs(suite)] == ["bptt", "own"]
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["tune", "--suite", str(path), "--out", str(out), "--algorithms", "own"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "tiny" / "tuning" / "own_T1.json").read_text())
+    assert set(record["space"]) == {"lr", "v_threshold"}
+    trials = [t["values"] for t in record["trials"]]
+    assert trials[0] == {"lr": 0.02, "v_threshold": 1.0}  # trial 0: the entry's own values
+    assert all(0.001 <= t["lr"] <= 0.05 and 0.5 <= t["v_threshold"] <= 1.5 for t in trials)
+    assert set(tuning_states(suite, out / "tiny")) == {("own", 1)}
+    untuned = ["tune", "--suite", str(path), "--out", str(out), "--algorithms", "untuned"]
+    refused = CliRunner().invoke(app, untuned)
+    assert refused.exit_code != 0 and "nor declares its own `search`" in refused.output
+
+
+def test_a_search_block_naming_no_hyperparameter_or_an_empty_range_is_refused(write_suite, tmp_path):
+    entry = {"algorithm": "bptt", "arch": "mlp", "track": "extra"}
+    entry["search"] = {"lr": {"low": 0.1, "high": 0.01}}
+    with pytest.raises(SuiteError, match="low"):
+        load_suite(write_suite({"algorithms": {"own": entry}, "tuning": {"trials": 1, "T": 1}}))
+    entry["search"] = {"speed": {"low": 1.0, "high": 2.0}}
+    path = write_suite({"budgets": BUDGETS, "algorithms": {"own": entry}, "tuning": {"trials": 1, "T": 1}})
+    result = CliRunner().invoke(app, ["tune", "--suite", str(path), "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "'speed' is not a hyperparameter of bptt (own)" in result.output
