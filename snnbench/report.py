@@ -23,6 +23,7 @@ import pandas as pd
 from snnbench.errors import SnnbenchError
 from snnbench.leaderboard import (
     SETUP_COLUMNS,
+    SETUP_LABELS,
     _fmt,
     _fmt_metric,
     _interval,
@@ -210,7 +211,7 @@ def _leaderboard(table: pd.DataFrame, runs: dict[tuple[str, int], list[tuple[int
     ties = has_ties(table)
     heads += [("ties", "ties %"), ("own", "top-1, own read-out %")] if ties else []
     heads += [("selected", "val-selected %")] if selected else []
-    heads += [(c, c.replace("_size", "")) for c in setup]
+    heads += [(c, SETUP_LABELS.get(c, c)) for c in setup]
     heads += [(c, f"{LEADERBOARD_METRICS[c]} ({METRICS[c].unit})") for c in metrics]
     heads += [("diverged", "diverged"), ("failed", "failed"), ("stale", "stale"), ("machine", "machine")]
     head = "".join(f'<th data-key="{k}">{_e(label)}</th>' for k, label in heads) + "<th>runs</th>"
