@@ -30,6 +30,7 @@ from snnbench.latency import SHOWN_WHEN_PRESENT
 from snnbench.metrics import METRICS
 from snnbench.records import load_records
 from snnbench.rows import MACHINES, group_rows, machine_counts
+from snnbench.setups import FACT_COLUMNS, FACT_DEFINITIONS, FACT_LABELS, row_facts
 from snnbench.suite import TRACKS, Suite
 from snnbench.ties import OLD_RULE, OWN_RULE, RULE
 
@@ -132,7 +133,11 @@ def _num_classes(datasets: Sequence[str]) -> int | None:
 
 
 RANK_COLUMNS = ["top1_ci95", "top1_ci_low", "top1_ci_high", "rank", "rank_at_T", "latency_front", "at_chance"]
-SETUP_COLUMNS = ["arch", "params", "epochs", "batch_size", "encoding", "preprocess", "tuning"]
+# read from the records; then the facts of what the method builds (snnbench.setups: optimiser, input
+# normalisation (the entry's preprocess statistics included), outputs per class, extra weights)
+RECORD_SETUP_COLUMNS = ["arch", "params", "epochs", "batch_size", "encoding", "tuning"]
+SETUP_COLUMNS = [*RECORD_SETUP_COLUMNS, *FACT_COLUMNS]
+SETUP_LABELS = {"batch_size": "batch", **FACT_LABELS}
 
 
 def build(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
@@ -194,13 +199,15 @@ def build(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
             "machine": MACHINES.join(sorted({str(m) for m in group.get("machine", pd.Series()).dropna()}))
             or "–",
         }
-        for column in SETUP_COLUMNS:
+        for column in RECORD_SETUP_COLUMNS:
             if column == "params":
                 values = sorted({int(v) for v in ok.get("params", pd.Series(dtype=float)).dropna()})
                 row["params"] = "/".join(str(v) for v in values) if values else "–"
             else:
                 values = sorted({str(v) for v in group.get(column, pd.Series(dtype=object)).dropna()})
                 row[column] = "/".join(values) if values else "–"
+        identity = json.loads(group["row_identity"].iloc[0]) if "row_identity" in group else {}
+        row.update(row_facts(identity.get("spec")))  # what the method builds for the row's spec
         rules = sorted({str(r) for r in group["ties_rule"]}) if "ties_rule" in group else ["lowest-index"]
         row["ties_rule"] = "/".join(rules)  # one rule per row: it is part of the row identity
         ruled = ok[ok["ties_rule"] == RULE] if "ties_rule" in ok else ok.iloc[:0]
@@ -434,8 +441,8 @@ def legend(suite: Suite) -> list[str]:
         "epochs": "epochs",
         "batch_size": "batch",
         "encoding": "encoding",
-        "preprocess": "preprocess",
         "tuning": "tuning",
+        **FACT_LABELS,
     }
     for column, label in shown.items():
         if column == "top1_val_selected_mean":
@@ -626,7 +633,7 @@ def _markdown_table(table: pd.DataFrame) -> list[str]:
     header = ["#", "algorithm", "T", "top-1 (%)", "95 % CI", "n"]
     header += ["ties (%)", "top-1, own read-out (%)"] if ties else []
     header += ["val-selected (%)"] if selected else []
-    header += ["arch", "params", "epochs", "batch", "encoding", "preprocess", "tuning"]
+    header += [SETUP_LABELS.get(c, c) for c in SETUP_COLUMNS]
     header += [_metric_head(c[:-5]) for c in extra]
     header += ["diverged", "failed", "stale"]
     header += ["machine"] if "machine_code" in table else []
@@ -673,7 +680,7 @@ COLUMNS = {
     "epochs": "training epochs",
     "batch_size": "training batch size",
     "encoding": "input encoding",
-    "preprocess": "input normalisation: the dataset's statistics or the entry's own",
+    **FACT_DEFINITIONS,
     "tuning": "where the hyperparameters came from (defaults, or trials on the validation split), with the "
     "state of the tuning record in brackets (see *tuning labels*)",
 }

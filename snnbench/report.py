@@ -24,6 +24,7 @@ from snnbench.errors import SnnbenchError
 from snnbench.latency import SHOWN_WHEN_PRESENT
 from snnbench.leaderboard import (
     SETUP_COLUMNS,
+    SETUP_LABELS,
     _fmt,
     _fmt_metric,
     _interval,
@@ -211,7 +212,7 @@ def _leaderboard(table: pd.DataFrame, runs: dict[tuple[str, int], list[tuple[int
     ties = has_ties(table)
     heads += [("ties", "ties %"), ("own", "top-1, own read-out %")] if ties else []
     heads += [("selected", "val-selected %")] if selected else []
-    heads += [(c, c.replace("_size", "")) for c in setup]
+    heads += [(c, SETUP_LABELS.get(c, c)) for c in setup]
     labels = {**LEADERBOARD_METRICS, **SHOWN_WHEN_PRESENT}
     heads += [(c, labels[c] + (f" ({METRICS[c].unit})" if METRICS[c].unit else "")) for c in metrics]
     heads += [("diverged", "diverged"), ("failed", "failed"), ("stale", "stale"), ("machine", "machine")]

@@ -7,7 +7,7 @@ from typing import Any
 from snnbench.suite import TRACKS, Suite
 
 
-def render_entry(suite: Suite, key: str, fields: dict[str, Any]) -> str:
+def render_entry(suite: Suite, key: str, fields: dict[str, Any], budget: str | None = None) -> str:
     """The entry's track, fidelity card (source, mirrored values marked equal or deviating, deviations with
     reasons) and every resolved field, each marked with where its value comes from."""
     entry = suite.algorithms[key]
@@ -53,4 +53,24 @@ def render_entry(suite: Suite, key: str, fields: dict[str, Any]) -> str:
             lines.append(
                 f"Tuned at T={T}: {block.values}, {block.trials} trials on validation, record {block.record}"
             )
+    lines += setup_lines(suite, key, budget)
     return "\n".join(lines)
+
+
+def setup_lines(suite: Suite, key: str, budget: str | None = None) -> list[str]:
+    """What the entry's method builds at each T (:func:`snnbench.setups.facts`: the leaderboard's
+    optimiser, normalisation, outputs/class and extra weights columns), one line per fact, a value that
+    differs by T given per T."""
+    from snnbench.setups import FACT_COLUMNS, FACT_LABELS, row_facts
+    from snnbench.suite import Overrides, expand
+
+    specs = [s for s in expand(suite, Overrides(budget=budget, algorithms=[key])) if s.seed == suite.seeds[0]]
+    found = {spec.T: row_facts(spec) for spec in specs}
+    lines = ["What the method builds (snnbench.setups; the leaderboard's columns):"]
+    for column in FACT_COLUMNS:
+        values = {T: f[column] for T, f in found.items()}
+        if len(set(values.values())) == 1:
+            lines.append(f"  {FACT_LABELS[column]}: {next(iter(values.values()))}")
+        else:
+            lines.append(f"  {FACT_LABELS[column]}: " + "; ".join(f"T={T}: {v}" for T, v in values.items()))
+    return lines

@@ -97,6 +97,56 @@ def test_a_controlled_entry_differing_in_a_shared_field_fails_naming_it(write_su
     )
 
 
+# a value of every field the controlled track shares (suite.CONTROLLED_SHARED), other than the tiny suite's:
+# a field added to the promise without a case here fails the test below with a KeyError
+SHARED_OTHER_VALUES = {
+    "arch": "128",
+    "epochs": 9,
+    "batch_size": 16,
+    "eval_batch_size": 512,
+    "train_subset": 128,
+    "test_subset": 48,
+    "preprocess": {"mean": [0.5], "std": [0.25]},
+    "dataset": "mnist",
+    "dataset_options": {"variant": "other"},
+    "validation": {"fraction": 0.2, "seed": 1, "select": False},
+}
+
+
+def test_the_track_text_names_every_shared_field_and_only_those():
+    from snnbench.suite import CONTROLLED_SHARED, TRACKS
+
+    assert set(SHARED_OTHER_VALUES) == set(CONTROLLED_SHARED)
+    promise = TRACKS["controlled"].split(";")[0]
+    assert all(words in promise for words in CONTROLLED_SHARED.values())
+
+
+@pytest.mark.parametrize("field", list(SHARED_OTHER_VALUES))
+def test_the_controlled_check_covers_every_field_it_promises(write_suite, monkeypatch, field):
+    """Whatever the suite format lets an entry set (the data is the suite's), the check itself compares
+    every field of CONTROLLED_SHARED: a spec of one controlled entry differing in it is reported."""
+    import snnbench.suite as suite_module
+    from snnbench.suite import CONTROLLED_SHARED, controlled_track_problems
+
+    shared = {
+        "bptt": {"arch": "mlp", "track": "controlled"},
+        "tssl-bp": {"arch": "mlp", "track": "controlled"},
+    }
+    loaded = load_suite(write_suite({"algorithms": shared}))
+    assert controlled_track_problems(loaded) == [] and field in CONTROLLED_SHARED
+    real = suite_module.expand
+
+    def expand_other(suite, overrides=None):
+        specs = real(suite, overrides)
+        return [s.model_copy(update={field: SHARED_OTHER_VALUES[field]}) if s.entry == "tssl-bp" else s
+                for s in specs]  # fmt: skip
+
+    monkeypatch.setattr(suite_module, "expand", expand_other)
+    problems = controlled_track_problems(loaded)
+    assert [where for where, _ in problems] == ["algorithms.tssl-bp"]
+    assert f"controlled track: {field} (budget smoke) is " in problems[0][1]
+
+
 @pytest.mark.parametrize(("key", "value"), [("dataset", "mnist"), ("dataset_options", {"variant": "other"})])
 def test_the_data_cannot_be_set_per_entry(write_suite, key, value):
     """The dataset and its options are the suite's: an entry cannot give its own (so the controlled track's

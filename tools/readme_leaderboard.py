@@ -5,7 +5,11 @@ suite with a marker in README.md).
 
 It also regenerates every ``<!-- compare:SUITE ARGS -->`` … ``<!-- /compare -->`` block: the output of
 ``snnbench compare --suite SUITE ARGS --format md`` on the committed records (``results/``), so that the
-README's example verdicts are what the command prints today."""
+README's example verdicts are what the command prints today.
+
+And every ``<!-- controlled:SUITE -->`` … ``<!-- /controlled -->`` block: what differs between the suite's
+controlled entries (optimiser, input normalisation, outputs per class, extra weights), from
+:func:`snnbench.setups.controlled_text`, which builds each entry's network and optimiser as a run does."""
 
 import re
 import subprocess
@@ -14,6 +18,8 @@ from pathlib import Path
 
 END = "<!-- /leaderboard -->"
 COMPARE_END = "<!-- /compare -->"
+CONTROLLED_END = "<!-- /controlled -->"
+CONTROLLED = re.compile(r"<!-- controlled:(\S+) -->\n(.*?)" + re.escape(CONTROLLED_END), re.S)
 COMPARE = re.compile(r"<!-- compare:(\S+) ([^>]*?) -->\n(.*?)" + re.escape(COMPARE_END), re.S)
 
 
@@ -30,6 +36,21 @@ def with_compare_blocks(text: str) -> str:
     """``text`` with every compare block replaced by the command's output today."""
     return COMPARE.sub(
         lambda m: f"<!-- compare:{m[1]} {m[2]} -->\n{compare_block(m[1], m[2])}{COMPARE_END}", text
+    )
+
+
+def controlled_block(suite: str) -> str:
+    """The README's paragraph on what differs in ``suite``'s controlled track, generated from the facts."""
+    from snnbench.setups import controlled_text
+    from snnbench.suite import load_suite
+
+    return controlled_text(load_suite(suite)) + "\n"
+
+
+def with_controlled_blocks(text: str) -> str:
+    """``text`` with every controlled-track block replaced by what the code builds today."""
+    return CONTROLLED.sub(
+        lambda m: f"<!-- controlled:{m[1]} -->\n{controlled_block(m[1])}{CONTROLLED_END}", text
     )
 
 
@@ -64,4 +85,4 @@ if __name__ == "__main__":
         _, after = rest.split(END, 1)
         block = readme_block(Path(full(suite)).read_text(), suite)
         text = before + start(suite) + "\n" + block + "\n" + END + after
-    readme.write_text(with_compare_blocks(text))
+    readme.write_text(with_controlled_blocks(with_compare_blocks(text)))

@@ -32,7 +32,7 @@ def _show_entry(entry: str, budget: str | None, plugin: list[Path] | None) -> No
         raise _fail(exc) from None
     from snnbench.show import render_entry
 
-    say_wrapped(render_entry(loaded, key, fields))
+    say_wrapped(render_entry(loaded, key, fields, budget))
 
 
 class ShowFormat(str, Enum):
