@@ -1,10 +1,11 @@
 """Write the chosen values of a suite's tuning records into its suite file's ``tuned:`` blocks.
 
-``python tools/paste_tuned.py SUITE [--out results]``: for every tuned-track entry, the ``tuned:`` block
-that ``snnbench tune`` printed (per T when the suite tunes per T), with each record's validation top-1 and
-trial as a comment, replaces the entry's ``tuned:`` block in ``suites/SUITE.yaml`` (or is added after the
-entry's ``track:`` line). Only those blocks change; the rest of the file (comments included) is kept.
-Reads the records through :func:`snnbench.tuning.with_tuning_records`, the same path as ``run --tuned``.
+``python tools/paste_tuned.py SUITE [--out results]``: for every tuned entry (a tuned track, or its own
+``search``), the ``tuned:`` block that ``snnbench tune`` printed (per T when the suite tunes per T), with
+each record's validation top-1 and trial as a comment, replaces the entry's ``tuned:`` block in
+``suites/SUITE.yaml`` (or is added after the entry's ``track:`` line). Only those blocks change; the rest of
+the file (comments included) is kept. Reads the records through
+:func:`snnbench.tuning.with_tuning_records`, the same path as ``run --tuned``.
 """
 
 import argparse
@@ -13,7 +14,7 @@ import re
 from pathlib import Path
 
 from snnbench.suite import find_suite, load_suite
-from snnbench.tuning import with_tuning_records
+from snnbench.tuning import is_tuned, with_tuning_records
 
 ENTRY = re.compile(r"^  ([A-Za-z0-9_.-]+):")  # an entry key under `algorithms:`
 FIELD = re.compile(r"^    \S")  # a field of the entry
@@ -65,7 +66,7 @@ def main() -> None:
     suite = with_tuning_records(load_suite(path), args.out)
     lines = path.read_text().splitlines()
     for key, entry in suite.algorithms.items():
-        if entry.tuned is not None and suite.tuning is not None and entry.track in suite.tuning.tracks:
+        if entry.tuned is not None and is_tuned(suite, entry):  # a tuned track, or the entry's own search
             lines = paste(lines, key, block_lines(entry.tuned))
     path.write_text("\n".join(lines) + "\n")
     load_suite(path)  # the file still loads
