@@ -10,7 +10,8 @@ in docs/algorithms/s-resnet.md).
 Per convolution l and time step t (time-major; convolutions without bias):
   (1) u_l[t] = λ u_l[t−1] + BN_{l,t}(W_l ∗ x_l[t])     one BatchNorm per layer and step: its own γ_t, β_t
                                                       and running statistics (eps 1e-4, momentum 0.1)
-  (2) s_l[t] = Θ(u_l[t]/ϑ − 1), Θ(0) = 0;   ∂s/∂u ≈ 0.3 max(0, 1 − |u/ϑ − 1|)   (SurrogateBPFunction)
+  (2) s_l[t] = Θ(u_l[t]/ϑ − 1);   ∂s/∂(u/ϑ) ≈ 0.3 max(0, 1 − |u/ϑ − 1|)   (SurrogateBPFunction; the
+      official Θ(0) = 0, ours Θ(0) = 1, the project's convention: a membrane exactly at ϑ)
   (3) u_l[t] ← u_l[t] − ϑ s_l[t]                       reset by subtraction, not differentiated
   (4) the skip joins every second convolution: a block of input x gives
         y = s(conv₂(s(conv₁(x)))) + sc(x),   sc(x) = x, or BN_t(conv1×1_s2(x)) where the stage changes,
@@ -25,6 +26,7 @@ convolution and of the FC; T = 50, 70 epochs, batch 21. Deviations: docs/algorit
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -43,6 +45,7 @@ from snnbench.algorithms import (
 )
 from snnbench.algorithms._residual import build_body, pool_module
 from snnbench.architectures import Block, Conv
+from snnbench.neurons.functional import LIFParams, lif_multistep
 from snnbench.neurons.layers import SpikingLayer, TimeDistributed
 
 BOOST = 10  # official boosting: FC outputs per class, averaged (model.py:42, 86)
@@ -77,42 +80,27 @@ class SResNetConfig(AlgorithmConfig):
     )
 
 
-class _TriangleSpike(torch.autograd.Function):
-    """Eq. (2) on x = u/ϑ − 1: Θ(x) with Θ(0) = 0 forward, α max(0, 1 − |x|) backward."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, alpha: float) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        ctx.alpha = alpha
-        return (x > 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        return grad * ctx.alpha * (1.0 - x.abs()).clamp(min=0.0), None
-
-
-def triangle_spike(x: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Spikes Θ(x) (strictly above threshold) with the triangle surrogate of height ``alpha``, width 1."""
-    return _TriangleSpike.apply(x, alpha)
-
-
 class SoftResetLIF(SpikingLayer):
     """Eqs. (1)–(3) after the batch norm: u = λu + I; s = Θ(u/ϑ − 1); u ← u − ϑ s (reset not
-    differentiated)."""
+    differentiated); ∂s/∂u = (α/ϑ) max(0, 1 − |u/ϑ − 1|). Runs in the fused LIF kernel in units of ϑ
+    (u/ϑ: decay λ, input scale 1/ϑ, threshold 1, the triangle of height α and half-width 1): the same
+    equations, with the project's Θ(0) = 1 where the official code has Θ(0) = 0."""
 
     def __init__(self, leak: float, threshold: float, alpha: float) -> None:
         super().__init__()
-        self.leak, self.threshold, self.alpha = leak, threshold, alpha
+        self.leak, self.threshold = leak, threshold
+        self.params = LIFParams(
+            tau=math.inf if leak == 1.0 else 1.0 / (1.0 - leak),  # eq. (1): decay 1 − 1/τ = λ
+            v_threshold=1.0,
+            v_reset=None,  # eq. (3): subtract ϑ (1 in units of ϑ)
+            surrogate="triangle",  # eq. (2): α max(0, 1 − |u/ϑ − 1|)
+            alpha=alpha,
+            detach_reset=True,
+            input_scale=1.0 / threshold,  # in units of ϑ
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u, out = torch.zeros_like(x[0]), []
-        for x_t in x:
-            u = self.leak * u + x_t  # eq. (1)
-            s = triangle_spike(u / self.threshold - 1.0, self.alpha)  # eq. (2)
-            u = u - self.threshold * s.detach()  # eq. (3)
-            out.append(s)
-        return torch.stack(out)
+        return lif_multistep(x, self.params)
 
 
 class StepBatchNorm(nn.Module):

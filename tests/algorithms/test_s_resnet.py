@@ -23,7 +23,6 @@ from snnbench.algorithms.s_resnet import (
     SResNetConfig,
     SResNetMethod,
     StepBatchNorm,
-    triangle_spike,
 )
 from snnbench.architectures import resolve_architecture
 from snnbench.data import DatasetInfo
@@ -70,25 +69,29 @@ def test_neuron_trajectory_reset_and_surrogate_by_hand():
     torch.testing.assert_close(x.grad.flatten(), torch.tensor([0.25 * g3, 0.5 * g3, g3, 0.0]))
 
 
-def test_spike_fires_strictly_above_threshold():
-    """Θ(0) = 0 as the official ``out[input > 0] = 1``: a membrane exactly at ϑ does not fire."""
+def test_spike_condition_is_the_threshold_crossing():
+    """u/ϑ − 1 > 0 fires (model.py:13, 130); at u = ϑ exactly the project's Θ(0) = 1 (the official code: 0),
+    a measure-zero difference declared in the docs."""
     neuron = SoftResetLIF(leak=1.0, threshold=2.0, alpha=0.3)
-    s = neuron(torch.tensor([[2.0, 2.5, 1.0]]))
-    assert s.flatten().tolist() == [0.0, 1.0, 0.0]
+    s = neuron(torch.tensor([[1.5, 2.5, 1.0, 2.0]]))
+    assert s.flatten().tolist() == [0.0, 1.0, 0.0, 1.0]
 
 
-def test_triangle_surrogate_is_the_official_function_in_float64():
-    """∂s/∂x = 0.3·max(0, 1 − |x|) with x = u/ϑ − 1 (model.py:20, F.threshold(1 − |x|, 0, 0)): height 0.3 at
-    the threshold, zero beyond one threshold away."""
-    x = torch.linspace(-2.5, 2.5, 1001, dtype=torch.float64, requires_grad=True)
-    triangle_spike(x, 0.3).sum().backward()
-    expected = 0.3 * F.threshold(1.0 - x.detach().abs(), 0.0, 0.0)
-    torch.testing.assert_close(x.grad, expected, rtol=0, atol=1e-15)
-    probe = torch.tensor([0.0, 0.5, -0.5, 0.99, 1.2], dtype=torch.float64, requires_grad=True)
-    triangle_spike(probe, 0.3).sum().backward()
-    torch.testing.assert_close(
-        probe.grad, torch.tensor([0.3, 0.15, 0.15, 0.003, 0.0], dtype=torch.float64), rtol=0, atol=1e-12
-    )
+@pytest.mark.parametrize("threshold", [1.0, 2.0])
+def test_triangle_surrogate_is_the_official_function_in_float64(threshold):
+    """∂s/∂u = 0.3·max(0, 1 − |u/ϑ − 1|)·(1/ϑ): model.py:20 applies F.threshold(1 − |x|, 0, 0) to
+    x = u/ϑ − 1 (model.py:130), so the triangle's half-width is one threshold, its height 0.3 in x."""
+    u = torch.linspace(-1.0, 3.0 * threshold, 1001, dtype=torch.float64, requires_grad=True)
+    neuron = SoftResetLIF(leak=OFFICIAL["leak"], threshold=threshold, alpha=0.3)
+    neuron(u.view(1, -1)).sum().backward()  # first step: u = input
+    x = u.detach() / threshold - 1.0
+    expected = 0.3 * F.threshold(1.0 - x.abs(), 0.0, 0.0) / threshold
+    torch.testing.assert_close(u.grad, expected, rtol=0, atol=1e-12)
+    probe = torch.tensor([1.0, 1.5, 0.5, 1.99, 2.2], dtype=torch.float64) * threshold
+    probe.requires_grad_()
+    neuron(probe.view(1, -1)).sum().backward()
+    heights = torch.tensor([0.3, 0.15, 0.15, 0.003, 0.0], dtype=torch.float64)
+    torch.testing.assert_close(probe.grad, heights / threshold, rtol=0, atol=1e-9)
 
 
 def test_step_batchnorm_has_its_own_affine_and_statistics_at_every_step():
