@@ -40,6 +40,8 @@ NOT_EXPORTABLE = {
     "per-step state update (and its networks max-pool)",
     "biolcnet": "its hidden neurons have adaptive thresholds and lateral inhibition, which NIR 1.0.8 lacks",
     "desire-bp": "its neurons reset by subtraction (u − ϑ·s)",
+    "s-resnet": "its batch norm has separate statistics at every time step and its neuron resets by "
+    "subtraction (u − ϑ·s)",
 }
 
 

@@ -607,6 +607,7 @@ PREPROCESS_READERS: dict[str, Callable[[Any], bool]] = {
     "conversion": lambda config: True,
     "ide": lambda config: True,
     "ottt": lambda config: True,
+    "s-resnet": lambda config: True,
     "soft-lif": lambda config: True,  # a Conversion: its training and prediction normalise (inherited)
     "temporal-surrogate-bp": lambda config: bool(config.normalize_input),
     "tssl-bp": lambda config: True,

@@ -194,6 +194,10 @@ AUDIT_BY_ENTRY = {
     **{f"{s}/bntt": ("training batches",) for s in ("cifar10-lowT", "cifar100-lowT")},  # drop_last
     **{f"{s}/ms-resnet": ("batch_size", "augmentation", "amp") for s in ("cifar10-lowT", "cifar100-lowT")},
     **{f"{s}/sew-resnet": ("augmentation", "amp") for s in ("cifar10-lowT", "cifar100-lowT")},
+    **{
+        f"{s}/s-resnet": ("training batches", "test batches", "model selection")
+        for s in ("cifar10-lowT", "cifar100-lowT")
+    },
     "cifar10dvs/sew-resnet": ("arch", "frames"),
     "mnist-lowT/stl-snn": ("network version",),
     "mnist-lowT/soft-lif": ("synapse placement",),

@@ -248,6 +248,7 @@ FIXED_OPTIMIZER = {
     "conversion": "sgd",
     "ide": "sgd",
     "proxy": "adam",
+    "s-resnet": "sgd",
     "soft-lif": "sgd",
     "st-rsbp": "adam",
     "stdbp": "adam",
@@ -255,7 +256,12 @@ FIXED_OPTIMIZER = {
     "tssl-bp": "adamw",
 }
 NO_OPTIMIZER = {"biolcnet", "desire-bp"}  # local rules: the update is the rule itself
-SMALL_ARCH = {"sew-resnet": "resnet-digits", "ms-resnet": "resnet-digits", "tcja-snn": "tcja-digits"}
+SMALL_ARCH = {
+    "sew-resnet": "resnet-digits",
+    "ms-resnet": "resnet-digits",
+    "tcja-snn": "tcja-digits",
+    "s-resnet": "s-resnet-digits",
+}
 RECIPE_CARDS = [
     (name, key) for name, key, entry in official_cards() if method_of(key, entry) not in NO_OPTIMIZER
 ]
@@ -266,7 +272,7 @@ def expected_lrs(method: str, mirrors: dict[str, Any], cfg: Any, lr: float, epoc
     them (``cfg`` only for values the card leaves out, named in :data:`NOT_ON_A_CARD`)."""
     get = lambda name: mirrors.get(name, getattr(cfg, name))  # noqa: E731
     e = range(epochs)
-    if method == "bntt":  # utills.adjust_learning_rate: ÷10 after epoch k when k == f · epochs
+    if method in ("bntt", "s-resnet"):  # utills.py / utils.py adjust_learning_rate: ÷10 after epoch k == f·N
         steps = [f * epochs for f in get("lr_milestones")]
         return [lr * 0.1 ** sum(k < epoch for k in steps) for epoch in e]
     if method == "ide":  # MultiStepLR at round(f · epochs)
