@@ -40,6 +40,9 @@ NOT_EXPORTABLE = {
     "per-step state update (and its networks max-pool)",
     "biolcnet": "its hidden neurons have adaptive thresholds and lateral inhibition, which NIR 1.0.8 lacks",
     "desire-bp": "its neurons reset by subtraction (u − ϑ·s)",
+    "stdp-adaptive": "its layers have winner-take-all with random tie-breaks, lateral inhibition scaled by "
+    "the threshold or the largest input current, a threshold set from the batch's largest current and a "
+    "label-voting read-out, which NIR 1.0.8 lacks",
 }
 
 

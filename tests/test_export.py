@@ -250,6 +250,7 @@ def test_multiplicative_sew_blocks_are_refused() -> None:
         "tcja-snn",
         "biolcnet",
         "desire-bp",
+        "stdp-adaptive",
     ],
 )
 def test_unexportable_methods_say_why(algorithm: str) -> None:

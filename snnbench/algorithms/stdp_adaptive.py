@@ -17,7 +17,7 @@ label voting. Per forward, for each layer (its input is constant over the T step
 Convolutional layer, current u = relu(W_c * x):
   (1) threshold balance  θ_c = max_{b,h,w} (W_c * x)_{b,c,h,w} + 10⁻⁴ (over the batch, codef:136-140)
   (2) synaptic filter    I = θ / (1 + exp(−(u − 0.4 θ) · 8 / θ))                      (codef:88-89)
-  (3) neuron, per step   v ← λ v + I;  s = [v > θ];  v ← v (1 − s)   (λ = e^{−1/100}, codef:48; node.py:641-647)
+  (3) neuron, per step   v ← λ v + I;  s = [v > θ];  v ← v (1 − s)  (λ = e^{−1/100}, codef:48; node:641-647)
   (4) winner-take-all    at every (b, h, w) one spiking channel is kept, drawn at random: s ← s · [s·r ≥
                          max_c s·r], r ~ U(0, 1) (only at steps where some neuron of the batch spikes)
   (5) adaptive lateral inhibition  v ← v − 1.625 θ_c (max_c s − s)  (mode "threshold", codef:63, 337)
@@ -74,8 +74,12 @@ SOURCE = "BrainCog-X/Brain-Cog@3998fd5:examples/Perception_and_Learning/Unsuperv
 class StdpAdaptiveConfig(AlgorithmConfig):
     """Official values of codef.py @3998fd5 (line numbers in each description)."""
 
-    conv_epochs: int = Field(3, ge=0, description="epochs of conv STDP before the fc layer trains (codef:422)")
-    conv_timesteps: int = Field(100, gt=0, description="steps per image while the conv layer trains (codef:402)")
+    conv_epochs: int = Field(
+        3, ge=0, description="epochs of conv STDP before the fc layer trains (codef:422)"
+    )
+    conv_timesteps: int = Field(
+        100, gt=0, description="steps per image while the conv layer trains (codef:402)"
+    )
     conv_lr: float = Field(0.1, ge=0.0, description="SGD rate of the conv STDP update η_c (codef:421)")
     conv_offset: float = Field(0.3, description="offset subtracted in the conv update, × max (codef:40)")
     conv_tau: float = Field(100.0, gt=0.0, description="conv membrane decay e^{−1/τ} (codef:48)")
@@ -252,7 +256,13 @@ class StdpAdaptiveNet(nn.Module):
     """Conv (WTA, inhibition) → max-pool → per-sample normalisation → fc (WTA, inhibition) → voting."""
 
     def __init__(
-        self, in_shape: tuple[int, ...], conv: Conv, pool: int, units: int, classes: int, cfg: StdpAdaptiveConfig
+        self,
+        in_shape: tuple[int, ...],
+        conv: Conv,
+        pool: int,
+        units: int,
+        classes: int,
+        cfg: StdpAdaptiveConfig,
     ) -> None:
         super().__init__()
         self.cfg, self.classes, self.pool_size = cfg, classes, pool
@@ -301,9 +311,9 @@ class StdpAdaptive(Algorithm):
         venue="Neural Networks 165",
         year=2023,
         url="https://arxiv.org/abs/2207.02727",
-        equations="conv with adaptive threshold balance (θ = max current) and sigmoid synaptic filter, WTA and "
-        "adaptive lateral inhibition; sample-temporal-batch STDP (post-spike × presynaptic term, offset, SGD); "
-        "fc layer with adaptive threshold θ += 0.002 I N; label-voting read-out",
+        equations="conv with adaptive threshold balance (θ = max current) and sigmoid synaptic filter, WTA "
+        "and adaptive lateral inhibition; sample-temporal-batch STDP (post-spike × presynaptic term, "
+        "offset, SGD); fc layer with adaptive threshold θ += 0.002 I N; label-voting read-out",
     )
     description = "unsupervised STDP (conv then fc, WTA, adaptive filter/threshold/inhibition), label voting"
     Config = StdpAdaptiveConfig
