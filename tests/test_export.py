@@ -251,6 +251,7 @@ def test_multiplicative_sew_blocks_are_refused() -> None:
         "biolcnet",
         "desire-bp",
         "s-resnet",
+        "stdp-adaptive",
     ],
 )
 def test_unexportable_methods_say_why(algorithm: str) -> None:

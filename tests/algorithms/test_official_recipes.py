@@ -255,7 +255,7 @@ FIXED_OPTIMIZER = {
     "stl-snn": "adam",
     "tssl-bp": "adamw",
 }
-NO_OPTIMIZER = {"biolcnet", "desire-bp"}  # local rules: the update is the rule itself
+NO_OPTIMIZER = {"biolcnet", "desire-bp", "stdp-adaptive"}  # local rules: the update is the rule itself
 SMALL_ARCH = {
     "sew-resnet": "resnet-digits",
     "ms-resnet": "resnet-digits",
