@@ -212,7 +212,9 @@ def _facts(key: str) -> tuple[tuple[str, Any], ...]:
         DatasetInfo.normalize = normalize  # type: ignore[method-assign]
         try:
             with torch.no_grad(), widths:
-                algorithm.predict(net, torch.zeros(2, *info.input_shape), ctx)
+                # event data arrive binned to T steps, [B, T, ...]; every other input is one frame, [B, ...]
+                frames = (T,) if spec["encoding"] == "events" else ()
+                algorithm.predict(net, torch.zeros(2, *frames, *info.input_shape), ctx)
         finally:
             DatasetInfo.normalize = original  # type: ignore[method-assign]
     width = widths.widths[-1] if widths.widths else None
@@ -263,7 +265,8 @@ def controlled_text(suite: Any) -> str:
     every controlled entry at every T of its grid (markdown)."""
     from snnbench.suite import Overrides, expand
 
-    keys = [k for k, e in suite.algorithms.items() if e.track == "controlled"]
+    plugins = set(getattr(suite, "plugin_entries", ()))  # a plugin loaded in this process is not the suite's
+    keys = [k for k, e in suite.algorithms.items() if e.track == "controlled" and k not in plugins]
     per_entry: dict[str, dict[str, list[str]]] = {}
     shared: dict[str, Any] = {}
     for key in keys:

@@ -154,3 +154,13 @@ def test_the_readme_paragraph_on_what_differs_is_generated_from_the_facts():
     # a stale block is noticed
     stale = readme.replace("10: stl-snn", "1: stl-snn", 1)
     assert tool["with_controlled_blocks"](stale) != stale
+
+
+def test_a_plugin_entry_loaded_in_the_process_is_not_part_of_the_suites_paragraph():
+    """A plugin's controlled entry (another test may have loaded one into this process) is not the suite's:
+    the README paragraph names the suite's own entries only."""
+    suite = load_suite("digits-lowT")
+    text = controlled_text(suite)
+    extra = {**suite.algorithms, "bptt-plugin": suite.algorithms["bptt"]}
+    with_plugin = suite.model_copy(update={"algorithms": extra, "plugin_entries": ("bptt-plugin",)})
+    assert "bptt-plugin" not in controlled_text(with_plugin) and controlled_text(with_plugin) == text
