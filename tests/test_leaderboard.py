@@ -364,7 +364,11 @@ def test_site_leaderboard_shows_the_latency_read_out_columns():
 def test_an_interval_is_clipped_to_the_range_of_a_top1_and_ranks_do_not_move():
     """Three seeds with a wide spread give a t interval past 100 (or below 0): the table shows its ends
     clipped to [0, 100], the half-width unchanged, and the ranks are those of the unclipped ends."""
-    wide = {("bptt", 1): [99.0, 99.5, 80.0], ("bptt-arctan", 1): [3.0, 1.0, 40.0], ("bptt", 2): [98.0, 98.5, 99.0]}
+    wide = {
+        ("bptt", 1): [99.0, 99.5, 80.0],
+        ("bptt-arctan", 1): [3.0, 1.0, 40.0],
+        ("bptt", 2): [98.0, 98.5, 99.0],
+    }
     table = build(frame(wide))
     rows = {(r.algorithm, r.T): r for r in table.itertuples()}
     high, low = rows[("bptt", 1)], rows[("bptt-arctan", 1)]
