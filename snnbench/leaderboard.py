@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from scipy import stats
 
@@ -188,8 +189,10 @@ def build(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
             "top1_std": top1.std(ddof=1) if len(top1) > 1 else (0.0 if len(top1) == 1 else math.nan),
             "n": len(top1),
             "top1_ci95": half,
-            "top1_ci_low": mean - half,
-            "top1_ci_high": mean + half,
+            # a top-1 lies in [0, 100]: the t interval's ends are clipped there (ranks compare ends that
+            # never pass 100 or 0 against each other, so clipping changes no rank)
+            "top1_ci_low": float(np.clip(mean - half, 0.0, 100.0)),
+            "top1_ci_high": float(np.clip(mean + half, 0.0, 100.0)),
             "at_chance": bool(mean <= bound),  # False when the bound or the mean is unknown (NaN)
             "chance_top1": bound,
             "n_diverged": int((group["status"] == "diverged").sum()),
@@ -658,8 +661,8 @@ COLUMNS = {
     "n": "ok runs averaged (seeds)",
     "top1_ci95": "half-width (points) of the 95 % Student's t CI of the mean top-1 over seeds, at least half "
     "a test image (snnbench.leaderboard.ci_half_width)",
-    "top1_ci_low": "top1_mean − top1_ci95",
-    "top1_ci_high": "top1_mean + top1_ci95",
+    "top1_ci_low": "top1_mean − top1_ci95, at least 0",
+    "top1_ci_high": "top1_mean + top1_ci95, at most 100",
     "rank": "tied rank in the track: 1 + rows whose CI lies entirely above this row's (empty: unranked)",
     "rank_at_T": "tied rank among the rows of the same T, by the same rule (empty: unranked)",
     "latency_front": "no row of equal-or-lower T has its CI entirely above this row's",

@@ -359,3 +359,22 @@ def test_site_leaderboard_shows_the_latency_read_out_columns():
     page = _leaderboard(table, {("stdbp", 4): [(0, "a"), (1, "b")]}, "official")
     assert ">top-1, potential read-out (%)</th>" in page and ">undecided</th>" in page
     assert 'data-v="82.0"' in page
+
+
+def test_an_interval_is_clipped_to_the_range_of_a_top1_and_ranks_do_not_move():
+    """Three seeds with a wide spread give a t interval past 100 (or below 0): the table shows its ends
+    clipped to [0, 100], the half-width unchanged, and the ranks are those of the unclipped ends."""
+    wide = {
+        ("bptt", 1): [99.0, 99.5, 80.0],
+        ("bptt-arctan", 1): [3.0, 1.0, 40.0],
+        ("bptt", 2): [98.0, 98.5, 99.0],
+    }
+    table = build(frame(wide))
+    rows = {(r.algorithm, r.T): r for r in table.itertuples()}
+    high, low = rows[("bptt", 1)], rows[("bptt-arctan", 1)]
+    assert high.top1_ci_high == 100.0 and high.top1_mean + high.top1_ci95 > 100.0
+    assert low.top1_ci_low == 0.0 and low.top1_mean - low.top1_ci95 < 0.0
+    assert high.top1_ci_low == pytest.approx(high.top1_mean - high.top1_ci95)
+    assert (high.rank, rows[("bptt", 2)].rank) == (1, 1)
+    text = to_markdown({"official": table}, load_suite("digits-lowT"), 9, [], "full")
+    assert f"[{high.top1_ci_low:.2f}, 100.00]" in text
