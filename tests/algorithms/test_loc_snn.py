@@ -1,8 +1,9 @@
 """LOC-SNN (Kang et al., IJCNN 2022): SLAYER's SRM-alpha neuron, the location axis, the hybrid and the
-NumSpikes loss against an independent float64 transcription of SLAYER's definitions (``_calculateAlphaKernel``,
-the CUDA ``convKernel``/``corrKernel``/``getSpikesKernel``, ``_spikeFunction.backward``, ``spikeLoss.numSpikes``)
-and of the official ``LocationSlayer.forward`` (pkang2017/TactileLocNeurons @d75039b), written out here from
-those files, not from our module; the recipe and build() against the official values.
+NumSpikes loss against an independent float64 transcription of SLAYER's definitions
+(``_calculateAlphaKernel``, the CUDA ``convKernel``/``corrKernel``/``getSpikesKernel``,
+``_spikeFunction.backward``, ``spikeLoss.numSpikes``) and of the official ``LocationSlayer.forward``
+(pkang2017/TactileLocNeurons @d75039b), written out here from those files, not from our module; the recipe
+and build() against the official values.
 
 The official Python (snn.py, slayer.py, spikeLoss.py) was also run beside this implementation with the CUDA
 kernels replaced by loops (docs/algorithms/loc-snn.md, "Verification")."""
@@ -303,18 +304,21 @@ def test_hybrid_outputs_and_gradients_equal_the_official_location_slayer(T, gain
 def test_location_branch_runs_along_the_taxels_with_time_steps_as_inputs():
     T, B, N = 7, 2, 12
     m = method(branches="location")
+    torch.manual_seed(0)
     net = m.build(T).double()
+    for p in net.parameters():
+        p.mul_(4.0)  # spikes along the taxels
     assert net.time is None and net.location[0].module.in_features == T  # dense T → hidden
     x = (torch.rand(T, B, 1, 3, 4, dtype=torch.float64) < 0.5).double()
     out = net(x)
-    assert out.shape == (N, B, 3)
+    assert out.shape == (N, B, 3) and 0 < out.sum() < out.numel() / 2
     # the swap: the location MLP applied to [N, B, T] (taxels first, time steps as features)
     np.testing.assert_array_equal(out.numpy(), net.location(x.flatten(2).permute(2, 1, 0)).numpy())
     # permuting the time steps and the input columns of the first location layer together changes nothing
     perm = torch.randperm(T)
     with torch.no_grad():
         net.location[0].module.weight.copy_(net.location[0].module.weight[:, perm])
-    np.testing.assert_array_equal(net(x[torch.argsort(perm)]).numpy(), out.numpy())
+    np.testing.assert_array_equal(net(x[perm]).numpy(), out.numpy())
 
 
 @torch.no_grad()
@@ -375,8 +379,11 @@ def test_ordering_permutes_the_location_axis_only():
     a = natural.build(T).double()
     torch.manual_seed(0)
     b = shuffled.build(T).double()
+    for p in [*a.parameters(), *b.parameters()]:
+        p.mul_(4.0)  # spikes in both branches
     x = (torch.rand(T, B, 156, dtype=torch.float64) < 0.5).double()
     out_a, out_b = a(x), b(x)
+    assert out_b[:T].sum() > 0 and out_b[T:].sum() > 0 and not torch.equal(out_a[T:], out_b[T:])
     np.testing.assert_array_equal(out_a[:T].numpy(), out_b[:T].numpy())  # the time branch is unchanged
     order = taxel_order("whorl", 156)
     np.testing.assert_array_equal(out_b[T:].numpy(), a.location(x.permute(2, 1, 0)[order]).numpy())
