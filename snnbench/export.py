@@ -42,6 +42,9 @@ NOT_EXPORTABLE = {
     "desire-bp": "its neurons reset by subtraction (u − ϑ·s)",
     "s-resnet": "its batch norm has separate statistics at every time step and its neuron resets by "
     "subtraction (u − ϑ·s)",
+    "loc-snn": "its location neurons integrate along the input's taxel axis, not time (time and taxels are "
+    "swapped), and its SRM neurons have an alpha-kernel response with an additive refractory kernel, not a "
+    "reset: NIR's LIF/CubaLIF state runs along time and resets to v_reset",
     "stdp-adaptive": "its layers have winner-take-all with random tie-breaks, lateral inhibition scaled by "
     "the threshold or the largest input current, a threshold set from the batch's largest current and a "
     "label-voting read-out, which NIR 1.0.8 lacks",
