@@ -62,8 +62,10 @@ from snnbench.architectures import Dense
 from snnbench.errors import SnnbenchError
 from snnbench.neurons.layers import SpikingLayer, TimeDistributed
 
-# official hybrid NeuTouch region: 325 time steps + 156 taxel locations (container_weight_location.yml
-# tgtSpikeRegion stop 481); location-only 156 (container_weight_location_only.yml); time-only: T = 325
+# official NeuTouch regions of the 150 / 5 counts: hybrid 325 time steps + 156 taxel locations
+# (container_weight_location.yml tgtSpikeRegion stop 481); location-only 156
+# (container_weight_location_only.yml); time-only 325 (VT-SNN's SlayerMLP, clear-nus/VT_SNN @9215087
+# network_config/container_weight.yml)
 OFFICIAL_REGION = {"hybrid": 481, "location": 156, "time": 325}
 # taxel orders of one NeuTouch finger (39 taxels, numbered from 1), official snn.py LocationSlayerWhorl /
 # LocationSlayerArch (data: taxel numbers, inner to outer and top to bottom)
