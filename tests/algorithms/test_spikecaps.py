@@ -188,9 +188,10 @@ class _QGate(torch.autograd.Function):
         return grad * (ctx.alpha - ctx.alpha**2 * x.abs()).clamp(min=0.0), None
 
 
-def network_reference(net, x: torch.Tensor, T: int, cfg: SpikeCapsConfig):
-    """The official forward (spikingcaps.py:122-149) step by step in float64, from the network's weights."""
-    B = x.shape[0]
+def network_reference(net, inputs: torch.Tensor, cfg: SpikeCapsConfig):
+    """The official forward (spikingcaps.py:122-149) step by step in float64, from the network's weights,
+    on a time-major input ``[T, B, C, H, W]`` (the official one feeds the same image at every step)."""
+    T, B = inputs.shape[:2]
     conv, primary = net.conv.module, net.primary.module.conv
     W, bias = net.predictions.weight, net.predictions.bias
     N, J, K, D = W.shape
@@ -203,7 +204,7 @@ def network_reference(net, x: torch.Tensor, T: int, cfg: SpikeCapsConfig):
         return s
 
     outs = []
-    for _ in range(T):
+    for x in inputs:
         c = lif(0, F.relu(F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding)))
         p = F.conv2d(c, primary.weight, primary.bias, primary.stride, primary.padding)
         g = p.shape[1] // D
@@ -215,8 +216,10 @@ def network_reference(net, x: torch.Tensor, T: int, cfg: SpikeCapsConfig):
     return ((v.mean(0) ** 2).sum(-1)).sqrt(), coupling
 
 
-@pytest.mark.parametrize("T", [1, 5])
-def test_network_outputs_couplings_and_gradients_equal_the_float64_step_major_reference(T):
+@pytest.mark.parametrize("T, varying", [(1, False), (5, False), (5, True)])
+def test_network_outputs_couplings_and_gradients_equal_the_float64_step_major_reference(T, varying):
+    """``varying``: a different input at every step (another encoding), where the ReLU before the first
+    neuron matters (with the same image at every step it changes nothing)."""
     torch.manual_seed(3)
     algorithm = method(SMALL)
     cfg = algorithm.config
@@ -225,11 +228,12 @@ def test_network_outputs_couplings_and_gradients_equal_the_float64_step_major_re
         net.predictions.bias.add_(0.4)  # votes fire often enough for the class capsules to spike
         net.primary.module.conv.weight.mul_(3.0)
     x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    inputs = torch.randn(T, 4, 1, 8, 8, dtype=torch.float64) if varying else direct(x, T)
     y = torch.tensor([0, 3, 7, 9])
-    out = net(direct(x, T))
+    out = net(inputs)
     reference_net = algorithm.build(T).double()
     reference_net.load_state_dict(net.state_dict())
-    expected, coupling = network_reference(reference_net, x, T, cfg)
+    expected, coupling = network_reference(reference_net, inputs, cfg)
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(net.routing.last_coupling, coupling)
     if T > 1:
