@@ -296,7 +296,6 @@ class SpikeCapsMethod(Algorithm):
     description = "Spiking CapsNet: spiking capsules, STDP routing within each presentation, surrogate BPTT"
     Config = SpikeCapsConfig
     default_encoding = "direct"
-    reads_preprocess = staticmethod(lambda config: bool(config.normalize_input))
 
     def build(self, T: int) -> nn.Module:
         cfg: SpikeCapsConfig = self.config  # type: ignore[assignment]
