@@ -48,6 +48,9 @@ NOT_EXPORTABLE = {
     "stdp-adaptive": "its layers have winner-take-all with random tie-breaks, lateral inhibition scaled by "
     "the threshold or the largest input current, a threshold set from the batch's largest current and a "
     "label-voting read-out, which NIR 1.0.8 lacks",
+    "spikecaps": "its coupling coefficients change within every forward by an STDP rule (a vote trace and "
+    "the class capsules' spikes, averaged over the batch) and its read-out is the length of the "
+    "time-averaged class capsules: NIR 1.0.8 has no plastic or batch-shared synapse and no vector norm",
 }
 
 

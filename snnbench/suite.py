@@ -609,6 +609,7 @@ PREPROCESS_READERS: dict[str, Callable[[Any], bool]] = {
     "ottt": lambda config: True,
     "s-resnet": lambda config: True,
     "soft-lif": lambda config: True,  # a Conversion: its training and prediction normalise (inherited)
+    "spikecaps": lambda config: bool(config.normalize_input),
     "temporal-surrogate-bp": lambda config: bool(config.normalize_input),
     "tssl-bp": lambda config: True,
 }
