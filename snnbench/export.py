@@ -45,6 +45,8 @@ NOT_EXPORTABLE = {
     "stdp-adaptive": "its layers have winner-take-all with random tie-breaks, lateral inhibition scaled by "
     "the threshold or the largest input current, a threshold set from the batch's largest current and a "
     "label-voting read-out, which NIR 1.0.8 lacks",
+    "albsnn": "its binary layers store α·sign(W) (a 1-bit weight and one scale per channel) and its class "
+    "convolution is read out by global average pooling of a non-spiking map, not mapped here",
 }
 
 
