@@ -20,7 +20,8 @@ def candidates(sample: torch.Tensor, p_t: int, p_s: int, flips: tuple[bool, ...]
     j' = W − 1 − j when flipped, else j; empty outside the input."""
     T, C, H, W = sample.shape
     found = []
-    for st, sy, sx, flip in itertools.product(range(2 * p_t + 1), range(2 * p_s + 1), range(2 * p_s + 1), flips):
+    shifts = itertools.product(range(2 * p_t + 1), range(2 * p_s + 1), range(2 * p_s + 1), flips)
+    for st, sy, sx, flip in shifts:
         out = torch.zeros_like(sample)
         for t in range(T):
             src_t = t + st - p_t
@@ -101,7 +102,8 @@ def test_an_event_suite_option_puts_stcf_in_every_methods_training_batches(tmp_p
     loaded = dataset.load(options, tmp_path, T=3)
     assert loaded.augment is not None and loaded.provenance["options"]["stcf"]["space_padding"] == 2
     assert keys[0] == keys[2]  # the frames are the same with and without stcf
-    batch = next(loaded.train.batches(4, shuffle=False, transform=loaded.augment, generator=torch.Generator()))
+    batches = loaded.train.batches(4, shuffle=False, transform=loaded.augment, generator=torch.Generator())
+    batch = next(batches)
     assert batch[0].shape == (4, 3, 2, 34, 34) and batch[0].dtype == torch.float32
     assert not torch.equal(batch[0], frames.x.float())  # something moved
     shd = datasets.get("shd")()
