@@ -51,6 +51,8 @@ NOT_EXPORTABLE = {
     "spikecaps": "its coupling coefficients change within every forward by an STDP rule (a vote trace and "
     "the class capsules' spikes, averaged over the batch) and its read-out is the length of the "
     "time-averaged class capsules: NIR 1.0.8 has no plastic or batch-shared synapse and no vector norm",
+    "albsnn": "its binary layers store α·sign(W) (a 1-bit weight and one scale per channel) and its class "
+    "convolution is read out by global average pooling of a non-spiking map, not mapped here",
 }
 
 

@@ -28,6 +28,8 @@ from pydantic import Field
 from snnbench.data import datasets
 from snnbench.data._base import Dataset, DatasetInfo, DatasetOptions, LoadedDataset, Split
 from snnbench.data.download import RemoteFile
+from snnbench.data.stcf import STCFOptions, spatiotemporal_crop_and_flip
+from snnbench.errors import SnnbenchError
 from snnbench.records import atomic_torch_save
 
 CACHE_VERSION = 1
@@ -38,6 +40,9 @@ class EventOptions(DatasetOptions):
     denoise_us: float | None = Field(None, gt=0, description="tonic Denoise filter_time (None: off)")
     spatial_factor: float = Field(1.0, gt=0, le=1, description="tonic Downsample spatial factor")
     binary: bool = Field(False, description="clamp frame counts to {0, 1}")
+    stcf: STCFOptions | None = Field(
+        None, description="spatio-temporal crop and flip of training frames (snnbench.data.stcf; None: off)"
+    )
 
 
 class EventDataset(Dataset):
@@ -73,6 +78,10 @@ class EventDataset(Dataset):
         assert isinstance(options, EventOptions)
         w, h, p = self.sensor_size(options)
         shape = (p, h, w) if h > 1 else (p, w)  # ToFrame: [T, p, h, w] for cameras, [T, p, w] for audio
+        if options.stcf is not None and h == 1:
+            raise SnnbenchError(
+                f"{self.registry_name}: stcf crops and flips camera frames; this dataset has none"
+            )
         return DatasetInfo(self.registry_name, shape, self.num_classes, kind="events", sizes=self.sizes)
 
     def download(self, root: Path, progress: object | None = None) -> list[Path]:
@@ -136,7 +145,7 @@ class EventDataset(Dataset):
                 "train": train,
                 "T": T,
                 "files": checksums,
-                **options.model_dump(),
+                **options.model_dump(exclude={"stcf"}),  # an augmentation does not shape the frames
             },
             sort_keys=True,
         )
@@ -171,7 +180,8 @@ class EventDataset(Dataset):
         test = self._frames(root, options, T, False, checksums)
         provenance = {"files_md5": checksums, "options": options.model_dump(), "tonic_class": self.tonic_name}
         provenance.update(self.split_provenance(options))
-        return LoadedDataset(self.info(options), train, test, provenance=provenance)
+        augment = None if options.stcf is None else spatiotemporal_crop_and_flip(options.stcf)
+        return LoadedDataset(self.info(options), train, test, augment=augment, provenance=provenance)
 
     def split_provenance(self, options: EventOptions) -> dict[str, object]:
         """What identifies the train/test split (official splits: nothing beyond the files)."""
