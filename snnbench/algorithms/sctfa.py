@@ -68,7 +68,9 @@ class SCTFAConfig(AlgorithmConfig):
     reduction: int = Field(4, ge=1, description="r of eq. (2): parameters.py:92 attention(reduction=4)")
     batch_norm: bool = Field(True, description="BN after each convolution (net_pop.py:12, 18, 24 bn1-bn3)")
     population: int = Field(
-        5, ge=1, description="output neurons per class, eq. (8): net_pop.py:30 fc2 num_classes * 5, :68 avg_pool1d 5"
+        5,
+        ge=1,
+        description="output neurons per class, eq. (8): net_pop.py:30 fc2 num_classes * 5, :68 avg_pool1d 5",
     )
     lr: float = Field(1e-3, gt=0.0, description="Adam: parameters.py:35 learning_rate = 1e-3")
     gamma: float = Field(
