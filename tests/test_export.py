@@ -252,6 +252,7 @@ def test_multiplicative_sew_blocks_are_refused() -> None:
         "desire-bp",
         "s-resnet",
         "stdp-adaptive",
+        "sctfa",
     ],
 )
 def test_unexportable_methods_say_why(algorithm: str) -> None:
