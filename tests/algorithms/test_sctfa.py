@@ -76,7 +76,7 @@ def test_spike_is_the_threshold_crossing():
 
 
 def test_attention_maps_are_the_official_formula():
-    """spatial σ(conv1×1 + b) [B,1,H,W] ⊗ channel σ(W₂ ReLU(W₁ GAP)) [B,C,1,1] (parameters.py:90-117)."""
+    """spatial σ(conv1×1 + b) [B,1,H,W] ⊗ channel σ(W₂ ReLU(W₁ GAP)) [B,C,1,1] (parameters.py:90-112)."""
     torch.manual_seed(0)
     attention = Attention(8, 4).double()
     assert (
