@@ -43,7 +43,7 @@ NOT_EXPORTABLE = {
     "s-resnet": "its batch norm has separate statistics at every time step and its neuron resets by "
     "subtraction (u − ϑ·s)",
     "sctfa": "its membranes are multiplied at every step by an attention map of the previous step's spikes "
-    "(σ(1×1 conv) ⊗ an SE gate of their spatial average): a state-dependent product NIR 1.0.8 has no node for",
+    "(σ(1×1 conv) ⊗ an SE gate of their spatial average): a state-dependent product NIR 1.0.8 lacks",
     "stdp-adaptive": "its layers have winner-take-all with random tie-breaks, lateral inhibition scaled by "
     "the threshold or the largest input current, a threshold set from the batch's largest current and a "
     "label-voting read-out, which NIR 1.0.8 lacks",
