@@ -232,12 +232,12 @@ def test_initialisation_is_pytorch_default():
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             bound = 1.0 / math.sqrt(m.weight[0].numel())
-            assert float(m.weight.abs().max()) <= bound
-            assert float(m.weight.abs().max()) > 0.8 * bound  # uniform over the whole range
+            assert float(m.weight.detach().abs().max()) <= bound
+            assert float(m.weight.detach().abs().max()) > 0.8 * bound  # uniform over the whole range
             if m.weight.numel() >= 500:
-                assert float(m.weight.std()) == pytest.approx(bound / math.sqrt(3), rel=0.1)
+                assert float(m.weight.detach().std()) == pytest.approx(bound / math.sqrt(3), rel=0.1)
             if m.bias is not None:
-                assert float(m.bias.abs().max()) <= bound
+                assert float(m.bias.detach().abs().max()) <= bound
         if isinstance(m, StepBatchNorm):
             assert torch.equal(m.weight, torch.ones_like(m.weight)) and torch.equal(
                 m.bias, torch.zeros_like(m.bias)
