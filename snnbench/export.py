@@ -42,6 +42,9 @@ NOT_EXPORTABLE = {
     "desire-bp": "its neurons reset by subtraction (u − ϑ·s)",
     "s-resnet": "its batch norm has separate statistics at every time step and its neuron resets by "
     "subtraction (u − ϑ·s)",
+    "loc-snn": "its location neurons integrate along the input's taxel axis, not time (time and taxels are "
+    "swapped), and its SRM neurons have an alpha-kernel response with an additive refractory kernel, not a "
+    "reset: NIR's LIF/CubaLIF state runs along time and resets to v_reset",
     "sctfa": "its membranes are multiplied at every step by an attention map of the previous step's spikes "
     "(σ(1×1 conv) ⊗ an SE gate of their spatial average): a state-dependent product NIR 1.0.8 lacks",
     "stdp-adaptive": "its layers have winner-take-all with random tie-breaks, lateral inhibition scaled by "
