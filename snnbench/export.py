@@ -45,6 +45,8 @@ NOT_EXPORTABLE = {
     "loc-snn": "its location neurons integrate along the input's taxel axis, not time (time and taxels are "
     "swapped), and its SRM neurons have an alpha-kernel response with an additive refractory kernel, not a "
     "reset: NIR's LIF/CubaLIF state runs along time and resets to v_reset",
+    "sctfa": "its membranes are multiplied at every step by an attention map of the previous step's spikes "
+    "(σ(1×1 conv) ⊗ an SE gate of their spatial average): a state-dependent product NIR 1.0.8 lacks",
     "stdp-adaptive": "its layers have winner-take-all with random tie-breaks, lateral inhibition scaled by "
     "the threshold or the largest input current, a threshold set from the batch's largest current and a "
     "label-voting read-out, which NIR 1.0.8 lacks",

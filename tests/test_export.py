@@ -253,6 +253,7 @@ def test_multiplicative_sew_blocks_are_refused() -> None:
         "s-resnet",
         "stdp-adaptive",
         "spikecaps",
+        "sctfa",
     ],
 )
 def test_unexportable_methods_say_why(algorithm: str) -> None:
