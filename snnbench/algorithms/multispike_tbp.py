@@ -232,26 +232,25 @@ class EventLIFLayer(SpikingLayer):
         self.t_end = 1.0
         self.steps = 1
         self.deadline = 1.0
-        self.with_peak = False  # the output layer in training: also V's peak (silent outputs in the loss)
-        self.last_peak: torch.Tensor | None = None
 
     def events(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Input events: times ``[B, E]`` ascending (``inf`` padding) and weights ``[B, N, E]``."""
         if self.grid_input:
             steps, batch = x.shape[:2]
             t_ev = (torch.arange(steps, dtype=x.dtype, device=x.device) * self.dt).expand(batch, steps)
-            w_ev = self.weight @ x.permute(1, 2, 0)  # a step's simultaneous spikes merged: [B, N, T]
-            return t_ev, w_ev
+            w_ev = F.linear(x.transpose(0, 1), self.weight)  # a step's simultaneous spikes merged: [B, T, N]
+            return t_ev, w_ev.transpose(1, 2)
         batch, fan_in, per = x.shape
         t_flat, order = x.reshape(batch, fan_in * per).sort(dim=1)
         count = max(int(torch.isfinite(t_flat).sum(1).max()), 1)
         t_ev, order = t_flat[:, :count], order[:, :count]
-        return t_ev, self.weight[:, order // per].transpose(0, 1)  # [B, N, E]
+        # the layer's linear map of each input neuron's unit spike (exactly W's columns, W.t()), then the
+        # column of each event's source: [B, N, E]
+        columns = F.linear(torch.eye(fan_in, dtype=self.weight.dtype, device=self.weight.device), self.weight)
+        return t_ev, columns[order // per].transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t_ev, w_ev = self.events(x)
-        if self.with_peak:
-            self.last_peak = peak_potential(t_ev, w_ev, self.tau_s, self.tau_m, self.t_end)
         return lif_spike_times(
             t_ev, w_ev, self.threshold, self.tau_s, self.tau_m, self.t_end, self.max_spikes
         )
@@ -267,8 +266,16 @@ class EventLIFLayer(SpikingLayer):
         return int((active * nonzero).sum()), binary, int(self.weight.numel())
 
     def spike_statistics(self, output: torch.Tensor) -> tuple[int, int] | None:
-        """Spikes before the deadline over neurons × the T steps of the window."""
-        return int((output <= self.deadline).sum()), output.shape[0] * output.shape[1] * self.steps
+        """Neuron-steps holding a spike before the deadline (step k = [k dt, (k + 1) dt); a neuron firing
+        several times in one step counts once, so the rate is the fraction of nonzero outputs of a T-step
+        network) over neurons × the T steps of the window. The synaptic operations count every spike."""
+        within = output <= self.deadline
+        step = (
+            torch.where(within, output / self.dt, torch.zeros_like(output)).floor().clamp(0, self.steps - 1)
+        )
+        occupied = torch.zeros(*output.shape[:2], self.steps, device=output.device)
+        occupied.scatter_add_(2, step.long(), within.to(occupied.dtype))
+        return int((occupied > 0).sum()), output.shape[0] * output.shape[1] * self.steps
 
 
 class MultiSpikeNet(nn.Module):
@@ -279,18 +286,24 @@ class MultiSpikeNet(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.t_max = t_max
 
-    def forward(self, raster: torch.Tensor, t_end: float, with_peak: bool = False) -> torch.Tensor:
+    def forward(self, raster: torch.Tensor, t_end: float) -> torch.Tensor:
         """Output spike times ``[B, C]`` (first spike, ``inf`` = none by ``t_end``) for the ``[T, B, N]``
-        input raster on the T-step grid of the window ``t_max``; ``with_peak``: the output layer also keeps
-        its potentials' peak (:func:`peak_potential`) in ``last_peak``."""
+        input raster on the T-step grid of the window ``t_max``."""
+        return self.run(raster, t_end)[0]
+
+    def run(
+        self, raster: torch.Tensor, t_end: float, with_peak: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`forward`, and with ``with_peak`` the output potentials' peak (:func:`peak_potential`)."""
         steps = raster.shape[0]
-        h = raster.flatten(2)
+        h, peak = raster.flatten(2), None
         for i, layer in enumerate(self.layers):
             assert isinstance(layer, EventLIFLayer)
             layer.dt, layer.t_end, layer.steps, layer.deadline = self.t_max / steps, t_end, steps, self.t_max
-            layer.with_peak = with_peak and i == len(self.layers) - 1
+            if with_peak and i == len(self.layers) - 1:
+                peak = peak_potential(*layer.events(h), layer.tau_s, layer.tau_m, t_end)
             h = layer(h)
-        return h[..., 0]
+        return h[..., 0], peak
 
 
 @algorithms.register("multispike-tbp")
@@ -367,8 +380,8 @@ class MultiSpikeTBP(Algorithm):
         net.train()
         tally = EpochTally()
         for x, y in batches:
-            t_out = net(ctx.encode(x), cfg.t_max * (1.0 + cfg.margin), with_peak=True)
-            scores = self.loss_scores(t_out, net.layers[-1].last_peak)
+            t_out, peak = net.run(ctx.encode(x), cfg.t_max * (1.0 + cfg.margin), with_peak=True)
+            scores = self.loss_scores(t_out, peak)
             loss = F.cross_entropy(scores, y)
             state.optimizer.zero_grad(set_to_none=True)
             loss.backward()

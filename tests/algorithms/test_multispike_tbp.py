@@ -370,3 +370,26 @@ def test_the_deadline_loss_trains_the_label_before_the_deadline():
     before = F.cross_entropy(alg.loss_scores(torch.tensor([[3.0, 3.5]])), torch.tensor([0]))
     after = F.cross_entropy(alg.loss_scores(torch.tensor([[4.5, 5.0]])), torch.tensor([0]))
     assert after > before + 0.3
+
+
+def test_spike_statistics_count_neuron_steps_with_a_spike_before_the_deadline():
+    layer = method().build(2).layers[0]
+    layer.dt, layer.steps, layer.deadline = 2.0, 2, 4.0
+    output = torch.tensor([[[0.5, 1.0, 3.0, 4.5], [4.0, INF, INF, INF]]])  # steps {0, 1} and {1}
+    assert layer.spike_statistics(output) == (3, 4)
+
+
+def test_operations_are_input_spikes_times_their_nonzero_weights():
+    net = method().build(2)
+    hidden, output = net.layers
+    with torch.no_grad():
+        hidden.weight[:, 0] = 0.0  # input 0 reaches no neuron
+        output.weight[:5, 1] = 0.0
+    raster = torch.zeros(2, 3, 64)
+    raster[0, 0, 0] = raster[1, 0, 1] = raster[1, 2, 1] = 1.0
+    assert hidden.count_operations(raster) == (2 * 256, True, 256 * 64)
+    output.deadline = 4.0
+    times = torch.full((3, 256, 8), INF)
+    times[0, 1, :2] = torch.tensor([1.0, 2.0])
+    times[1, 2, 0] = 4.5  # after the deadline: no operation
+    assert output.count_operations(times) == (2 * 5, True, 10 * 256)
