@@ -142,7 +142,7 @@ def lif_spike_times(
         reset = torch.zeros(batch, neurons, 1, dtype=a0.dtype, device=a0.device)  # Σ_{m'<m} e^{t^{m'}/τ_m}
         previous = torch.full((batch, neurons, 1), -INF, dtype=a0.dtype, device=a0.device)
         for _ in range(max_spikes):
-            t_c = _crossing(a0 - threshold * reset if _ else a0, b0, threshold, tau_m)
+            t_c = _crossing(a0 - threshold * reset, b0, threshold, tau_m)
             valid = (t_c >= lo) & (t_c > previous) & (t_c < hi)
             index = valid.to(torch.uint8).argmax(2, keepdim=True)  # the earliest interval with a crossing
             fired = valid.gather(2, index)  # [B, N, 1]
@@ -212,6 +212,20 @@ def _crossing(a: torch.Tensor, b: torch.Tensor, threshold: float, tau_m: float) 
     return t.masked_fill(bad, -INF)
 
 
+def spike_events(times: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The events a layer of weights ``[N, N_in]`` receives from spike times ``[B, N_in, M]`` of the layer
+    below: every spike in time order ``[B, E]`` (``inf`` padding trimmed to the longest row) and the weight
+    column of its source ``[B, N, E]``. Differentiable with respect to the times and the weights."""
+    batch, fan_in, per = times.shape
+    t_flat, order = times.reshape(batch, fan_in * per).sort(dim=1)
+    count = max(int(torch.isfinite(t_flat).sum(1).max()), 1)
+    t_ev, order = t_flat[:, :count], order[:, :count]
+    # the layer's linear map of each input neuron's unit spike (exactly W's columns, W.t()), then the
+    # column of each event's source
+    columns = F.linear(torch.eye(fan_in, dtype=weight.dtype, device=weight.device), weight)
+    return t_ev, columns[order // per].transpose(1, 2)
+
+
 class EventLIFLayer(SpikingLayer):
     """A dense layer of current-based LIF neurons simulated event by event in continuous time.
 
@@ -240,14 +254,7 @@ class EventLIFLayer(SpikingLayer):
             t_ev = (torch.arange(steps, dtype=x.dtype, device=x.device) * self.dt).expand(batch, steps)
             w_ev = F.linear(x.transpose(0, 1), self.weight)  # a step's simultaneous spikes merged: [B, T, N]
             return t_ev, w_ev.transpose(1, 2)
-        batch, fan_in, per = x.shape
-        t_flat, order = x.reshape(batch, fan_in * per).sort(dim=1)
-        count = max(int(torch.isfinite(t_flat).sum(1).max()), 1)
-        t_ev, order = t_flat[:, :count], order[:, :count]
-        # the layer's linear map of each input neuron's unit spike (exactly W's columns, W.t()), then the
-        # column of each event's source: [B, N, E]
-        columns = F.linear(torch.eye(fan_in, dtype=self.weight.dtype, device=self.weight.device), self.weight)
-        return t_ev, columns[order // per].transpose(1, 2)
+        return spike_events(x, self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t_ev, w_ev = self.events(x)

@@ -22,6 +22,7 @@ from snnbench.algorithms.multispike_tbp import (
     kernel_peak,
     lif_spike_times,
     peak_potential,
+    spike_events,
 )
 from snnbench.architectures import resolve_architecture
 from snnbench.data.encoding import latency
@@ -98,11 +99,7 @@ def ours_network(inputs, weights, threshold=THRESHOLD, tau_s=TAU_S, tau_m=TAU_M,
         t_in[0, j, : len(times)] = torch.tensor(times, dtype=torch.float64)
     h, out = t_in, [t_in]
     for w in weights:
-        batch, fan_in, k = h.shape
-        t_flat, order = h.reshape(batch, fan_in * k).sort(dim=1)
-        h = lif_spike_times(
-            t_flat, w[:, order // k].transpose(0, 1), threshold, tau_s, tau_m, t_end, max_spikes
-        )
+        h = lif_spike_times(*spike_events(h, w), threshold, tau_s, tau_m, t_end, max_spikes)
         out.append(h)
     return out
 
