@@ -89,7 +89,7 @@ class MultiSpikeTBPConfig(AlgorithmConfig):
     score_scale: float = Field(1.0, gt=0.0, description="softmax(−scale · t / τ_s) in the loss (ours)")
     init_mean: float = Field(4.0, description="initial weight mean × ϑ / (κ_max fan_in) (ours)")
     init_std: float = Field(1.0, ge=0.0, description="initial weight std × ϑ / (κ_max √fan_in) (ours)")
-    lr: float = Field(1e-3, gt=0.0, description="Adam learning rate (ours)")
+    lr: float = Field(3e-3, gt=0.0, description="Adam learning rate (ours; the suite tunes it)")
     schedule: str = Field("cosine", pattern="^(cosine|none)$", description="learning-rate schedule (ours)")
 
     @model_validator(mode="after")
