@@ -105,6 +105,18 @@ def kernel_peak(tau_s: float, tau_m: float) -> float:
     return math.exp(-s / tau_m) - math.exp(-s / tau_s)
 
 
+def prefix_sums(
+    t_ev: torch.Tensor, w_ev: torch.Tensor, tau_s: float, tau_m: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Which events are real ``[B, E]``, and the coefficients of V = a x − b x² after each event ``[B, N, E]``
+    (no resets): a = Σ w e^{t_e/τ_m}, b = Σ w e^{t_e/τ_s} over the events up to e."""
+    finite = torch.isfinite(t_ev)
+    t_safe = torch.where(finite, t_ev, torch.zeros_like(t_ev))
+    grow = torch.where(finite, torch.exp(t_safe / tau_m), torch.zeros_like(t_ev))  # e^{t_e/τ_m}
+    grow_s = torch.where(finite, torch.exp(t_safe / tau_s), torch.zeros_like(t_ev))  # e^{t_e/τ_s}
+    return finite, (w_ev * grow.unsqueeze(1)).cumsum(2), (w_ev * grow_s.unsqueeze(1)).cumsum(2)
+
+
 def lif_spike_times(
     t_ev: torch.Tensor,
     w_ev: torch.Tensor,
@@ -113,6 +125,7 @@ def lif_spike_times(
     tau_m: float,
     t_end: float,
     max_spikes: int,
+    sums: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Exact spike times ``[B, N, M]`` (ascending per neuron, ``inf`` = no further spike) of N current-based
     LIF neurons, eq. (2)–(3), on ``[0, t_end]``.
@@ -120,17 +133,12 @@ def lif_spike_times(
     ``t_ev`` ``[B, E]``: input event times, ascending along E (``inf`` = padding); ``w_ev`` ``[B, N, E]``: the
     weight each event adds to each neuron's PSC (simultaneous input spikes may be merged into one event).
     Differentiable with respect to both: the gradient is eq. (4) (the roots recomputed with autograd for the
-    intervals and spike order found without it).
+    intervals and spike order found without it). ``sums``: :func:`prefix_sums` of these events, if at hand.
     """
     if not math.isclose(tau_m, 2.0 * tau_s, rel_tol=1e-9):
         raise SnnbenchError("lif_spike_times solves eq. (3) in closed form only for tau_m = 2 tau_s")
     batch, neurons = w_ev.shape[:2]
-    finite = torch.isfinite(t_ev)
-    t_safe = torch.where(finite, t_ev, torch.zeros_like(t_ev))
-    grow = torch.where(finite, torch.exp(t_safe / tau_m), torch.zeros_like(t_ev))  # e^{t_e/τ_m}
-    grow_s = torch.where(finite, torch.exp(t_safe / tau_s), torch.zeros_like(t_ev))  # e^{t_e/τ_s}
-    a_all = (w_ev * grow.unsqueeze(1)).cumsum(2)  # [B, N, E]: Σ w e^{t_e/τ_m} over the events up to e
-    b_all = (w_ev * grow_s.unsqueeze(1)).cumsum(2)  # Σ w e^{t_e/τ_s}
+    finite, a_all, b_all = prefix_sums(t_ev, w_ev, tau_s, tau_m) if sums is None else sums
 
     # the search, without autograd: which inter-event interval holds each crossing
     found: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -170,35 +178,40 @@ def lif_spike_times(
 
 
 def peak_potential(
-    t_ev: torch.Tensor, w_ev: torch.Tensor, tau_s: float, tau_m: float, t_end: float
+    t_ev: torch.Tensor,
+    w_ev: torch.Tensor,
+    tau_s: float,
+    tau_m: float,
+    t_end: float,
+    sums: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """max over [0, t_end] of V_i(t) = Σ_e w_ie κ(t − t_e) without resets ``[B, N]`` (the loss's measure of
-    how far a silent output is from firing; ours). Per inter-event interval V = a x − b x², x = e^{−t/τ_m},
-    peaks at x = a/(2b) (b > 0) clipped to the interval, or at an end; the largest is found without autograd
-    and V recomputed there with it (the gradient of the maximum by the envelope theorem)."""
-    finite = torch.isfinite(t_ev)
-    t_safe = torch.where(finite, t_ev, torch.zeros_like(t_ev))
-    grow = torch.where(finite, torch.exp(t_safe / tau_m), torch.zeros_like(t_ev))
-    grow_s = torch.where(finite, torch.exp(t_safe / tau_s), torch.zeros_like(t_ev))
-    a_all = (w_ev * grow.unsqueeze(1)).cumsum(2)  # [B, N, E]
-    b_all = (w_ev * grow_s.unsqueeze(1)).cumsum(2)
+    how far a silent output is from firing; ours; 0 without events). Per inter-event interval
+    V = a x − b x², x = e^{−t/τ_m}, peaks at x = a/(2b) clipped to the interval where b > 0, else at its
+    start (its end is the next interval's start, or t_end, a candidate of its own); the largest is found
+    without autograd and V recomputed there with it (the gradient of the maximum by the envelope theorem)."""
+    finite, a_all, b_all = prefix_sums(t_ev, w_ev, tau_s, tau_m) if sums is None else sums
     with torch.no_grad():
-        following = torch.cat([t_ev[:, 1:], torch.full_like(t_ev[:, :1], INF)], dim=1).clamp(max=t_end)
-        x_lo = torch.exp(-t_safe.clamp(max=t_end) / tau_m).unsqueeze(1)  # [B, 1, E]
+        inside = finite & (t_ev < t_end)  # a prefix of the sorted events
+        t_lo = torch.where(inside, t_ev, torch.full_like(t_ev, t_end))
+        following = torch.cat([t_lo[:, 1:], torch.full_like(t_lo[:, :1], t_end)], dim=1).clamp(max=t_end)
+        x_lo = torch.exp(-t_lo / tau_m).unsqueeze(1)  # [B, 1, E]
         x_hi = torch.exp(-following / tau_m).unsqueeze(1)
         a0, b0 = a_all.detach(), b_all.detach()
-        stationary = torch.where(b0 > 0, a0 / (2.0 * b0), x_lo).clamp(min=x_hi).clamp(max=x_lo)
-        candidates = torch.stack([stationary, x_lo.expand_as(a0), x_hi.expand_as(a0)], dim=-1)  # [B, N, E, 3]
-        values = a0.unsqueeze(-1) * candidates - b0.unsqueeze(-1) * candidates**2
-        inside = (finite.unsqueeze(1) & (t_ev.unsqueeze(1) < t_end)).unsqueeze(-1).expand_as(values)
-        values = values.masked_fill(~inside, -INF).flatten(2)
-        best = values.argmax(2, keepdim=True)  # [B, N, 1] over E × 3
-        x_best = candidates.flatten(2).gather(2, best)
-        interval = best // 3
-    a = a_all.gather(2, interval)
-    b = b_all.gather(2, interval)
-    peak = (a * x_best - b * x_best**2).squeeze(2)
-    return torch.where(inside.flatten(2).any(2), peak, torch.zeros_like(peak))
+        x = torch.where(b0 > 0, torch.minimum(torch.maximum(a0 / (2.0 * b0), x_hi), x_lo), x_lo)
+        values = (x * (a0 - b0 * x)).masked_fill(~inside.unsqueeze(1), -INF)
+        best = values.argmax(2, keepdim=True)  # [B, N, 1]
+        x_best, v_best = x.gather(2, best), values.gather(2, best)
+        last = (
+            (inside.sum(1) - 1).clamp(min=0).view(-1, 1, 1).expand_as(best)
+        )  # the last interval ends at t_end
+        x_end = math.exp(-t_end / tau_m)
+        v_end = x_end * (a0.gather(2, last) - b0.gather(2, last) * x_end)
+        at_end = v_end > v_best
+        interval = torch.where(at_end, last, best)
+        x_best = torch.where(at_end, torch.full_like(x_best, x_end), x_best)
+    peak = (a_all.gather(2, interval) * x_best - b_all.gather(2, interval) * x_best**2).squeeze(2)
+    return torch.where(inside.any(1, keepdim=True), peak, torch.zeros_like(peak))
 
 
 def _crossing(a: torch.Tensor, b: torch.Tensor, threshold: float, tau_m: float) -> torch.Tensor:
@@ -262,6 +275,16 @@ class EventLIFLayer(SpikingLayer):
             t_ev, w_ev, self.threshold, self.tau_s, self.tau_m, self.t_end, self.max_spikes
         )
 
+    def forward_with_peak(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` and the potentials' peak without resets (:func:`peak_potential`), from one set
+        of events and prefix sums."""
+        t_ev, w_ev = self.events(x)
+        sums = prefix_sums(t_ev, w_ev, self.tau_s, self.tau_m)
+        times = lif_spike_times(
+            t_ev, w_ev, self.threshold, self.tau_s, self.tau_m, self.t_end, self.max_spikes, sums
+        )
+        return times, peak_potential(t_ev, w_ev, self.tau_s, self.tau_m, self.t_end, sums)
+
     def count_operations(self, x: torch.Tensor) -> tuple[int, bool, int]:
         """Event-driven: each input spike (before the deadline) adds its weight to every neuron it reaches
         with a nonzero weight (one AC; a MAC for analog input amplitudes)."""
@@ -308,8 +331,9 @@ class MultiSpikeNet(nn.Module):
             assert isinstance(layer, EventLIFLayer)
             layer.dt, layer.t_end, layer.steps, layer.deadline = self.t_max / steps, t_end, steps, self.t_max
             if with_peak and i == len(self.layers) - 1:
-                peak = peak_potential(*layer.events(h), layer.tau_s, layer.tau_m, t_end)
-            h = layer(h)
+                h, peak = layer.forward_with_peak(h)
+            else:
+                h = layer(h)
         return h[..., 0], peak
 
 

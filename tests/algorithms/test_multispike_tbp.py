@@ -308,6 +308,14 @@ def test_peak_potential_is_the_maximum_of_the_potential_over_the_window():
     voltage = torch.einsum("bne,beg->bng", w_ev, kernel)
     torch.testing.assert_close(peak, voltage.max(-1).values, atol=2e-6, rtol=0)  # a kink between grid points
 
+    layer = method().build(2).layers[1]  # the training pass: spike times and peaks from one set of events
+    layer.t_end = 6.0
+    hidden = torch.sort(torch.rand(2, 256, 3) * 4.0, dim=2)[0]
+    hidden[:, ::2] = INF
+    times, peaks = layer.forward_with_peak(hidden)
+    torch.testing.assert_close(times, layer(hidden), rtol=0, atol=0)
+    torch.testing.assert_close(peaks, peak_potential(*layer.events(hidden), 1.0, 2.0, 6.0), rtol=0, atol=0)
+
 
 def test_training_simulates_past_the_deadline_and_learns_a_batch():
     """Training runs to t_max (1 + margin) and its loss falls on a repeated batch of digits."""
