@@ -32,6 +32,9 @@ NOT_EXPORTABLE = {
     "conversion": "its integrate-and-fire neuron resets by subtraction and QCFS starts at v(0) = ϑ/2; "
     "NIR's IF resets to v_reset from v(0) = 0",
     "stdbp": "it computes continuous spike times (ReL-PSP), not a clock-driven state update",
+    "multispike-tbp": "it computes exact spike times event by event in continuous time; its neuron is NIR's "
+    "CubaLIF, but a clock-driven (Euler) reading of that node does not reproduce exact spike times and "
+    "its first-spike-before-the-deadline read-out is not a node",
     "st-rsbp": "its recurrent spiking layer is not exported yet (NIR could express it as a cyclic graph)",
     "ide": "its neurons reset by subtraction and its readout is a linear map of the average firing rates",
     "soft-lif": "its LIF neuron has a refractory period and places spikes inside the step (Nengo's exact "

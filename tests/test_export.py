@@ -244,6 +244,7 @@ def test_multiplicative_sew_blocks_are_refused() -> None:
         "bntt",
         "conversion-rate",
         "stdbp",
+        "multispike-tbp",
         "st-rsbp",
         "ide",
         "soft-lif",
