@@ -87,6 +87,13 @@ class MultiSpikeTBPConfig(AlgorithmConfig):
     )
     max_spikes: int = Field(8, ge=1, le=64, description="at most this many spikes per hidden neuron (ours)")
     score_scale: float = Field(1.0, gt=0.0, description="softmax(−scale · t / τ_s) in the loss (ours)")
+    min_slope: float = Field(
+        0.01,
+        ge=0.0,
+        description="the gradient of a spike time divides by the crossing's slope |dV/dx| = √disc, bounded "
+        "below by min_slope · ϑ in the backward only (ours: an exact gradient is unbounded at a grazing "
+        "crossing and made every lr diverge on digits; the forward times stay exact)",
+    )
     init_mean: float = Field(4.0, description="initial weight mean × ϑ / (κ_max fan_in) (ours)")
     init_std: float = Field(1.0, ge=0.0, description="initial weight std × ϑ / (κ_max √fan_in) (ours)")
     lr: float = Field(3e-3, gt=0.0, description="Adam learning rate (ours; the suite tunes it)")
@@ -126,6 +133,7 @@ def lif_spike_times(
     t_end: float,
     max_spikes: int,
     sums: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    min_slope: float = 0.0,
 ) -> torch.Tensor:
     """Exact spike times ``[B, N, M]`` (ascending per neuron, ``inf`` = no further spike) of N current-based
     LIF neurons, eq. (2)–(3), on ``[0, t_end]``.
@@ -133,7 +141,8 @@ def lif_spike_times(
     ``t_ev`` ``[B, E]``: input event times, ascending along E (``inf`` = padding); ``w_ev`` ``[B, N, E]``: the
     weight each event adds to each neuron's PSC (simultaneous input spikes may be merged into one event).
     Differentiable with respect to both: the gradient is eq. (4) (the roots recomputed with autograd for the
-    intervals and spike order found without it). ``sums``: :func:`prefix_sums` of these events, if at hand.
+    intervals and spike order found without it). ``sums``: :func:`prefix_sums` of these events, if at hand;
+    ``min_slope``: the backward's bound on a grazing crossing's slope (:func:`_crossing`).
     """
     if not math.isclose(tau_m, 2.0 * tau_s, rel_tol=1e-9):
         raise SnnbenchError("lif_spike_times solves eq. (3) in closed form only for tau_m = 2 tau_s")
@@ -169,7 +178,7 @@ def lif_spike_times(
         b = b_all.gather(2, index).squeeze(2)
         safe_a = torch.where(fired, a, torch.full_like(a, 3.0 * threshold))  # NaN-free gradients elsewhere
         safe_b = torch.where(fired, b, torch.full_like(b, threshold))
-        t_m = _crossing(safe_a, safe_b, threshold, tau_m)
+        t_m = _crossing(safe_a, safe_b, threshold, tau_m, min_slope)
         reset_g = reset_g + torch.where(fired, torch.exp(t_m / tau_m), torch.zeros_like(t_m))
         times.append(torch.where(fired, t_m, torch.full_like(t_m, INF)))
     while len(times) < max_spikes:
@@ -214,12 +223,20 @@ def peak_potential(
     return torch.where(inside.any(1, keepdim=True), peak, torch.zeros_like(peak))
 
 
-def _crossing(a: torch.Tensor, b: torch.Tensor, threshold: float, tau_m: float) -> torch.Tensor:
+def _crossing(
+    a: torch.Tensor, b: torch.Tensor, threshold: float, tau_m: float, min_slope: float = 0.0
+) -> torch.Tensor:
     """Time of the upward crossing of ϑ by V = a x − b x², x = e^{−t/τ_m}: the larger root in x of
     b x² − a x + ϑ = 0, for b > 0 and a real root; NaN or ``−inf`` where there is none (never a valid
-    crossing: every comparison with NaN is false)."""
+    crossing: every comparison with NaN is false). ``min_slope`` > 0 (with autograd): |dV/dx| at the root is
+    √disc, whose derivative 1/(2√disc) grows without bound as the crossing grazes ϑ; the backward uses
+    max(√disc, min_slope ϑ) there, the forward value is unchanged (ours)."""
     disc = a * a - 4.0 * threshold * b
-    root = (a + disc.clamp(min=0.0).sqrt()) / (2.0 * b)
+    slope = disc.clamp(min=0.0).sqrt()
+    if min_slope > 0.0 and torch.is_grad_enabled():
+        bounded = slope.detach().clamp(min=min_slope * threshold)
+        slope = slope.detach() + (disc - disc.detach()) / (2.0 * bounded)
+    root = (a + slope) / (2.0 * b)
     t = root.log().mul_(-tau_m) if not torch.is_grad_enabled() else -tau_m * root.log()
     bad = (disc < 0) | (b <= 0)
     return t.masked_fill(bad, -INF)
@@ -251,7 +268,7 @@ class EventLIFLayer(SpikingLayer):
     def __init__(self, fan_in: int, units: int, cfg: MultiSpikeTBPConfig, grid_input: bool, max_spikes: int):
         super().__init__()
         self.threshold, self.tau_s, self.tau_m = cfg.threshold, cfg.tau_s, cfg.tau_m
-        self.grid_input, self.max_spikes = grid_input, max_spikes
+        self.grid_input, self.max_spikes, self.min_slope = grid_input, max_spikes, cfg.min_slope
         peak = kernel_peak(cfg.tau_s, cfg.tau_m)
         weight = torch.randn(units, fan_in) * cfg.init_std / math.sqrt(fan_in) + cfg.init_mean / fan_in
         self.weight = nn.Parameter(weight * cfg.threshold / peak)
@@ -272,8 +289,9 @@ class EventLIFLayer(SpikingLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t_ev, w_ev = self.events(x)
         return lif_spike_times(
-            t_ev, w_ev, self.threshold, self.tau_s, self.tau_m, self.t_end, self.max_spikes
-        )
+            t_ev, w_ev, self.threshold, self.tau_s, self.tau_m, self.t_end, self.max_spikes,
+            min_slope=self.min_slope,
+        )  # fmt: skip
 
     def forward_with_peak(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`forward` and the potentials' peak without resets (:func:`peak_potential`), from one set
@@ -281,8 +299,9 @@ class EventLIFLayer(SpikingLayer):
         t_ev, w_ev = self.events(x)
         sums = prefix_sums(t_ev, w_ev, self.tau_s, self.tau_m)
         times = lif_spike_times(
-            t_ev, w_ev, self.threshold, self.tau_s, self.tau_m, self.t_end, self.max_spikes, sums
-        )
+            t_ev, w_ev, self.threshold, self.tau_s, self.tau_m, self.t_end, self.max_spikes, sums,
+            self.min_slope,
+        )  # fmt: skip
         return times, peak_potential(t_ev, w_ev, self.tau_s, self.tau_m, self.t_end, sums)
 
     def count_operations(self, x: torch.Tensor) -> tuple[int, bool, int]:

@@ -405,3 +405,25 @@ def test_operations_are_input_spikes_times_their_nonzero_weights():
     times[0, 1, :2] = torch.tensor([1.0, 2.0])
     times[1, 2, 0] = 4.5  # after the deadline: no operation
     assert output.count_operations(times) == (2 * 5, True, 10 * 256)
+
+
+def test_a_grazing_crossing_keeps_its_exact_time_and_gets_a_bounded_gradient():
+    """The exact ∂t/∂w divides by the slope at the crossing, which vanishes when V only grazes ϑ (it made
+    every lr diverge on digits: Adam's second moment overflowed). With the default bound the spike time is
+    unchanged and its gradient stays near ∂V/∂w / (min_slope ϑ x / τ_m); without it, it explodes."""
+    cfg = MultiSpikeTBPConfig(threshold=THRESHOLD, tau_s=TAU_S, tau_m=TAU_M)
+    assert cfg.min_slope > 0
+    grazing = THRESHOLD * (1 + 1e-12) / kernel_peak(TAU_S, TAU_M)  # the peak a hair above ϑ
+    results = []
+    for min_slope in (cfg.min_slope, 0.0):
+        layer = EventLIFLayer(1, 1, cfg.model_copy(update={"min_slope": min_slope}), False, 1).double()
+        layer.t_end = 10.0
+        with torch.no_grad():
+            layer.weight.fill_(grazing)
+        t = layer(torch.zeros(1, 1, 1, dtype=torch.float64))[0, 0, 0]
+        t.backward()
+        results.append((t.item(), layer.weight.grad.abs().item()))
+    (t_bounded, g_bounded), (t_exact, g_exact) = results
+    assert math.isfinite(t_bounded) and t_bounded == t_exact  # the forward is exact either way
+    assert 0 < g_bounded < 1e3
+    assert not g_exact < 1e4  # the exact gradient explodes (or is not finite)
