@@ -35,20 +35,21 @@ def simulate_native(
     sample_major: bool = True,
 ) -> torch.Tensor | None:
     """The spike counts of the native loop for ``current`` ``[B, N, ...]`` (neurons along dim 1; threshold and
-    inhibition broadcast to it), or None where it does not apply (not a float32/float64 CPU tensor, a
-    non-finite inhibition, a generator of another device, no native build)."""
+    inhibition broadcast to it, of its dtype), or None where it does not apply (not a float32/float64 CPU
+    tensor, a threshold or inhibition of another dtype, a non-finite inhibition, a generator of another
+    device, no native build). ``sample_major`` False: the step-by-step order only (tests)."""
     if (
         current.device.type != "cpu"
         or current.dtype not in (torch.float32, torch.float64)
         or current.dim() < 2
     ):
         return None
-    if generator is not None and generator.device.type != "cpu":
+    if current.numel() == 0 or (generator is not None and generator.device.type != "cpu"):
         return None
-    threshold = torch.as_tensor(threshold, dtype=current.dtype)
-    inhibition = torch.as_tensor(inhibition, dtype=current.dtype)
-    if threshold.device.type != "cpu" or inhibition.device.type != "cpu":
-        return None
+    threshold, inhibition = torch.as_tensor(threshold), torch.as_tensor(inhibition)
+    for other in (threshold, inhibition):  # torch would compare or subtract in a promoted type
+        if other.device.type != "cpu" or other.dtype != current.dtype:
+            return None
     if not bool(torch.isfinite(inhibition).all()):  # torch's v − inh·0 would spread NaN: keep its own loop
         return None
     native = _build()
@@ -56,15 +57,7 @@ def simulate_native(
         return None
     shape = current.shape
     flat = (shape[0], shape[1], current[0, 0].numel())
-    th = torch.broadcast_to(threshold, shape).reshape(flat) if threshold.shape != shape else threshold
-    inh = torch.broadcast_to(inhibition, shape).reshape(flat) if inhibition.shape != shape else inhibition
-    counts, _ = native.simulate(
-        current.reshape(flat),
-        th.reshape(flat),
-        float(decay),
-        inh.reshape(flat),
-        int(T),
-        generator,
-        sample_major,
-    )
+    th = torch.broadcast_to(threshold, shape).reshape(flat)
+    inh = torch.broadcast_to(inhibition, shape).reshape(flat)
+    counts, _ = native.simulate(current.reshape(flat), th, float(decay), inh, int(T), generator, sample_major)
     return counts.view(shape)
