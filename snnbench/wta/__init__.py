@@ -25,6 +25,12 @@ def _build() -> ModuleType | None:
     return native_extension("snnbench_wta_cpu", source, "native stdp-adaptive simulation")[0]
 
 
+def native_available() -> bool:
+    """Whether the native loop runs here; builds it (or loads it from the cache) on the first call, so a
+    method can do that before its timed epochs."""
+    return _build() is not None
+
+
 def simulate_native(
     current: torch.Tensor,
     threshold: torch.Tensor,

@@ -1,6 +1,6 @@
 // stdp-adaptive's T-step simulation (snnbench/algorithms/stdp_adaptive.py, eqs. 3-5: leaky neurons with reset,
-// winner-take-all over dim 1 with random tie-breaks, adaptive lateral inhibition) in one pass over memory per
-// step instead of about fifteen torch ops on the whole [B, N, S] tensor.
+// winner-take-all over dim 1 with random tie-breaks, adaptive lateral inhibition) as one native loop instead of
+// about fifteen torch ops per step on the whole [B, N, S] tensor.
 //
 // Equal to the torch-ops loop ``simulate_torch`` of that module, which stays the fallback and the reference
 // (tests/algorithms/test_stdp_adaptive_native.py):
