@@ -67,6 +67,7 @@ from snnbench.algorithms import (
 from snnbench.architectures import Conv, Dense, Pool, conv_output_shape
 from snnbench.errors import SnnbenchError
 from snnbench.neurons.layers import SpikingLayer
+from snnbench.wta import native_available, simulate_native
 
 SOURCE = "BrainCog-X/Brain-Cog@3998fd5:examples/Perception_and_Learning/UnsupervisedSTDP/codef.py"
 
@@ -131,7 +132,24 @@ def simulate(
 ) -> torch.Tensor:
     """Eqs. (3)-(5) for T steps of a constant input current ``[B, N, ...]`` (neurons along dim 1): the spike
     counts of the winners. ``inhibition`` (broadcast to the current): what a position's non-winners lose
-    when a neuron there wins (conv: 1.625 θ_c; fc: 25 · max_j I_bj)."""
+    when a neuron there wins (conv: 1.625 θ_c; fc: 25 · max_j I_bj). On CPU the native loop of
+    :mod:`snnbench.wta` runs (same counts and random stream as :func:`simulate_torch`, tested); elsewhere,
+    or without a compiler, :func:`simulate_torch`."""
+    counts = simulate_native(current, threshold, decay, inhibition, T, generator)
+    if counts is not None:
+        return counts
+    return simulate_torch(current, threshold, decay, inhibition, T, generator)
+
+
+def simulate_torch(
+    current: torch.Tensor,
+    threshold: torch.Tensor,
+    decay: float,
+    inhibition: torch.Tensor,
+    T: int,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """:func:`simulate` in torch ops, step by step (the fallback and the reference of the native loop)."""
     v = torch.zeros_like(current)
     counts = torch.zeros_like(current)
     for _ in range(T):
@@ -187,12 +205,13 @@ def adapt_threshold(
     return theta - excess if excess > 0 else theta
 
 
-def bound_rows(weight: torch.Tensor, row_max: float) -> torch.Tensor:
+def bound_rows(weight: torch.Tensor, row_max: float, inplace: bool = False) -> torch.Tensor:
     """Eq. (11): clip to [0, 1], then each row scaled so that its largest weight is ``row_max`` (a row with
-    no positive weight stays zero)."""
-    weight = weight.clamp(0.0, 1.0)
+    no positive weight stays zero). ``inplace``: in ``weight``'s memory (no 60 MB temporaries per fc step)."""
+    weight = weight.clamp_(0.0, 1.0) if inplace else weight.clamp(0.0, 1.0)
     top = weight.amax(dim=1, keepdim=True)
-    return torch.where(top > 0, weight * (row_max / top.clamp(min=1e-30)), weight)
+    # a row without a positive weight is multiplied by 1: torch.where(top > 0, weight · scale, weight)
+    return weight.mul_(torch.where(top > 0, row_max / top.clamp(min=1e-30), torch.ones_like(top)))
 
 
 def assign_labels(
@@ -342,6 +361,8 @@ class StdpAdaptive(Algorithm):
         )
 
     def configure(self, net: nn.Module, ctx: RunContext) -> TrainState:
+        if ctx.device.type == "cpu":
+            native_available()  # the native simulation loop built before the timed epochs (first use only)
         return TrainState(extra={"last_loss": 1.0})  # no optimiser: eqs. (7) and (9) are plain SGD steps
 
     def train_epoch(
@@ -401,7 +422,8 @@ class StdpAdaptive(Algorithm):
             neurons.ready.fill_(True)
         counts = neurons(current, ctx.T, ctx.generator)
         w = net.fc.weight
-        w.copy_(bound_rows(w + cfg.fc_lr * fc_update(y, counts), cfg.fc_weight_max))
+        step = fc_update(y, counts).mul_(cfg.fc_lr).add_(w)  # w + η_f Σ_b N y, in the update's memory
+        w.copy_(bound_rows(step, cfg.fc_weight_max, inplace=True))
         neurons.theta.copy_(
             adapt_threshold(neurons.theta, current, counts, cfg.threshold_plus, cfg.threshold_cap)
         )
