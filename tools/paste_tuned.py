@@ -20,14 +20,20 @@ ENTRY = re.compile(r"^  ([A-Za-z0-9_.-]+):")  # an entry key under `algorithms:`
 FIELD = re.compile(r"^    \S")  # a field of the entry
 
 
-def _comment(record_path: str) -> str:
+def _comment(record_path: str, default_budget: str | None = None) -> str:
+    """The record's choice as a comment; its trial budget named when it is not the suite's default one (a
+    reduced tuning budget is stated beside every value it chose)."""
     record = json.loads(Path(record_path).read_text())
     chosen = record["chosen"]
+    budget = (record.get("budget") or {}).get("budget")
+    on_budget = f", {budget} budget" if budget and budget != default_budget else ""
     if chosen.get("val_top1") is None:
         return "  # no trial scored: every trial diverged or failed (the entry's own values kept)"
     at_chance = "; every trial at chance" if record.get("all_trials_at_chance") else ""
     widened = f" of {len(record['trials'])}, widened range" if record.get("widened") else ""
-    return f"  # val top-1 {chosen['val_top1']:.2f} % (trial {chosen['trial']}{widened}{at_chance})"
+    return (
+        f"  # val top-1 {chosen['val_top1']:.2f} % (trial {chosen['trial']}{widened}{on_budget}{at_chance})"
+    )
 
 
 def _flow(block) -> str:
@@ -36,12 +42,15 @@ def _flow(block) -> str:
     return f"{{values: {{{values}}}, trials: {block.trials}, record: {block.record}}}"
 
 
-def block_lines(tuned) -> list[str]:
+def block_lines(tuned, default_budget: str | None = None) -> list[str]:
     """The suite-file lines of one entry's ``tuned:`` block."""
     if tuned.by_T is None:
-        return [f"    tuned: {_flow(tuned)}{_comment(tuned.record)}"]
+        return [f"    tuned: {_flow(tuned)}{_comment(tuned.record, default_budget)}"]
     lines = ["    tuned:", "      by_T:"]
-    lines += [f"        {T}: {_flow(block)}{_comment(block.record)}" for T, block in tuned.by_T.items()]
+    lines += [
+        f"        {T}: {_flow(block)}{_comment(block.record, default_budget)}"
+        for T, block in tuned.by_T.items()
+    ]
     return lines
 
 
@@ -67,7 +76,7 @@ def main() -> None:
     lines = path.read_text().splitlines()
     for key, entry in suite.algorithms.items():
         if entry.tuned is not None and is_tuned(suite, entry):  # a tuned track, or the entry's own search
-            lines = paste(lines, key, block_lines(entry.tuned))
+            lines = paste(lines, key, block_lines(entry.tuned, suite.default_budget))
     path.write_text("\n".join(lines) + "\n")
     load_suite(path)  # the file still loads
     print(f"wrote the tuned blocks of {path}")

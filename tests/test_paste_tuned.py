@@ -1,0 +1,56 @@
+"""tools/paste_tuned.py: the tuned blocks it writes say how each value was chosen, its trial budget too."""
+
+import importlib.util
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("paste_tuned", ROOT / "tools" / "paste_tuned.py")
+paste_tuned = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(paste_tuned)
+
+
+def _record(tmp_path: Path, name: str, budget: str) -> str:
+    path = tmp_path / name
+    chosen = {"values": {"lr": 0.002}, "val_top1": 81.25, "trial": 3}
+    path.write_text(
+        json.dumps({"chosen": chosen, "budget": {"trials": 8, "T": 4, "budget": budget}, "trials": [{}] * 8})
+    )
+    return str(path)
+
+
+def _block(record: str) -> SimpleNamespace:
+    return SimpleNamespace(values={"lr": 0.002}, trials=8, record=record)
+
+
+def test_a_value_chosen_on_a_reduced_budget_says_so_and_one_on_the_default_budget_does_not(tmp_path):
+    reduced, full = _record(tmp_path, "a_T1.json", "tune"), _record(tmp_path, "a_T2.json", "full")
+    tuned = SimpleNamespace(by_T={1: _block(reduced), 2: _block(full)})
+    lines = paste_tuned.block_lines(tuned, "full")
+    assert lines[:2] == ["    tuned:", "      by_T:"]
+    assert lines[2].endswith("# val top-1 81.25 % (trial 3, tune budget)")
+    assert lines[3].endswith("# val top-1 81.25 % (trial 3)")
+    assert "record: " + reduced in lines[2]
+
+
+def test_paste_replaces_only_the_entry_s_tuned_block():
+    lines = [
+        "algorithms:",
+        "  a:",
+        "    track: controlled",
+        "    tuned: {old}",
+        "    arch: mlp",
+        "  b:",
+        "    tuned: x",
+    ]
+    new = paste_tuned.paste(lines, "a", ["    tuned: {new}"])
+    assert new == [
+        "algorithms:",
+        "  a:",
+        "    track: controlled",
+        "    tuned: {new}",
+        "    arch: mlp",
+        "  b:",
+        "    tuned: x",
+    ]
