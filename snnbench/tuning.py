@@ -612,10 +612,12 @@ class TuningState:
     unverifiable: bool  # no code hash: made before hashes were recorded
     at_chance: bool | None  # every trial at chance (None: unknown)
     widened: list[str]  # hyperparameters whose range a second round widened
+    budget: str | None = None  # the trials' budget when it is not the suite's default (a reduced one)
 
     def labels(self) -> list[str]:
         """Short labels for the leaderboard's ``tuning`` column."""
         labels = ["stale"] if self.stale else (["unverifiable"] if self.unverifiable else [])
+        labels += [f"{self.budget} budget"] if self.budget else []
         labels += ["all trials at chance"] if self.at_chance else []
         return labels + ([f"range of {', '.join(self.widened)} widened"] if self.widened else [])
 
@@ -671,7 +673,9 @@ def tuning_states(
         at_chance = record.get("all_trials_at_chance")
         if at_chance is None:
             at_chance = all_at_chance(trials, classes, (val_sizes or {}).get((key, budget)))
-        states[(key, T)] = TuningState(path, stale, not source, at_chance, list(record.get("widened", [])))
+        reduced = budget if budget != suite.default_budget else None
+        widened = list(record.get("widened", []))
+        states[(key, T)] = TuningState(path, stale, not source, at_chance, widened, reduced)
     return states
 
 

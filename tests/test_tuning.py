@@ -156,6 +156,22 @@ def test_a_record_without_a_code_hash_is_unverifiable_a_warning_not_a_failure(tm
     assert [w for w in warnings if "unverifiable" in w and "bptt at T=1" in w]
 
 
+def test_trials_on_a_reduced_budget_are_labelled_with_it(tmp_path):
+    """A suite may tune on a reduced budget (fmnist-cpu's `tune`): the table says which, beside the trials."""
+    from snnbench.tuning import tuning_states
+
+    suite = load_suite("digits-lowT")
+    copy = _copy(tmp_path)
+    assert all(state.budget is None for state in tuning_states(suite, copy).values())  # all on `full`
+    record = copy / "tuning" / "bptt_T1.json"
+    data = json.loads(record.read_text())
+    data["budget"]["budget"] = "smoke"
+    record.write_text(json.dumps(data, indent=2) + "\n")
+    state = tuning_states(suite, copy)[("bptt", 1)]
+    assert state.budget == "smoke" and "smoke budget" in state.labels()
+    assert tuning_states(suite, copy)[("bptt", 2)].budget is None
+
+
 def test_entries_whose_every_trial_was_at_chance_are_labelled_so_in_the_tuning_column():
     """The label comes from the records: a (method, T) whose tuning trials all stayed at chance says so."""
     board = (COMMITTED / "leaderboard.md").read_text()
