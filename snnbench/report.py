@@ -309,9 +309,10 @@ def _matrix(data: Matrix) -> str:
             what = {"best": "rank 1 at this T", "ranked": "ranked", "chance": "at chance, unranked",
                     "few": "fewer than two ok seeds, unranked"}[cell.state]  # fmt: skip
             tip = f"{name} at T = {T}: {cell.mean:.2f} ± {cell.ci:.2f} % (n = {cell.n}), {what}"
-            text = f"{cell.mean:.1f}" + {"chance": " chance", "few": " (n &lt; 2)"}.get(
-                cell.state, f" ± {cell.ci:.1f}"
-            )  # one decimal, so that every T fits the page's width; the tooltip has two
+            text = f"{cell.mean:.1f}<br>" + {"chance": "chance", "few": "(n &lt; 2)"}.get(
+                cell.state, f"± {cell.ci:.1f}"
+            )  # one decimal and the interval on a second line, so that every T fits the page's width
+            # (the digits extra track has 10 T columns); the tooltip has two decimals
             shade = ""
             if (
                 cell.state != "chance"

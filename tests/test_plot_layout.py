@@ -97,13 +97,12 @@ def test_the_matrix_greys_chance_cells_marks_rank_one_and_lists_chance_only_meth
     assert {T for (name, T), c in data.cells.items() if c.state == "best" and name == "bptt"} == {2, 8}
     page = _matrix(data)
     row = page.split("<th>soft-lif</th>")[1].split("</tr>")[0]  # at chance at T = 1 to 16, ranked at 32, 64
-    assert row.count('class="num chance"') == 5 and row.count("hsl(") == 2 and "10.1 chance" in row
+    assert row.count('class="num chance"') == 5 and row.count("hsl(") == 2 and "10.1<br>chance" in row
     row = page.split("<th>ottt</th>")[1].split("</tr>")[0]
     ottt = table[table["algorithm"] == "ottt"]  # the committed figures, as the cell writes them
     assert row.count('class="num best"') == 4 and len(ottt) == 4
-    assert all(
-        f">{m:.1f} ± {ci:.1f}</td>" in row for m, ci in zip(ottt["top1_mean"], ottt["top1_ci95"], strict=True)
-    )
+    figures = zip(ottt["top1_mean"], ottt["top1_ci95"], strict=True)
+    assert all(f">{m:.1f}<br>± {ci:.1f}</td>" in row for m, ci in figures)
 
 
 def test_points_below_the_range_are_told_in_the_legend_not_labelled_on_the_plot():
