@@ -38,7 +38,14 @@ from snnbench.ties import OLD_RULE, OWN_RULE, RULE
 TIE_COLUMNS = ["ties_rule", "tie_fraction_mean", "top1_official_ties_mean"]  # only in tables of the rule
 
 # metric columns shown by default after the accuracy columns, when present in the records
-DEFAULT_COLUMNS: list[str] = ["spike_rate", "synops_per_sample", "energy_nj", "train_time_s"]
+DEFAULT_COLUMNS: list[str] = [
+    "spike_rate",
+    "synops_per_sample",
+    "energy_nj",
+    "input_energy_nj",
+    "energy_ratio",
+    "train_time_s",
+]
 # Pareto plots written with every report: x axis → file stem
 PLOT_AXES = {"T": "pareto", "energy": "pareto-energy"}
 

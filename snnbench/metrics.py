@@ -153,6 +153,14 @@ METRICS.update(
                 "ann_energy_nj", "nJ", False, "the same architecture as a dense ANN: MACs of one step × E_MAC"
             ),
             Metric("energy_ratio", "", False, "energy_nj / ann_energy_nj"),
+            Metric(
+                "input_energy_nj",
+                "nJ",
+                False,
+                "the part of energy_nj spent by the first synaptic layer, which takes the encoded input "
+                "(MACs on analog pixels for direct coding, ACs on spikes for rate/latency coding), "
+                "per sample",
+            ),
             Metric("connection_sparsity", "", False, "fraction of zero weights in conv/linear layers"),
         ]
     }
@@ -192,7 +200,9 @@ def standard_operations(layer: nn.Module, x: torch.Tensor) -> tuple[int, bool, i
         else {k: getattr(layer, k) for k in ("stride", "padding", "dilation", "groups")}
     )
     ops = effective_operations((x != 0).to(x.dtype), layer.weight, **geometry)
-    dense = effective_operations(torch.ones_like(x[:1]), torch.ones_like(layer.weight), **geometry)
+    # one sample, whatever leads the input: x[:1] of a time-major [T, B, …] input is a whole batch
+    one_sample = torch.ones((1, *x.shape[x.dim() - layer.weight.dim() + 1 :]), dtype=x.dtype)
+    dense = effective_operations(one_sample, torch.ones_like(layer.weight), **geometry)
     return ops, binary, dense
 
 
@@ -249,7 +259,7 @@ class OperationCounter:
                 custom = getattr(module, "count_operations", None)
                 ops, binary, dense = custom(x) if callable(custom) else standard_operations(module, x)
             (self.acs if binary else self.macs)[name] += ops
-            self.dense_per_row.setdefault(name, dense)
+            self.dense_per_row.setdefault(name, dense)  # first call: execution order, input layer first
 
         return hook
 
@@ -273,6 +283,10 @@ class OperationCounter:
         spikes, steps = sum(self.spikes.values()), sum(self.neuron_steps.values())
         ann_macs = sum(self.dense_per_row.values())
         energy = (acs * e_ac_pj + macs * e_mac_pj) / 1000.0
+        first = next(iter(self.dense_per_row), None)  # the first layer that ran: the encoded input's
+        input_energy = (
+            (self.acs[first] * e_ac_pj + self.macs[first] * e_mac_pj) / 1000.0 / samples if first else None
+        )
         ann_energy = ann_macs * e_mac_pj / 1000.0
         return {
             "spike_rate": spikes / steps if steps else None,
@@ -283,6 +297,7 @@ class OperationCounter:
             "energy_nj": energy,
             "ann_energy_nj": ann_energy,
             "energy_ratio": energy / ann_energy if ann_energy else None,
+            "input_energy_nj": input_energy,
             "energy_constants_pj": {"ac": e_ac_pj, "mac": e_mac_pj},
             "spike_rate_per_layer": {n: self.spikes[n] / s for n, s in self.neuron_steps.items() if s},
             "synops_per_layer": {n: (self.acs[n] + self.macs[n]) / samples for n in self.synaptic},

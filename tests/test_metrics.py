@@ -157,3 +157,40 @@ def test_a_layer_that_counts_itself_owns_the_torch_layer_inside():
     with OperationCounter(net) as counter:
         net(torch.tensor([[1.0, 0.0, 1.0, 1.0]]))
     assert set(counter.synaptic) == {"0", "1"} and counter.acs["0"] == 9
+
+
+def test_dense_count_is_one_sample_for_a_time_major_input():
+    """desire-bp and st-rsbp feed ``[T, B, N]``: ``x[:1]`` would be one step of the whole batch, so the
+    ANN energy grew with the batch (review: desire-bp's energy_ratio 0.0014 instead of ~0.2)."""
+    linear, conv = nn.Linear(5, 3), nn.Conv2d(2, 4, 3, padding=1)
+    with OperationCounter(nn.ModuleList([linear, conv])) as counter:
+        linear((torch.rand(4, 7, 5) > 0.5).float())  # T = 4, B = 7
+        conv((torch.rand(4 * 7, 2, 6, 6) > 0.5).float())
+    # padded 3 × 3 on 6 × 6: (2 + 3 + 3 + 3 + 3 + 2)² valid taps per (out, in) channel pair
+    assert counter.dense_per_row == {"0": 15, "1": 4 * 2 * 16 * 16}
+    summary = counter.summary(samples=7, e_ac_pj=1.0, e_mac_pj=2.0)
+    assert summary["ann_energy_nj"] == pytest.approx(sum(counter.dense_per_row.values()) * 2.0 / 1000)
+
+
+def test_input_energy_is_the_first_layer_that_runs():
+    """The input-coding layer's share of the energy: the layer the data enters first (here registered
+    last), MACs on analog input, per sample."""
+
+    class Backwards(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head, self.stem = nn.Linear(3, 2), nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head((self.stem(x) > 0).float())
+
+    net = Backwards()
+    with torch.no_grad():
+        net.stem.weight.fill_(1.0)
+        net.stem.bias.zero_()
+    x = torch.tensor([[0.5, 0.0, 0.25, 1.0], [0.0, 0.0, 0.0, 0.5]])  # analog: MACs, 9 + 3 = 12
+    with OperationCounter(net) as counter:
+        net(x)
+    summary = counter.summary(samples=2, e_ac_pj=1.0, e_mac_pj=2.0)
+    assert summary["input_energy_nj"] == pytest.approx(12 * 2.0 / 1000 / 2)
+    assert summary["input_energy_nj"] < summary["energy_nj"]

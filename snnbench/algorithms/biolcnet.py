@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
 
 import torch
 from pydantic import Field
@@ -350,105 +349,6 @@ def decision_start(T: int, cfg: BioLCNetConfig) -> int:
     return min(max(int(round(T * cfg.observation_fraction)), 0), T - 1)
 
 
-# digits-lowT: the official network scaled to 8×8 digits (extra track: no backprop, so not the shared MLP)
-DIGITS_ENTRY: dict[str, Any] = {
-    "track": "extra",
-    "arch": "biolcnet-digits",
-    "encoding": "rate",
-    "timesteps": [64],
-    "crop_size": 8,
-    "intensity": 512.0,
-    "neurons_per_class": 20,
-    "output_samples": 4000,
-    "theta_plus_decoder": 0.0,
-    "a_minus": -0.5,
-    "budgets": {"full": {"epochs": 5, "batch_size": 16}},
-    "fidelity": {
-        "source": "Singular-Brain/BioLCNet 35c2c3c main.ipynb (classification block), "
-        "feature_extraction_pretraining.py; BindsNET 34ee292 defaults (nodes, MSTDP)",
-        "mirrors": {
-            "nu_pre": 1e-4,
-            "nu_post": 1e-2,
-            "nu_output": 0.1,
-            "tc_trace": 20.0,
-            "tc_eligibility": 20.0,
-            "theta_plus": 0.05,
-            "theta_plus_decoder": None,
-            "tc_theta_decay": 1e6,
-            "inh_lc": 100.0,
-            "inh_output": 100.0,
-            "norm_lc": 0.25,
-            "a_plus": 1.0,
-            "a_minus": -1.0,
-            "feature_samples": 2000,
-            "output_samples": 10000,
-            "timesteps": [512],
-            "batch_size": 1,
-            "crop_size": 22,
-            "intensity": 128.0,
-            "neurons_per_class": 100,
-        },
-        "deviations": [
-            {
-                "field": "timesteps",
-                "ours": [64],
-                "official": [512],
-                "reason": "CPU cost: 32 observation + 32 decision (+ 32 learning) steps, not 256 each",
-            },
-            {
-                "field": "batch_size",
-                "ours": 16,
-                "official": 1,
-                "reason": "16 images in parallel, their updates summed (BindsNET's batch reduction)",
-            },
-            {
-                "field": "crop_size",
-                "ours": 8,
-                "official": 22,
-                "reason": "the whole 8×8 image; 5×5 fields, stride 3 keep the official 2×2 positions",
-            },
-            {
-                "field": "intensity",
-                "ours": 512.0,
-                "official": 128.0,
-                "reason": "a 5×5 field sees 25 pixels, not 225: 4× the rate gives a hidden neuron "
-                "about the official input drive per step",
-            },
-            {
-                "field": "neurons_per_class",
-                "ours": 20,
-                "official": 100,
-                "reason": "cost: the decoder is the largest layer",
-            },
-            {
-                "field": "output_samples",
-                "ours": 4000,
-                "official": 10000,
-                "reason": "cost: about 3 epochs of digits after the 2,000 images of STDP",
-            },
-            {
-                "field": "theta_plus_decoder",
-                "ours": 0.0,
-                "official": None,
-                "reason": "measured on digits: with θ₊ 0.05 while the decoder trains, the threshold "
-                "silenced the hidden layer (no decoder spike for 97 % of test images after 2 epochs)",
-            },
-            {
-                "field": "a_minus",
-                "ours": -0.5,
-                "official": -1.0,
-                "reason": "measured on digits: with BindsNET's symmetric window the eligibility of "
-                "the winning population was negative on average (reward depressed it, punishment "
-                "potentiated it) and top-1 fell below chance; −0.5 makes pre-before-post dominate",
-            },
-        ],
-        "notes": "extra track: an STDP/R-STDP network cannot train the controlled track's shared "
-        "64-256-10 MLP (no backprop; its own locally connected layer and population decoder). "
-        "The paper's text could not be read: no published row. docs/algorithms/biolcnet.md",
-    },
-}
-
-
 @algorithms.register("biolcnet")
 class BioLCNet(Algorithm):
     """Unsupervised STDP in a locally connected layer, then a reward-modulated STDP decoder (no backprop)."""
@@ -468,7 +368,6 @@ class BioLCNet(Algorithm):
     default_encoding = "rate"
     version = 1
     changelog = ("1: first version",)
-    suite_entries = {"digits-lowT": {"biolcnet": DIGITS_ENTRY}}
 
     def build(self, T: int) -> nn.Module:
         cfg: BioLCNetConfig = self.config  # type: ignore[assignment]

@@ -53,7 +53,6 @@ from snnbench.data import Split
 from snnbench.errors import SnnbenchError
 from snnbench.neurons.layers import SpikingLayer
 
-OFFICIAL = "DanielGerlinghoff/desire-backpropagation b93267d, desire_pytorch.py"
 REFERENCE_T = 20  # the official T, at which the margin of 4 spikes was set
 
 
@@ -268,66 +267,6 @@ class DesireBP(Algorithm):
     )
     Config = DesireBPConfig
     default_encoding = "direct"  # the network's own IF input layer turns intensities into spikes (official)
-    suite_entries = {
-        "digits-lowT": {
-            "desire-bp": {
-                "track": "controlled",
-                "tuned": {  # val top-1 87.32 % (trial 3)
-                    "values": {"lr": 9.115495077614912e-05},
-                    "trials": 8,
-                    "record": "results/digits-lowT/tuning/desire-bp.json",
-                },
-                "arch": "mlp",
-                "encoding": "direct",
-                "timesteps": [2, 4, 8, 20],
-                "margin_scaling": "proportional",
-                "fidelity": {
-                    "source": OFFICIAL,
-                    "mirrors": {
-                        "threshold": 1.0,
-                        "decay_exponent": 2,
-                        "desire_threshold_hidden": 0.05,
-                        "desire_threshold_output": 0.3,
-                        "error_margin": 4.0,
-                        "dropout_input": 0.0,
-                        "dropout_hidden": 0.3,
-                        "lr_decay": 0.04,
-                        "layer_delay": True,
-                    },
-                    "deviations": [
-                        {
-                            "field": "timesteps",
-                            "ours": [2, 4, 8, 20],
-                            "official": [20],
-                            "reason": "T = 1 dropped: with the official one-step delay per layer the "
-                            "output of 64-256-10 cannot spike in one step; the paper's T = 20 added",
-                        },
-                        {
-                            "field": "margin_scaling",
-                            "ours": "proportional",
-                            "official": "absolute",
-                            "reason": "N = T − 4 is ≤ 0 for T ≤ 4; N = 0.8 T (the official 16/20) at every T",
-                        },
-                        {
-                            "field": "epochs",
-                            "ours": 40,
-                            "official": 150,
-                            "reason": "the controlled track's budget (official: 150 MNIST epochs)",
-                        },
-                        {
-                            "field": "batch_size",
-                            "ours": 64,
-                            "official": 1,
-                            "reason": "the suite's batch; a batch applies the sum of its per-sample updates",
-                        },
-                    ],
-                    "notes": "lr tuned like every controlled entry (8 trials at T = 4 over "
-                    "[η₀/10, 10 η₀] around the official 1e-5). top-1 breaks a tie of output counts towards "
-                    "the lowest class; the official count (every tie wrong) is the record's top1_ties_wrong",
-                },
-            }
-        }
-    }
 
     def build(self, T: int) -> nn.Module:
         cfg: DesireBPConfig = self.config  # type: ignore[assignment]

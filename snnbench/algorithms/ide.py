@@ -499,68 +499,6 @@ class IDE(Algorithm):
     default_encoding = "direct"
     version = 1
     changelog = ("1: first version (single-layer and multi-layer feedback networks)",)
-    suite_entries = {
-        "digits-lowT": {
-            "ide": {
-                "track": "controlled",
-                # val top-1 98.59 % (trial 0: the official lr)
-                "tuned": {
-                    "values": {"lr": 0.05},
-                    "trials": 8,
-                    "record": "results/digits-lowT/tuning/ide.json",
-                },
-                "arch": "mlp",
-                "encoding": "direct",
-                "fidelity": {
-                    "source": "pkuxmq/IDE-FSNN 7da5907: fashionmnist_fc.py, models/snn_ide_fc.py (the "
-                    "single-layer feedback FC network), modules/snn_modules.py, modules/snnide_module.py",
-                    "mirrors": {
-                        "lr": 0.05,
-                        "momentum": 0.9,
-                        "weight_decay": 0.0005,
-                        "neuron": "lif",
-                        "leak": 0.95,
-                        "v_threshold": 2.0,
-                        "dropout": 0.2,
-                        "solver": "broyden",
-                        "solver_iterations": 30,
-                    },
-                    "deviations": [
-                        {
-                            "field": "arch",
-                            "ours": "mlp",
-                            "official": "ide-fmnist-fc",
-                            "reason": "the shared 64-256-10 MLP as a feedback SNN: its 256 hidden "
-                            "neurons get "
-                            "a 256×256 spectral-normalised feedback connection onto themselves (the official "
-                            "F400 layout with 256 units), the 10 outputs are the linear classifier on the "
-                            "rates",
-                        },
-                        {
-                            "field": "epochs",
-                            "ours": 40,
-                            "official": 100,
-                            "reason": "the controlled budget; the ×0.1 steps stay at 30/60/90 % of training",
-                        },
-                        {
-                            "field": "batch_size",
-                            "ours": 64,
-                            "official": 128,
-                            "reason": "the controlled budget",
-                        },
-                        {
-                            "field": "timesteps",
-                            "ours": [1, 2, 4, 8],
-                            "official": [5],
-                            "reason": "the suite's low-latency grid (F-MNIST T = 5, MNIST T = 30 officially)",
-                        },
-                    ],
-                    "notes": "input normalised with the dataset's statistics (official Normalize); the "
-                    "equilibrium is the T-step simulated rate, so small T gives a coarse equilibrium",
-                },
-            },
-        }
-    }
 
     def build(self, T: int) -> nn.Module:
         cfg: IDEConfig = self.config  # type: ignore[assignment]

@@ -241,21 +241,6 @@ class SoftLIF(Conversion):
     Config = SoftLIFConfig
     default_encoding = "direct"
     training_depends_on_T = False
-    suite_entries: dict[str, dict[str, dict[str, Any]]] = {
-        "digits-lowT": {
-            "soft-lif": {  # the shared MLP, conversion's T grid; official MNIST neuron and schedule. Tuning
-                # scores the SNN at T = 4 (4 ms): silent for every trial (val 9.86 %), so trial 0 stays
-                "track": "controlled",
-                "tuned": {
-                    "values": {"lr": 0.002},
-                    "trials": 8,
-                    "record": "results/digits-lowT/tuning/soft-lif.json",
-                },
-                "arch": "mlp",
-                "timesteps": [1, 2, 4, 8, 16, 32, 64],
-            }
-        }
-    }
 
     def build(self, T: int) -> nn.Module:
         cfg: SoftLIFConfig = self.config  # type: ignore[assignment]
