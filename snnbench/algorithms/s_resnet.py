@@ -27,7 +27,6 @@ convolution and of the FC; T = 50, 70 epochs, batch 21. Deviations: docs/algorit
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -38,12 +37,10 @@ from snnbench.algorithms import (
     Algorithm,
     AlgorithmConfig,
     Paper,
-    RunContext,
-    TrainState,
     algorithms,
-    supervised_epoch,
 )
 from snnbench.algorithms._residual import build_body, pool_module
+from snnbench.algorithms.bntt import BNTT
 from snnbench.architectures import Block, Conv
 from snnbench.neurons.functional import LIFParams, lif_multistep
 from snnbench.neurons.layers import SpikingLayer, TimeDistributed
@@ -215,28 +212,9 @@ class SResNetMethod(Algorithm):
                 nn.init.xavier_uniform_(module.weight, gain=cfg.init_gain)
         return net
 
-    def configure(self, net: nn.Module, ctx: RunContext) -> TrainState:
-        cfg: SResNetConfig = self.config  # type: ignore[assignment]
-        optimizer = torch.optim.SGD(
-            net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
-        # utils.adjust_learning_rate after epoch e: e == N·f (a float comparison, as there)
-        milestones = [e + 1 for e in range(ctx.epochs) if any(e == ctx.epochs * f for f in cfg.lr_milestones)]
-        return TrainState(optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1))
-
-    def train_epoch(
-        self,
-        net: nn.Module,
-        state: TrainState,
-        batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-        ctx: RunContext,
-    ) -> dict[str, float]:
-        net.train()
-        return supervised_epoch(state, batches, lambda x: net(self._encode(x, ctx)))
-
-    def _encode(self, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
-        """The official pipeline feeds the normalised image (per-channel dataset mean/std)."""
-        return ctx.encode(self.data.normalize(x))
-
-    def predict(self, net: nn.Module, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
-        return net(self._encode(x, ctx))
+    # the official loop takes the same steps as BNTT's: SGD with momentum and weight decay, LR ÷10 after epoch
+    # e when e = f·N, a float comparison (train.py:214, 267, utils.py:6), the normalised image fed to the net
+    configure = BNTT.configure
+    train_epoch = BNTT.train_epoch
+    _encode = BNTT._encode
+    predict = BNTT.predict
