@@ -276,3 +276,31 @@ def test_train_epoch_decays_the_learning_rate_per_epoch_as_the_official_schedule
     for epoch in (1, 10):
         for c, c0 in zip(changes[epoch], changes[0], strict=True):
             torch.testing.assert_close(c, math.exp(-0.04 * epoch) * c0, rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+def test_ann_energy_is_one_samples_whatever_the_batch(batch):
+    """desire-bp is time-major (``[T, B, N]``): its ANN counterpart is the plain 12-9-4 network's dense
+    MACs for one sample (12·9 + 9·4 = 144), not one step of the whole batch (review: energy_ratio 0.0014)."""
+    from snnbench.algorithms import RunContext
+    from snnbench.algorithms.desire_bp import DesireBP
+    from snnbench.architectures import resolve_architecture
+    from snnbench.data import DatasetInfo
+    from snnbench.data.encoding import direct
+    from snnbench.metrics import OperationCounter
+
+    algorithm = DesireBP(
+        DesireBPConfig(margin_scaling="proportional"),
+        resolve_architecture("9"),
+        DatasetInfo("x", (1, 3, 4), 4),
+    )
+    torch.manual_seed(0)
+    net = algorithm.build(8)
+    ctx = RunContext(
+        8, torch.device("cpu"), 20, batch, batch, "direct", torch.Generator().manual_seed(3), direct
+    )
+    net.eval()
+    with OperationCounter(net) as counter, torch.no_grad():
+        algorithm.predict(net, torch.rand(batch, 1, 3, 4), ctx)
+    assert sum(counter.dense_per_row.values()) == 12 * 9 + 9 * 4
+    assert counter.summary(batch, 1.0, 2.0)["ann_energy_nj"] == pytest.approx(144 * 2.0 / 1000)
