@@ -1,6 +1,6 @@
 """Write the chosen values of a suite's tuning records into its suite file's ``tuned:`` blocks.
 
-``python tools/paste_tuned.py SUITE [--out results]``: for every tuned entry (a tuned track, or its own
+``python tools/paste_tuned.py SUITE [--out results] [--algorithms A,B]``: for every tuned entry (a tuned track, or its own
 ``search``), the ``tuned:`` block that ``snnbench tune`` printed (per T when the suite tunes per T), with
 each record's validation top-1 and trial as a comment, replaces the entry's ``tuned:`` block in
 ``suites/SUITE.yaml`` (or is added after the entry's ``track:`` line). Only those blocks change; the rest of
@@ -70,11 +70,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("suite")
     parser.add_argument("--out", default="results", help="the records folder holding SUITE/tuning/")
+    parser.add_argument(
+        "--algorithms", help="comma-separated entries to paste (default: every tuned entry; the rest untouched)"
+    )
     args = parser.parse_args()
     path = find_suite(args.suite)
-    suite = with_tuning_records(load_suite(path), args.out)
+    entries = args.algorithms.split(",") if args.algorithms else None
+    suite = with_tuning_records(load_suite(path), args.out, entries)
     lines = path.read_text().splitlines()
     for key, entry in suite.algorithms.items():
+        if entries is not None and key not in entries:
+            continue
         if entry.tuned is not None and is_tuned(suite, entry):  # a tuned track, or the entry's own search
             lines = paste(lines, key, block_lines(entry.tuned, suite.default_budget))
     path.write_text("\n".join(lines) + "\n")
