@@ -143,3 +143,15 @@ def test_the_built_in_methods_entries_are_in_the_suite_file_and_inject_nothing(t
     )
     assert "desire-bp" in suite.algorithms and suite.algorithms["desire-bp"].track == "controlled"
     refuse_untuned_plugin_entries(suite, ["desire-bp"])  # no error
+
+
+def test_no_built_in_method_declares_suite_entries():
+    """`suite_entries` is for plugins; an in-house method's would be dead code that can drift from the suite
+    file the runs read (desire-bp, ide, soft-lif and biolcnet carried such copies until 2026-12-08)."""
+    from snnbench.algorithms import algorithms
+
+    built_in = [
+        name for name in algorithms.names() if algorithms.get(name).__module__.startswith("snnbench.")
+    ]
+    assert len(built_in) >= 20
+    assert [name for name in built_in if algorithms.get(name).suite_entries] == []

@@ -121,20 +121,6 @@ class STLSNN(Algorithm):
     changelog = ("1: first version",)
     Config = STLConfig
     default_encoding = "rate"  # official: x ≥ U(0, 1) at every step
-    suite_entries = {
-        "digits-lowT": {
-            # val top-1 94.37 % (trial 0 of 8, T = 4): `snnbench tune --suite digits-lowT`
-            "stl-snn": {
-                "track": "controlled",
-                "arch": "mlp",
-                "tuned": {
-                    "values": {"lr": 0.001},
-                    "trials": 8,
-                    "record": "results/digits-lowT/tuning/stl-snn.json",
-                },
-            }
-        }
-    }
 
     def build(self, T: int) -> nn.Module:
         cfg: STLConfig = self.config  # type: ignore[assignment]

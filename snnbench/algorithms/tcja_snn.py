@@ -155,17 +155,6 @@ class TCJASNN(ResidualMethod):
     description = "TCJA-SNN: temporal-channel joint attention (1-D convs along T and C, fused by product)"
     Config = TCJAConfig
     residual_blocks = False
-    suite_entries = {
-        "digits-lowT": {
-            # extra track: the method is its attention blocks in a conv net (the shared MLP has none)
-            "tcja-snn": {
-                "track": "extra",
-                "arch": "tcja-digits",
-                "timesteps": [4],
-                "budgets": {"full": {"epochs": 10}},
-            }
-        }
-    }
 
     def build(self, T: int) -> nn.Module:
         cfg: TCJAConfig = self.config  # type: ignore[assignment]

@@ -140,33 +140,6 @@ class TemporalSurrogateBP(Algorithm):
     changelog = ("1: first version",)
     Config = TSBPConfig
     default_encoding = "rate"  # STBP code: Bernoulli spikes with p = intensity at every step
-    suite_entries = {
-        "digits-lowT": {
-            # val top-1 96.48 % (trial 1 of 8, T = 4): `snnbench tune --suite digits-lowT`
-            "temporal-surrogate-bp": {
-                "track": "controlled",
-                "arch": "mlp",
-                "tuned": {
-                    "values": {"lr": 0.00125207},
-                    "trials": 8,
-                    "record": "results/digits-lowT/tuning/temporal-surrogate-bp.json",
-                },
-            },
-            "temporal-surrogate-bp-noreset": {  # the paper's comparison: the same run, term dropped
-                "track": "extra",
-                "arch": "mlp",
-                "reset_term": False,
-                "lr": 0.00125207,  # the controlled entry's tuned value, so that only the flag differs
-                "fidelity": {
-                    "source": "Yang 2020 (arXiv 2011.09964): the paper's comparison, the term dropped",
-                    "mirrors": {"reset_term": False},
-                    "notes": "the same network, data and budget as the controlled entry "
-                    "temporal-surrogate-bp; only the reset term of the gradient differs "
-                    "(the paper's ablation)",
-                },
-            },
-        }
-    }
 
     def build(self, T: int) -> nn.Module:
         cfg: TSBPConfig = self.config  # type: ignore[assignment]
