@@ -54,3 +54,27 @@ def test_paste_replaces_only_the_entry_s_tuned_block():
         "  b:",
         "    tuned: x",
     ]
+
+
+def test_algorithms_pastes_only_those_entries_and_needs_no_record_of_the_others(tmp_path, monkeypatch):
+    """``--algorithms bptt``: bptt's block takes its records' choice; bntt's stays as written although its
+    record moved, and an entry without records (multispike-tbp, untuned) is no error."""
+    import shutil
+    import sys
+
+    suite = tmp_path / "digits-lowT.yaml"
+    suite.write_text((ROOT / "suites" / "digits-lowT.yaml").read_text())
+    tuning = tmp_path / "results" / "digits-lowT" / "tuning"
+    shutil.copytree(ROOT / "results" / "digits-lowT" / "tuning", tuning)
+    for name in ("bptt_T1", "bntt_T1"):
+        path = tuning / f"{name}.json"
+        record = json.loads(path.read_text())
+        record["chosen"]["values"]["lr"] = 0.0123
+        path.write_text(json.dumps(record))
+    assert not list(tuning.glob("multispike-tbp*"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["paste_tuned.py", str(suite), "--algorithms", "bptt"])
+    paste_tuned.main()
+    lines = suite.read_text().splitlines()
+    assert any("lr: 0.0123" in line and "bptt_T1.json" in line for line in lines)
+    assert not any("lr: 0.0123" in line and "bntt_T1.json" in line for line in lines)

@@ -1,7 +1,8 @@
 """Write the chosen values of a suite's tuning records into its suite file's ``tuned:`` blocks.
 
-``python tools/paste_tuned.py SUITE [--out results] [--algorithms A,B]``: for every tuned entry (a tuned track, or its own
-``search``), the ``tuned:`` block that ``snnbench tune`` printed (per T when the suite tunes per T), with
+``python tools/paste_tuned.py SUITE [--out results] [--algorithms A,B]``: for every tuned entry (a tuned
+track, or its own ``search``; only the listed ones with ``--algorithms``, the others untouched and needing no
+record), the ``tuned:`` block that ``snnbench tune`` printed (per T when the suite tunes per T), with
 each record's validation top-1 and trial as a comment, replaces the entry's ``tuned:`` block in
 ``suites/SUITE.yaml`` (or is added after the entry's ``track:`` line). Only those blocks change; the rest of
 the file (comments included) is kept. Reads the records through
@@ -71,7 +72,7 @@ def main() -> None:
     parser.add_argument("suite")
     parser.add_argument("--out", default="results", help="the records folder holding SUITE/tuning/")
     parser.add_argument(
-        "--algorithms", help="comma-separated entries to paste (default: every tuned entry; the rest untouched)"
+        "--algorithms", help="comma-separated entries to paste (default: every tuned entry; others untouched)"
     )
     args = parser.parse_args()
     path = find_suite(args.suite)
