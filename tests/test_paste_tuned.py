@@ -78,3 +78,23 @@ def test_algorithms_pastes_only_those_entries_and_needs_no_record_of_the_others(
     lines = suite.read_text().splitlines()
     assert any("lr: 0.0123" in line and "bptt_T1.json" in line for line in lines)
     assert not any("lr: 0.0123" in line and "bntt_T1.json" in line for line in lines)
+
+
+def test_timesteps_pastes_a_per_T_block_of_only_those_T(tmp_path, monkeypatch):
+    """``--algorithms bptt --timesteps 1,2``: bptt's block holds T = 1 and 2 only (the other T run untuned
+    until their records exist)."""
+    import shutil
+    import sys
+
+    suite = tmp_path / "digits-lowT.yaml"
+    suite.write_text((ROOT / "suites" / "digits-lowT.yaml").read_text())
+    shutil.copytree(
+        ROOT / "results" / "digits-lowT" / "tuning", tmp_path / "results" / "digits-lowT" / "tuning"
+    )
+    monkeypatch.chdir(tmp_path)
+    argv = ["paste_tuned.py", str(suite), "--algorithms", "bptt", "--timesteps", "1,2"]
+    monkeypatch.setattr(sys, "argv", argv)
+    paste_tuned.main()
+    lines = suite.read_text().splitlines()
+    assert any("bptt_T1.json" in line for line in lines) and any("bptt_T2.json" in line for line in lines)
+    assert not any("bptt_T4.json" in line for line in lines)

@@ -1,9 +1,10 @@
 """Write the chosen values of a suite's tuning records into its suite file's ``tuned:`` blocks.
 
-``python tools/paste_tuned.py SUITE [--out results] [--algorithms A,B]``: for every tuned entry (a tuned
-track, or its own ``search``; only the listed ones with ``--algorithms``, the others untouched and needing no
-record), the ``tuned:`` block that ``snnbench tune`` printed (per T when the suite tunes per T), with
-each record's validation top-1 and trial as a comment, replaces the entry's ``tuned:`` block in
+``python tools/paste_tuned.py SUITE [--out results] [--algorithms A,B] [--timesteps 1,2]``: for every tuned
+entry (a tuned track, or its own ``search``; only the listed ones with ``--algorithms``, the others untouched
+and needing no record; with ``--timesteps``, a per-T entry's block holds only those T), the ``tuned:`` block
+that ``snnbench tune`` printed (per T when the suite tunes per T), with each record's validation top-1 and
+trial as a comment, replaces the entry's ``tuned:`` block in
 ``suites/SUITE.yaml`` (or is added after the entry's ``track:`` line). Only those blocks change; the rest of
 the file (comments included) is kept. Reads the records through
 :func:`snnbench.tuning.with_tuning_records`, the same path as ``run --tuned``.
@@ -74,10 +75,14 @@ def main() -> None:
     parser.add_argument(
         "--algorithms", help="comma-separated entries to paste (default: every tuned entry; others untouched)"
     )
+    parser.add_argument(
+        "--timesteps", help="comma-separated T: per-T tuning, paste only these T (a T left out runs untuned)"
+    )
     args = parser.parse_args()
     path = find_suite(args.suite)
     entries = args.algorithms.split(",") if args.algorithms else None
-    suite = with_tuning_records(load_suite(path), args.out, entries)
+    timesteps = [int(t) for t in args.timesteps.split(",")] if args.timesteps else None
+    suite = with_tuning_records(load_suite(path), args.out, entries, timesteps)
     lines = path.read_text().splitlines()
     for key, entry in suite.algorithms.items():
         if entries is not None and key not in entries:
