@@ -211,8 +211,17 @@ def test_the_preprocess_readers_are_the_methods_that_normalise():
 
     shipped = [n for n in algorithms.names() if algorithms.get(n).__module__.startswith("snnbench.")]
 
-    def source(cls: type) -> str:  # the class and the shipped methods it inherits from (soft-lif: conversion)
-        return "".join(inspect.getsource(c) for c in cls.__mro__ if c.__module__.startswith("snnbench."))
+    def source(cls: type) -> str:
+        """The class, the shipped methods it inherits from (soft-lif: conversion) and the functions it takes
+        from another (s-resnet: ``_encode = BNTT._encode``)."""
+        shipped_classes = [c for c in cls.__mro__ if c.__module__.startswith("snnbench.")]
+        taken = [
+            inspect.getsource(f)
+            for c in shipped_classes
+            for f in vars(c).values()
+            if inspect.isfunction(f) and f.__module__.startswith("snnbench.")
+        ]
+        return "".join([*map(inspect.getsource, shipped_classes), *taken])
 
     normalising = {n for n in shipped if "self.data.normalize(" in source(algorithms.get(n))}
     assert normalising == set(PREPROCESS_READERS)

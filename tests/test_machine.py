@@ -3,7 +3,7 @@ model); ``leaderboard`` and the site mark rows run on another machine kind than 
 several (†) and name the kinds; ``compare`` says on the line when a baseline ran on another machine and
 reminds of the cross-CPU tolerance (the dirty-tree check of ``leaderboard --check``: tests/test_check.py).
 Built on copies of the committed digits records at T = 4, relabelled as two machines: bptt and ottt as an
-AMD EPYC family 23, tssl-bp as an Intel Xeon (the committed ones all ran on one EPYC family 25)."""
+AMD EPYC family 23, tssl-bp as an Intel Xeon (the committed ones ran on an EPYC family 25 model 17)."""
 
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def environment(entry: str) -> dict:
 
 def test_machine_kind_of_committed_records_and_other_environments():
     here = committed_environment()
-    assert (here["cpu"], here["cpu_identity"]) == ("AMD EPYC", "family 25 model 1 stepping 1")
-    assert machine_kind(here) == "cpu: AMD EPYC family 25 model 1"
+    assert (here["cpu"], here["cpu_identity"]) == ("AMD EPYC", "family 25 model 17 stepping 1")
+    assert machine_kind(here) == "cpu: AMD EPYC family 25 model 17"
     epyc, xeon = environment("bptt"), environment("tssl-bp")
     assert machine_kind(epyc) == EPYC
     assert machine_kind(xeon) == XEON
