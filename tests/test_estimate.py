@@ -239,8 +239,10 @@ def test_fresh_estimates_are_within_twice_the_recorded_run_times_of_the_digits_g
     training, proxy; every T), probed afresh (``fresh=True`` ignores the records, which would otherwise be
     the estimate) on one torch thread as the records were made, lies within 2× of the median wall time of
     the cell's recorded runs. ``started_at``/``finished_at`` have whole seconds: a recorded wall time w
-    means a run of w ± 1 s. The records were made on an AMD EPYC; measured on an Intel Xeon under load 10
-    on 2 cores. Not in the subset: TSSL-BP, whose cost per batch depends on how the network spikes as it
+    means a run of w ± 1 s. The records of these three entries were made on an otherwise idle AMD EPYC
+    (family 25 model 17, two processes on 2 cores; remade on 2026-12-08 with the same top-1 and model hash:
+    their first copies, made beside three other processes, ran 3× slower than a fresh probe); measured
+    earlier on an Intel Xeon under load 10 on 2 cores. Not in the subset: TSSL-BP, whose cost per batch depends on how the network spikes as it
     trains (an untrained network's probe is 5-10× cheaper), and temporal-surrogate-bp, estimated at 0.4-0.5×
     of its EPYC records at T = 8 on the Xeon (per-run costs outside the probes: record, op counting)."""
     import statistics
