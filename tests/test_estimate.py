@@ -242,9 +242,10 @@ def test_fresh_estimates_are_within_twice_the_recorded_run_times_of_the_digits_g
     means a run of w ± 1 s. The records of these three entries were made on an otherwise idle AMD EPYC
     (family 25 model 17, two processes on 2 cores; remade on 2026-12-08 with the same top-1 and model hash:
     their first copies, made beside three other processes, ran 3× slower than a fresh probe); measured
-    earlier on an Intel Xeon under load 10 on 2 cores. Not in the subset: TSSL-BP, whose cost per batch depends on how the network spikes as it
-    trains (an untrained network's probe is 5-10× cheaper), and temporal-surrogate-bp, estimated at 0.4-0.5×
-    of its EPYC records at T = 8 on the Xeon (per-run costs outside the probes: record, op counting)."""
+    earlier on an Intel Xeon under load 10 on 2 cores. Not in the subset: TSSL-BP, whose cost per batch
+    depends on how the network spikes as it trains (an untrained network's probe is 5-10× cheaper), and
+    temporal-surrogate-bp, estimated at 0.4-0.5× of its EPYC records at T = 8 on the Xeon (per-run costs
+    outside the probes: record, op counting)."""
     import statistics
 
     from snnbench.records import RecordStore
