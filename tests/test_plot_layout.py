@@ -63,7 +63,9 @@ def test_the_overlap_check_sees_overlapping_and_escaping_texts():
 def test_rows_at_chance_are_on_no_front_of_the_committed_plots_nor_of_the_site(name):
     suite = load_suite(name)
     tracks = tables(name)
-    assert any(t["at_chance"].any() for t in tracks.values())  # soft-lif, st-rsbp: the check bites
+    if name == "digits-lowT":  # soft-lif (T ≤ 16): the check bites; fmnist has no row at chance since its
+        # per-T tuning (soft-lif left chance; st-rsbp's runs are all diverged at chance, so no row)
+        assert any(t["at_chance"].any() for t in tracks.values())
     for track, table in tracks.items():
         chance = table[table["at_chance"]]
         for axis in AXES:
