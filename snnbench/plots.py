@@ -439,7 +439,7 @@ def matrix_figure(data: Matrix) -> Any:
     for side in ax.spines.values():
         side.set_visible(False)
     ax.set_title(data.title, fontsize=10, loc="left", pad=24)
-    fig.text(0.01, 0.01, MATRIX_NOTE, fontsize=6.5, color="dimgrey")
+    fig.text(0.01, 0.01, MATRIX_NOTE, fontsize=6.5, color="dimgrey", va="bottom")  # descenders inside
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
 
